@@ -1,0 +1,148 @@
+import { readFile } from 'node:fs/promises'
+import { Value } from 'typebox/value'
+import { peerUrlToMultiaddr } from '../node/addresses.js'
+import { ConfigSchema, MIN_SECRET_LENGTH, type Config } from './schema.js'
+
+/** A config that was refused; `problems` holds one line per bad field. */
+export class ConfigError extends Error {
+  readonly problems: string[]
+
+  constructor (problems: string[], source?: string) {
+    super(`invalid clawmatrix config${source == null ? '' : ` in ${source}`}:\n  - ${problems.join('\n  - ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+/** Validates a config and fills in every default. Throws ConfigError. */
+export function parseConfig (input: unknown, source?: string): Config {
+  if (input == null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ConfigError([`the config must be a JSON object, got ${describe(input)}`], source)
+  }
+  const withSections = { toolProxy: {}, heartbeat: {}, reconnect: {}, ...input }
+  const problems = schemaProblems(withSections)
+  if (problems.length === 0) {
+    problems.push(...semanticProblems(Value.Default(ConfigSchema, structuredClone(withSections)) as Config))
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems, source)
+  }
+  return Value.Default(ConfigSchema, structuredClone(withSections)) as Config
+}
+
+export async function loadConfigFile (path: string): Promise<Config> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err: any) {
+    throw new ConfigError([`cannot read ${path}: ${err.code ?? err.message}`])
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err: any) {
+    throw new ConfigError([`not valid JSON: ${err.message}`], path)
+  }
+  return parseConfig(json, path)
+}
+
+function schemaProblems (input: object): string[] {
+  const problems: string[] = []
+  for (const error of Value.Errors(ConfigSchema, input)) {
+    const field = fieldName(error.instancePath)
+    const params = error.params as Record<string, any>
+    switch (error.keyword) {
+      case 'boolean':
+        break // repeated by the parent's additionalProperties error
+      case 'required':
+        for (const key of params.requiredProperties as string[]) {
+          problems.push(`${join(field, key)}: missing; it is required`)
+        }
+        break
+      case 'additionalProperties': {
+        const allowed = Object.keys(schemaAt(error.schemaPath)?.properties ?? {})
+        for (const key of params.additionalProperties as string[]) {
+          problems.push(`${join(field, key)}: unknown key; expected one of ${allowed.join(', ')}`)
+        }
+        break
+      }
+      default: {
+        const value = valueAt(input, error.instancePath)
+        const shown = field === 'secret' ? '(the secret, not shown)' : describe(value)
+        const expected = field === 'secret' && error.keyword === 'minLength'
+          ? `expected at least ${MIN_SECRET_LENGTH} characters`
+          : error.keyword === 'pattern'
+            ? 'expected letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit)'
+            : `expected a value that ${error.message}`
+        problems.push(`${field}: got ${shown}; ${expected}`)
+      }
+    }
+  }
+  return problems
+}
+
+function semanticProblems (config: Config): string[] {
+  const problems: string[] = []
+  if (new Set(config.secret).size < 8) {
+    problems.push('secret: too weak (fewer than 8 distinct characters); expected a random string, e.g. `openssl rand -hex 32`')
+  }
+  const seenPeers = new Set<string>()
+  config.peers.forEach((peer, i) => {
+    if (peer.nodeId === config.nodeId) {
+      problems.push(`peers[${i}].nodeId: got "${peer.nodeId}", which is this node's own nodeId; expected another node`)
+    }
+    if (seenPeers.has(peer.nodeId)) {
+      problems.push(`peers[${i}].nodeId: got "${peer.nodeId}" twice; expected each peer once`)
+    }
+    seenPeers.add(peer.nodeId)
+    try {
+      peerUrlToMultiaddr(peer.url)
+    } catch (err: any) {
+      problems.push(`peers[${i}].url: got ${describe(peer.url)}; ${err.message}`)
+    }
+  })
+  duplicates(config.agents.map(a => a.id)).forEach(id => problems.push(`agents: id "${id}" appears more than once; expected unique ids`))
+  duplicates(config.models.map(m => m.id)).forEach(id => problems.push(`models: id "${id}" appears more than once; expected unique ids`))
+  if (config.reconnect.minDelayMs > config.reconnect.maxDelayMs) {
+    problems.push(`reconnect.minDelayMs: got ${config.reconnect.minDelayMs}, above maxDelayMs ${config.reconnect.maxDelayMs}; expected min <= max`)
+  }
+  if (config.listen && config.listenPort !== 0 && config.listenPort === config.proxyPort) {
+    problems.push(`proxyPort: got ${config.proxyPort}, the same as listenPort; expected two different ports`)
+  }
+  config.announceAddresses.forEach((address, i) => {
+    try {
+      peerUrlToMultiaddr(address)
+    } catch (err: any) {
+      problems.push(`announceAddresses[${i}]: got ${describe(address)}; ${err.message}`)
+    }
+  })
+  return problems
+}
+
+function duplicates (values: string[]): string[] {
+  return [...new Set(values.filter((v, i) => values.indexOf(v) !== i))]
+}
+
+/** "/peers/0/url" -> "peers[0].url" */
+function fieldName (pointer: string): string {
+  return pointer.split('/').slice(1).reduce((name, part) =>
+    /^\d+$/.test(part) ? `${name}[${part}]` : join(name, part), '')
+}
+
+function join (parent: string, key: string): string {
+  return parent === '' ? key : `${parent}.${key}`
+}
+
+function valueAt (root: unknown, pointer: string): unknown {
+  return pointer.split('/').slice(1).reduce<any>((node, part) => node?.[part], root)
+}
+
+function schemaAt (pointer: string): any {
+  return pointer.replace(/^#\/?/, '').split('/').filter(Boolean).reduce<any>((node, part) => node?.[part], ConfigSchema)
+}
+
+function describe (value: unknown): string {
+  if (value === undefined) return 'nothing'
+  const text = JSON.stringify(value) ?? String(value)
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}

@@ -1,0 +1,99 @@
+/**
+ * The clawmatrix config schema: the single source of truth for runtime
+ * validation (./load.ts), the OpenClaw manifest's `configSchema` and the
+ * TypeScript types below.
+ */
+import Type, { type Static } from 'typebox'
+
+export const DEFAULT_LISTEN_PORT = 19000
+export const DEFAULT_PROXY_PORT = 19001
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000
+export const DEFAULT_HEARTBEAT_MAX_MISSED = 3
+export const DEFAULT_RECONNECT_MIN_MS = 1_000
+export const DEFAULT_RECONNECT_MAX_MS = 60_000
+export const MIN_SECRET_LENGTH = 16
+
+const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, description })
+const Port = (fallback: number, description: string) =>
+  Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: fallback, description }))
+const Strings = (description: string) => Type.Optional(Type.Array(Type.String({ minLength: 1 }), { default: [], description }))
+
+export const PeerSchema = Type.Object({
+  nodeId: Name('The peer\'s nodeId, as set in its own config'),
+  url: Type.String({ minLength: 1, description: 'ws://host:port, wss://host:port or a multiaddr such as /dns4/host/tcp/443/tls/ws' })
+}, { additionalProperties: false })
+
+export const AgentSchema = Type.Object({
+  id: Name('Agent id, unique in the cluster'),
+  description: Type.Optional(Type.String({ default: '', description: 'What the agent does, shown to other nodes' })),
+  tags: Strings('Labels a target such as tags:<tag> can select')
+}, { additionalProperties: false })
+
+export const ModelSchema = Type.Object({
+  id: Type.String({ minLength: 1, description: 'Model id as other nodes will request it' }),
+  provider: Type.String({ minLength: 1, description: 'Provider that serves the model on this node' }),
+  description: Type.Optional(Type.String({ description: 'Shown to other nodes' }))
+}, { additionalProperties: false })
+
+export const ToolProxySchema = Type.Object({
+  enabled: Type.Optional(Type.Boolean({ default: false, description: 'Serve tool calls from other nodes' })),
+  allow: Strings('Tools other nodes may run; [] or ["*"] allow all'),
+  deny: Strings('Tools other nodes may never run; deny wins over allow'),
+  maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_MAX_OUTPUT_BYTES, description: 'Tool output beyond this is cut with a marker' }))
+}, { additionalProperties: false })
+
+export const HeartbeatSchema = Type.Object({
+  intervalMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_HEARTBEAT_INTERVAL_MS, description: 'How often each connected peer is pinged' })),
+  maxMissed: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_HEARTBEAT_MAX_MISSED, description: 'Missed beats before the peer is disconnected' }))
+}, { additionalProperties: false })
+
+export const ReconnectSchema = Type.Object({
+  minDelayMs: Type.Optional(Type.Integer({ minimum: 10, default: DEFAULT_RECONNECT_MIN_MS, description: 'First retry delay for a configured peer' })),
+  maxDelayMs: Type.Optional(Type.Integer({ minimum: 10, default: DEFAULT_RECONNECT_MAX_MS, description: 'Largest retry delay' }))
+}, { additionalProperties: false })
+
+export const TlsSchema = Type.Object({
+  certFile: Type.String({ minLength: 1, description: 'PEM certificate chain for serving wss directly' }),
+  keyFile: Type.String({ minLength: 1, description: 'PEM private key for serving wss directly' })
+}, { additionalProperties: false })
+
+export const ConfigSchema = Type.Object({
+  nodeId: Name('This node\'s name in the cluster'),
+  secret: Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire' }),
+  listen: Type.Optional(Type.Boolean({ default: false, description: 'Accept inbound WebSocket connections' })),
+  listenHost: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface to listen on' })),
+  listenPort: Port(DEFAULT_LISTEN_PORT, 'WebSocket listen port (0 picks a free one)'),
+  tls: Type.Optional(TlsSchema),
+  announceAddresses: Strings('Public addresses to announce instead of the listen address (e.g. behind a TLS proxy)'),
+  peers: Type.Optional(Type.Array(PeerSchema, { default: [], description: 'Peers to dial at start and keep connected' })),
+  agents: Type.Optional(Type.Array(AgentSchema, { default: [], description: 'Agents this node offers' })),
+  models: Type.Optional(Type.Array(ModelSchema, { default: [], description: 'Models this node offers' })),
+  tags: Strings('Labels of this node'),
+  proxyHost: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface of the local HTTP endpoint' })),
+  proxyPort: Port(DEFAULT_PROXY_PORT, 'Local HTTP endpoint: status, and the OpenAI-compatible model proxy'),
+  toolProxy: Type.Optional(ToolProxySchema),
+  heartbeat: Type.Optional(HeartbeatSchema),
+  reconnect: Type.Optional(ReconnectSchema)
+}, { additionalProperties: false })
+
+export type ConfigInput = Static<typeof ConfigSchema>
+
+/** Makes the keys that carry a schema default required, one level deep. */
+type Resolved<T> = { [K in keyof T]-?: Exclude<T[K], undefined> }
+
+export type PeerConfig = Static<typeof PeerSchema>
+export type AgentConfig = Resolved<Static<typeof AgentSchema>>
+export type ModelConfig = Static<typeof ModelSchema>
+export type ToolProxyConfig = Resolved<Static<typeof ToolProxySchema>>
+export type TlsConfig = Static<typeof TlsSchema>
+
+/** A validated config with every default filled in. */
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'agents' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
+  tls?: TlsConfig
+  agents: AgentConfig[]
+  toolProxy: ToolProxyConfig
+  heartbeat: Resolved<Static<typeof HeartbeatSchema>>
+  reconnect: Resolved<Static<typeof ReconnectSchema>>
+}

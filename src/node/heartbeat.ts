@@ -1,0 +1,93 @@
+import { TypedEventEmitter } from 'main-event'
+import type { PeerId, Startable } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import type { Swarm } from './swarm.js'
+
+export interface HeartbeatInit {
+  intervalMs: number
+  maxMissed: number
+}
+
+export interface PeerLiveness {
+  /** Round-trip time of the last answered beat. */
+  rttMs?: number
+  /** When the peer last answered a beat (epoch ms). */
+  lastSeen?: number
+  /** Beats missed in a row. */
+  missed: number
+}
+
+export interface HeartbeatEvents {
+  /** A peer missed `maxMissed` beats in a row and its connections were closed. */
+  'peer:unresponsive': CustomEvent<PeerId>
+}
+
+/**
+ * Pings every connected peer each `intervalMs`. A peer that misses
+ * `maxMissed` beats in a row has its connections aborted (a frozen peer
+ * would never answer a graceful close) and is reported unresponsive.
+ */
+export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Startable {
+  private readonly log = logger('clawmatrix:heartbeat')
+  private readonly liveness = new Map<string, PeerLiveness>()
+  private readonly inFlight = new Set<string>()
+  private readonly controller = new AbortController()
+  private timer?: ReturnType<typeof setInterval>
+
+  constructor (private readonly swarm: Swarm, private readonly init: HeartbeatInit) {
+    super()
+  }
+
+  start (): void {
+    this.swarm.addEventListener('peer:disconnect', this.onDisconnect)
+    this.timer = setInterval(() => { this.beat() }, this.init.intervalMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.controller.abort()
+    this.swarm.removeEventListener('peer:disconnect', this.onDisconnect)
+  }
+
+  /** Liveness of a connected peer, if it was beaten at least once. */
+  get (peer: PeerId): PeerLiveness | undefined {
+    return this.liveness.get(peer.toString())
+  }
+
+  private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
+    this.liveness.delete(event.detail.toString())
+  }
+
+  private beat (): void {
+    for (const peer of this.swarm.getPeers()) {
+      const key = peer.toString()
+      if (this.inFlight.has(key)) continue
+      this.inFlight.add(key)
+      void this.beatPeer(peer).finally(() => this.inFlight.delete(key))
+    }
+  }
+
+  private async beatPeer (peer: PeerId): Promise<void> {
+    const key = peer.toString()
+    const state = this.liveness.get(key) ?? { missed: 0 }
+    this.liveness.set(key, state)
+    try {
+      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.init.intervalMs)])
+      state.rttMs = await this.swarm.services.ping.ping(peer, { signal })
+      state.lastSeen = Date.now()
+      state.missed = 0
+    } catch (err: any) {
+      if (this.controller.signal.aborted) return
+      state.missed++
+      this.log('peer %p missed beat %d of %d: %s', peer, state.missed, this.init.maxMissed, err.message)
+      if (state.missed >= this.init.maxMissed) {
+        this.liveness.delete(key)
+        for (const connection of this.swarm.getConnections(peer)) {
+          connection.abort(new Error(`missed ${state.missed} heartbeats`))
+        }
+        this.safeDispatchEvent('peer:unresponsive', { detail: peer })
+      }
+    }
+  }
+}

@@ -1,0 +1,83 @@
+import { readFile } from 'node:fs/promises'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { noise } from '@libp2p/noise'
+import { ping } from '@libp2p/ping'
+import { webSockets } from '@libp2p/websockets'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p, type Libp2pOptions } from 'libp2p'
+import { VERSION } from '../version.js'
+import { peerUrlToMultiaddr } from './addresses.js'
+import * as c from './constants.js'
+import { gatePrologue } from './gate.js'
+import type { Config } from '../config/schema.js'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { Identify } from '@libp2p/identify'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { Ping } from '@libp2p/ping'
+
+export interface SwarmServices {
+  identify: Identify
+  ping: Ping
+  pubsub: GossipSub
+  [name: string]: unknown
+}
+
+export type Swarm = Libp2p<SwarmServices>
+
+export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'>
+
+/** The user agent other peers see in identify: names the software and this node. */
+export function userAgent (nodeId: string): string {
+  return `clawmatrix/${VERSION} (node=${nodeId})`
+}
+
+/**
+ * Creates (without starting) the libp2p node every clawmatrix process runs:
+ * WebSocket + circuit relay transports, Noise bound to the cluster secret,
+ * Yamux, identify, ping and gossipsub. A listening node also serves as a
+ * circuit relay for the other members.
+ */
+export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey): Promise<Swarm> {
+  const https = config.tls == null
+    ? undefined
+    : { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) }
+  const wsProtocol = https == null ? 'ws' : 'tls/ws'
+  const host = config.listenHost.includes(':') ? `/ip6/${config.listenHost}` : `/ip4/${config.listenHost}`
+
+  const options: Libp2pOptions<SwarmServices> = {
+    privateKey,
+    nodeInfo: { name: 'clawmatrix', version: VERSION, userAgent: userAgent(config.nodeId) },
+    addresses: {
+      // A node without a listener still takes relay reservations, so others can reach it.
+      listen: config.listen ? [`${host}/tcp/${config.listenPort}/${wsProtocol}`, '/p2p-circuit'] : ['/p2p-circuit'],
+      announce: config.announceAddresses.map(url => peerUrlToMultiaddr(url).toString())
+    },
+    transports: [webSockets({ https }), circuitRelayTransport()],
+    connectionEncrypters: [noise({ prologueBytes: gatePrologue(config.secret) })],
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],
+    connectionManager: {
+      inboundUpgradeTimeout: c.INBOUND_UPGRADE_TIMEOUT_MS,
+      maxIncomingPendingConnections: c.MAX_INCOMING_PENDING_CONNECTIONS,
+      inboundConnectionThreshold: c.INBOUND_CONNECTION_THRESHOLD,
+      dialTimeout: c.DIAL_TIMEOUT_MS
+    },
+    // Liveness is the heartbeat's job (./heartbeat.ts), with clawmatrix's own intervals.
+    connectionMonitor: { enabled: false },
+    services: {
+      identify: identify({ runOnLimitedConnection: true }),
+      ping: ping({ runOnLimitedConnection: true }),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        runOnLimitedConnection: true,
+        emitSelf: false
+      }),
+      ...(config.listen
+        ? { relay: circuitRelayServer({ reservations: { applyDefaultLimit: false, maxReservations: c.MAX_RELAY_RESERVATIONS } }) }
+        : {})
+    },
+    start: false
+  }
+  return createLibp2p(options)
+}

@@ -1,0 +1,90 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { logger } from '@libp2p/logger'
+import type { Startable } from '@libp2p/interface'
+
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
+
+export interface LocalHttpServerInit {
+  host: string
+  port: number
+  /** Names the config field in bind errors, e.g. "proxyPort". */
+  portField: string
+}
+
+/**
+ * The node's local HTTP endpoint (status, and later the model proxy). It is
+ * bound to loopback unless configured otherwise.
+ */
+export class LocalHttpServer implements Startable {
+  private readonly log = logger('clawmatrix:http')
+  private readonly routes = new Map<string, RouteHandler>()
+  private readonly server: Server
+
+  constructor (private readonly init: LocalHttpServerInit) {
+    this.server = createServer((req, res) => { void this.dispatch(req, res) })
+  }
+
+  /** Registers a handler for an exact method and path ("GET /clawmatrix/status"). */
+  route (method: string, path: string, handler: RouteHandler): void {
+    this.routes.set(`${method} ${path}`, handler)
+  }
+
+  async start (): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new Error(`cannot serve HTTP on ${this.init.host}:${this.init.port} (${this.init.portField}): ${bindReason(err)}`))
+      }
+      this.server.once('error', onError)
+      this.server.listen(this.init.port, this.init.host, () => {
+        this.server.off('error', onError)
+        resolve()
+      })
+    })
+  }
+
+  async stop (): Promise<void> {
+    if (!this.server.listening) return
+    this.server.closeAllConnections()
+    await new Promise<void>(resolve => this.server.close(() => resolve()))
+  }
+
+  /** The base URL the server listens on, e.g. http://127.0.0.1:19001 */
+  get url (): string {
+    const address = this.server.address()
+    if (address == null || typeof address === 'string') throw new Error('the HTTP server is not listening')
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    return `http://${host}:${address.port}`
+  }
+
+  private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const handler = this.routes.get(`${req.method} ${url.pathname}`)
+    try {
+      if (handler == null) {
+        sendJson(res, 404, { error: { message: `no route for ${req.method} ${url.pathname}`, type: 'not_found' } })
+        return
+      }
+      await handler(req, res, url)
+    } catch (err: any) {
+      this.log.error('%s %s failed: %e', req.method, url.pathname, err)
+      if (!res.headersSent) sendJson(res, 500, { error: { message: err.message, type: 'internal_error' } })
+      else res.destroy(err)
+    }
+  }
+}
+
+export function sendJson (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2)
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** A bind error in words: which is what an operator can act on. */
+export function bindReason (err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'EADDRINUSE': return 'the port is already in use by another process'
+    case 'EACCES': return 'permission denied (ports below 1024 need privileges)'
+    case 'EADDRNOTAVAIL': return 'the host address is not on this machine'
+    default: return err.message
+  }
+}
