@@ -73,7 +73,9 @@ function schemaProblems (input: object): string[] {
           ? `expected at least ${MIN_SECRET_LENGTH} characters`
           : error.keyword === 'pattern'
             ? 'expected letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit)'
-            : `expected a value that ${error.message}`
+            : error.keyword === 'enum'
+              ? `expected one of ${(params.allowedValues as unknown[]).map(v => JSON.stringify(v)).join(', ')}`
+              : `expected ${error.message.replace(/^must (be )?/, '')}`
         problems.push(`${field}: got ${shown}; ${expected}`)
       }
     }

@@ -28,20 +28,31 @@ export const PeerSchema = Type.Object({
 export const AgentSchema = Type.Object({
   id: Name('Agent id, unique in the cluster'),
   description: Type.Optional(Type.String({ default: '', description: 'What the agent does, shown to other nodes' })),
-  tags: Strings('Labels a target such as tags:<tag> can select')
+  tags: Strings('Labels a target such as tags:<tag> can select'),
+  command: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+    minItems: 1,
+    description: 'Standalone nodes: a command (argv) that runs the agent: the task arrives as JSON on stdin, the answer is read from stdout'
+  }))
 }, { additionalProperties: false })
+
+export const MODEL_DIALECTS = ['openai', 'anthropic'] as const
 
 export const ModelSchema = Type.Object({
   id: Type.String({ minLength: 1, description: 'Model id as other nodes will request it' }),
   provider: Type.String({ minLength: 1, description: 'Provider that serves the model on this node' }),
-  description: Type.Optional(Type.String({ description: 'Shown to other nodes' }))
+  description: Type.Optional(Type.String({ description: 'Shown to other nodes' })),
+  baseUrl: Type.Optional(Type.String({ minLength: 1, description: 'Upstream API base URL on this node, e.g. http://127.0.0.1:11434/v1' })),
+  dialect: Type.Optional(Type.Enum([...MODEL_DIALECTS], { default: 'openai', description: 'Upstream API: OpenAI-compatible (Ollama, vLLM, LM Studio, OpenAI, OpenRouter) or Anthropic Messages' })),
+  apiKeyEnv: Type.Optional(Type.String({ minLength: 1, description: 'Name of the environment variable holding the upstream key; the key never leaves this node' })),
+  upstreamModel: Type.Optional(Type.String({ minLength: 1, description: 'Model name at the upstream, when it differs from id' }))
 }, { additionalProperties: false })
 
 export const ToolProxySchema = Type.Object({
   enabled: Type.Optional(Type.Boolean({ default: false, description: 'Serve tool calls from other nodes' })),
   allow: Strings('Tools other nodes may run; [] or ["*"] allow all'),
   deny: Strings('Tools other nodes may never run; deny wins over allow'),
-  maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_MAX_OUTPUT_BYTES, description: 'Tool output beyond this is cut with a marker' }))
+  maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_MAX_OUTPUT_BYTES, description: 'Tool output beyond this is cut with a marker' })),
+  workdir: Type.Optional(Type.String({ minLength: 1, description: 'Working directory for relative paths and exec; defaults to the process working directory' }))
 }, { additionalProperties: false })
 
 export const HeartbeatSchema = Type.Object({
@@ -84,15 +95,17 @@ export type ConfigInput = Static<typeof ConfigSchema>
 type Resolved<T> = { [K in keyof T]-?: Exclude<T[K], undefined> }
 
 export type PeerConfig = Static<typeof PeerSchema>
-export type AgentConfig = Resolved<Static<typeof AgentSchema>>
-export type ModelConfig = Static<typeof ModelSchema>
-export type ToolProxyConfig = Resolved<Static<typeof ToolProxySchema>>
+export type AgentConfig = Resolved<Omit<Static<typeof AgentSchema>, 'command'>> & { command?: string[] }
+export type ModelDialect = typeof MODEL_DIALECTS[number]
+export type ModelConfig = Omit<Static<typeof ModelSchema>, 'dialect'> & { dialect: ModelDialect }
+export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'workdir'>> & { workdir?: string }
 export type TlsConfig = Static<typeof TlsSchema>
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'agents' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'agents' | 'models' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
   tls?: TlsConfig
   agents: AgentConfig[]
+  models: ModelConfig[]
   toolProxy: ToolProxyConfig
   heartbeat: Resolved<Static<typeof HeartbeatSchema>>
   reconnect: Resolved<Static<typeof ReconnectSchema>>
