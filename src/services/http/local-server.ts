@@ -81,7 +81,9 @@ export function sendJson (res: ServerResponse, status: number, body: unknown): v
 
 /** A bind error in words: which is what an operator can act on. */
 export function bindReason (err: NodeJS.ErrnoException): string {
-  switch (err.code) {
+  // libp2p wraps listen errors in its own, keeping the code only in the message.
+  const code = err.code ?? err.message.match(/\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/)?.[1]
+  switch (code) {
     case 'EADDRINUSE': return 'the port is already in use by another process'
     case 'EACCES': return 'permission denied (ports below 1024 need privileges)'
     case 'EADDRNOTAVAIL': return 'the host address is not on this machine'

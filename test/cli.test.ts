@@ -1,0 +1,117 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { runCli, runCliToEnd, type CliProcess } from './helpers/cli.js'
+import { SECRET, testNodes } from './helpers/nodes.js'
+import { waitFor } from './helpers/wait.js'
+import type { NodeStatus } from '../src/services/status.js'
+
+let dir: string
+const children: CliProcess[] = []
+const nodes = testNodes()
+
+beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'clawmatrix-cli-')) })
+afterEach(async () => {
+  await Promise.all(children.splice(0).map(async c => c.stop()))
+  await nodes.cleanup()
+})
+afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+function start (args: string[], env: Record<string, string> = {}): CliProcess {
+  const child = runCli(args, env)
+  children.push(child)
+  return child
+}
+
+/** The status port and ws address a CLI node prints in its start line. */
+async function started (child: CliProcess): Promise<{ statusPort: string, wsAddress?: string }> {
+  const [line] = await child.waitForOutput(/started: peer id .*status at http:\/\/127\.0\.0\.1:(\d+)\/clawmatrix\/status/)
+  return {
+    statusPort: line.match(/127\.0\.0\.1:(\d+)\/clawmatrix/)![1]!,
+    wsAddress: line.match(/(\/ip4\/127\.0\.0\.1\/tcp\/\d+\/ws\/p2p\/\w+)/)?.[1]
+  }
+}
+
+async function cliStatus (port: string): Promise<NodeStatus> {
+  const { code, output } = await runCliToEnd(['status', '--port', port, '--json'])
+  expect(code, output).toBe(0)
+  return JSON.parse(output)
+}
+
+async function writeNodeConfig (nodeId: string, config: Record<string, unknown>): Promise<string> {
+  const file = join(dir, `${nodeId}.json`)
+  await writeFile(file, JSON.stringify({ nodeId, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0, ...config }))
+  return file
+}
+
+describe('standalone CLI', () => {
+  it('`clawmatrix relay` and two `clawmatrix node` processes form a mesh, seen by `clawmatrix status`', async () => {
+    const env = { CLAWMATRIX_SECRET: SECRET, DEBUG: 'clawmatrix:*,libp2p:*' }
+    const relay = start(['relay', '--listen-host', '127.0.0.1', '--listen-port', '0', '--proxy-port', '0', '--state-dir', join(dir, 'relay')], env)
+    const relayInfo = await started(relay)
+    const members = await Promise.all(['home', 'office'].map(async nodeId => {
+      const config = await writeNodeConfig(nodeId, { peers: [{ nodeId: 'relay', url: relayInfo.wsAddress }] })
+      const child = start(['node', '--config', config, '--state-dir', join(dir, nodeId)], env)
+      return { nodeId, child, ...await started(child) }
+    }))
+
+    const relayStatus = await waitFor('the relay to see both nodes', async () => {
+      const status = await cliStatus(relayInfo.statusPort)
+      return status.peers.filter(p => p.nodeId != null).length === 2 ? status : undefined
+    })
+    expect(relayStatus.nodeId).toBe('relay')
+    expect(relayStatus.peers.map(p => p.nodeId)).toEqual(['home', 'office'])
+    for (const member of members) {
+      const status = await cliStatus(member.statusPort)
+      expect(status.peers.map(p => [p.nodeId, p.direction])).toEqual([['relay', 'outbound']])
+      // Each dial-out node holds a reservation on the relay, so it is reachable through it.
+      expect(status.listenAddresses.some(a => a.startsWith(relayInfo.wsAddress!) && a.includes('/p2p-circuit/'))).toBe(true)
+    }
+
+    // The human-readable status names every peer.
+    const { output } = await runCliToEnd(['status', '--port', relayInfo.statusPort])
+    expect(output).toMatch(/connected peers \(2\)/)
+    expect(output).toMatch(/home\s+in\s+direct/)
+
+    // A graceful stop is a close, not a timeout: the relay logs the leave without missed heartbeats.
+    await members[0]!.child.stop()
+    expect(await members[0]!.child.exited).toBe(0)
+    await relay.waitForOutput(/peer left: /)
+    expect(relay.output()).not.toMatch(/missed \d+ heartbeats/)
+
+    // Even with every debug namespace on, the secret appears in no output.
+    for (const child of [relay, ...members.map(m => m.child)]) {
+      expect(child.output().length).toBeGreaterThan(1000)
+      expect(child.output()).not.toContain(SECRET)
+    }
+  })
+
+  it('drops a peer frozen with SIGSTOP after the missed heartbeats', async () => {
+    const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: { intervalMs: 200, maxMissed: 3 } })
+    const config = await writeNodeConfig('frozen', { secret: SECRET, peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
+    const child = start(['node', '--config', config, '--state-dir', join(dir, 'frozen')])
+    await started(child)
+    await waitFor('the hub to see the node', () => hub.node.swarm.getPeers().length === 1)
+    const frozenPeer = hub.node.swarm.getPeers()[0]!
+
+    child.child.kill('SIGSTOP')
+    try {
+      await waitFor('the hub to drop the frozen node', () => hub.node.swarm.getPeers().length === 0)
+      expect(hub.log.has(new RegExp(`peer ${frozenPeer.toString()} missed 3 heartbeats; disconnected`))).toBe(true)
+      expect((await hub.node.status()).peers).toEqual([])
+    } finally {
+      child.child.kill('SIGKILL')
+    }
+  })
+
+  it('`npm start` runs a demo mesh a newcomer can look at', async () => {
+    const demo = start(['demo'])
+    const [, port] = await demo.waitForOutput(/clawmatrix status --port (\d+)/)
+    const status = await cliStatus(port!)
+    expect(status.nodeId).toBe('alpha')
+    expect(status.peers.map(p => p.nodeId)).toContain('hub')
+    demo.child.kill('SIGINT')
+    expect(await demo.exited).toBe(0)
+  })
+})
