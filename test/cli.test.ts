@@ -62,9 +62,17 @@ describe('standalone CLI', () => {
     })
     expect(relayStatus.nodeId).toBe('relay')
     expect(relayStatus.peers.map(p => p.nodeId)).toEqual(['home', 'office'])
-    for (const member of members) {
-      const status = await cliStatus(member.statusPort)
-      expect(status.peers.map(p => [p.nodeId, p.direction])).toEqual([['relay', 'outbound']])
+    for (const [i, member] of members.entries()) {
+      const other = members[1 - i]!.nodeId
+      // Neither listens: they learn of each other from the relay's card and connect through the relay.
+      const status = await waitFor(`${member.nodeId} to reach ${other} through the relay`, async () => {
+        const s = await cliStatus(member.statusPort)
+        return s.cluster.find(n => n.nodeId === other)?.reach === 'relayed' ? s : undefined
+      })
+      const reach = Object.fromEntries(status.cluster.map(n => [n.nodeId, [n.reach, n.via?.nodeId]]))
+      expect(reach).toEqual({ [member.nodeId]: ['self', undefined], relay: ['direct', undefined], [other]: ['relayed', 'relay'] })
+      expect(status.peers.find(p => p.nodeId === 'relay')).toMatchObject({ direction: 'outbound', relayed: false })
+      expect(status.peers.find(p => p.nodeId === other)).toMatchObject({ relayed: true })
       // Each dial-out node holds a reservation on the relay, so it is reachable through it.
       expect(status.listenAddresses.some(a => a.startsWith(relayInfo.wsAddress!) && a.includes('/p2p-circuit/'))).toBe(true)
     }
@@ -77,7 +85,7 @@ describe('standalone CLI', () => {
     // A graceful stop is a close, not a timeout: the relay logs the leave without missed heartbeats.
     await members[0]!.child.stop()
     expect(await members[0]!.child.exited).toBe(0)
-    await relay.waitForOutput(/peer left: /)
+    await relay.waitForOutput(/node left: home \(left\)/)
     expect(relay.output()).not.toMatch(/missed \d+ heartbeats/)
 
     // Even with every debug namespace on, the secret appears in no output.

@@ -3,10 +3,15 @@ import { Heartbeat } from '../node/heartbeat.js'
 import { loadOrCreatePeerKey } from '../node/identity.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm } from '../node/swarm.js'
+import { Announcer } from './cluster/announcer.js'
+import { ClusterView } from './cluster/cluster-view.js'
+import { MeshConnector } from './cluster/mesh-connector.js'
+import { AnnounceSequence } from './cluster/sequence.js'
 import { bindReason, LocalHttpServer, sendJson } from './http/local-server.js'
 import { nodeStatus, type NodeStatus } from './status.js'
 import type { Config } from '../config/schema.js'
-import type { IdentifyResult, PeerId } from '@libp2p/interface'
+import type { Card } from './cluster/card.js'
+import type { PeerId } from '@libp2p/interface'
 
 /** Where info-level lines go: stderr for the CLI, OpenClaw's logger in the plugin. */
 export interface InfoLog {
@@ -32,8 +37,10 @@ const consoleLog: InfoLog = {
  */
 export class ClawmatrixNode {
   private readonly debug = logger('clawmatrix:node')
-  private readonly joined = new Set<string>()
   private startedAt = 0
+  readonly view: ClusterView
+  readonly announcer: Announcer
+  readonly connector: MeshConnector
 
   private constructor (
     readonly config: Config,
@@ -41,8 +48,13 @@ export class ClawmatrixNode {
     readonly heartbeat: Heartbeat,
     readonly dialer: PeerDialer,
     readonly http: LocalHttpServer,
+    sequence: AnnounceSequence,
     private readonly log: InfoLog
   ) {
+    const intervalMs = config.heartbeat.intervalMs
+    this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2))
+    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs }, log)
+    this.connector = new MeshConnector(swarm, this.view, intervalMs)
     http.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
   }
 
@@ -55,6 +67,7 @@ export class ClawmatrixNode {
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort' }),
+      await AnnounceSequence.load(init.stateDir),
       init.log ?? consoleLog
     )
   }
@@ -65,8 +78,9 @@ export class ClawmatrixNode {
 
   async start (): Promise<void> {
     this.startedAt = Date.now()
-    this.swarm.addEventListener('peer:identify', this.onIdentify)
-    this.swarm.addEventListener('peer:disconnect', this.onDisconnect)
+    this.view.addEventListener('node:joined', this.onJoined)
+    this.view.addEventListener('node:left', this.onLeft)
+    this.view.addEventListener('conflict', this.onConflict)
     this.heartbeat.addEventListener('peer:unresponsive', this.onUnresponsive)
     try {
       await this.swarm.start()
@@ -82,6 +96,9 @@ export class ClawmatrixNode {
       throw err
     }
     this.heartbeat.start()
+    this.view.start()
+    this.connector.start()
+    await this.announcer.start()
     this.dialer.start()
     const addresses = this.swarm.getMultiaddrs().map(String)
     this.log.info(`clawmatrix node ${this.config.nodeId} started: peer id ${this.peerId}; ` +
@@ -92,9 +109,14 @@ export class ClawmatrixNode {
   /** Closes every connection gracefully, so peers see a close rather than a timeout. */
   async stop (): Promise<void> {
     this.dialer.stop()
+    this.connector.stop()
+    // Announced while the connections are still up, so peers drop this node at once.
+    await this.announcer.stop()
+    this.view.stop()
     this.heartbeat.stop()
-    this.swarm.removeEventListener('peer:identify', this.onIdentify)
-    this.swarm.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.view.removeEventListener('node:joined', this.onJoined)
+    this.view.removeEventListener('node:left', this.onLeft)
+    this.view.removeEventListener('conflict', this.onConflict)
     this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
     await this.http.stop()
     await this.swarm.stop()
@@ -105,18 +127,20 @@ export class ClawmatrixNode {
     return nodeStatus(this, this.startedAt)
   }
 
-  private readonly onIdentify = (event: CustomEvent<IdentifyResult>): void => {
-    const { peerId, agentVersion } = event.detail
-    const key = peerId.toString()
-    if (this.joined.has(key)) return
-    this.joined.add(key)
-    const address = this.swarm.getConnections(peerId)[0]?.remoteAddr.toString() ?? 'unknown address'
-    this.log.info(`peer joined: ${agentVersion ?? 'unknown agent'} ${key} via ${address}`)
+  private readonly onJoined = (event: CustomEvent<Card>): void => {
+    const card = event.detail
+    const reach = this.view.reachOf(card.peerId)
+    const how = reach.reach === 'relayed' ? `relayed via ${reach.via?.nodeId ?? reach.via?.peerId ?? 'a relay'}` : reach.reach
+    this.log.info(`node joined: ${card.nodeId} (${how}, peer id ${card.peerId})`)
   }
 
-  private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
-    const key = event.detail.toString()
-    if (this.joined.delete(key)) this.log.info(`peer left: ${key}`)
+  private readonly onLeft = (event: CustomEvent<{ card: Card, reason: string }>): void => {
+    this.log.info(`node left: ${event.detail.card.nodeId} (${event.detail.reason})`)
+  }
+
+  private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[] }>): void => {
+    const { nodeId, peerIds } = event.detail
+    this.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')})${peerIds.includes(this.peerId.toString()) ? ', this node among them' : ''}; requests to "${nodeId}" are refused until one is renamed`)
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {

@@ -1,10 +1,12 @@
 import { VERSION } from '../version.js'
+import type { ClusterNode } from './cluster/cluster-view.js'
 import type { ConfiguredPeerState } from '../node/peer-dialer.js'
 import type { ClawmatrixNode } from './clawmatrix-node.js'
 
+/** A live libp2p connection to a peer. */
 export interface PeerStatus {
   peerId: string
-  /** From the peer's identify user agent, until its announcement says more. */
+  /** From the peer's card, else from its identify user agent. */
   nodeId?: string
   agentVersion?: string
   direction: 'inbound' | 'outbound'
@@ -21,6 +23,8 @@ export interface NodeStatus {
   version: string
   uptimeMs: number
   listenAddresses: string[]
+  /** Every node this node knows, itself first: what each offers and how it is reached. */
+  cluster: ClusterNode[]
   peers: PeerStatus[]
   configuredPeers: ConfiguredPeerState[]
 }
@@ -39,7 +43,7 @@ export async function nodeStatus (node: ClawmatrixNode, startedAt: number): Prom
     const liveness = node.heartbeat.get(peerId)
     return {
       peerId: peerId.toString(),
-      nodeId: agentVersion?.match(NODE_IN_USER_AGENT)?.[1],
+      nodeId: node.view.nodeIdOf(peerId.toString()) ?? agentVersion?.match(NODE_IN_USER_AGENT)?.[1],
       agentVersion,
       direction: connection.direction,
       address: connection.remoteAddr.toString(),
@@ -55,6 +59,7 @@ export async function nodeStatus (node: ClawmatrixNode, startedAt: number): Prom
     version: VERSION,
     uptimeMs: startedAt === 0 ? 0 : Date.now() - startedAt,
     listenAddresses: swarm.getMultiaddrs().map(String),
+    cluster: node.view.nodes(),
     peers: peers.filter(p => p != null).sort((a, b) => (a.nodeId ?? a.peerId).localeCompare(b.nodeId ?? b.peerId)),
     configuredPeers: node.dialer.list()
   }

@@ -1,0 +1,234 @@
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { TypedEventEmitter } from 'main-event'
+import { resolveModel, resolveTarget, type Candidate, type Reach, type RoutableNode } from './routing.js'
+import type { Card, GoneNotice } from './card.js'
+import type { Heartbeat } from '../../node/heartbeat.js'
+import type { Swarm } from '../../node/swarm.js'
+import type { Startable } from '@libp2p/interface'
+
+/** Cards expire after this many of their sender's announce periods without a new one. */
+export const EXPIRY_PERIODS = 3
+
+/** One node as this node sees it: its card, and how it is reached from here. */
+export interface ClusterNode {
+  nodeId: string
+  peerId: string
+  self: boolean
+  version: string
+  addresses: string[]
+  agents: Card['agents']
+  models: Card['models']
+  tags: string[]
+  toolProxy: Card['toolProxy']
+  reach: Reach
+  /** The relay a relayed node is reached through. */
+  via?: { peerId: string, nodeId?: string }
+  rttMs?: number
+  lastSeen: string
+  inFlight: number
+  /** Other live peers that claim the same nodeId. */
+  conflictsWith?: string[]
+}
+
+export type Verdict = { accept: true } | { accept: false, reject: boolean, reason: string }
+
+export interface ClusterViewEvents {
+  'node:joined': CustomEvent<Card>
+  'node:updated': CustomEvent<Card>
+  'node:left': CustomEvent<{ card: Card, reason: string }>
+  /** Two live peers claim one nodeId. */
+  'conflict': CustomEvent<{ nodeId: string, peerIds: string[] }>
+}
+
+interface Entry {
+  card: Card
+  receivedAt: number
+}
+
+/**
+ * Every member this node knows, built from the cards it accepted. Decides
+ * which cards to believe: a card must be signed by the peer it describes and
+ * carry a higher sequence number than the last one seen from that peer.
+ */
+export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements Startable {
+  private readonly log = logger('clawmatrix:cluster')
+  private readonly entries = new Map<string, Entry>()
+  /** Kept after a node leaves or expires, so its old cards stay replays. */
+  private readonly lastSeq = new Map<string, number>()
+  private readonly inFlight = new Map<string, number>()
+  private readonly reportedConflicts = new Set<string>()
+  private timer?: ReturnType<typeof setInterval>
+
+  constructor (private readonly swarm: Swarm, private readonly heartbeat: Heartbeat, private readonly selfCard: () => Card, private readonly sweepIntervalMs: number) {
+    super()
+  }
+
+  start (): void {
+    this.timer = setInterval(() => { this.expire(Date.now()) }, this.sweepIntervalMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  /** Applies a card received from the announcement topic, signed by `signer`. */
+  applyCard (card: Card, signer: string, now = Date.now()): Verdict {
+    if (card.peerId !== signer) {
+      return { accept: false, reject: true, reason: `card for peer ${card.peerId} (node "${card.nodeId}") was signed by another peer, ${signer}` }
+    }
+    const stale = this.checkSequence(signer, card.seq)
+    if (stale != null) return stale
+    const previous = this.entries.get(signer)
+    if (card.leaving === true) {
+      if (previous != null) this.remove(signer, 'left')
+      return { accept: true }
+    }
+    this.entries.set(signer, { card, receivedAt: now })
+    this.checkConflict(card)
+    if (previous == null) {
+      this.log('node %s joined (%s)', card.nodeId, signer)
+      this.safeDispatchEvent('node:joined', { detail: card })
+    }
+    this.safeDispatchEvent('node:updated', { detail: card })
+    return { accept: true }
+  }
+
+  /** Applies a peer's report that another peer stopped answering heartbeats. */
+  applyGone (notice: GoneNotice, signer: string): Verdict {
+    if (notice.peerId !== signer) {
+      return { accept: false, reject: true, reason: `gone notice from ${notice.peerId} was signed by another peer, ${signer}` }
+    }
+    const stale = this.checkSequence(signer, notice.seq)
+    if (stale != null) return stale
+    const self = this.swarm.peerId.toString()
+    // A report is only a hint: a node we still reach directly stays.
+    if (notice.gonePeerId !== self && this.reachOf(notice.gonePeerId).reach !== 'direct' && this.entries.has(notice.gonePeerId)) {
+      this.remove(notice.gonePeerId, `reported gone by ${this.nodeIdOf(signer) ?? signer}`)
+    }
+    return { accept: true }
+  }
+
+  /** Drops cards whose sender was silent for EXPIRY_PERIODS of its announce interval. */
+  expire (now: number): void {
+    for (const [peerId, entry] of this.entries) {
+      if (now - entry.receivedAt > EXPIRY_PERIODS * entry.card.intervalMs) {
+        this.remove(peerId, `expired: no announcement for ${Math.round((now - entry.receivedAt) / 1000)} s`)
+      }
+    }
+  }
+
+  card (peerId: string): Card | undefined {
+    return this.entries.get(peerId)?.card
+  }
+
+  nodeIdOf (peerId: string): string | undefined {
+    return peerId === this.swarm.peerId.toString() ? this.selfCard().nodeId : this.entries.get(peerId)?.card.nodeId
+  }
+
+  /** This node and every node it knows, this node first, then by nodeId. */
+  nodes (): ClusterNode[] {
+    const self = this.selfCard()
+    const others = [...this.entries.values()].map(({ card, receivedAt }) => this.describe(card, receivedAt))
+    const all = [this.describe(self, Date.now()), ...others.sort((a, b) => a.nodeId.localeCompare(b.nodeId))]
+    for (const node of all) {
+      const claimants = all.filter(other => other.nodeId === node.nodeId && other.peerId !== node.peerId)
+      if (claimants.length > 0) node.conflictsWith = claimants.map(c => c.peerId)
+    }
+    return all
+  }
+
+  /** Candidates for an agent id, node id or `tags:...` target, best first. */
+  resolve (target: string): Candidate[] {
+    return resolveTarget(target, this.routable())
+  }
+
+  /** Nodes hosting a model, best first. */
+  resolveModel (model: string): Candidate[] {
+    return resolveModel(model, this.routable())
+  }
+
+  /** Counts a request in flight to `peerId` until the returned function is called. */
+  track (peerId: string): () => void {
+    this.inFlight.set(peerId, (this.inFlight.get(peerId) ?? 0) + 1)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const left = (this.inFlight.get(peerId) ?? 1) - 1
+      if (left <= 0) this.inFlight.delete(peerId)
+      else this.inFlight.set(peerId, left)
+    }
+  }
+
+  /** How this node reaches a peer right now: over an open direct connection, a relay, or not at all. */
+  reachOf (peerId: string): { reach: Reach, via?: { peerId: string, nodeId?: string } } {
+    if (peerId === this.swarm.peerId.toString()) return { reach: 'self' }
+    const connections = this.swarm.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
+    if (connections.some(c => !isRelayed(c.remoteAddr.toString()))) return { reach: 'direct' }
+    const relayed = connections[0]
+    if (relayed == null) return { reach: 'unreachable' }
+    const relayPeer = relayed.remoteAddr.toString().match(/\/p2p\/(\w+)\/p2p-circuit/)?.[1]
+    return { reach: 'relayed', via: relayPeer == null ? undefined : { peerId: relayPeer, nodeId: this.nodeIdOf(relayPeer) } }
+  }
+
+  private routable (): RoutableNode[] {
+    // A nodeId claimed by two peers is not routable by that name until the clash is resolved.
+    return this.nodes().filter(n => n.conflictsWith == null)
+  }
+
+  private describe (card: Card, receivedAt: number): ClusterNode {
+    const { reach, via } = this.reachOf(card.peerId)
+    const liveness = reach === 'self' ? undefined : this.heartbeat.get(peerIdFromString(card.peerId))
+    return {
+      nodeId: card.nodeId,
+      peerId: card.peerId,
+      self: reach === 'self',
+      version: card.version,
+      addresses: card.addresses,
+      agents: card.agents,
+      models: card.models,
+      tags: card.tags,
+      toolProxy: card.toolProxy,
+      reach,
+      via,
+      rttMs: liveness?.rttMs,
+      lastSeen: new Date(Math.max(receivedAt, liveness?.lastSeen ?? 0)).toISOString(),
+      inFlight: this.inFlight.get(card.peerId) ?? 0
+    }
+  }
+
+  private checkSequence (signer: string, seq: number): Verdict | undefined {
+    const last = this.lastSeq.get(signer)
+    if (last != null && seq <= last) {
+      // Ignored, not rejected: an honest peer may forward it before it learns the newer one.
+      return { accept: false, reject: false, reason: `replayed or stale announcement from ${this.nodeIdOf(signer) ?? signer}: sequence ${seq}, already saw ${last}` }
+    }
+    this.lastSeq.set(signer, seq)
+    return undefined
+  }
+
+  private checkConflict (card: Card): void {
+    const claimants = [this.selfCard(), ...[...this.entries.values()].map(e => e.card)]
+      .filter(other => other.nodeId === card.nodeId)
+      .map(other => other.peerId)
+    if (claimants.length < 2) return
+    const key = `${card.nodeId} ${[...claimants].sort().join(' ')}`
+    if (this.reportedConflicts.has(key)) return
+    this.reportedConflicts.add(key)
+    this.safeDispatchEvent('conflict', { detail: { nodeId: card.nodeId, peerIds: claimants } })
+  }
+
+  private remove (peerId: string, reason: string): void {
+    const entry = this.entries.get(peerId)
+    if (entry == null) return
+    this.entries.delete(peerId)
+    this.log('node %s left: %s', entry.card.nodeId, reason)
+    this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
+  }
+}
+
+export function isRelayed (address: string): boolean {
+  return address.includes('/p2p-circuit')
+}
