@@ -1,0 +1,29 @@
+import type { AbortOptions, DialProtocolOptions, Libp2p, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+
+/**
+ * What a clawmatrix protocol needs from libp2p: the registrar and
+ * connection-manager methods js-libp2p hands its services, narrowed to the
+ * three used here.
+ */
+export interface ProtocolComponents {
+  registrar: {
+    handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>
+    unhandle(protocol: string, options?: AbortOptions): Promise<void>
+  }
+  connectionManager: {
+    openStream(peer: PeerId, protocol: string, options?: DialProtocolOptions): Promise<Stream>
+  }
+}
+
+/** The components of an existing libp2p node, for protocols created outside its `services`. */
+export function libp2pComponents (node: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>): ProtocolComponents {
+  return {
+    registrar: {
+      handle: async (protocol, handler, options) => { await node.handle(protocol, handler, options) },
+      unhandle: async (protocol, options) => { await node.unhandle(protocol, options) }
+    },
+    connectionManager: {
+      openStream: async (peer, protocol, options) => node.dialProtocol(peer, protocol, options)
+    }
+  }
+}

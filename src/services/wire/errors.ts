@@ -1,0 +1,91 @@
+/**
+ * Errors of the clawmatrix stream protocols. Each has a stable `code`: the
+ * codes that cross the wire are listed in docs/protocol.md.
+ */
+
+export class ClawmatrixProtocolError extends Error {
+  readonly code: string
+
+  constructor (code: string, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ClawmatrixProtocolError'
+    this.code = code
+  }
+}
+
+/** A frame that is not a JSON object with a string `type`, or a request that fails its schema. */
+export class MalformedFrameError extends ClawmatrixProtocolError {
+  constructor (message: string, code = 'bad-frame') {
+    super(code, message)
+    this.name = 'MalformedFrameError'
+  }
+}
+
+/** A frame above the size limit, announced by its length prefix. */
+export class FrameTooLargeError extends ClawmatrixProtocolError {
+  constructor (message: string) {
+    super('frame-too-large', message)
+    this.name = 'FrameTooLargeError'
+  }
+}
+
+/** The stream ended (closed, reset, or its connection died) before its final frame. */
+export class StreamCutError extends ClawmatrixProtocolError {
+  constructor (message: string, options?: ErrorOptions) {
+    super('stream-cut', message, options)
+    this.name = 'StreamCutError'
+  }
+}
+
+/** No frame, not even a keep-alive, arrived within the idle timeout. */
+export class IdleTimeoutError extends ClawmatrixProtocolError {
+  constructor (message: string) {
+    super('idle-timeout', message)
+    this.name = 'IdleTimeoutError'
+  }
+}
+
+/** The remote answered with an `error` frame. */
+export class RemoteError extends ClawmatrixProtocolError {
+  constructor (code: string, message: string) {
+    super(code, message)
+    this.name = 'RemoteError'
+  }
+}
+
+/** The remote refused the request before starting it (`rejected` frame). */
+export class RefusedError extends ClawmatrixProtocolError {
+  constructor (code: string, message: string) {
+    super(code, message)
+    this.name = 'RefusedError'
+  }
+}
+
+/** The caller's deadline passed before the final frame. */
+export class DeadlineError extends ClawmatrixProtocolError {
+  constructor (message: string) {
+    super('timeout', message)
+    this.name = 'DeadlineError'
+  }
+}
+
+export interface CandidateFailure {
+  peer: string
+  error: Error
+}
+
+/** Every candidate refused or could not be reached before accepting. */
+export class NoCandidateAcceptedError extends ClawmatrixProtocolError {
+  readonly failures: CandidateFailure[]
+
+  constructor (failures: CandidateFailure[]) {
+    super(
+      failures.length === 0 ? 'no-candidates' : 'no-candidate-accepted',
+      failures.length === 0
+        ? 'no candidate peers to try'
+        : `no candidate accepted: ${failures.map(f => `${f.peer}: ${f.error.message}`).join('; ')}`
+    )
+    this.name = 'NoCandidateAcceptedError'
+    this.failures = failures
+  }
+}

@@ -1,0 +1,100 @@
+import { setMaxListeners } from 'node:events'
+import { GOODBYE_TIMEOUT_MS } from './constants.js'
+import { RefusedError } from './errors.js'
+import { FrameStream } from './frame-stream.js'
+import { readUntil } from './read-frames.js'
+import type { ProtocolComponents } from './components.js'
+import type { Frame } from './frame.js'
+import type { PeerId } from '@libp2p/interface'
+
+export interface OutboundInit {
+  components: ProtocolComponents
+  protocol: string
+  maxFrameBytes: number
+  acceptTimeoutMs: number
+  idleTimeoutMs: number
+  runOnLimitedConnection: boolean
+}
+
+/**
+ * The caller's side of one request on one stream: opens the stream, sends
+ * the request, waits for the first answer (`accepted`, `rejected`,
+ * `delivered` ...), then reads to the final frame. Aborting the signal
+ * sends `cancel` so the remote stops its work, then closes the stream.
+ */
+export class OutboundExchange {
+  private constructor (
+    readonly peer: PeerId,
+    private readonly frames: FrameStream,
+    private readonly init: OutboundInit
+  ) {}
+
+  /**
+   * Resolves with the exchange and the remote's first answer once it is not
+   * a refusal. A `rejected` answer throws RefusedError; the accept phase is
+   * also bounded by `acceptTimeoutMs`.
+   */
+  static async open (init: OutboundInit, peer: PeerId, request: Frame, signal: AbortSignal): Promise<{ exchange: OutboundExchange, answer: Frame }> {
+    const acceptSignal = AbortSignal.any([signal, AbortSignal.timeout(init.acceptTimeoutMs)])
+    setMaxListeners(Infinity, acceptSignal)
+    const stream = await init.components.connectionManager.openStream(peer, init.protocol, {
+      signal: acceptSignal,
+      runOnLimitedConnection: init.runOnLimitedConnection
+    })
+    const frames = new FrameStream(stream, { maxFrameBytes: init.maxFrameBytes })
+    const exchange = new OutboundExchange(peer, frames, init)
+    try {
+      await frames.write(request, { signal: acceptSignal })
+      const answer = await readUntil(frames, frame => frame.type !== 'keepalive' && frame.type !== 'error', {
+        signal: acceptSignal,
+        idleTimeoutMs: init.acceptTimeoutMs,
+        remote: peer.toString()
+      })
+      if (answer.type === 'rejected') {
+        throw new RefusedError(String(answer.code ?? 'refused'), String(answer.message ?? `${peer} refused the request`))
+      }
+      return { exchange, answer }
+    } catch (err: any) {
+      await exchange.abandon(signal.aborted)
+      if (!signal.aborted && acceptSignal.aborted) {
+        throw new RefusedError('accept-timeout', `${peer} did not answer within ${init.acceptTimeoutMs} ms`)
+      }
+      throw err
+    }
+  }
+
+  /**
+   * Reads until a frame whose type is in `finalTypes`, passing the frames
+   * before it to `onFrame`. On any failure the stream is given up (with a
+   * `cancel` first when the caller aborted).
+   */
+  async finish (finalTypes: string[], signal: AbortSignal, onFrame?: (frame: Frame) => void): Promise<Frame> {
+    try {
+      const final = await readUntil(this.frames, frame => finalTypes.includes(frame.type), {
+        signal,
+        idleTimeoutMs: this.init.idleTimeoutMs,
+        onFrame,
+        remote: this.peer.toString()
+      })
+      await this.frames.close()
+      return final
+    } catch (err) {
+      await this.abandon(signal.aborted)
+      throw err
+    }
+  }
+
+  /** Gives the stream up: `cancel` (best effort) when asked, then close or reset. */
+  private async abandon (cancel: boolean): Promise<void> {
+    if (this.frames.stream.status !== 'open' || this.frames.stream.writeStatus !== 'writable') {
+      this.frames.abort(new Error('exchange abandoned'))
+      return
+    }
+    if (cancel) {
+      try {
+        await this.frames.write({ type: 'cancel' }, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
+      } catch {}
+    }
+    await this.frames.release('exchange abandoned')
+  }
+}
