@@ -1,0 +1,5 @@
+export { FakeOpenAIServer, fakeEmbedding, type FakeOpenAIInit } from './fake-openai.js'
+export { FakeAnthropicServer, type FakeAnthropicInit } from './fake-anthropic.js'
+export { startBuiltinModel, BUILTIN_MODEL_NAME, BUILTIN_MODEL_DELAY_MS } from './builtin-model.js'
+export { builtinAnswer, type FakeReply, type FakeReplySource, type FakeToolCall } from './reply.js'
+export type { RecordedRequest, ExchangeOutcome } from './fake-server.js'

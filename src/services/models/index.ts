@@ -1,0 +1,8 @@
+export { createUpstream, resolveUpstreamTarget } from './resolve.js'
+export { OpenAIUpstream } from './openai-upstream.js'
+export { AnthropicUpstream } from './anthropic-upstream.js'
+export { AnthropicStreamTranslator } from './anthropic-stream.js'
+export { toAnthropicRequest, fromAnthropicMessage, fromAnthropicError } from './anthropic-translate.js'
+export { UpstreamError, type OpenAIErrorBody } from './errors.js'
+export { SseParser, parseSse, formatSseEvent, formatSseData, SSE_DONE, type SseEvent } from './sse.js'
+export { MODEL_ROUTES, type ModelRoute, type ModelRequest, type ModelResponse, type ModelUpstream, type UpstreamTarget, type UpstreamInit } from './upstream.js'

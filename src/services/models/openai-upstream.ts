@@ -1,0 +1,115 @@
+/**
+ * The upstream adapter for OpenAI-compatible servers (Ollama, vLLM, LM
+ * Studio, OpenAI, OpenRouter): the client's body goes out as is, with only
+ * `model` replaced, and the answer comes back event by event.
+ */
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, MAX_JSON_RESPONSE_BYTES } from './constants.js'
+import { openAIErrorFromUpstream, redactor, UpstreamError } from './errors.js'
+import { relayEventStream, type EventRelay } from './event-relay.js'
+import { formatSseEvent, SSE_DONE, type SseEvent } from './sse.js'
+import { postUpstream, type UpstreamHttpResponse } from './upstream-http.js'
+import { MODEL_ROUTES, type ModelRequest, type ModelResponse, type ModelUpstream, type UpstreamInit, type UpstreamTarget } from './upstream.js'
+
+export class OpenAIUpstream implements ModelUpstream {
+  readonly dialect = 'openai'
+  private readonly redact: (text: string) => string
+  private readonly baseUrl: string
+
+  constructor (private readonly target: UpstreamTarget, private readonly init: UpstreamInit = {}) {
+    this.redact = redactor(target.apiKey)
+    this.baseUrl = target.baseUrl.replace(/\/+$/, '')
+  }
+
+  async request (request: ModelRequest): Promise<ModelResponse> {
+    if (!(MODEL_ROUTES as readonly string[]).includes(request.route)) {
+      throw UpstreamError.of(404, 'invalid_request_error', `unknown route /v1/${request.route}; expected one of ${MODEL_ROUTES.map(r => `/v1/${r}`).join(', ')}`)
+    }
+    const streaming = request.body.stream === true
+    const response = await postUpstream({
+      url: `${this.baseUrl}/${request.route}`,
+      headers: {
+        ...this.target.headers,
+        'content-type': 'application/json',
+        accept: streaming ? 'text/event-stream' : 'application/json',
+        ...(this.target.apiKey != null && this.target.apiKey !== '' ? { authorization: `Bearer ${this.target.apiKey}` } : {})
+      },
+      body: { ...request.body, model: this.target.upstreamModel },
+      signal: request.signal,
+      responseTimeoutMs: this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,
+      idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      redact: this.redact
+    })
+    if (response.status < 200 || response.status > 299) {
+      throw await refusal(response, this.redact)
+    }
+    if (response.isEventStream) {
+      return { status: response.status, contentType: 'text/event-stream', body: relayEventStream(response, new OpenAIEventRelay(this.redact), 'upstream') }
+    }
+    return { status: response.status, contentType: 'application/json', body: wholeJson(response) }
+  }
+}
+
+/** An upstream's non-2xx answer as an UpstreamError; a redirect is refused, not followed. */
+export async function refusal (response: UpstreamHttpResponse, redact: (text: string) => string): Promise<UpstreamError> {
+  if (response.status >= 300 && response.status < 400) {
+    response.cancel()
+    const location = response.headers.get('location')
+    return UpstreamError.of(502, 'upstream_error', `the upstream redirected (${response.status}${location == null ? '' : ` to ${redact(location)}`}); set baseUrl to the final URL`)
+  }
+  return openAIErrorFromUpstream(response.status, await response.text(MAX_ERROR_BODY_BYTES), redact)
+}
+
+/**
+ * Re-emits the upstream's events and decides how the stream ended: `[DONE]`,
+ * or a clean close after a finish_reason (some servers omit `[DONE]`; one is
+ * added), is the end; anything else is a cut.
+ */
+class OpenAIEventRelay implements EventRelay {
+  complete = false
+  private finishSeen = false
+
+  constructor (private readonly redact: (text: string) => string) {}
+
+  event (event: SseEvent): string {
+    if (event.data === '[DONE]') {
+      this.complete = true
+      return SSE_DONE
+    }
+    const chunk = parseChunk(event.data)
+    if (chunk?.error != null) {
+      throw openAIErrorFromUpstream(502, JSON.stringify({ error: chunk.error }), this.redact)
+    }
+    if (Array.isArray(chunk?.choices) && chunk.choices.some((c: any) => c?.finish_reason != null)) this.finishSeen = true
+    return formatSseEvent({ data: event.data })
+  }
+
+  end (): string {
+    if (this.complete) return ''
+    if (!this.finishSeen) {
+      throw UpstreamError.of(502, 'upstream_stream_cut', 'the upstream ended the stream before the answer was complete (no finish_reason, no [DONE])')
+    }
+    return SSE_DONE
+  }
+}
+
+function parseChunk (data: string): any {
+  try {
+    return JSON.parse(data)
+  } catch {
+    throw UpstreamError.of(502, 'upstream_error', `the upstream sent an event that is not JSON: ${data.slice(0, 100)}`)
+  }
+}
+
+/**
+ * A non-streamed answer, read whole and checked to be JSON: a body cut at a
+ * connection close would otherwise pass as a short answer.
+ */
+async function * wholeJson (response: UpstreamHttpResponse): AsyncGenerator<Uint8Array> {
+  const bytes = await response.bytes(MAX_JSON_RESPONSE_BYTES, 'answer')
+  try {
+    JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'))
+  } catch {
+    throw UpstreamError.of(502, 'upstream_stream_cut', `the upstream's answer is not complete JSON (${bytes.byteLength} bytes)`)
+  }
+  yield bytes
+}

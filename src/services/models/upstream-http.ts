@@ -1,0 +1,189 @@
+/**
+ * One HTTP exchange with an upstream: a POST with a response timeout, an idle
+ * timeout between body chunks, the caller's AbortSignal, and failures turned
+ * into UpstreamErrors that name what happened without the key.
+ */
+import { logger } from '@libp2p/logger'
+import { UpstreamError } from './errors.js'
+
+const log = logger('clawmatrix:models:http')
+
+export interface UpstreamPostInit {
+  url: string
+  headers: Record<string, string>
+  body: unknown
+  signal?: AbortSignal
+  responseTimeoutMs: number
+  idleTimeoutMs: number
+  /** Strips the key from anything surfaced. */
+  redact: (text: string) => string
+}
+
+/** Reason used to abort the fetch when one of our own timers fires. */
+class UpstreamTimeout extends Error {
+  override readonly name = 'UpstreamTimeout'
+}
+
+/**
+ * An upstream response whose body is pulled on demand. The body must be
+ * consumed or `cancel()`led: either releases the connection.
+ */
+export class UpstreamHttpResponse {
+  private reader?: ReadableStreamDefaultReader<Uint8Array>
+
+  constructor (
+    readonly status: number,
+    readonly headers: Headers,
+    private readonly response: Response,
+    private readonly controller: AbortController,
+    private readonly init: UpstreamPostInit
+  ) {}
+
+  get contentType (): string {
+    return this.headers.get('content-type') ?? ''
+  }
+
+  get isEventStream (): boolean {
+    return this.contentType.toLowerCase().startsWith('text/event-stream')
+  }
+
+  /**
+   * The body as it arrives, one upstream read per chunk. Ends only when the
+   * upstream ended the HTTP body properly; a cut connection, a stall or the
+   * caller's abort throws. Leaving the loop early cancels the request.
+   */
+  async * chunks (): AsyncGenerator<Uint8Array> {
+    const body = this.response.body
+    if (body == null) return
+    const reader = this.reader = body.getReader()
+    let finished = false
+    try {
+      while (true) {
+        const { done, value } = await this.timed(this.init.idleTimeoutMs, 'stalled', async () => await reader.read())
+        if (done) {
+          finished = true
+          return
+        }
+        yield value
+      }
+    } catch (err) {
+      throw this.failure(err, 'mid-response')
+    } finally {
+      if (!finished) this.cancel()
+    }
+  }
+
+  /** Reads the whole body up to `maxBytes`; beyond it fails with 502. */
+  async bytes (maxBytes: number, what: string): Promise<Uint8Array> {
+    const parts: Uint8Array[] = []
+    let length = 0
+    for await (const chunk of this.chunks()) {
+      length += chunk.byteLength
+      if (length > maxBytes) {
+        throw UpstreamError.of(502, 'upstream_error', `the upstream's ${what} exceeded ${maxBytes} bytes`)
+      }
+      parts.push(chunk)
+    }
+    return Buffer.concat(parts)
+  }
+
+  /** Up to `maxBytes` of the body as text, the rest dropped: for error bodies. */
+  async text (maxBytes: number): Promise<string> {
+    const parts: Uint8Array[] = []
+    let length = 0
+    try {
+      for await (const chunk of this.chunks()) {
+        parts.push(chunk)
+        length += chunk.byteLength
+        if (length >= maxBytes) break
+      }
+    } catch (err) {
+      if (this.init.signal?.aborted === true) throw err
+      // an error body that was cut still says something
+    }
+    return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8')
+  }
+
+  cancel (): void {
+    this.controller.abort(new Error('the response was not read to its end'))
+    this.reader?.cancel().catch(() => {})
+  }
+
+  private async timed<T>(ms: number, what: 'stalled' | 'no-response', fn: () => Promise<T>): Promise<T> {
+    return await withTimeout(this.controller, ms, what, fn)
+  }
+
+  private failure (err: unknown, when: string): unknown {
+    return classify(err, this.controller, this.init, when)
+  }
+}
+
+/** POSTs JSON to the upstream and resolves once the response headers arrived. */
+export async function postUpstream (init: UpstreamPostInit): Promise<UpstreamHttpResponse> {
+  const controller = new AbortController()
+  const signal = init.signal == null ? controller.signal : AbortSignal.any([init.signal, controller.signal])
+  init.signal?.throwIfAborted()
+  let response: Response
+  try {
+    response = await withTimeout(controller, init.responseTimeoutMs, 'no-response', async () => await fetch(init.url, {
+      method: 'POST',
+      headers: init.headers,
+      body: JSON.stringify(init.body),
+      signal,
+      // a redirect would carry the key to wherever it points
+      redirect: 'manual'
+    }))
+  } catch (err) {
+    throw classify(err, controller, init, 'before answering')
+  }
+  log('POST %s -> %d %s', safeUrl(init.url), response.status, response.headers.get('content-type'))
+  return new UpstreamHttpResponse(response.status, response.headers, response, controller, init)
+}
+
+async function withTimeout<T> (controller: AbortController, ms: number, what: 'stalled' | 'no-response', fn: () => Promise<T>): Promise<T> {
+  const timer = setTimeout(() => {
+    controller.abort(new UpstreamTimeout(what === 'stalled'
+      ? `the upstream sent nothing for ${ms} ms mid-response`
+      : `the upstream did not answer within ${ms} ms`))
+  }, ms)
+  try {
+    return await fn()
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * The caller's own abort is rethrown as is (the caller knows why); our
+ * timeouts become 504; anything else is an upstream that went away: 502.
+ */
+function classify (err: unknown, controller: AbortController, init: UpstreamPostInit, when: string): unknown {
+  if (err instanceof UpstreamError) return err
+  if (init.signal?.aborted === true) return init.signal.reason
+  const reason = controller.signal.reason
+  if (reason instanceof UpstreamTimeout) {
+    return UpstreamError.of(504, 'upstream_timeout', reason.message)
+  }
+  const cause = describeCause(err)
+  if (when === 'before answering') {
+    return UpstreamError.of(502, 'upstream_unreachable', init.redact(`cannot reach the upstream at ${safeUrl(init.url)}: ${cause}`))
+  }
+  return UpstreamError.of(502, 'upstream_stream_cut', init.redact(`the upstream connection broke ${when}: ${cause}`))
+}
+
+function describeCause (err: any): string {
+  const cause = err?.cause
+  const code = cause?.code ?? err?.code
+  const message = cause?.message ?? err?.message ?? String(err)
+  return code != null && !String(message).includes(code) ? `${code} ${message}` : String(message)
+}
+
+/** The URL without credentials or query, which may hold secrets. */
+export function safeUrl (url: string): string {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.origin}${parsed.pathname}`
+  } catch {
+    return '(invalid URL)'
+  }
+}
