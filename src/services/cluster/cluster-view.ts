@@ -141,12 +141,17 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
 
   /** Candidates for an agent id, node id or `tags:...` target, best first. */
   resolve (target: string): Candidate[] {
-    return resolveTarget(target, this.routable())
+    const nodes = this.nodes()
+    const clash = nodes.find(n => n.nodeId === target.trim() && n.conflictsWith != null)
+    if (clash != null) {
+      throw new NodeIdConflictError(clash.nodeId, [clash.peerId, ...clash.conflictsWith!])
+    }
+    return resolveTarget(target, routable(nodes))
   }
 
   /** Nodes hosting a model, best first. */
   resolveModel (model: string): Candidate[] {
-    return resolveModel(model, this.routable())
+    return resolveModel(model, routable(this.nodes()))
   }
 
   /** Counts a request in flight to `peerId` until the returned function is called. */
@@ -171,11 +176,6 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     if (relayed == null) return { reach: 'unreachable' }
     const relayPeer = relayed.remoteAddr.toString().match(/\/p2p\/(\w+)\/p2p-circuit/)?.[1]
     return { reach: 'relayed', via: relayPeer == null ? undefined : { peerId: relayPeer, nodeId: this.nodeIdOf(relayPeer) } }
-  }
-
-  private routable (): RoutableNode[] {
-    // A nodeId claimed by two peers is not routable by that name until the clash is resolved.
-    return this.nodes().filter(n => n.conflictsWith == null)
   }
 
   private describe (card: Card, receivedAt: number): ClusterNode {
@@ -226,6 +226,20 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     this.entries.delete(peerId)
     this.log('node %s left: %s', entry.card.nodeId, reason)
     this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
+  }
+}
+
+/** A nodeId claimed by two peers is not routable until the clash is resolved. */
+function routable (nodes: ClusterNode[]): RoutableNode[] {
+  return nodes.filter(n => n.conflictsWith == null)
+}
+
+export class NodeIdConflictError extends Error {
+  readonly code = 'NODE_ID_CONFLICT'
+
+  constructor (nodeId: string, peerIds: string[]) {
+    super(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')}); rename one of them`)
+    this.name = 'NodeIdConflictError'
   }
 }
 

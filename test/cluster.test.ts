@@ -1,0 +1,192 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { ANNOUNCE_TOPIC, encodeAnnouncement, type Card } from '../src/services/cluster/card.js'
+import { runCli, type CliProcess } from './helpers/cli.js'
+import { SECRET, testNodes, type TestNode } from './helpers/nodes.js'
+import { waitFor } from './helpers/wait.js'
+import type { ClawmatrixNode } from '../src/services/clawmatrix-node.js'
+
+const nodes = testNodes()
+const children: CliProcess[] = []
+let dir: string
+beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'clawmatrix-cluster-')) })
+afterEach(async () => {
+  await Promise.all(children.splice(0).map(async c => c.stop()))
+  await nodes.cleanup()
+})
+afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+const beat = { intervalMs: 1000, maxMissed: 3 }
+
+/** The view of `node` as [nodeId, reach, via] for every other node, sorted. */
+function reachTable (node: ClawmatrixNode): Array<[string, string, string | undefined]> {
+  return node.view.nodes().filter(n => !n.self).map(n => [n.nodeId, n.reach, n.via?.nodeId])
+}
+
+/** home -> relay-a <-> relay-b <- office, and lab listening behind relay-b's config. */
+async function fiveNodeTopology (): Promise<Record<string, TestNode>> {
+  const relayA = await nodes.start({ nodeId: 'relay-a', listen: true, heartbeat: beat, tags: ['public'] })
+  const relayB = await nodes.start({ nodeId: 'relay-b', listen: true, heartbeat: beat, tags: ['public'], peers: [{ nodeId: 'relay-a', url: relayA.wsAddress() }] })
+  const home = await nodes.start({
+    nodeId: 'home', heartbeat: beat, tags: ['home'], peers: [{ nodeId: 'relay-a', url: relayA.wsAddress() }],
+    agents: [{ id: 'main', description: 'the home assistant', tags: ['personal'] }]
+  })
+  const office = await nodes.start({
+    nodeId: 'office', heartbeat: beat, tags: ['office', 'gpu'], peers: [{ nodeId: 'relay-b', url: relayB.wsAddress() }],
+    agents: [{ id: 'coder', description: 'writes code', tags: ['code'] }],
+    models: [{ id: 'qwen-coder', provider: 'ollama', description: 'local model', baseUrl: 'http://127.0.0.1:11434/v1', apiKeyEnv: 'NOT_SHARED' }],
+    toolProxy: { enabled: true, allow: ['exec', 'read'], deny: ['write'] }
+  })
+  const lab = await nodes.start({ nodeId: 'lab', listen: true, heartbeat: beat, tags: ['office'], peers: [{ nodeId: 'relay-b', url: relayB.wsAddress() }] })
+  return { relayA, relayB, home, office, lab }
+}
+
+describe('cluster view', () => {
+  it('five nodes with two private ones behind different relays converge, each listing the other four', async () => {
+    const t = await fiveNodeTopology()
+    const all = Object.values(t)
+    await waitFor('every view to list four reachable nodes', () =>
+      all.every(({ node }) => node.view.nodes().filter(n => !n.self && n.reach !== 'unreachable').length === 4))
+
+    // Capabilities as announced; upstream details of models stay on their node.
+    const office = t.home!.node.view.nodes().find(n => n.nodeId === 'office')!
+    expect(office).toMatchObject({
+      tags: ['office', 'gpu'],
+      agents: [{ id: 'coder', description: 'writes code', tags: ['code'] }],
+      models: [{ id: 'qwen-coder', provider: 'ollama', description: 'local model' }],
+      toolProxy: { enabled: true, allow: ['exec', 'read'], deny: ['write'] }
+    })
+    expect(JSON.stringify(office)).not.toMatch(/11434|NOT_SHARED/)
+
+    // Reach: the private nodes meet through a relay one of them holds a reservation on.
+    const relay = expect.stringMatching(/^relay-[ab]$/)
+    expect(reachTable(t.home!.node)).toEqual([
+      ['lab', 'direct', undefined], ['office', 'relayed', relay], ['relay-a', 'direct', undefined], ['relay-b', 'direct', undefined]
+    ])
+    expect(reachTable(t.office!.node)).toEqual([
+      ['home', 'relayed', relay], ['lab', 'direct', undefined], ['relay-a', 'direct', undefined], ['relay-b', 'direct', undefined]
+    ])
+    // Office dials out to every listener it learns of, so the relays reach it directly.
+    expect(reachTable(t.relayA!.node).find(([id]) => id === 'office')).toEqual(['office', 'direct', undefined])
+
+    // Routing uses the view: agents, tags and models resolve to the right nodes.
+    expect(t.home!.node.view.resolve('coder').map(c => [c.nodeId, c.reach])).toEqual([['office', 'relayed']])
+    expect(t.home!.node.view.resolve('tags:office').map(c => c.nodeId)).toEqual(['lab', 'office'])
+    expect(t.lab!.node.view.resolveModel('clawmatrix/qwen-coder').map(c => c.nodeId)).toEqual(['office'])
+    expect(() => t.home!.node.view.resolve('nobody')).toThrow(/unknown target "nobody": the cluster offers agents \[coder, main\]/)
+
+    // The HTTP status carries the same view.
+    const status = await (await fetch(`${t.home!.node.http.url}/clawmatrix/status`)).json()
+    expect(status.cluster.map((n: any) => n.nodeId)).toEqual(['home', 'lab', 'office', 'relay-a', 'relay-b'])
+  })
+
+  it('moves 50 MB over the longest relayed path, on a connection without relay limits', async () => {
+    const t = await fiveNodeTopology()
+    await waitFor('home to reach office through relay-b', () => reachTable(t.home!.node).some(([id, reach]) => id === 'office' && reach === 'relayed'))
+    const officePeer = t.office!.node.peerId
+    const connection = t.home!.node.swarm.getConnections(officePeer).find(c => c.remoteAddr.toString().includes('p2p-circuit'))!
+    expect(connection.limits).toBeUndefined() // a limited relay connection would end at 128 KiB / 2 min
+
+    const protocol = '/clawmatrix-test/sink/1.0.0'
+    await t.office!.node.swarm.handle(protocol, async stream => {
+      let received = 0
+      for await (const chunk of stream) received += chunk.byteLength
+      stream.send(new TextEncoder().encode(String(received)))
+      await stream.close()
+    }, { runOnLimitedConnection: true })
+
+    const total = 50 * 1024 * 1024
+    const chunk = new Uint8Array(64 * 1024).fill(7)
+    const stream = await t.home!.node.swarm.dialProtocol(officePeer, protocol, { runOnLimitedConnection: true })
+    for (let sent = 0; sent < total; sent += chunk.byteLength) {
+      if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+    }
+    await stream.close()
+    let reply = ''
+    for await (const part of stream) reply += new TextDecoder().decode(part.subarray())
+    expect(Number(reply)).toBe(total)
+    expect(connection.status).toBe('open')
+  })
+
+  it('a gracefully stopped node leaves every view at once; a killed one expires', async () => {
+    const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: { intervalMs: 500, maxMissed: 3 } })
+    const watcher = await nodes.start({ nodeId: 'watcher', heartbeat: { intervalMs: 500, maxMissed: 3 }, peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
+    const polite = await nodes.start({ nodeId: 'polite', heartbeat: { intervalMs: 500, maxMissed: 3 }, peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
+    const config = join(dir, 'doomed.json')
+    await writeFile(config, JSON.stringify({
+      nodeId: 'doomed', secret: SECRET, proxyPort: 0, heartbeat: { intervalMs: 500, maxMissed: 3 }, peers: [{ nodeId: 'hub', url: hub.wsAddress() }]
+    }))
+    const doomed = runCli(['node', '--config', config, '--state-dir', join(dir, 'doomed')])
+    children.push(doomed)
+    await waitFor('the watcher to know polite and doomed', () => ['polite', 'doomed'].every(id => watcher.node.view.nodes().some(n => n.nodeId === id)))
+
+    await polite.node.stop()
+    await waitFor('polite to leave', () => watcher.log.has(/node left: polite \(left\)/))
+
+    doomed.child.kill('SIGKILL')
+    await waitFor('doomed to expire', () => watcher.log.has(/node left: doomed \(expired: no announcement for \d+ s\)/))
+    expect(watcher.node.view.nodes().map(n => n.nodeId)).toEqual(['watcher', 'hub'])
+  })
+})
+
+describe('announcement checks', () => {
+  async function pair (): Promise<{ honest: TestNode, member: TestNode, observer: TestNode }> {
+    const honest = await nodes.start({ nodeId: 'honest', listen: true, agents: [{ id: 'main' }] })
+    const member = await nodes.start({ nodeId: 'member', peers: [{ nodeId: 'honest', url: honest.wsAddress() }] })
+    const observer = await nodes.start({ nodeId: 'observer', peers: [{ nodeId: 'honest', url: honest.wsAddress() }] })
+    await waitFor('everyone to know and reach everyone', () =>
+      [honest, member, observer].every(t => t.node.view.nodes().filter(n => n.reach !== 'unreachable').length === 3))
+    // The member's own announcements go straight to the observer only once it knows the observer subscribed.
+    await waitFor('the member to see the observer subscribed', () =>
+      member.node.swarm.services.pubsub.getSubscribers(ANNOUNCE_TOPIC).some(p => p.equals(observer.node.peerId)))
+    return { honest, member, observer }
+  }
+
+  async function publishAs (sender: TestNode, card: Card): Promise<void> {
+    await sender.node.swarm.services.pubsub.publish(ANNOUNCE_TOPIC, encodeAnnouncement(card))
+  }
+
+  it('rejects a card that speaks for another node, and logs it', async () => {
+    const { honest, member, observer } = await pair()
+    const forged: Card = { ...honest.node.announcer.card, agents: [{ id: 'evil', description: 'hijacked', tags: [] }], seq: Date.now() * 2 }
+    await publishAs(member, forged)
+    await waitFor('the observer to log the forgery', () =>
+      observer.log.has(new RegExp(`rejected announcement relayed by \\w+: card for peer ${honest.node.peerId} \\(node "honest"\\) was signed by another peer, ${member.node.peerId}`)))
+    expect(observer.node.view.nodes().find(n => n.nodeId === 'honest')!.agents.map(a => a.id)).toEqual(['main'])
+    expect(() => observer.node.view.resolve('evil')).toThrow(/unknown target/)
+  })
+
+  it('ignores a replayed (stale) card, and logs it', async () => {
+    const { member, observer } = await pair()
+    const old = member.node.announcer.card
+    await member.node.announcer.publish()
+    await publishAs(member, { ...old, tags: ['replayed'] })
+    await waitFor('the observer to log the replay', () => observer.log.has(/ignored announcement relayed by \w+: replayed or stale announcement from member: sequence \d+, already saw \d+/))
+    expect(observer.node.view.nodes().find(n => n.nodeId === 'member')!.tags).toEqual([])
+  })
+
+  it('rejects a malformed card, and logs it', async () => {
+    const { member, observer } = await pair()
+    await member.node.swarm.services.pubsub.publish(ANNOUNCE_TOPIC, new TextEncoder().encode('{"v":1,"kind":"card","nodeId":42}'))
+    await waitFor('the observer to log it', () => observer.log.has(/rejected announcement relayed by \w+: malformed card/))
+    await member.node.swarm.services.pubsub.publish(ANNOUNCE_TOPIC, new TextEncoder().encode('not json'))
+    await waitFor('the observer to log it', () => observer.log.has(/rejected announcement relayed by \w+: announcement is not JSON/))
+  })
+
+  it('reports two live peers claiming one nodeId on both sides, and refuses to route to it', async () => {
+    const { honest, observer } = await pair()
+    const impostor = await nodes.start({ nodeId: 'honest', peers: [{ nodeId: 'x', url: honest.wsAddress() }] })
+    const clash = /node id "honest" is claimed by 2 live peers/
+    await waitFor('both claimants and the observer to report the clash', () => honest.log.has(clash) && impostor.log.has(clash) && observer.log.has(clash))
+    expect(honest.log.lines.find(l => clash.test(l))).toMatch(/this node among them/)
+    const seen = observer.node.view.nodes().filter(n => n.nodeId === 'honest')
+    expect(seen.map(n => n.peerId).sort()).toEqual([honest.node.peerId.toString(), impostor.node.peerId.toString()].sort())
+    expect(() => observer.node.view.resolve('honest')).toThrow(/node id "honest" is claimed by 2 live peers/)
+    // Neither card overwrote the other.
+    expect(seen.every(n => n.conflictsWith?.length === 1)).toBe(true)
+    expect(peerIdFromString(seen[0]!.peerId)).toBeDefined()
+  })
+})
