@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http'
+import { createServer as createNetServer, type Socket } from 'node:net'
 import OpenAI from 'openai'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
@@ -396,7 +397,7 @@ describe('OpenAI dialect adapter', () => {
     expect(await fake.requests[0]!.ended).toBe('client-closed')
   })
 
-  it('gives up on a stalled stream with 504 and on an unreachable upstream with 502', async () => {
+  it('gives up on a stalled stream or a silent upstream with 504, and on an unreachable one with 502', async () => {
     const gate = gateAt(1)
     fake.reply = { chunks: ['a', 'b'], beforeChunk: gate.beforeChunk }
     const impatient = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { idleTimeoutMs: 200 })
@@ -404,6 +405,21 @@ describe('OpenAI dialect adapter', () => {
     expect(error?.status).toBe(504)
     expect(error?.type).toBe('upstream_timeout')
     expect(await fake.requests[0]!.ended).toBe('client-closed')
+
+    // a server that accepts the connection and never answers
+    const sockets: Socket[] = []
+    const silent = createNetServer(socket => { sockets.push(socket) })
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+    try {
+      const silentUrl = `http://127.0.0.1:${(silent.address() as { port: number }).port}/v1`
+      const mute = await rejection(createUpstream({ baseUrl: silentUrl, dialect: 'openai', upstreamModel: 'm' }, { responseTimeoutMs: 200 })
+        .request({ route: 'chat/completions', body: { messages: [] } }))
+      expect(mute.status).toBe(504)
+      expect(mute.message).toMatch(/did not answer within 200 ms/)
+    } finally {
+      sockets.forEach(socket => socket.destroy())
+      await new Promise(resolve => silent.close(resolve))
+    }
 
     const closed = new FakeOpenAIServer()
     await closed.start()

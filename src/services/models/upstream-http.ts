@@ -52,14 +52,14 @@ export class UpstreamHttpResponse {
    * upstream ended the HTTP body properly; a cut connection, a stall or the
    * caller's abort throws. Leaving the loop early cancels the request.
    */
-  async * chunks (): AsyncGenerator<Uint8Array> {
+  async * chunks (silenceMs = this.init.idleTimeoutMs): AsyncGenerator<Uint8Array> {
     const body = this.response.body
     if (body == null) return
     const reader = this.reader = body.getReader()
     let finished = false
     try {
       while (true) {
-        const { done, value } = await this.timed(this.init.idleTimeoutMs, 'stalled', async () => await reader.read())
+        const { done, value } = await withTimeout(this.controller, silenceMs, 'stalled', async () => await reader.read())
         if (done) {
           finished = true
           return
@@ -67,17 +67,21 @@ export class UpstreamHttpResponse {
         yield value
       }
     } catch (err) {
-      throw this.failure(err, 'mid-response')
+      throw classify(err, this.controller, this.init, 'mid-response')
     } finally {
       if (!finished) this.cancel()
     }
   }
 
-  /** Reads the whole body up to `maxBytes`; beyond it fails with 502. */
+  /**
+   * Reads the whole body up to `maxBytes`; beyond it fails with 502. Some
+   * servers send the headers of a non-streamed answer before generating it,
+   * so the body may be as slow as a response.
+   */
   async bytes (maxBytes: number, what: string): Promise<Uint8Array> {
     const parts: Uint8Array[] = []
     let length = 0
-    for await (const chunk of this.chunks()) {
+    for await (const chunk of this.chunks(Math.max(this.init.idleTimeoutMs, this.init.responseTimeoutMs))) {
       length += chunk.byteLength
       if (length > maxBytes) {
         throw UpstreamError.of(502, 'upstream_error', `the upstream's ${what} exceeded ${maxBytes} bytes`)
@@ -107,14 +111,6 @@ export class UpstreamHttpResponse {
   cancel (): void {
     this.controller.abort(new Error('the response was not read to its end'))
     this.reader?.cancel().catch(() => {})
-  }
-
-  private async timed<T>(ms: number, what: 'stalled' | 'no-response', fn: () => Promise<T>): Promise<T> {
-    return await withTimeout(this.controller, ms, what, fn)
-  }
-
-  private failure (err: unknown, when: string): unknown {
-    return classify(err, this.controller, this.init, when)
   }
 }
 

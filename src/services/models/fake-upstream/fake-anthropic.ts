@@ -11,7 +11,7 @@ import type { ServerResponse } from 'node:http'
 export interface FakeAnthropicInit {
   /** Model names it serves; others get 404. Default ["fake-claude"]. */
   models?: string[]
-  /** When set, requests must carry `x-api-key: <apiKey>`. */
+  /** When set, requests must carry `x-api-key: <apiKey>` (or `Authorization: Bearer <apiKey>`). */
   apiKey?: string
   reply?: FakeReplySource
 }
@@ -39,7 +39,8 @@ export class FakeAnthropicServer extends FakeUpstreamServer {
       sendError(res, 404, 'not_found_error', 'Not found')
       return
     }
-    if (this.apiKey != null && request.headers['x-api-key'] !== this.apiKey) {
+    // the Messages API takes the key as x-api-key; newer SDKs send it as a bearer token
+    if (this.apiKey != null && request.headers['x-api-key'] !== this.apiKey && request.headers.authorization !== `Bearer ${this.apiKey}`) {
       sendError(res, 401, 'authentication_error', 'invalid x-api-key')
       return
     }
