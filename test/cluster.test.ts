@@ -79,7 +79,7 @@ describe('cluster view', () => {
     expect(() => t.home!.node.view.resolve('nobody')).toThrow(/unknown target "nobody": the cluster offers agents \[coder, main\]/)
 
     // The HTTP status carries the same view.
-    const status = await (await fetch(`${t.home!.node.http.url}/clawmatrix/status`)).json()
+    const status = await (await fetch(`${t.home!.node.http.url}/clawmatrix/status`)).json() as any
     expect(status.cluster.map((n: any) => n.nodeId)).toEqual(['home', 'lab', 'office', 'relay-a', 'relay-b'])
   })
 

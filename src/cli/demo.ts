@@ -18,10 +18,10 @@ export async function runDemo (): Promise<void> {
   const stateRoot = await mkdtemp(join(tmpdir(), 'clawmatrix-demo-'))
   const nodes: ClawmatrixNode[] = []
   try {
-    const hub = await startNode(nodes, stateRoot, { nodeId: 'hub', secret, listen: true, listenHost: '127.0.0.1', listenPort: 0 }, 0)
+    const hub = await startNode(nodes, stateRoot, { nodeId: 'hub', secret, listen: true, listenHost: '127.0.0.1', listenPort: 0, tags: ['relay'] }, 0)
     const hubUrl = hub.swarm.getMultiaddrs().find(a => a.toString().includes('/ws/'))!.toString()
-    for (const [i, nodeId] of ['alpha', 'beta'].entries()) {
-      await startNode(nodes, stateRoot, { nodeId, secret, peers: [{ nodeId: 'hub', url: hubUrl }] }, i + 1)
+    for (const [i, [nodeId, tag]] of [['alpha', 'home'], ['beta', 'office']].entries()) {
+      await startNode(nodes, stateRoot, { nodeId, secret, tags: [tag], peers: [{ nodeId: 'hub', url: hubUrl }] }, i + 1)
     }
     await waitForMesh(hub, nodes.length - 1)
 

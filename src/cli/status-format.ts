@@ -1,14 +1,26 @@
 import type { NodeStatus } from '../services/status.js'
 
-/** One screen: this node, its listeners, every connected peer, and configured peers. */
+/** One screen: this node, every node it knows and how it reaches it, live connections, configured peers. */
 export function formatStatus (status: NodeStatus): string {
   const lines = [
     `node      ${status.nodeId}  (clawmatrix ${status.version}, up ${formatDuration(status.uptimeMs)})`,
     `peer id   ${status.peerId}`,
     `listening ${status.listenAddresses.length > 0 ? status.listenAddresses.join('\n          ') : '- (dial-out only)'}`,
     '',
-    `connected peers (${status.peers.length})`
+    `cluster (${status.cluster.length} nodes)`
   ]
+  lines.push(...table(['NODE', 'REACH', 'RTT', 'AGENTS', 'MODELS', 'TAGS', 'TOOLS', 'IN FLIGHT', 'LAST SEEN'], status.cluster.map(n => [
+    n.conflictsWith == null ? n.nodeId : `${n.nodeId} (CLASH)`,
+    n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach,
+    n.rttMs == null ? '-' : `${n.rttMs} ms`,
+    list(n.agents.map(a => a.id)),
+    list(n.models.map(m => m.id)),
+    list(n.tags),
+    n.toolProxy.enabled ? (n.toolProxy.allow.length === 0 || n.toolProxy.allow.includes('*') ? 'all' : n.toolProxy.allow.join(',')) + (n.toolProxy.deny.length > 0 ? ` -${n.toolProxy.deny.join(',-')}` : '') : 'off',
+    String(n.inFlight),
+    n.self ? '-' : `${formatDuration(Date.now() - Date.parse(n.lastSeen))} ago`
+  ])))
+  lines.push('', `connected peers (${status.peers.length})`)
   const rows = status.peers.map(p => [
     p.nodeId ?? '?',
     p.direction === 'inbound' ? 'in' : 'out',
@@ -25,6 +37,10 @@ export function formatStatus (status: NodeStatus): string {
     ])))
   }
   return lines.join('\n')
+}
+
+function list (values: string[]): string {
+  return values.length === 0 ? '-' : values.join(',')
 }
 
 export function table (header: string[], rows: string[][]): string[] {

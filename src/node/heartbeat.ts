@@ -39,6 +39,7 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
   }
 
   start (): void {
+    this.swarm.addEventListener('peer:connect', this.onConnect)
     this.swarm.addEventListener('peer:disconnect', this.onDisconnect)
     this.timer = setInterval(() => { this.beat() }, this.init.intervalMs)
     this.timer.unref()
@@ -47,6 +48,7 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
   stop (): void {
     clearInterval(this.timer)
     this.controller.abort()
+    this.swarm.removeEventListener('peer:connect', this.onConnect)
     this.swarm.removeEventListener('peer:disconnect', this.onDisconnect)
   }
 
@@ -55,17 +57,24 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
     return this.liveness.get(peer.toString())
   }
 
+  /** A new peer is beaten at once, so routing knows its round-trip time from the start. */
+  private readonly onConnect = (event: CustomEvent<PeerId>): void => {
+    this.beatOnce(event.detail)
+  }
+
   private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
     this.liveness.delete(event.detail.toString())
   }
 
   private beat (): void {
-    for (const peer of this.swarm.getPeers()) {
-      const key = peer.toString()
-      if (this.inFlight.has(key)) continue
-      this.inFlight.add(key)
-      void this.beatPeer(peer).finally(() => this.inFlight.delete(key))
-    }
+    for (const peer of this.swarm.getPeers()) this.beatOnce(peer)
+  }
+
+  private beatOnce (peer: PeerId): void {
+    const key = peer.toString()
+    if (this.inFlight.has(key)) return
+    this.inFlight.add(key)
+    void this.beatPeer(peer).finally(() => this.inFlight.delete(key))
   }
 
   private async beatPeer (peer: PeerId): Promise<void> {
