@@ -6,6 +6,7 @@ export default defineConfig({
     // Tests start real nodes and child processes; give them room on a 2-core machine.
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    fileParallelism: false
+    fileParallelism: false,
+    reporters: ['default', './test/helpers/summary-reporter.ts']
   }
 })
