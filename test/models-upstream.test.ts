@@ -8,6 +8,7 @@ import {
 } from '../src/services/models/index.js'
 import { FakeAnthropicServer, fakeEmbedding, FakeOpenAIServer, startBuiltinModel } from '../src/services/models/fake-upstream/index.js'
 import type { ModelConfig } from '../src/config/schema.js'
+import { waitFor } from './helpers/wait.js'
 
 const KEY = 'sk-test-upstream-key-0123456789'
 
@@ -387,6 +388,20 @@ describe('OpenAI dialect adapter', () => {
     controller.abort(reason)
     expect(await rejection(iterator.next())).toBe(reason)
     expect(await fake.requests[0]!.ended).toBe('client-closed')
+  })
+
+  it('reads the upstream only as fast as the caller pulls', async () => {
+    const total = 2000 // 32 MiB in 16 KiB chunks: more than socket buffers hold
+    fake.reply = { chunks: Array.from({ length: total }, () => 'x'.repeat(16 * 1024)) }
+    const response = await upstream.request({ route: 'chat/completions', body: { model: 'x', stream: true, messages: [{ role: 'user', content: 'a' }] } })
+    const iterator = response.body[Symbol.asyncIterator]()
+    await iterator.next()
+    const request = fake.requests[0]!
+    // the caller holds one chunk and pulls no more: the fake's writes must block
+    await waitFor('the fake upstream to be held back by a full socket', () => request.stalls > 0)
+    expect(request.chunksWritten).toBeLessThan(total)
+    await iterator.return?.()
+    expect(await request.ended).toBe('client-closed')
   })
 
   it('closes the upstream request when the caller stops reading', async () => {

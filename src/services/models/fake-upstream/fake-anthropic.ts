@@ -59,10 +59,11 @@ export class FakeAnthropicServer extends FakeUpstreamServer {
       sendError(res, reply.fail.status, reply.fail.type ?? 'api_error', reply.fail.message)
       return
     }
-    await this.answer(body, res, reply)
+    await this.answer(request, res, reply)
   }
 
-  private async answer (body: any, res: ServerResponse, reply: FakeReply): Promise<void> {
+  private async answer (request: RecordedRequest, res: ServerResponse, reply: FakeReply): Promise<void> {
+    const body = request.body
     const id = `msg_fake${++this.counter}`
     const chunks = reply.chunks ?? builtinAnswer(lastUserText(body.messages))
     const calls = (reply.toolCalls ?? []).map((call, i) => ({ id: call.id ?? `toolu_fake${this.counter}_${i}`, name: call.name, input: call.arguments }))
@@ -106,7 +107,7 @@ export class FakeAnthropicServer extends FakeUpstreamServer {
       extra('content_block_stop', { index })
       index++
     }
-    await writeEventStream(res, {
+    await writeEventStream(request, res, {
       head: sse('message_start', {
         message: {
           id, type: 'message', role: 'assistant', model: body.model, content: [], stop_reason: null, stop_sequence: null,

@@ -124,7 +124,7 @@ export class FakeOpenAIServer extends FakeUpstreamServer {
         ...argumentPieces(call.json).map(part => delta({ tool_calls: [{ index, function: { arguments: part } }] }))
       ])
     ]
-    await writeEventStream(res, {
+    await writeEventStream(request, res, {
       head: delta({ role: 'assistant', content: calls.length > 0 && chunks.length === 0 ? null : '', refusal: null }),
       chunks: pieces,
       tail: delta({}, finish) + (includeUsage ? event([], { usage }) : '') + (reply.omitDone === true ? '' : 'data: [DONE]\n\n'),
@@ -150,7 +150,7 @@ export class FakeOpenAIServer extends FakeUpstreamServer {
     }
     const event = (text: string, finishReason: string | null = null): string =>
       `data: ${JSON.stringify({ id, object: 'text_completion', created, model: body.model, choices: [choice(text, finishReason)] })}\n\n`
-    await writeEventStream(res, {
+    await writeEventStream(request, res, {
       head: '',
       chunks: chunks.map(text => event(text)),
       tail: event('', finish) + (reply.omitDone === true ? '' : 'data: [DONE]\n\n'),

@@ -16,6 +16,10 @@ export interface RecordedRequest {
   headers: IncomingHttpHeaders
   /** The parsed JSON body, or undefined when there was none or it was not JSON. */
   body: any
+  /** Counted stream chunks written so far. */
+  chunksWritten: number
+  /** Writes that had to wait for the client to read (back-pressure reached the fake). */
+  stalls: number
   /** Set once the exchange ended. */
   outcome?: ExchangeOutcome
   /** Resolves when the exchange ended. */
@@ -84,6 +88,8 @@ export abstract class FakeUpstreamServer implements Startable {
       path: new URL(req.url ?? '/', 'http://localhost').pathname,
       headers: req.headers,
       body: undefined,
+      chunksWritten: 0,
+      stalls: 0,
       ended: new Promise(resolve => { resolveEnded = resolve })
     }
     res.on('close', () => {
@@ -153,9 +159,10 @@ export function sendJson (res: ServerResponse, status: number, body: unknown): v
  * Writes with back-pressure. Resolves false when the client went away, so a
  * streaming loop stops instead of writing into a closed socket.
  */
-export async function write (res: ServerResponse, text: string): Promise<boolean> {
+export async function write (res: ServerResponse, text: string, request?: RecordedRequest): Promise<boolean> {
   if (res.destroyed || res.writableEnded) return false
   if (res.write(text)) return true
+  if (request != null) request.stalls++
   return await new Promise<boolean>(resolve => {
     const done = (ok: boolean) => (): void => {
       res.off('drain', onDrain)
@@ -193,7 +200,7 @@ export interface StreamFaults {
 }
 
 /** Writes an event stream with the faults a reply asked for, at the chunk count it named. */
-export async function writeEventStream (res: ServerResponse, plan: StreamPlan, faults: StreamFaults): Promise<void> {
+export async function writeEventStream (request: RecordedRequest, res: ServerResponse, plan: StreamPlan, faults: StreamFaults): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
   if (!await write(res, plan.head)) return
   for (let i = 0; i <= plan.chunks.length; i++) {
@@ -212,8 +219,9 @@ export async function writeEventStream (res: ServerResponse, plan: StreamPlan, f
     }
     if (i === plan.chunks.length) break
     await pace(i, faults.delayMs, faults.beforeChunk)
-    if (!await write(res, plan.chunks[i]!)) return
+    if (!await write(res, plan.chunks[i]!, request)) return
+    request.chunksWritten++
   }
-  if (!await write(res, plan.tail)) return
+  if (!await write(res, plan.tail, request)) return
   res.end()
 }
