@@ -335,6 +335,22 @@ describe('OpenAI dialect adapter', () => {
     expect(JSON.stringify(err.toJSON()) + err.message + String(err.stack)).not.toContain(wrongKey)
   })
 
+  it('refuses to follow a redirect, which would carry the key elsewhere', async () => {
+    const redirecting = createServer((_req, res) => { res.writeHead(307, { location: `${fake.url}/chat/completions?token=abc` }).end() })
+    await new Promise<void>(resolve => redirecting.listen(0, '127.0.0.1', resolve))
+    try {
+      const { port } = redirecting.address() as { port: number }
+      const err = await rejection(createUpstream({ baseUrl: `http://127.0.0.1:${port}/v1`, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' })
+        .request({ route: 'chat/completions', body: { messages: [{ role: 'user', content: 'a' }] } }))
+      expect(err.status).toBe(502)
+      expect(err.message).toBe(`the upstream redirected (307 to ${fake.url}/chat/completions); set baseUrl to the final URL`)
+      expect(fake.requests).toHaveLength(0)
+    } finally {
+      redirecting.closeAllConnections()
+      await new Promise(resolve => redirecting.close(resolve))
+    }
+  })
+
   it('turns an upstream that dies mid-stream into an error after the chunks that arrived', async () => {
     fake.reply = { chunks: ['a', 'b', 'c', 'd'], dieAfterChunks: 2 }
     const response = await upstream.request({ route: 'chat/completions', body: { model: 'x', stream: true, messages: [{ role: 'user', content: 'a' }] } })

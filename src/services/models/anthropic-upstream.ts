@@ -7,7 +7,6 @@ import { AnthropicStreamTranslator } from './anthropic-stream.js'
 import { fromAnthropicError, fromAnthropicMessage, toAnthropicRequest } from './anthropic-translate.js'
 import { ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, MAX_JSON_RESPONSE_BYTES } from './constants.js'
 import { redactor, UpstreamError } from './errors.js'
-import { refusal } from './openai-upstream.js'
 import { relayEventStream, type EventRelay } from './event-relay.js'
 import { formatSseData, SSE_DONE, utf8, type SseEvent } from './sse.js'
 import { postUpstream, type UpstreamHttpResponse } from './upstream-http.js'
@@ -49,7 +48,7 @@ export class AnthropicUpstream implements ModelUpstream {
       idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       redact: this.redact
     })
-    if (response.status >= 300 && response.status < 400) throw await refusal(response, this.redact)
+    if (response.isRedirect) throw response.redirectRefusal()
     if (response.status < 200 || response.status > 299) {
       throw fromAnthropicError(response.status, await response.text(MAX_ERROR_BODY_BYTES), this.redact)
     }

@@ -39,24 +39,15 @@ export class OpenAIUpstream implements ModelUpstream {
       idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       redact: this.redact
     })
+    if (response.isRedirect) throw response.redirectRefusal()
     if (response.status < 200 || response.status > 299) {
-      throw await refusal(response, this.redact)
+      throw openAIErrorFromUpstream(response.status, await response.text(MAX_ERROR_BODY_BYTES), this.redact)
     }
     if (response.isEventStream) {
       return { status: response.status, contentType: 'text/event-stream', body: relayEventStream(response, new OpenAIEventRelay(this.redact), 'upstream') }
     }
     return { status: response.status, contentType: 'application/json', body: wholeJson(response) }
   }
-}
-
-/** An upstream's non-2xx answer as an UpstreamError; a redirect is refused, not followed. */
-export async function refusal (response: UpstreamHttpResponse, redact: (text: string) => string): Promise<UpstreamError> {
-  if (response.status >= 300 && response.status < 400) {
-    response.cancel()
-    const location = response.headers.get('location')
-    return UpstreamError.of(502, 'upstream_error', `the upstream redirected (${response.status}${location == null ? '' : ` to ${redact(location)}`}); set baseUrl to the final URL`)
-  }
-  return openAIErrorFromUpstream(response.status, await response.text(MAX_ERROR_BODY_BYTES), redact)
 }
 
 /**

@@ -108,6 +108,17 @@ export class UpstreamHttpResponse {
     return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8')
   }
 
+  get isRedirect (): boolean {
+    return this.status >= 300 && this.status < 400
+  }
+
+  /** Redirects are not followed (they would carry the key along): the operator fixes baseUrl. */
+  redirectRefusal (): UpstreamError {
+    this.cancel()
+    const location = this.headers.get('location')
+    return UpstreamError.of(502, 'upstream_error', this.init.redact(`the upstream redirected (${this.status}${location == null ? '' : ` to ${safeUrl(location, this.init.url)}`}); set baseUrl to the final URL`))
+  }
+
   cancel (): void {
     this.controller.abort(new Error('the response was not read to its end'))
     this.reader?.cancel().catch(() => {})
@@ -175,9 +186,9 @@ function describeCause (err: any): string {
 }
 
 /** The URL without credentials or query, which may hold secrets. */
-export function safeUrl (url: string): string {
+export function safeUrl (url: string, base?: string): string {
   try {
-    const parsed = new URL(url)
+    const parsed = new URL(url, base)
     return `${parsed.origin}${parsed.pathname}`
   } catch {
     return '(invalid URL)'
