@@ -360,6 +360,7 @@ describe('OpenAI dialect adapter', () => {
     expect(error.type).toBe('upstream_stream_cut')
     expect(chunksOf(partial).done).toBe(false)
     expect(contentOf(chunksOf(partial).chunks)).toBe('ab')
+    expect(await fake.requests[0]!.ended).toBe('died')
   })
 
   it('takes a clean close before the answer finished as a cut, and a finished stream without [DONE] as complete', async () => {
