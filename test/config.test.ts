@@ -90,6 +90,11 @@ describe('config', () => {
     ])
   })
 
+  it('infers the anthropic dialect from the provider, openai otherwise', () => {
+    const { models } = parseConfig({ ...base, models: [{ id: 'a', provider: 'anthropic' }, { id: 'b', provider: 'ollama' }, { id: 'c', provider: 'anthropic', dialect: 'openai' }] })
+    expect(models.map(m => m.dialect)).toEqual(['anthropic', 'openai', 'openai'])
+  })
+
   it('turns ws and wss urls into multiaddrs', () => {
     expect(peerUrlToMultiaddr('ws://127.0.0.1:19000').toString()).toBe('/ip4/127.0.0.1/tcp/19000/ws')
     expect(peerUrlToMultiaddr('wss://relay.example.org').toString()).toBe('/dns/relay.example.org/tcp/443/tls/ws')

@@ -19,7 +19,7 @@ export function parseConfig (input: unknown, source?: string): Config {
   if (input == null || typeof input !== 'object' || Array.isArray(input)) {
     throw new ConfigError([`the config must be a JSON object, got ${describe(input)}`], source)
   }
-  const withSections = { toolProxy: {}, heartbeat: {}, reconnect: {}, ...input }
+  const withSections = inferDialects({ toolProxy: {}, heartbeat: {}, reconnect: {}, ...input })
   const problems = schemaProblems(withSections)
   if (problems.length === 0) {
     problems.push(...semanticProblems(Value.Default(ConfigSchema, structuredClone(withSections)) as Config))
@@ -44,6 +44,15 @@ export async function loadConfigFile (path: string): Promise<Config> {
     throw new ConfigError([`not valid JSON: ${err.message}`], path)
   }
   return parseConfig(json, path)
+}
+
+/** A model whose provider is `anthropic` speaks the Anthropic dialect unless told otherwise. */
+function inferDialects<T extends { models?: unknown }> (input: T): T {
+  if (!Array.isArray(input.models)) return input
+  return {
+    ...input,
+    models: input.models.map(m => m?.provider === 'anthropic' && m.dialect == null ? { ...m, dialect: 'anthropic' } : m)
+  }
 }
 
 function schemaProblems (input: object): string[] {
