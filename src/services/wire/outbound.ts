@@ -84,6 +84,11 @@ export class OutboundExchange {
     }
   }
 
+  /** Ends an exchange whose first answer was already final (e.g. `delivered`). */
+  async close (): Promise<void> {
+    await this.frames.close()
+  }
+
   /** Gives the stream up: `cancel` (best effort) when asked, then close or reset. */
   private async abandon (cancel: boolean): Promise<void> {
     if (this.frames.stream.status !== 'open' || this.frames.stream.writeStatus !== 'writable') {

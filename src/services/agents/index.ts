@@ -1,0 +1,3 @@
+export * from './runner.js'
+export * from './command-runner.js'
+export * from './message-sink.js'

@@ -1,0 +1,37 @@
+/**
+ * How a node runs its agents for hand-offs from other nodes. Standalone
+ * nodes use CommandAgentRunner (./command-runner.ts); the OpenClaw plugin
+ * provides one that runs the gateway's agents.
+ */
+export interface AgentRunner {
+  /** Whether this node can run `agentId`; a hand-off to any other agent is refused before it starts. */
+  has(agentId: string): boolean | Promise<boolean>
+  /**
+   * Runs one task to its answer. Must stop promptly, and stop whatever it
+   * started, when `options.signal` aborts (cancellation or timeout).
+   */
+  run(agentId: string, task: string, context: unknown, options: AgentRunOptions): Promise<AgentRunResult>
+}
+
+export interface AgentRunOptions {
+  signal: AbortSignal
+  /** Reports what the agent is doing; forwarded to the caller as progress frames. */
+  onProgress?(message: string): void
+  /** The hand-off id, unique per task (a runner may use it to name a session). */
+  id: string
+}
+
+export interface AgentRunResult {
+  text: string
+}
+
+/** An agent run that failed; the message reaches the caller in the result's error. */
+export class AgentRunError extends Error {
+  readonly code: string
+
+  constructor (message: string, code = 'agent-failed') {
+    super(message)
+    this.name = 'AgentRunError'
+    this.code = code
+  }
+}

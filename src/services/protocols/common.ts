@@ -1,0 +1,102 @@
+import { logger, type Logger } from '@libp2p/logger'
+import {
+  ACCEPT_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, MAX_FRAME_BYTES, PROTOCOL_PREFIX, REQUEST_TIMEOUT_MS,
+  protocolId, serveInbound, type FrameStream, type Frame, type OutboundInit, type ProtocolComponents
+} from '../wire/index.js'
+import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
+import type { Connection, Startable, Stream } from '@libp2p/interface'
+
+/** Options every clawmatrix work protocol takes; all have defaults. */
+export interface StreamProtocolInit {
+  protocolPrefix?: string
+  maxInboundStreams?: number
+  maxOutboundStreams?: number
+  /** Serve and dial over relayed (limited) connections too; default true, as members often meet through a relay. */
+  runOnLimitedConnection?: boolean
+  maxFrameBytes?: number
+  /** Receiver: a keep-alive after this much silence while working. */
+  keepAliveIntervalMs?: number
+  /** Caller: give up after this much silence (no frame, not even a keep-alive). */
+  idleTimeoutMs?: number
+  /** Caller: wait this long for accepted/rejected before trying the next candidate. */
+  acceptTimeoutMs?: number
+  /** Receiver: wait this long for the request frame. */
+  requestTimeoutMs?: number
+}
+
+type Settings = Required<StreamProtocolInit>
+
+/**
+ * What the three protocols share, after js-libp2p's ping: a protocol id from
+ * prefix/name/version, a handler registered with stream limits, and
+ * settings with defaults. Subclasses serve one request per stream.
+ */
+export abstract class StreamProtocol implements Startable {
+  readonly protocol: string
+  protected readonly settings: Settings
+  protected readonly log: Logger
+  private started = false
+
+  constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit) {
+    this.settings = {
+      protocolPrefix: init.protocolPrefix ?? PROTOCOL_PREFIX,
+      maxInboundStreams: init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
+      maxOutboundStreams: init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS,
+      runOnLimitedConnection: init.runOnLimitedConnection ?? true,
+      maxFrameBytes: init.maxFrameBytes ?? MAX_FRAME_BYTES,
+      keepAliveIntervalMs: init.keepAliveIntervalMs ?? KEEPALIVE_INTERVAL_MS,
+      idleTimeoutMs: init.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+      acceptTimeoutMs: init.acceptTimeoutMs ?? ACCEPT_TIMEOUT_MS,
+      requestTimeoutMs: init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
+    }
+    this.protocol = protocolId(this.settings.protocolPrefix, name, version)
+    this.log = logger(`clawmatrix:${name}`)
+  }
+
+  async start (): Promise<void> {
+    await this.components.registrar.handle(this.protocol, this.handleStream, {
+      maxInboundStreams: this.settings.maxInboundStreams,
+      maxOutboundStreams: this.settings.maxOutboundStreams,
+      runOnLimitedConnection: this.settings.runOnLimitedConnection
+    })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    await this.components.registrar.unhandle(this.protocol)
+    this.started = false
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  /** Serves one validated-as-a-frame request on its stream; the frame's own schema is the subclass's to check. */
+  protected abstract serve (frames: FrameStream, request: Frame, connection: Connection): Promise<void>
+
+  protected get outbound (): OutboundInit {
+    return {
+      components: this.components,
+      protocol: this.protocol,
+      maxFrameBytes: this.settings.maxFrameBytes,
+      acceptTimeoutMs: this.settings.acceptTimeoutMs,
+      idleTimeoutMs: this.settings.idleTimeoutMs,
+      runOnLimitedConnection: this.settings.runOnLimitedConnection
+    }
+  }
+
+  private readonly handleStream = async (stream: Stream, connection: Connection): Promise<void> => {
+    await serveInbound(stream, connection, {
+      maxFrameBytes: this.settings.maxFrameBytes,
+      requestTimeoutMs: this.settings.requestTimeoutMs,
+      log: this.log
+    }, async (frames, request) => { await this.serve(frames, request, connection) })
+  }
+}
+
+/** `signal` and an optional deadline as one signal; `deadline` tells which fired. */
+export function withDeadline (signal: AbortSignal | undefined, timeoutMs: number | undefined): { signal: AbortSignal, deadline?: AbortSignal } {
+  const deadline = timeoutMs == null ? undefined : AbortSignal.timeout(timeoutMs)
+  const signals = [signal, deadline].filter(s => s != null)
+  return { signal: signals.length === 0 ? new AbortController().signal : AbortSignal.any(signals), deadline }
+}

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto'
+import {
+  candidatesOf, checkFrame, DeadlineError, firstAccepting, GOODBYE_TIMEOUT_MS, KeepAlive, OutboundExchange,
+  watchCaller, type Frame, type FrameStream, type ProtocolComponents, type Target
+} from '../wire/index.js'
+import { utf8Prefix } from '../tools/output.js'
+import { AgentRunError, type AgentRunner } from '../agents/runner.js'
+import { StreamProtocol, withDeadline, type StreamProtocolInit } from './common.js'
+import * as c from './constants.js'
+import { HandoffRuns, type HandoffOutcome, type HandoffRun } from './handoff-runs.js'
+import { HandoffRequestFrame, HandoffResultFrame, type ErrorInfo, type RunStatus } from './messages.js'
+import type { Connection, PeerId } from '@libp2p/interface'
+
+export interface HandoffInit extends StreamProtocolInit {
+  /** This node's id, for messages. */
+  nodeId: string
+  runner: AgentRunner
+  maxConcurrentRuns?: number
+  /** Timeout of a hand-off that names none. */
+  defaultTimeoutMs?: number
+  orphanGraceMs?: number
+  resultTtlMs?: number
+  maxRememberedResults?: number
+  maxResultBytes?: number
+  /** Policy hook: a reason to refuse this hand-off from `from` ("policy"), or undefined to allow it. */
+  authorize?(request: HandoffRequest, from: PeerId): string | undefined | Promise<string | undefined>
+}
+
+export interface HandoffRequest {
+  /** Unique per task; generated when absent. Reuse it to retry: the same id never runs twice on a node. */
+  id?: string
+  agent: string
+  task: string
+  context?: unknown
+  /** How long the remote may run the agent; also bounds the wait here. */
+  timeoutMs?: number
+}
+
+export interface HandoffOptions {
+  signal?: AbortSignal
+  /** Used when the request names no timeoutMs. */
+  timeoutMs?: number
+  onAccepted?(peer: PeerId, attached: boolean): void
+  onProgress?(progress: { message: string, peer: PeerId }): void
+}
+
+export interface HandoffResult {
+  id: string
+  /** The node that ran it. */
+  peer: PeerId
+  status: RunStatus
+  text: string
+  error?: ErrorInfo
+}
+
+/**
+ * `/clawmatrix/handoff/1.0.0`: runs a task on an agent of another node.
+ * Serving: accept or refuse (no such agent, busy, policy) before anything
+ * starts, keep-alives and progress while the agent runs, then the result.
+ * Calling: `handoff()` tries candidates in order until one accepts.
+ */
+export class HandoffProtocol extends StreamProtocol {
+  private readonly runs: HandoffRuns
+
+  constructor (components: ProtocolComponents, private readonly init: HandoffInit) {
+    super(components, c.HANDOFF_PROTOCOL_NAME, c.HANDOFF_PROTOCOL_VERSION, init)
+    this.runs = new HandoffRuns({
+      orphanGraceMs: init.orphanGraceMs ?? c.ORPHAN_GRACE_MS,
+      resultTtlMs: init.resultTtlMs ?? c.RESULT_TTL_MS,
+      maxRemembered: init.maxRememberedResults ?? c.MAX_REMEMBERED_RESULTS
+    })
+  }
+
+  override async stop (): Promise<void> {
+    await super.stop()
+    this.runs.cancelAll('the node is stopping')
+  }
+
+  /** Hand-offs running on this node for others. */
+  get running (): number {
+    return this.runs.running
+  }
+
+  /**
+   * Hands a task to the first candidate that accepts it and waits for the
+   * result. A refusal or an unreachable candidate moves on to the next;
+   * once one accepted, its outcome (or failure) is final. Aborting
+   * `signal` cancels the remote run. Throws RefusedError or
+   * NoCandidateAcceptedError when no candidate accepts, DeadlineError when
+   * the timeout passes, StreamCutError / IdleTimeoutError when the remote
+   * goes away mid-run.
+   */
+  async handoff (target: Target, request: HandoffRequest, options: HandoffOptions = {}): Promise<HandoffResult> {
+    const id = request.id ?? randomUUID()
+    const timeoutMs = request.timeoutMs ?? options.timeoutMs
+    const frame: Frame = { type: 'handoff', id, agent: request.agent, task: request.task, context: request.context, timeoutMs }
+    const { signal, deadline } = withDeadline(options.signal, timeoutMs == null ? undefined : timeoutMs + c.DEADLINE_SLACK_MS)
+    let peer: PeerId | undefined
+    try {
+      const { exchange, answer } = await firstAccepting(candidatesOf(target), async candidate => OutboundExchange.open(this.outbound, candidate, frame, signal), signal)
+      peer = exchange.peer
+      options.onAccepted?.(exchange.peer, answer.attached === true)
+      const final = await exchange.finish(['result'], signal, progress => {
+        if (progress.type === 'progress') options.onProgress?.({ message: String(progress.message), peer: exchange.peer })
+      })
+      const result = checkFrame(HandoffResultFrame, final, `handoff result from ${exchange.peer}`)
+      return { id, peer: exchange.peer, status: result.status, text: result.text, error: result.error }
+    } catch (err) {
+      if (deadline?.aborted === true && options.signal?.aborted !== true) {
+        throw new DeadlineError(`hand-off ${id} to agent "${request.agent}" had no result${peer == null ? '' : ` from ${peer}`} within ${timeoutMs} ms`)
+      }
+      throw err
+    }
+  }
+
+  protected async serve (frames: FrameStream, frame: Frame, connection: Connection): Promise<void> {
+    const request = checkFrame(HandoffRequestFrame, frame, 'handoff request')
+    const { nodeId, runner } = this.init
+    const reject = async (code: string, message: string): Promise<void> => {
+      this.log('refused hand-off %s from %p: %s', request.id, connection.remotePeer, message)
+      await frames.write({ type: 'rejected', id: request.id, code, message })
+      await frames.close()
+    }
+
+    if (this.runs.get(request.id) == null) {
+      if (!(await runner.has(request.agent))) {
+        await reject('no-such-agent', `no agent "${request.agent}" on ${nodeId}`)
+        return
+      }
+      const policy = await this.init.authorize?.(request, connection.remotePeer)
+      if (policy != null) {
+        await reject('policy', policy)
+        return
+      }
+    }
+    // Looked up again: a request with the same id may have started it while we awaited.
+    let run = this.runs.get(request.id)
+    const attached = run != null
+    if (run == null) {
+      const limit = this.init.maxConcurrentRuns ?? c.MAX_CONCURRENT_RUNS
+      if (this.runs.running >= limit) {
+        await reject('busy', `${nodeId} is already running ${this.runs.running} hand-offs (its limit)`)
+        return
+      }
+      run = this.runs.start(request.id, request.agent, request.task, async (signal, onProgress) => this.execute(request, signal, onProgress))
+    } else if (run.agent !== request.agent || run.task !== request.task) {
+      await reject('id-conflict', `id ${request.id} is already used on ${nodeId} by a different hand-off`)
+      return
+    }
+    await frames.write({ type: 'accepted', id: request.id, ...(attached ? { attached: true } : {}) })
+    await this.follow(frames, run, connection)
+  }
+
+  /** Streams one run's progress and result to one caller, until it ends or the caller leaves. */
+  private async follow (frames: FrameStream, run: HandoffRun, connection: Connection): Promise<void> {
+    const keepAlive = new KeepAlive(frames, this.settings.keepAliveIntervalMs)
+    const detach = this.runs.attach(run, progressWriter(frames))
+    const stopWatching = new AbortController()
+    keepAlive.start()
+    try {
+      const callerEvent = watchCaller(frames, stopWatching.signal).then(event => {
+        if (event === 'cancel') this.runs.cancel(run, 'cancelled by the caller')
+        return event
+      })
+      const first = await Promise.race([run.done, callerEvent])
+      if (first === 'gone') {
+        this.log('caller %p left hand-off %s', connection.remotePeer, run.id)
+        return
+      }
+      const outcome = await run.done
+      keepAlive.stop()
+      await frames.write({ type: 'result', id: run.id, ...outcome }, { signal: AbortSignal.timeout(this.settings.idleTimeoutMs) })
+      await frames.close()
+    } finally {
+      stopWatching.abort()
+      keepAlive.stop()
+      detach()
+    }
+  }
+
+  private async execute (request: { id: string, agent: string, task: string, context?: unknown, timeoutMs?: number }, signal: AbortSignal, onProgress: (message: string) => void): Promise<HandoffOutcome> {
+    const timeoutMs = Math.min(request.timeoutMs ?? this.init.defaultTimeoutMs ?? c.HANDOFF_TIMEOUT_MS, c.MAX_TIMEOUT_MS)
+    const deadline = AbortSignal.timeout(timeoutMs)
+    const runSignal = AbortSignal.any([signal, deadline])
+    this.log('running hand-off %s on agent %s', request.id, request.agent)
+    try {
+      const { text } = await this.init.runner.run(request.agent, request.task, request.context, { signal: runSignal, onProgress, id: request.id })
+      runSignal.throwIfAborted()
+      return { status: 'ok', text: fitText(text, this.init.maxResultBytes ?? c.MAX_RESULT_BYTES) }
+    } catch (err: any) {
+      if (deadline.aborted) {
+        return { status: 'timeout', text: '', error: { code: 'timeout', message: `agent "${request.agent}" did not finish within ${timeoutMs} ms on ${this.init.nodeId} and was stopped` } }
+      }
+      if (signal.aborted) {
+        return { status: 'cancelled', text: '', error: { code: 'cancelled', message: `hand-off ${request.id} was cancelled (${signal.reason?.message ?? 'aborted'})` } }
+      }
+      return { status: 'error', text: '', error: { code: err instanceof AgentRunError ? err.code : 'agent-failed', message: err.message } }
+    }
+  }
+}
+
+/**
+ * Progress goes out as it comes, but never queues: while one progress frame
+ * waits for the stream to drain, newer messages replace each other and only
+ * the latest follows.
+ */
+function progressWriter (frames: FrameStream): (message: string) => void {
+  let latest: string | undefined
+  let writing = false
+  return message => {
+    latest = message
+    if (writing) return
+    writing = true
+    void (async () => {
+      while (latest != null) {
+        const next = latest
+        latest = undefined
+        await frames.write({ type: 'progress', message: next }, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS * 5) }).catch(() => {})
+      }
+      writing = false
+    })()
+  }
+}
+
+/** Cuts an answer so its JSON encoding fits `maxBytes`, marking the cut. */
+function fitText (text: string, maxBytes: number): string {
+  if (Buffer.byteLength(JSON.stringify(text)) <= maxBytes) return text
+  const marker = `\n[answer truncated by clawmatrix: ${Buffer.byteLength(text)} bytes in all]`
+  let budget = maxBytes - 2 * marker.length
+  let cut = utf8Prefix(text, budget) + marker
+  // Escapes can make JSON up to six times the text: shrink until it fits.
+  while (Buffer.byteLength(JSON.stringify(cut)) > maxBytes && budget > 0) {
+    budget = Math.floor(budget / 2)
+    cut = utf8Prefix(text, budget) + marker
+  }
+  return cut
+}
