@@ -1,0 +1,102 @@
+/**
+ * Runs the benchmarks and prints one table per measurement; the raw samples
+ * go to bench/results/<time>.json (gitignored).
+ *
+ *   npm run bench                  all benchmarks
+ *   npm run bench -- swarm         only the named ones
+ *   npm run bench -- --quick       few samples: checks that the bench works, numbers mean little
+ *
+ * A new benchmark is a file exporting `(options) => Promise<BenchResult>`,
+ * added to BENCHES below.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { cpus, loadavg, release, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { importDist } from './lib/dist.js'
+import { REPO_ROOT } from './lib/paths.js'
+import { formatResult, resultJson, type BenchResult } from './lib/report.js'
+import { SWARM_DEFAULTS, SWARM_QUICK, swarmBench } from './swarm.js'
+
+const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
+
+const progress = (line: string): void => { process.stderr.write(`  .. ${line}\n`) }
+
+const BENCHES: Record<string, (quick: boolean) => Promise<BenchResult>> = {
+  swarm: async quick => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress })
+}
+
+/** A mistake in the command line: printed without a stack trace. */
+class UsageError extends Error {}
+
+async function main (): Promise<void> {
+  let args
+  try {
+    args = parseArgs({
+      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false } },
+      allowPositionals: true
+    })
+  } catch (err: any) {
+    throw new UsageError(err.message)
+  }
+  const { values, positionals } = args
+  const unknown = positionals.filter(name => !(name in BENCHES))
+  if (unknown.length > 0) throw new UsageError(`unknown benchmark ${unknown.join(', ')}; expected some of: ${Object.keys(BENCHES).join(', ')}`)
+  const names = positionals.length > 0 ? positionals : Object.keys(BENCHES)
+
+  const machine = await machineInfo()
+  process.stdout.write(`clawmatrix ${machine.clawmatrix} (${machine.commit}), libp2p ${machine.libp2p}, Node ${machine.node}, ` +
+    `${machine.cpus} x ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.os}, load average ${machine.loadBefore}${values.quick ? ', QUICK run' : ''}\n\n`)
+
+  const started = Date.now()
+  const results: BenchResult[] = []
+  for (const name of names) {
+    const result = await BENCHES[name]!(values.quick)
+    results.push(result)
+    process.stdout.write(formatResult(result) + '\n\n')
+  }
+  const seconds = (Date.now() - started) / 1000
+  // Other work on the machine skews every figure. The bench itself keeps about one core busy, so
+  // a load average well above 1 before, or above 2 after, marks a run to repeat.
+  machine.loadAfter = loadAverage()
+  process.stdout.write(`done in ${seconds.toFixed(0)} s; load average before ${machine.loadBefore}, after ${machine.loadAfter}\n`)
+
+  if (!values['no-json']) {
+    const dir = join(REPO_ROOT, 'bench', 'results')
+    await mkdir(dir, { recursive: true })
+    const file = join(dir, `${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`)
+    await writeFile(file, JSON.stringify({ machine, quick: values.quick, seconds, results: results.map(resultJson) }, null, 2) + '\n')
+    process.stdout.write(`raw samples: ${file}\n`)
+  }
+}
+
+async function machineInfo (): Promise<Record<string, string | number>> {
+  const libp2p = JSON.parse(await readFile(join(REPO_ROOT, 'node_modules', 'libp2p', 'package.json'), 'utf8')) as { version: string }
+  let commit = 'no git'
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {}
+  return {
+    clawmatrix: VERSION,
+    commit,
+    libp2p: libp2p.version,
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown CPU',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    os: `${process.platform} ${release()}`,
+    loadBefore: loadAverage()
+  }
+}
+
+/** The 1-minute load average, e.g. "0.42". */
+function loadAverage (): string {
+  return loadavg()[0]!.toFixed(2)
+}
+
+// Libp2p and child-process handles may outlive the benches: exit explicitly.
+main().then(() => process.exit(0), (err: Error) => {
+  process.stderr.write(err instanceof UsageError ? `bench: ${err.message}\n` : `bench failed: ${err.stack ?? err.message}\n`)
+  process.exit(err instanceof UsageError ? 2 : 1)
+})
