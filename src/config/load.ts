@@ -47,11 +47,11 @@ export async function loadConfigFile (path: string): Promise<Config> {
 }
 
 /** A model whose provider is `anthropic` speaks the Anthropic dialect unless told otherwise. */
-function inferDialects<T extends { models?: unknown }> (input: T): T {
+function inferDialects (input: Record<string, any>): Record<string, any> {
   if (!Array.isArray(input.models)) return input
   return {
     ...input,
-    models: input.models.map(m => m?.provider === 'anthropic' && m.dialect == null ? { ...m, dialect: 'anthropic' } : m)
+    models: input.models.map((m: any) => m?.provider === 'anthropic' && m.dialect == null ? { ...m, dialect: 'anthropic' } : m)
   }
 }
 

@@ -1,0 +1,44 @@
+import { CommandAgentRunner, InboxMessageSink, type AgentRunner, type MessageSink } from './agents/index.js'
+import { HandoffProtocol, SendProtocol, ToolProtocol } from './protocols/index.js'
+import { builtinToolRegistry, ToolExecutor, type ToolRegistry } from './tools/index.js'
+import { libp2pComponents } from './wire/index.js'
+import type { Config } from '../config/schema.js'
+import type { Swarm } from '../node/swarm.js'
+import type { Startable } from '@libp2p/interface'
+
+/** What an embedder (the OpenClaw plugin) supplies to run work; standalone defaults otherwise. */
+export interface WorkInit {
+  /** Runs hand-offs; default: agents with a `command` in the config. */
+  agentRunner?: AgentRunner
+  /** Takes one-way messages; default: a JSON-lines inbox per agent in the state dir. */
+  messageSink?: MessageSink
+  /** Tools the tool proxy offers; default: exec, read, write, edit. */
+  tools?: ToolRegistry
+}
+
+/** The three work protocols a node serves and calls: hand-off, one-way message, tool proxy. */
+export class WorkProtocols implements Startable {
+  readonly handoff: HandoffProtocol
+  readonly messages: SendProtocol
+  readonly tools: ToolProtocol
+
+  constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}) {
+    // Remote commands never see the cluster secret or the model keys of this node.
+    const hiddenEnv = config.models.flatMap(m => m.apiKeyEnv == null ? [] : [m.apiKeyEnv])
+    const components = libp2pComponents(swarm)
+    const { nodeId } = config
+    this.handoff = new HandoffProtocol(components, { nodeId, runner: init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv }) })
+    this.messages = new SendProtocol(components, { nodeId, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
+    const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
+    this.tools = new ToolProtocol(components, { nodeId, executor })
+  }
+
+  async start (): Promise<void> {
+    await Promise.all([this.handoff.start(), this.messages.start(), this.tools.start()])
+  }
+
+  /** Cancels running hand-offs and tool calls (killing their processes) and stops serving. */
+  async stop (): Promise<void> {
+    await Promise.all([this.handoff.stop(), this.messages.stop(), this.tools.stop()])
+  }
+}
