@@ -7,6 +7,8 @@ import { VERSION } from '../version.js'
 import { runDemo } from './demo.js'
 import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
 import { formatStatus } from './status-format.js'
+import { inspectCommand } from './inspect.js'
+import { peersCommand } from './peers.js'
 import type { NodeStatus } from '../services/status.js'
 
 const USAGE = `clawmatrix ${VERSION}: a libp2p mesh of OpenClaw gateways
@@ -16,6 +18,8 @@ usage:
   clawmatrix node --config <file.json> [--state-dir <dir>]
   clawmatrix relay [--listen-host H] [--listen-port P] [--proxy-port P] [--node-id ID] [--state-dir D]
   clawmatrix status [--host H] [--port N] [--json]
+  clawmatrix peers [--host H] [--port N] [--json]     live libp2p connections and their streams
+  clawmatrix inspect <url|multiaddr> [--json]         identify, ping and the cluster view of a member
 
 The secret comes from the config file or the ${SECRET_ENV} environment variable, never from argv.
 Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).`
@@ -33,6 +37,8 @@ async function main (argv: string[]): Promise<void> {
     case 'node': return nodeCommand(rest)
     case 'relay': return relayCommand(rest)
     case 'status': return statusCommand(rest)
+    case 'peers': return peersCommand(rest)
+    case 'inspect': return inspectCommand(rest)
     case undefined: case 'help': case '--help': case '-h':
       process.stdout.write(USAGE + '\n')
       return

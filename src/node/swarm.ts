@@ -28,6 +28,13 @@ export type Swarm = Libp2p<SwarmServices>
 
 export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'>
 
+export interface SwarmOptions {
+  /** libp2p's `metrics` option, e.g. Prometheus metrics in the node's own registry. */
+  metrics?: Libp2pOptions['metrics']
+  /** Take circuit relay reservations (default true); a throwaway inspector does not. */
+  relayReservations?: boolean
+}
+
 /** The user agent other peers see in identify: names the software and this node. */
 export function userAgent (nodeId: string): string {
   return `clawmatrix/${VERSION} (node=${nodeId})`
@@ -39,19 +46,20 @@ export function userAgent (nodeId: string): string {
  * Yamux, identify, ping and gossipsub. A listening node also serves as a
  * circuit relay for the other members.
  */
-export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey): Promise<Swarm> {
+export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, swarmOptions: SwarmOptions = {}): Promise<Swarm> {
   const https = config.tls == null
     ? undefined
     : { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) }
   const wsProtocol = https == null ? 'ws' : 'tls/ws'
   const host = config.listenHost.includes(':') ? `/ip6/${config.listenHost}` : `/ip4/${config.listenHost}`
+  const circuit = swarmOptions.relayReservations === false ? [] : ['/p2p-circuit']
 
   const options: Libp2pOptions<SwarmServices> = {
     privateKey,
     nodeInfo: { name: 'clawmatrix', version: VERSION, userAgent: userAgent(config.nodeId) },
     addresses: {
       // A node without a listener still takes relay reservations, so others can reach it.
-      listen: config.listen ? [`${host}/tcp/${config.listenPort}/${wsProtocol}`, '/p2p-circuit'] : ['/p2p-circuit'],
+      listen: config.listen ? [`${host}/tcp/${config.listenPort}/${wsProtocol}`, ...circuit] : circuit,
       announce: config.announceAddresses.map(url => peerUrlToMultiaddr(url).toString())
     },
     transports: [webSockets({ https }), circuitRelayTransport()],
@@ -77,6 +85,7 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey):
         ? { relay: circuitRelayServer({ reservations: { applyDefaultLimit: false, maxReservations: c.MAX_RELAY_RESERVATIONS } }) }
         : {})
     },
+    metrics: swarmOptions.metrics,
     start: false
   }
   return createLibp2p(options)

@@ -8,6 +8,8 @@ import { ClusterView } from './cluster/cluster-view.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
 import { bindReason, LocalHttpServer, sendJson } from './http/local-server.js'
+import { ClawmatrixMetrics } from './inspect/metrics.js'
+import { NodeInspection } from './inspect/node-inspection.js'
 import { nodeStatus, type NodeStatus } from './status.js'
 import type { Config } from '../config/schema.js'
 import type { Card } from './cluster/card.js'
@@ -41,6 +43,8 @@ export class ClawmatrixNode {
   readonly view: ClusterView
   readonly announcer: Announcer
   readonly connector: MeshConnector
+  /** The view protocol, /metrics, /clawmatrix/peers and the mesh page. */
+  readonly inspection: NodeInspection
 
   private constructor (
     readonly config: Config,
@@ -48,25 +52,29 @@ export class ClawmatrixNode {
     readonly heartbeat: Heartbeat,
     readonly dialer: PeerDialer,
     readonly http: LocalHttpServer,
+    readonly metrics: ClawmatrixMetrics,
     sequence: AnnounceSequence,
     private readonly log: InfoLog
   ) {
     const intervalMs = config.heartbeat.intervalMs
     this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2))
-    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs }, log)
+    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, metrics }, log)
     this.connector = new MeshConnector(swarm, this.view, intervalMs)
+    this.inspection = new NodeInspection(this)
     http.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
   }
 
   static async create (init: ClawmatrixNodeInit): Promise<ClawmatrixNode> {
     const { config } = init
-    const swarm = await createSwarm(config, await loadOrCreatePeerKey(init.stateDir))
+    const metrics = new ClawmatrixMetrics()
+    const swarm = await createSwarm(config, await loadOrCreatePeerKey(init.stateDir), { metrics: metrics.libp2pMetrics() })
     return new ClawmatrixNode(
       config,
       swarm,
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort' }),
+      metrics,
       await AnnounceSequence.load(init.stateDir),
       init.log ?? consoleLog
     )
@@ -95,6 +103,7 @@ export class ClawmatrixNode {
       await this.swarm.stop()
       throw err
     }
+    await this.inspection.start()
     this.heartbeat.start()
     this.view.start()
     this.connector.start()
@@ -118,6 +127,7 @@ export class ClawmatrixNode {
     this.view.removeEventListener('node:left', this.onLeft)
     this.view.removeEventListener('conflict', this.onConflict)
     this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
+    await this.inspection.stop()
     await this.http.stop()
     await this.swarm.stop()
     this.debug('stopped')

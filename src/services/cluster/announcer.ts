@@ -8,12 +8,15 @@ import type { Config } from '../../config/schema.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Swarm } from '../../node/swarm.js'
 import type { InfoLog } from '../clawmatrix-node.js'
+import type { ClawmatrixMetrics } from '../inspect/metrics.js'
 import type { PeerId, Startable } from '@libp2p/interface'
 
 export interface AnnouncerInit {
   config: Pick<Config, 'nodeId' | 'agents' | 'models' | 'tags' | 'toolProxy'>
   /** How often the card is published again: gossip may drop a message, state must converge anyway. */
   intervalMs: number
+  /** Counts announcements sent and judged. */
+  metrics?: Pick<ClawmatrixMetrics, 'announcementSent' | 'announcementReceived'>
 }
 
 /** Coalesces bursts of triggers (a peer subscribing, an address change) into one publish. */
@@ -103,6 +106,7 @@ export class Announcer implements Startable {
   private async send (announcement: Card | Parameters<typeof encodeAnnouncement>[0]): Promise<void> {
     try {
       await this.swarm.services.pubsub.publish(ANNOUNCE_TOPIC, encodeAnnouncement(announcement))
+      this.init.metrics?.announcementSent(announcement.kind === 'gone' ? 'gone' : announcement.leaving === true ? 'leave' : 'card')
     } catch (err: any) {
       this.debug('publishing %s failed: %s', announcement.kind, err.message)
     }
@@ -121,6 +125,7 @@ export class Announcer implements Startable {
     } catch (err: any) {
       verdict = { accept: false as const, reject: true, reason: `${err.message} (signed by ${signer})` }
     }
+    this.init.metrics?.announcementReceived(verdict.accept ? 'accepted' : verdict.reject ? 'rejected' : 'ignored')
     if (verdict.accept) return TopicValidatorResult.Accept
     this.log.warn(`${verdict.reject ? 'rejected' : 'ignored'} announcement relayed by ${propagator}: ${verdict.reason}`)
     return verdict.reject ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore

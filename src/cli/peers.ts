@@ -1,0 +1,57 @@
+import { parseArgs } from 'node:util'
+import { DEFAULT_PROXY_PORT } from '../config/schema.js'
+import { formatDuration, table } from './status-format.js'
+import type { PeersReport } from '../services/inspect/peers.js'
+
+export const PEERS_USAGE = 'clawmatrix peers [--host H] [--port N] [--json]'
+
+/** `clawmatrix peers`: the live libp2p connections of a running node, from its loopback endpoint. */
+export async function peersCommand (args: string[]): Promise<void> {
+  let values
+  try {
+    values = parseArgs({ args, options: { host: { type: 'string' }, port: { type: 'string' }, json: { type: 'boolean' } }, strict: true }).values
+  } catch (err: any) {
+    throw new Error(`cannot list peers: ${err.message}; usage: ${PEERS_USAGE}`)
+  }
+  const port = values.port == null ? DEFAULT_PROXY_PORT : Number(values.port)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`cannot list peers: --port: got "${values.port}"; expected a port number from 0 to 65535`)
+  const url = `http://${values.host ?? '127.0.0.1'}:${port}/clawmatrix/peers`
+  let report: PeersReport
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+    if (!res.ok) throw new Error(`HTTP ${res.status}`)
+    report = await res.json() as PeersReport
+  } catch (err: any) {
+    throw new Error(`cannot list peers: no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
+  }
+  process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : formatPeers(report)) + '\n')
+}
+
+export function formatPeers (report: PeersReport): string {
+  const { connections } = report
+  const lines = [`node ${report.nodeId} (${report.peerId}): ${connections.length} connection${connections.length === 1 ? '' : 's'}`, '']
+  lines.push(...table(['NODE', 'DIR', 'TRANSPORT', 'PATH', 'RTT', 'AGE', 'STREAMS', 'PEER ID'], connections.map(c => [
+    c.nodeId ?? '?',
+    c.direction === 'inbound' ? 'in' : 'out',
+    c.transport,
+    c.relayed ? `relayed via ${c.via?.nodeId ?? c.via?.peerId ?? '?'}` : 'direct',
+    c.rttMs == null ? '-' : `${c.rttMs} ms`,
+    formatDuration(c.ageMs),
+    String(c.streams.length),
+    c.peerId
+  ])))
+  if (connections.some(c => c.streams.length > 0)) {
+    lines.push('', 'open streams')
+    for (const c of connections) {
+      if (c.streams.length === 0) continue
+      const byProtocol = new Map<string, string[]>()
+      for (const s of c.streams) {
+        const key = s.protocol ?? '(negotiating)'
+        byProtocol.set(key, [...(byProtocol.get(key) ?? []), s.direction === 'inbound' ? 'in' : 'out'])
+      }
+      const streams = [...byProtocol].sort(([a], [b]) => a.localeCompare(b)).map(([protocol, dirs]) => `${protocol} (${dirs.sort().join(', ')})`)
+      lines.push(`  ${c.nodeId ?? c.peerId}: ${streams.join(', ')}`)
+    }
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,176 @@
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { isRelayed, type ClusterNode } from '../cluster/cluster-view.js'
+import { DeadlineError, IdleTimeoutError, RefusedError, StreamCutError } from '../wire/errors.js'
+import type { Reach } from '../cluster/routing.js'
+import type { Connection, PeerId } from '@libp2p/interface'
+
+/** How a request ended, from the point of view of the node that counts it. */
+export type RequestOutcome = 'ok' | 'rejected' | 'error' | 'timeout' | 'cancelled' | 'cut'
+
+/** `outbound`: this node asked another; `inbound`: this node served the request. */
+export type RequestDirection = 'outbound' | 'inbound'
+
+export interface FinishedRequest {
+  /** The protocol id, e.g. `/clawmatrix/model/1.0.0`. */
+  protocol: string
+  direction: RequestDirection
+  outcome: RequestOutcome
+  durationMs: number
+  /** Payload bytes written and read on the stream. */
+  bytesSent?: number
+  bytesReceived?: number
+}
+
+/** Where the gauges read their values when scraped. */
+export interface MetricsSources {
+  nodes: () => ClusterNode[]
+  meshPeers: () => Record<string, number>
+  connections: () => Connection[]
+}
+
+export type AnnouncementKind = 'card' | 'leave' | 'gone'
+export type AnnouncementVerdict = 'accepted' | 'rejected' | 'ignored'
+
+const REACHES: Reach[] = ['self', 'direct', 'relayed', 'unreachable']
+
+/** Model calls and long `exec`s take minutes; a status-like exchange takes milliseconds. */
+const DURATION_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+
+/**
+ * clawmatrix's Prometheus metrics, next to libp2p's own, in one registry per
+ * node: several nodes in one process (tests, a plugin host) each keep theirs,
+ * and nothing is registered in prom-client's global registry.
+ *
+ * Stream protocols call `requestFinished`, `failover` and `streamOpened`;
+ * gauges read the node's state when scraped (`observe`).
+ */
+export class ClawmatrixMetrics {
+  readonly registry = new Registry()
+  private sources?: MetricsSources
+  private readonly requests: Counter<'protocol' | 'direction' | 'outcome'>
+  private readonly duration: Histogram<'protocol' | 'direction'>
+  private readonly bytesSent: Counter<'protocol' | 'direction'>
+  private readonly bytesReceived: Counter<'protocol' | 'direction'>
+  private readonly failovers: Counter<'protocol'>
+  private readonly streams: Counter<'protocol' | 'direction' | 'path'>
+  private readonly announcementsSent: Counter<'kind'>
+  private readonly announcementsReceived: Counter<'verdict'>
+  private readonly info: Gauge<'node_id' | 'peer_id' | 'version'>
+
+  constructor () {
+    const registers = [this.registry]
+    this.requests = new Counter({ name: 'clawmatrix_requests_total', help: 'Requests over clawmatrix stream protocols, by how they ended', labelNames: ['protocol', 'direction', 'outcome'], registers })
+    this.duration = new Histogram({ name: 'clawmatrix_request_duration_seconds', help: 'Time from opening a request stream to its final frame', labelNames: ['protocol', 'direction'], buckets: DURATION_BUCKETS_SECONDS, registers })
+    this.bytesSent = new Counter({ name: 'clawmatrix_request_sent_bytes_total', help: 'Payload bytes written on request streams', labelNames: ['protocol', 'direction'], registers })
+    this.bytesReceived = new Counter({ name: 'clawmatrix_request_received_bytes_total', help: 'Payload bytes read on request streams', labelNames: ['protocol', 'direction'], registers })
+    this.failovers = new Counter({ name: 'clawmatrix_failovers_total', help: 'Requests moved to the next candidate after one refused or failed', labelNames: ['protocol'], registers })
+    this.streams = new Counter({ name: 'clawmatrix_streams_total', help: 'Streams opened by clawmatrix protocols, direct or through a relay', labelNames: ['protocol', 'direction', 'path'], registers })
+    this.announcementsSent = new Counter({ name: 'clawmatrix_announcements_sent_total', help: 'Announcements this node published', labelNames: ['kind'], registers })
+    this.announcementsReceived = new Counter({ name: 'clawmatrix_announcements_received_total', help: 'Announcements judged by this node: accepted, rejected (forged, malformed) or ignored (stale, replayed)', labelNames: ['verdict'], registers })
+    this.info = new Gauge({ name: 'clawmatrix_node_info', help: 'This node: always 1, with its identity as labels', labelNames: ['node_id', 'peer_id', 'version'], registers })
+
+    const sources = (): MetricsSources | undefined => this.sources
+    new Gauge({
+      name: 'clawmatrix_known_nodes',
+      help: 'Nodes in this node\'s cluster view, by how they are reached',
+      labelNames: ['reach'],
+      registers,
+      collect () {
+        const nodes = sources()?.nodes() ?? []
+        for (const reach of REACHES) this.set({ reach }, nodes.filter(n => n.reach === reach).length)
+      }
+    })
+    new Gauge({
+      name: 'clawmatrix_requests_in_flight',
+      help: 'Requests this node has open to other nodes',
+      registers,
+      collect () {
+        this.set((sources()?.nodes() ?? []).reduce((sum, n) => sum + n.inFlight, 0))
+      }
+    })
+    new Gauge({
+      name: 'clawmatrix_gossipsub_mesh_peers',
+      help: 'Peers in this node\'s gossipsub mesh, by topic',
+      labelNames: ['topic'],
+      registers,
+      collect () {
+        this.reset()
+        for (const [topic, peers] of Object.entries(sources()?.meshPeers() ?? {})) this.set({ topic }, peers)
+      }
+    })
+    new Gauge({
+      name: 'clawmatrix_connections',
+      help: 'Open libp2p connections, direct or relayed',
+      labelNames: ['path', 'direction'],
+      registers,
+      collect () {
+        const open = (sources()?.connections() ?? []).filter(c => c.status === 'open')
+        for (const path of ['direct', 'relayed'] as const) {
+          for (const direction of ['inbound', 'outbound'] as const) {
+            this.set({ path, direction }, open.filter(c => pathOf(c) === path && c.direction === direction).length)
+          }
+        }
+      }
+    })
+  }
+
+  /** The libp2p `metrics` option: libp2p's own `libp2p_*` series, in this node's registry. */
+  libp2pMetrics (): ReturnType<typeof prometheusMetrics> {
+    return prometheusMetrics({ registry: this.registry })
+  }
+
+  /** Where the gauges read the node's state; called once the node exists. */
+  observe (sources: MetricsSources, identity: { nodeId: string, peerId: PeerId, version: string }): void {
+    this.sources = sources
+    this.info.set({ node_id: identity.nodeId, peer_id: identity.peerId.toString(), version: identity.version }, 1)
+  }
+
+  requestFinished (request: FinishedRequest): void {
+    const { protocol, direction } = request
+    this.requests.inc({ protocol, direction, outcome: request.outcome })
+    this.duration.observe({ protocol, direction }, request.durationMs / 1000)
+    if (request.bytesSent != null && request.bytesSent > 0) this.bytesSent.inc({ protocol, direction }, request.bytesSent)
+    if (request.bytesReceived != null && request.bytesReceived > 0) this.bytesReceived.inc({ protocol, direction }, request.bytesReceived)
+  }
+
+  failover (protocol: string): void {
+    this.failovers.inc({ protocol })
+  }
+
+  /** Counts a protocol stream, and whether it runs through a relay. */
+  streamOpened (protocol: string, direction: RequestDirection, connection: Pick<Connection, 'remoteAddr'>): void {
+    this.streams.inc({ protocol, direction, path: pathOf(connection) })
+  }
+
+  announcementSent (kind: AnnouncementKind): void {
+    this.announcementsSent.inc({ kind })
+  }
+
+  announcementReceived (verdict: AnnouncementVerdict): void {
+    this.announcementsReceived.inc({ verdict })
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+
+  /** The Prometheus text exposition of every series. */
+  async text (): Promise<string> {
+    return this.registry.metrics()
+  }
+}
+
+/** The outcome label for a request that ended with `err` (or succeeded, without one). */
+export function outcomeOf (err?: unknown): RequestOutcome {
+  if (err == null) return 'ok'
+  if (err instanceof RefusedError) return 'rejected'
+  if (err instanceof DeadlineError || err instanceof IdleTimeoutError || (err as Error).name === 'TimeoutError') return 'timeout'
+  if ((err as Error).name === 'AbortError') return 'cancelled'
+  if (err instanceof StreamCutError) return 'cut'
+  return 'error'
+}
+
+function pathOf (connection: Pick<Connection, 'remoteAddr'>): 'direct' | 'relayed' {
+  return isRelayed(connection.remoteAddr.toString()) ? 'relayed' : 'direct'
+}

@@ -1,0 +1,80 @@
+import { VERSION } from '../../version.js'
+import { sendJson } from '../http/local-server.js'
+import { libp2pComponents } from '../wire/components.js'
+import { PAGE_REFRESH_MS } from './constants.js'
+import { meshReport } from './mesh.js'
+import { meshPage, PAGE_CSP } from './page.js'
+import { peersReport } from './peers.js'
+import { ViewProtocol } from './view-protocol.js'
+import type { ClawmatrixMetrics } from './metrics.js'
+import type { Config } from '../../config/schema.js'
+import type { Swarm } from '../../node/swarm.js'
+import type { ClusterView } from '../cluster/cluster-view.js'
+import type { LocalHttpServer } from '../http/local-server.js'
+import type { Startable } from '@libp2p/interface'
+
+export interface InspectableNode {
+  config: Pick<Config, 'nodeId'>
+  swarm: Swarm
+  view: ClusterView
+  http: LocalHttpServer
+  metrics: ClawmatrixMetrics
+}
+
+/**
+ * What lets operators see a node without reading its logs: the view protocol
+ * for `clawmatrix inspect`, and on the loopback HTTP server `GET /metrics`,
+ * `GET /clawmatrix/peers`, `GET /clawmatrix/mesh` and the mesh page at
+ * `GET /clawmatrix/`.
+ */
+export class NodeInspection implements Startable {
+  readonly view: ViewProtocol
+
+  constructor (node: InspectableNode) {
+    const { swarm, view, config, http, metrics } = node
+    this.view = new ViewProtocol(libp2pComponents(swarm), {
+      snapshot: () => ({ nodeId: config.nodeId, peerId: swarm.peerId.toString(), version: VERSION, nodes: view.nodes() })
+    })
+    metrics.observe({
+      nodes: () => view.nodes(),
+      meshPeers: () => meshPeers(swarm),
+      connections: () => swarm.getConnections()
+    }, { nodeId: config.nodeId, peerId: swarm.peerId, version: VERSION })
+
+    http.route('GET', '/metrics', async (_req, res) => {
+      const text = await metrics.text()
+      res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) })
+      res.end(text)
+    })
+    http.route('GET', '/clawmatrix/peers', (_req, res) => { sendJson(res, 200, peersReport(swarm, view, config.nodeId)) })
+    http.route('GET', '/clawmatrix/mesh', (_req, res) => { sendJson(res, 200, meshReport(swarm, view)) })
+    const page = meshPage(PAGE_REFRESH_MS)
+    http.route('GET', '/clawmatrix/', (_req, res) => {
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': Buffer.byteLength(page),
+        'content-security-policy': PAGE_CSP,
+        'cache-control': 'no-store'
+      })
+      res.end(page)
+    })
+    http.route('GET', '/clawmatrix', (_req, res) => {
+      res.writeHead(301, { location: '/clawmatrix/' })
+      res.end()
+    })
+  }
+
+  async start (): Promise<void> {
+    await this.view.start()
+  }
+
+  async stop (): Promise<void> {
+    await this.view.stop()
+  }
+}
+
+/** Mesh peers per subscribed topic. The implementation has `getMeshPeers`; the exported interface does not declare it. */
+function meshPeers (swarm: Swarm): Record<string, number> {
+  const pubsub = swarm.services.pubsub as Swarm['services']['pubsub'] & { getMeshPeers?: (topic: string) => string[] }
+  return Object.fromEntries(pubsub.getTopics().map(topic => [topic, pubsub.getMeshPeers?.(topic).length ?? 0]))
+}
