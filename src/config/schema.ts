@@ -84,6 +84,7 @@ export const ConfigSchema = Type.Object({
   tags: Strings('Labels of this node'),
   proxyHost: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface of the local HTTP endpoint' })),
   proxyPort: Port(DEFAULT_PROXY_PORT, 'Local HTTP endpoint: status, and the OpenAI-compatible model proxy'),
+  proxyToken: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token clients of the model proxy must send (Authorization: Bearer <token>); set it when proxyHost is not loopback' })),
   toolProxy: Type.Optional(ToolProxySchema),
   heartbeat: Type.Optional(HeartbeatSchema),
   reconnect: Type.Optional(ReconnectSchema)
@@ -102,8 +103,9 @@ export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'wor
 export type TlsConfig = Static<typeof TlsSchema>
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'agents' | 'models' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'agents' | 'models' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
   tls?: TlsConfig
+  proxyToken?: string
   agents: AgentConfig[]
   models: ModelConfig[]
   toolProxy: ToolProxyConfig

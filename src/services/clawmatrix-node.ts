@@ -8,6 +8,7 @@ import { ClusterView } from './cluster/cluster-view.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
 import { bindReason, LocalHttpServer, sendJson } from './http/local-server.js'
+import { ModelProxyService, type ModelProxyOptions } from './model-proxy/index.js'
 import { ClawmatrixMetrics } from './inspect/metrics.js'
 import { NodeInspection } from './inspect/node-inspection.js'
 import { nodeStatus, type NodeStatus } from './status.js'
@@ -26,6 +27,8 @@ export interface ClawmatrixNodeInit {
   /** Holds the peer key (and later the announcement sequence). */
   stateDir: string
   log?: InfoLog
+  /** Model proxy seams: upstream targets from the embedder's own provider config, a request observer. */
+  modelProxy?: ModelProxyOptions
 }
 
 const consoleLog: InfoLog = {
@@ -43,6 +46,8 @@ export class ClawmatrixNode {
   readonly view: ClusterView
   readonly announcer: Announcer
   readonly connector: MeshConnector
+  /** The models this node hosts, the model stream protocol and the OpenAI-compatible routes. */
+  readonly modelProxy: ModelProxyService
   /** The view protocol, /metrics, /clawmatrix/peers and the mesh page. */
   readonly inspection: NodeInspection
 
@@ -54,12 +59,14 @@ export class ClawmatrixNode {
     readonly http: LocalHttpServer,
     readonly metrics: ClawmatrixMetrics,
     sequence: AnnounceSequence,
-    private readonly log: InfoLog
+    private readonly log: InfoLog,
+    modelOptions: ModelProxyOptions = {}
   ) {
     const intervalMs = config.heartbeat.intervalMs
     this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2))
     this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, metrics }, log)
     this.connector = new MeshConnector(swarm, this.view, intervalMs)
+    this.modelProxy = new ModelProxyService({ ...modelOptions, config, swarm, view: this.view, http, log, metrics })
     this.inspection = new NodeInspection(this)
     http.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
   }
@@ -76,7 +83,8 @@ export class ClawmatrixNode {
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort' }),
       metrics,
       await AnnounceSequence.load(init.stateDir),
-      init.log ?? consoleLog
+      init.log ?? consoleLog,
+      init.modelProxy
     )
   }
 
@@ -103,6 +111,7 @@ export class ClawmatrixNode {
       await this.swarm.stop()
       throw err
     }
+    await this.modelProxy.start()
     await this.inspection.start()
     this.heartbeat.start()
     this.view.start()
@@ -128,6 +137,7 @@ export class ClawmatrixNode {
     this.view.removeEventListener('conflict', this.onConflict)
     this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
     await this.inspection.stop()
+    await this.modelProxy.stop()
     await this.http.stop()
     await this.swarm.stop()
     this.debug('stopped')

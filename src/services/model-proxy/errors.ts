@@ -1,0 +1,60 @@
+/**
+ * How the proxy fails, in the terms an OpenAI client understands: every
+ * error that reaches a client is an UpstreamError, an HTTP status with an
+ * OpenAI-style body, whether it came from an upstream, a host or the mesh.
+ */
+import { RefusedError } from '../wire/errors.js'
+import { UpstreamError } from '../models/errors.js'
+import { FINAL_UPSTREAM_STATUSES } from './constants.js'
+
+/**
+ * A host refused before the first byte (no such model there, busy, or its
+ * upstream failed to start answering). `upstream` carries that upstream's
+ * error when there was one, to be passed on if no other host does better.
+ */
+export class HostRefusedError extends RefusedError {
+  constructor (code: string, message: string, readonly upstream?: UpstreamError) {
+    super(code, message)
+    this.name = 'HostRefusedError'
+  }
+
+  /** A refusal every host would repeat: the request itself is wrong. No other host is tried. */
+  get final (): boolean {
+    return this.upstream != null && FINAL_UPSTREAM_STATUSES.has(this.upstream.status)
+  }
+}
+
+/** The model names nothing the cluster offers; the message lists what it does. */
+export function unknownModel (message: string): UpstreamError {
+  return UpstreamError.of(404, 'invalid_request_error', message, { code: 'model_not_found', param: 'model' })
+}
+
+/** No host of the model could be reached or would take the request. */
+export function noHostAvailable (message: string): UpstreamError {
+  return UpstreamError.of(503, 'server_error', message, { code: 'no_host_available' })
+}
+
+/** The answer stopped before its end marker: the host, the mesh or the upstream went away. */
+export function answerCut (message: string): UpstreamError {
+  return UpstreamError.of(502, 'upstream_stream_cut', message, { code: 'stream_cut' })
+}
+
+export function badRequest (message: string, param?: string): UpstreamError {
+  return UpstreamError.of(400, 'invalid_request_error', message, { param: param ?? null })
+}
+
+export function tooLarge (limit: number): UpstreamError {
+  return UpstreamError.of(413, 'invalid_request_error', `the request body is over the proxy's limit of ${limit} bytes`, { code: 'request_too_large' })
+}
+
+export function unauthorized (): UpstreamError {
+  return UpstreamError.of(401, 'invalid_request_error', 'this model proxy needs "Authorization: Bearer <proxyToken>" (see the node\'s config)', { code: 'invalid_api_key' })
+}
+
+/** Anything thrown as an UpstreamError a client can be answered with. */
+export function asUpstreamError (err: unknown): UpstreamError {
+  if (err instanceof UpstreamError) return err
+  if (err instanceof HostRefusedError && err.upstream != null) return err.upstream
+  const message = err instanceof Error ? err.message : String(err)
+  return UpstreamError.of(500, 'server_error', message, { code: 'internal_error' })
+}

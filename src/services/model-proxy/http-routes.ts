@@ -1,0 +1,182 @@
+/**
+ * The OpenAI-compatible endpoint on the node's local HTTP server:
+ * GET /v1/models and POST /v1/{chat/completions, completions, embeddings},
+ * answered by whichever node hosts the requested model.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import { UpstreamError } from '../models/errors.js'
+import { formatSseData } from '../models/sse.js'
+import { MODEL_ROUTES } from '../models/upstream.js'
+import { sendJson, type LocalHttpServer } from '../http/local-server.js'
+import { MAX_REQUEST_BODY_BYTES } from './constants.js'
+import { asUpstreamError, badRequest, tooLarge, unauthorized } from './errors.js'
+import type { ModelProxy } from './model-proxy.js'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+
+export interface ModelRoutesInit {
+  /** When set, clients must send `Authorization: Bearer <token>`. */
+  token?: string
+  maxBodyBytes?: number
+}
+
+const log = logger('clawmatrix:model-proxy:http')
+
+/** Why a request stopped being answered: its client went away. */
+class ClientGoneError extends Error {
+  override readonly name = 'ClientGoneError'
+}
+
+export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy: ModelProxy, init: ModelRoutesInit = {}): void {
+  const authorized = bearerCheck(init.token)
+  const maxBodyBytes = init.maxBodyBytes ?? MAX_REQUEST_BODY_BYTES
+
+  http.route('GET', '/v1/models', async (req, res) => {
+    if (!authorized(req)) {
+      sendError(res, unauthorized())
+      return
+    }
+    // OpenAI's list format; `clawmatrix` says where each model runs.
+    sendJson(res, 200, {
+      object: 'list',
+      data: proxy.models().map(model => ({
+        id: model.id,
+        object: 'model',
+        created: 0,
+        owned_by: model.provider,
+        clawmatrix: { nodes: model.nodes, ...(model.description == null ? {} : { description: model.description }) }
+      }))
+    })
+  })
+
+  for (const route of MODEL_ROUTES) {
+    http.route('POST', `/v1/${route}`, async (req, res) => {
+      if (!authorized(req)) {
+        sendError(res, unauthorized())
+        return
+      }
+      const client = new AbortController()
+      res.once('close', () => {
+        if (!res.writableFinished) client.abort(new ClientGoneError('the client closed the connection'))
+      })
+      let body: Record<string, unknown>
+      try {
+        body = await readJsonBody(req, maxBodyBytes)
+      } catch (err) {
+        sendError(res, asUpstreamError(err))
+        return
+      }
+      if (typeof body.model !== 'string' || body.model === '') {
+        sendError(res, badRequest('model: expected the model id as a string, e.g. "clawmatrix/llama3"', 'model'))
+        return
+      }
+      try {
+        const answer = await proxy.request({ model: body.model, route, body }, { signal: client.signal })
+        await relay(answer, res, client.signal)
+      } catch (err) {
+        if (client.signal.aborted) return
+        sendError(res, asUpstreamError(err))
+      }
+    })
+  }
+}
+
+/**
+ * Writes the answer as it arrives, waiting for the client to take each
+ * chunk (back-pressure to the host and its upstream). The status line goes
+ * out with the first chunk, so an answer that fails before it still gets a
+ * proper error status. A failure after it cannot change the status: a
+ * stream then ends with an error event and no `[DONE]` (as OpenAI does),
+ * a JSON answer with a cut connection. Never a short answer that looks whole.
+ */
+async function relay (answer: Awaited<ReturnType<ModelProxy['request']>>, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  const streaming = answer.contentType.startsWith('text/event-stream')
+  const head = (): void => {
+    res.writeHead(answer.status, {
+      'content-type': streaming ? 'text/event-stream; charset=utf-8' : 'application/json',
+      'cache-control': 'no-cache',
+      // reverse proxies that buffer would hold the stream back
+      'x-accel-buffering': 'no',
+      'x-clawmatrix-node': answer.host.nodeId
+    })
+  }
+  try {
+    for await (const chunk of answer.body) {
+      if (!res.headersSent) head()
+      if (!res.write(chunk) && !await drained(res)) return
+    }
+    if (!res.headersSent) head()
+    res.end()
+  } catch (err) {
+    if (signal.aborted) return
+    const error = asUpstreamError(err)
+    log('the answer from %s broke off: %s', answer.host.nodeId, error.message)
+    if (!res.headersSent) {
+      sendError(res, error)
+    } else if (streaming) {
+      res.end(formatSseData(error.body))
+    } else {
+      res.destroy(error)
+    }
+  }
+}
+
+/** Resolves true once the client took the buffered bytes, false when it went away. */
+async function drained (res: ServerResponse): Promise<boolean> {
+  if (res.destroyed) return false
+  return await new Promise<boolean>(resolve => {
+    const done = (ok: boolean) => (): void => {
+      res.off('drain', onDrain)
+      res.off('close', onClose)
+      resolve(ok)
+    }
+    const onDrain = done(true)
+    const onClose = done(false)
+    res.once('drain', onDrain)
+    res.once('close', onClose)
+  })
+}
+
+/** Reads a JSON object body up to `maxBytes`; throws UpstreamError 413 or 400. */
+async function readJsonBody (req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes)
+  const parts: Buffer[] = []
+  let length = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    length += chunk.byteLength
+    if (length > maxBytes) throw tooLarge(maxBytes)
+    parts.push(chunk)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(Buffer.concat(parts).toString('utf8'))
+  } catch (err: any) {
+    throw badRequest(`the request body is not valid JSON (${err.message})`)
+  }
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) {
+    throw badRequest('the request body must be a JSON object')
+  }
+  return value as Record<string, unknown>
+}
+
+function sendError (res: ServerResponse, error: UpstreamError): void {
+  if (res.headersSent || res.destroyed) return
+  // A refused body may be only partly read: close rather than reuse the connection.
+  if (error.status === 413) res.setHeader('connection', 'close')
+  sendJson(res, error.status, error.body)
+}
+
+/** A constant-time check of the bearer token, or a pass when no token is set. */
+function bearerCheck (token: string | undefined): (req: IncomingMessage) => boolean {
+  if (token == null || token === '') return () => true
+  const expected = digest(token)
+  return req => {
+    const given = req.headers.authorization?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim()
+    return given != null && timingSafeEqual(digest(given), expected)
+  }
+}
+
+function digest (text: string): Buffer {
+  return createHash('sha256').update(text).digest()
+}

@@ -1,0 +1,7 @@
+export { ModelProxyService, type ModelProxyOptions, type ModelProxyServiceInit } from './service.js'
+export { ModelProxy, type ClusterModel, type ModelProxyObserver, type ProxiedRequestRecord, type ProxiedResponse, type ProxyRequest } from './model-proxy.js'
+export { ModelStreamProtocol, type ModelProtocolInit, type ServedRequest } from './model-protocol.js'
+export { LocalModels, type LocalModelsInit, type ResolveModelTarget } from './local-models.js'
+export { registerModelRoutes, type ModelRoutesInit } from './http-routes.js'
+export { HostRefusedError } from './errors.js'
+export * from './constants.js'

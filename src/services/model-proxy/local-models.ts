@@ -1,0 +1,144 @@
+/**
+ * The models this node hosts: one upstream adapter per configured model,
+ * created at start. Both the mesh protocol (requests from other nodes) and
+ * the proxy (requests from this node's own clients) call upstreams here, so
+ * a local request takes exactly the path a remote one does, minus the mesh.
+ * Upstream URLs and keys stay in this object: nothing of it is announced.
+ */
+import { logger } from '@libp2p/logger'
+import { createUpstream, resolveUpstreamTarget } from '../models/resolve.js'
+import { UpstreamError } from '../models/errors.js'
+import { MAX_CONCURRENT_REQUESTS } from './constants.js'
+import type { ModelConfig } from '../../config/schema.js'
+import type { ModelRequest, ModelResponse, ModelUpstream, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
+import type { RejectCode } from './messages.js'
+import type { Startable } from '@libp2p/interface'
+
+/**
+ * Where a model's upstream is and which key it takes. The default reads the
+ * model's config entry and the key from the environment; the OpenClaw
+ * plugin can take both from OpenClaw's own provider config instead.
+ */
+export type ResolveModelTarget = (model: ModelConfig) => UpstreamTarget | Promise<UpstreamTarget>
+
+export interface LocalModelsInit {
+  models: ModelConfig[]
+  resolveTarget?: ResolveModelTarget
+  /** Timeouts of the upstream adapters. */
+  upstream?: UpstreamInit
+  /** Upstream requests at once, for this node's clients and other nodes together. */
+  maxConcurrentRequests?: number
+  /** Where a model that cannot be served is reported at start (the node's info log). */
+  warn?(message: string): void
+}
+
+/** Why a model is not served here; `code` goes over the wire in a `rejected` frame. */
+export interface Refusal {
+  code: RejectCode
+  message: string
+}
+
+export class LocalModels implements Startable {
+  private readonly log = logger('clawmatrix:model-proxy:local')
+  private readonly upstreams = new Map<string, ModelUpstream>()
+  /** Configured models that could not be set up, with the reason (never a key). */
+  private readonly unavailable = new Map<string, string>()
+  private readonly controllers = new Set<AbortController>()
+  private started = false
+  private inFlight = 0
+
+  constructor (private readonly init: LocalModelsInit) {}
+
+  async start (): Promise<void> {
+    const resolve = this.init.resolveTarget ?? (async (model: ModelConfig) => resolveUpstreamTarget(model))
+    for (const model of this.init.models) {
+      try {
+        this.upstreams.set(model.id, createUpstream(await resolve(model), this.init.upstream))
+      } catch (err: any) {
+        // The node still starts: its other models and every other service work, and
+        // callers are told why this one is refused (and fail over to another host).
+        this.unavailable.set(model.id, err.message)
+        this.init.warn?.(`model "${model.id}" cannot be served: ${err.message}`)
+      }
+    }
+    this.started = true
+  }
+
+  /** Cancels the upstream requests still running. */
+  async stop (): Promise<void> {
+    for (const controller of this.controllers) controller.abort(new Error('the node is stopping'))
+    this.controllers.clear()
+    this.upstreams.clear()
+    this.unavailable.clear()
+    this.started = false
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  /** Model ids this node serves. */
+  get ids (): string[] {
+    return [...this.upstreams.keys()]
+  }
+
+  /** Upstream requests running now. */
+  get running (): number {
+    return this.inFlight
+  }
+
+  /** Why a request for `model` would be refused before reaching an upstream, or undefined. */
+  refusal (model: string): Refusal | undefined {
+    const reason = this.unavailable.get(model)
+    if (reason != null) return { code: 'model-unavailable', message: reason }
+    if (!this.upstreams.has(model)) {
+      return { code: 'no-such-model', message: `model "${model}" is not hosted here (this node serves ${this.ids.length === 0 ? 'no models' : this.ids.join(', ')})` }
+    }
+    const limit = this.init.maxConcurrentRequests ?? MAX_CONCURRENT_REQUESTS
+    if (this.inFlight >= limit) return { code: 'busy', message: `already running ${this.inFlight} model requests (the limit)` }
+    return undefined
+  }
+
+  /**
+   * Sends a request to the model's upstream. Resolves once the upstream
+   * started a successful answer; rejects with UpstreamError otherwise (see
+   * ModelUpstream). The request counts as running until its body is read to
+   * its end, left, or the signal aborts.
+   */
+  async request (model: string, request: ModelRequest): Promise<ModelResponse> {
+    const refusal = this.refusal(model)
+    if (refusal != null) {
+      throw UpstreamError.of(refusal.code === 'busy' ? 503 : 404, refusal.code === 'busy' ? 'server_error' : 'invalid_request_error', refusal.message, { code: refusal.code })
+    }
+    const upstream = this.upstreams.get(model)!
+    const controller = new AbortController()
+    const signal = request.signal == null ? controller.signal : AbortSignal.any([request.signal, controller.signal])
+    this.controllers.add(controller)
+    this.inFlight++
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      this.inFlight--
+      this.controllers.delete(controller)
+      signal.removeEventListener('abort', release)
+    }
+    signal.addEventListener('abort', release)
+    this.log('%s %s (%s)', model, request.route, request.body.stream === true ? 'stream' : 'whole')
+    try {
+      const response = await upstream.request({ ...request, signal })
+      return { ...response, body: releasing(response.body, release) }
+    } catch (err) {
+      release()
+      throw err
+    }
+  }
+}
+
+async function * releasing (body: AsyncIterable<Uint8Array>, release: () => void): AsyncGenerator<Uint8Array> {
+  try {
+    yield * body
+  } finally {
+    release()
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The frames of `/clawmatrix/model/1.0.0` as TypeBox schemas: validation on
+ * receipt, and the reference for docs/model-proxy.md. Unknown fields are
+ * ignored so a later version can add optional ones.
+ *
+ *   caller -> host   model, then (only to stop early) cancel
+ *   host -> caller   rejected                      (refused before the first byte: try the next host)
+ *                  | answer, chunk*, end           (the whole answer)
+ *                  | answer, chunk*, failed|error  (cut mid-answer)
+ *                  with keepalive anywhere while the upstream is quiet
+ */
+import Type, { type Static } from 'typebox'
+import { MODEL_ROUTES } from '../models/upstream.js'
+import type { OpenAIErrorBody as OpenAIErrorBodyType } from '../models/errors.js'
+
+/** The OpenAI error body (`{ error: { message, type, ... } }`), as upstreams and clients know it. */
+export const OpenAIErrorBody = Type.Object({
+  error: Type.Object({
+    message: Type.String(),
+    type: Type.String(),
+    param: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    code: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Null()]))
+  })
+})
+
+const HttpStatus = Type.Integer({ minimum: 100, maximum: 599 })
+
+export const ModelRequestFrame = Type.Object({
+  type: Type.Literal('model'),
+  /** The model id as the host configures it (without the `clawmatrix/` prefix). */
+  model: Type.String({ minLength: 1, maxLength: 256 }),
+  route: Type.Enum([...MODEL_ROUTES]),
+  /** The client's JSON body, passed to the upstream as is (its `model` is replaced there). */
+  body: Type.Record(Type.String(), Type.Unknown())
+})
+export type ModelRequestFrame = Static<typeof ModelRequestFrame>
+
+/** Why a host refused before the first byte. */
+export const REJECT_CODES = ['no-such-model', 'model-unavailable', 'busy', 'upstream-error'] as const
+export type RejectCode = typeof REJECT_CODES[number]
+
+export const RejectedFrame = Type.Object({
+  type: Type.Literal('rejected'),
+  code: Type.String(),
+  message: Type.String(),
+  /** With code "upstream-error": the upstream's status and OpenAI-style body. */
+  status: Type.Optional(HttpStatus),
+  error: Type.Optional(OpenAIErrorBody)
+})
+
+/** The upstream started a successful answer; chunks follow. */
+export const AnswerFrame = Type.Object({
+  type: Type.Literal('answer'),
+  status: HttpStatus,
+  contentType: Type.String({ minLength: 1 })
+})
+
+/** A piece of the answer body: whole SSE events for a stream, the JSON text otherwise. */
+export const ChunkFrame = Type.Object({
+  type: Type.Literal('chunk'),
+  data: Type.String()
+})
+
+/** The answer is complete. Without it a stream that ends was cut, whatever the transport said. */
+export const EndFrame = Type.Object({
+  type: Type.Literal('end')
+})
+
+/** The upstream failed mid-answer; final. */
+export const FailedFrame = Type.Object({
+  type: Type.Literal('failed'),
+  status: HttpStatus,
+  error: OpenAIErrorBody
+})
+
+/** A received error body in the shape UpstreamError holds (absent fields become null). */
+export function errorBodyOf (body: Static<typeof OpenAIErrorBody>): OpenAIErrorBodyType {
+  return { error: { ...body.error, param: body.error.param ?? null, code: body.error.code ?? null } }
+}

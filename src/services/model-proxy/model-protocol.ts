@@ -1,0 +1,266 @@
+import { setMaxListeners } from 'node:events'
+import {
+  checkFrame, FrameStream, FrameTooLargeError, GOODBYE_TIMEOUT_MS, KeepAlive, readUntil, RefusedError, watchCaller,
+  type Frame, type ProtocolComponents
+} from '../wire/index.js'
+import { UpstreamError } from '../models/errors.js'
+import { StreamProtocol, type StreamProtocolInit } from '../protocols/common.js'
+import * as c from './constants.js'
+import { answerCut, asUpstreamError, HostRefusedError, tooLarge } from './errors.js'
+import { AnswerFrame, ChunkFrame, errorBodyOf, FailedFrame, ModelRequestFrame, RejectedFrame, type RejectCode } from './messages.js'
+import type { LocalModels } from './local-models.js'
+import type { ModelResponse } from '../models/upstream.js'
+import type { Connection, PeerId } from '@libp2p/interface'
+
+export interface ModelProtocolInit extends StreamProtocolInit {
+  /** The models this node serves to others. */
+  models: LocalModels
+  /** Caller: how long a host may take to start answering (after the stream opened). */
+  answerTimeoutMs?: number
+  /** Caller: opening the stream, dial included. */
+  openTimeoutMs?: number
+  /** Host: an answer's body goes out in frames of at most this many bytes of text. */
+  chunkBytes?: number
+  /** Host: called once per request served for another node, when it ended. */
+  onServed?(served: ServedRequest): void
+}
+
+/** A request this node served for another node. */
+export interface ServedRequest {
+  model: string
+  route: string
+  from: string
+  /** 'refused' before the first byte, 'upstream-error' when the upstream refused, 'cancelled' when the caller left. */
+  outcome: 'ok' | 'refused' | 'upstream-error' | 'failed' | 'cancelled'
+  /** Body bytes sent. */
+  bytes: number
+  /** From the request frame to the end of the answer. */
+  durationMs: number
+}
+
+/** Frame types that carry the answer; anything else (a newer host's extras) is skipped. */
+const BODY_FRAMES = new Set(['chunk', 'end', 'failed'])
+
+/** Body text goes out in pieces of this size: JSON answers can be far larger than a frame. */
+const CHUNK_BYTES = 256 * 1024
+
+const encoder = new TextEncoder()
+
+/**
+ * `/clawmatrix/model/1.0.0`: carries one OpenAI-style model request to a node
+ * that hosts the model and streams the answer back as the upstream produces
+ * it, with back-pressure both ways and an explicit end marker.
+ *
+ * Hosting: refuse before anything starts (not hosted here, busy, or the
+ * upstream would not start answering: the caller then tries the next host),
+ * keep-alives while the upstream is quiet, body chunks, then `end`; a
+ * caller's `cancel` or disappearance cancels the upstream request.
+ *
+ * Calling: `request()` resolves once the host started answering; the body
+ * ends normally only on `end`, and throws an UpstreamError when cut.
+ */
+export class ModelStreamProtocol extends StreamProtocol {
+  private readonly models: LocalModels
+
+  constructor (components: ProtocolComponents, private readonly init: ModelProtocolInit) {
+    super(components, c.MODEL_PROTOCOL_NAME, c.MODEL_PROTOCOL_VERSION, {
+      maxInboundStreams: c.MAX_MODEL_INBOUND_STREAMS,
+      maxOutboundStreams: c.MAX_MODEL_OUTBOUND_STREAMS,
+      maxFrameBytes: c.MAX_REQUEST_BODY_BYTES + c.REQUEST_FRAME_OVERHEAD_BYTES,
+      ...init
+    })
+    this.models = init.models
+  }
+
+  /**
+   * Asks `peer` for a model answer. Resolves once the host's upstream
+   * started answering. Throws HostRefusedError when the host refused
+   * before the first byte (with the upstream's error when it was the
+   * upstream), RefusedError when it could not be reached or said nothing in
+   * time, and the signal's reason when aborted. Aborting later, or leaving
+   * the body early, cancels the request on the host.
+   */
+  async request (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal): Promise<ModelResponse> {
+    const remote = peer.toString()
+    const openSignal = AbortSignal.any([signal, AbortSignal.timeout(this.init.openTimeoutMs ?? c.OPEN_TIMEOUT_MS)])
+    setMaxListeners(Infinity, openSignal)
+    let frames: FrameStream
+    try {
+      const stream = await this.components.connectionManager.openStream(peer, this.protocol, {
+        signal: openSignal,
+        runOnLimitedConnection: this.settings.runOnLimitedConnection
+      })
+      frames = new FrameStream(stream, { maxFrameBytes: this.settings.maxFrameBytes })
+    } catch (err: any) {
+      if (signal.aborted) throw signal.reason
+      throw new RefusedError('unreachable', `cannot open a model stream to ${remote}: ${describe(err)}`)
+    }
+
+    const answerTimeoutMs = this.init.answerTimeoutMs ?? c.ANSWER_TIMEOUT_MS
+    const answerSignal = AbortSignal.any([signal, AbortSignal.timeout(answerTimeoutMs)])
+    setMaxListeners(Infinity, answerSignal)
+    try {
+      await frames.write(request, { signal: answerSignal })
+      const first = await readUntil(frames, frame => frame.type === 'answer' || frame.type === 'rejected', {
+        signal: answerSignal,
+        idleTimeoutMs: this.settings.idleTimeoutMs,
+        remote
+      })
+      if (first.type === 'rejected') {
+        const rejected = checkFrame(RejectedFrame, first, `model refusal from ${remote}`)
+        const upstream = rejected.status != null && rejected.error != null ? new UpstreamError(rejected.status, errorBodyOf(rejected.error)) : undefined
+        throw new HostRefusedError(rejected.code, rejected.message, upstream)
+      }
+      const answer = checkFrame(AnswerFrame, first, `model answer from ${remote}`)
+      return { status: answer.status, contentType: answer.contentType, body: this.answerBody(frames, remote, signal) }
+    } catch (err: any) {
+      await abandon(frames, signal.aborted)
+      if (signal.aborted) throw signal.reason
+      if (err instanceof FrameTooLargeError) throw new HostRefusedError('too-large', err.message, tooLarge(c.MAX_REQUEST_BODY_BYTES))
+      if (answerSignal.aborted) throw new RefusedError('answer-timeout', `${remote} did not start answering within ${answerTimeoutMs} ms`)
+      throw err
+    }
+  }
+
+  /**
+   * The answer's chunks as they arrive; pulled, so a slow reader leaves
+   * frames unread and the reader pauses the stream, which stops the host.
+   */
+  private async * answerBody (frames: FrameStream, remote: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    let ended = false
+    try {
+      while (true) {
+        const frame = await readUntil(frames, frame => BODY_FRAMES.has(frame.type), { signal, idleTimeoutMs: this.settings.idleTimeoutMs, remote })
+        if (frame.type === 'chunk') {
+          yield encoder.encode(checkFrame(ChunkFrame, frame, `answer chunk from ${remote}`).data)
+          continue
+        }
+        ended = true
+        await frames.close()
+        if (frame.type === 'end') return
+        const failed = checkFrame(FailedFrame, frame, `answer failure from ${remote}`)
+        throw new UpstreamError(failed.status, errorBodyOf(failed.error))
+      }
+    } catch (err: any) {
+      if (signal.aborted) throw signal.reason
+      if (err instanceof UpstreamError) throw err
+      throw answerCut(`the answer from ${remote} was cut before its end: ${err.message}`)
+    } finally {
+      // Left early (the client went away), aborted, or cut: stop the host's work.
+      if (!ended) await abandon(frames, true)
+    }
+  }
+
+  protected async serve (frames: FrameStream, frame: Frame, connection: Connection): Promise<void> {
+    const request = checkFrame(ModelRequestFrame, frame, 'model request')
+    const from = connection.remotePeer.toString()
+    const started = performance.now()
+    const served: ServedRequest = { model: request.model, route: request.route, from, outcome: 'refused', bytes: 0, durationMs: 0 }
+    const caller = new AbortController()
+    const keepAlive = new KeepAlive(frames, this.settings.keepAliveIntervalMs)
+    try {
+      const refusal = this.models.refusal(request.model)
+      if (refusal != null) {
+        await this.reject(frames, from, refusal.code, refusal.message)
+        return
+      }
+      keepAlive.start()
+      // The caller says nothing after its request unless it cancels or goes away.
+      void watchCaller(frames, caller.signal).then(event => {
+        if (event != null) caller.abort(new Error(event === 'cancel' ? 'cancelled by the caller' : 'the caller went away'))
+      })
+      let response: ModelResponse
+      try {
+        response = await this.models.request(request.model, { route: request.route, body: request.body, signal: caller.signal })
+      } catch (err) {
+        if (caller.signal.aborted) {
+          served.outcome = 'cancelled'
+          return
+        }
+        const upstream = asUpstreamError(err)
+        served.outcome = 'upstream-error'
+        await this.reject(frames, from, 'upstream-error', upstream.message, upstream)
+        return
+      }
+      await frames.write({ type: 'answer', status: response.status, contentType: response.contentType }, { signal: caller.signal })
+      served.outcome = await this.sendBody(frames, response.body, caller.signal, served)
+    } catch (err) {
+      if (!caller.signal.aborted) throw err
+      served.outcome = 'cancelled'
+    } finally {
+      keepAlive.stop()
+      if (served.outcome === 'cancelled') {
+        this.log('caller %s left %s %s', from, request.model, request.route)
+        await frames.release('the caller left')
+      }
+      caller.abort(new Error('served'))
+      served.durationMs = performance.now() - started
+      this.init.onServed?.(served)
+    }
+  }
+
+  /** Streams the body, then `end` (or `failed` when the upstream broke off). */
+  private async sendBody (frames: FrameStream, body: AsyncIterable<Uint8Array>, signal: AbortSignal, served: ServedRequest): Promise<ServedRequest['outcome']> {
+    const decoder = new TextDecoder()
+    const chunkBytes = this.init.chunkBytes ?? CHUNK_BYTES
+    const send = async (data: string): Promise<void> => {
+      if (data === '') return
+      await frames.write({ type: 'chunk', data }, { signal })
+    }
+    try {
+      for await (const bytes of body) {
+        for (let at = 0; at < bytes.byteLength; at += chunkBytes) {
+          // Decoding in stream mode keeps a character split across two pieces whole.
+          await send(decoder.decode(bytes.subarray(at, at + chunkBytes), { stream: true }))
+        }
+        served.bytes += bytes.byteLength
+      }
+      await send(decoder.decode())
+    } catch (err) {
+      if (signal.aborted) throw err
+      const upstream = asUpstreamError(err)
+      this.log('upstream failed mid-answer: %s', upstream.message)
+      await frames.write({ type: 'failed', status: upstream.status, error: upstream.body }, { signal })
+      await frames.close()
+      return 'failed'
+    }
+    await frames.write({ type: 'end' }, { signal })
+    await frames.close()
+    return 'ok'
+  }
+
+  private async reject (frames: FrameStream, from: string, code: RejectCode, message: string, upstream?: UpstreamError): Promise<void> {
+    this.log('refused a model request from %s: %s', from, message)
+    const frame: Frame = { type: 'rejected', code, message }
+    if (upstream != null) Object.assign(frame, { status: upstream.status, error: upstream.body })
+    await frames.write(frame, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
+    await frames.close()
+  }
+}
+
+/** Gives a stream up: `cancel` (best effort) when asked, then close or reset, as OutboundExchange does. */
+async function abandon (frames: FrameStream, cancel: boolean): Promise<void> {
+  if (frames.stream.status !== 'open' || frames.stream.writeStatus !== 'writable') {
+    frames.abort(new Error('model request abandoned'))
+    return
+  }
+  if (cancel) {
+    try {
+      await frames.write({ type: 'cancel' }, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
+    } catch {}
+  }
+  await frames.release('model request abandoned')
+}
+
+/**
+ * An error in words. libp2p's dial errors may carry their reasons inside
+ * (`errors`, `cause`), and a failed WebSocket arrives as an ErrorEvent
+ * around a TypeError with no message.
+ */
+function describe (err: any): string {
+  if (err?.error != null && err.error !== err) return describe(err.error)
+  const nested: unknown[] = Array.isArray(err?.errors) ? err.errors : err?.cause != null ? [err.cause] : []
+  const own = typeof err?.message === 'string' && err.message !== '' ? err.message : undefined
+  const message = own ?? `the connection failed (${err instanceof Error ? err.name : String(err?.type ?? err)})`
+  return nested.length === 0 ? message : `${message}: ${nested.map(describe).join('; ')}`
+}

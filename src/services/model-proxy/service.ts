@@ -1,0 +1,86 @@
+/**
+ * The model proxy of one node, started and stopped as one: the models it
+ * hosts, the mesh protocol that serves them to other nodes and carries this
+ * node's requests to theirs, and the OpenAI-compatible HTTP routes.
+ */
+import { libp2pComponents } from '../wire/index.js'
+import { LocalModels, type ResolveModelTarget } from './local-models.js'
+import { ModelStreamProtocol } from './model-protocol.js'
+import { ModelProxy, type ModelProxyObserver } from './model-proxy.js'
+import { registerModelRoutes } from './http-routes.js'
+import { metricsObserver, type RequestMetrics } from './metrics.js'
+import type { Config } from '../../config/schema.js'
+import type { ClusterView } from '../cluster/cluster-view.js'
+import type { LocalHttpServer } from '../http/local-server.js'
+import type { Swarm } from '../../node/swarm.js'
+import type { UpstreamInit } from '../models/upstream.js'
+import type { Startable } from '@libp2p/interface'
+
+/** What an embedder (the OpenClaw plugin, a test) may supply; all optional. */
+export interface ModelProxyOptions {
+  /** Upstream URL and key per model; default: the model's config entry and its apiKeyEnv. */
+  resolveTarget?: ResolveModelTarget
+  /** Told about every request, for metrics. */
+  observer?: ModelProxyObserver
+  /** Timeouts of the upstream adapters. */
+  upstream?: UpstreamInit
+}
+
+export interface ModelProxyServiceInit extends ModelProxyOptions {
+  config: Pick<Config, 'models' | 'proxyHost' | 'proxyToken'>
+  swarm: Pick<Swarm, 'handle' | 'unhandle' | 'dialProtocol'>
+  view: ClusterView
+  http: Pick<LocalHttpServer, 'route'>
+  log: { warn(message: string): void }
+  /** The node's metrics (src/services/inspect), fed with every request. */
+  metrics?: RequestMetrics
+}
+
+export class ModelProxyService implements Startable {
+  readonly local: LocalModels
+  readonly protocol: ModelStreamProtocol
+  readonly proxy: ModelProxy
+  private started = false
+
+  constructor (private readonly init: ModelProxyServiceInit) {
+    const { config } = init
+    let observer = init.observer
+    this.local = new LocalModels({
+      models: config.models,
+      resolveTarget: init.resolveTarget,
+      upstream: init.upstream,
+      warn: message => { init.log.warn(message) }
+    })
+    this.protocol = new ModelStreamProtocol(libp2pComponents(init.swarm), {
+      models: this.local,
+      onServed: served => { observer?.served?.(served) }
+    })
+    if (init.metrics != null) observer = metricsObserver(init.metrics, this.protocol.protocol, init.observer)
+    this.proxy = new ModelProxy({ view: init.view, protocol: this.protocol, local: this.local, observer })
+    registerModelRoutes(init.http, this.proxy, { token: config.proxyToken })
+  }
+
+  async start (): Promise<void> {
+    const { proxyHost, proxyToken } = this.init.config
+    if (!isLoopback(proxyHost) && (proxyToken == null || proxyToken === '')) {
+      this.init.log.warn(`the model proxy listens on ${proxyHost} without a proxyToken: anyone who reaches that address can use the cluster's models`)
+    }
+    await this.local.start()
+    await this.protocol.start()
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    await this.protocol.stop()
+    await this.local.stop()
+    this.started = false
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
+}
