@@ -20,7 +20,8 @@ export function runCli (args: string[], env: Record<string, string> = {}): CliPr
   let text = ''
   child.stdout!.on('data', chunk => { text += String(chunk) })
   child.stderr!.on('data', chunk => { text += String(chunk) })
-  const exited = new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
+  // 'close', not 'exit': by then stdout and stderr have been read to the end.
+  const exited = new Promise<number | null>(resolve => child.once('close', code => { resolve(code) }))
   return {
     child,
     output: () => text,

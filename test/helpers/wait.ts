@@ -9,7 +9,7 @@ export async function waitFor<T> (what: string, condition: () => T | Promise<T>,
   while (true) {
     try {
       const value = await condition()
-      if (value != null && value !== false) return value as NonNullable<T>
+      if (value) return value as NonNullable<T>
     } catch (err) {
       lastError = err
     }

@@ -1,0 +1,83 @@
+import { readFile } from 'node:fs/promises'
+import type { WorkLine } from '../services/http/work-routes.js'
+
+export interface WorkEndpoint {
+  host: string
+  port: number
+  json: boolean
+}
+
+/** A failed call: the CLI prints the message on stderr and exits with `exitCode`. */
+export class WorkCallError extends Error {
+  constructor (message: string, readonly exitCode = 1) {
+    super(message)
+    this.name = 'WorkCallError'
+  }
+}
+
+/**
+ * Posts one call to a running node's local endpoint and follows its
+ * NDJSON answer: remote output goes to stdout/stderr as it arrives, the
+ * result is returned. Ctrl-C closes the request, which cancels the remote work.
+ */
+export async function callNode (endpoint: WorkEndpoint, operation: 'handoff' | 'send' | 'tool', body: Record<string, unknown>): Promise<any> {
+  const url = `http://${endpoint.host}:${endpoint.port}/clawmatrix/${operation}`
+  const cancel = new AbortController()
+  const onSignal = (): void => { cancel.abort() }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    let res: Response
+    try {
+      res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: cancel.signal })
+    } catch (err: any) {
+      throw new WorkCallError(`no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
+    }
+    if (!res.ok) {
+      const error = await res.json().then((b: any) => b?.error, () => undefined)
+      throw new WorkCallError(error?.message ?? `HTTP ${res.status} from ${url}`)
+    }
+    return await followLines(res, endpoint)
+  } catch (err: any) {
+    if (cancel.signal.aborted) throw new WorkCallError('cancelled; the remote work was stopped', 130)
+    throw err
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+async function followLines (res: Response, endpoint: WorkEndpoint): Promise<unknown> {
+  const decoder = new TextDecoder()
+  let pending = ''
+  for await (const chunk of res.body!) {
+    pending += decoder.decode(chunk, { stream: true })
+    let newline: number
+    while ((newline = pending.indexOf('\n')) >= 0) {
+      const line = JSON.parse(pending.slice(0, newline)) as WorkLine
+      pending = pending.slice(newline + 1)
+      switch (line.type) {
+        case 'output':
+          if (!endpoint.json) (line.channel === 'stderr' ? process.stderr : process.stdout).write(line.text)
+          break
+        case 'progress':
+          if (!endpoint.json) process.stderr.write(`[progress] ${line.message}\n`)
+          break
+        case 'error':
+          throw new WorkCallError(line.message)
+        case 'result':
+          return line.result
+      }
+    }
+  }
+  throw new WorkCallError('the node closed the answer before the result: the call may or may not have finished')
+}
+
+/** Content for `write`: the --content value, else the --from file, else stdin. */
+export async function contentOf (content: string | undefined, from: string | undefined): Promise<string> {
+  if (content != null) return content
+  if (from != null) return readFile(from, 'utf8')
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
