@@ -9,6 +9,7 @@ import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
 import { formatStatus } from './status-format.js'
 import { inspectCommand } from './inspect.js'
 import { peersCommand } from './peers.js'
+import { callNode, contentOf, WorkCallError, type WorkEndpoint } from './work.js'
 import type { NodeStatus } from '../services/status.js'
 
 const USAGE = `clawmatrix ${VERSION}: a libp2p mesh of OpenClaw gateways
@@ -20,6 +21,15 @@ usage:
   clawmatrix status [--host H] [--port N] [--json]
   clawmatrix peers [--host H] [--port N] [--json]     live libp2p connections and their streams
   clawmatrix inspect <url|multiaddr> [--json]         identify, ping and the cluster view of a member
+
+work, through a running node (its --port, default ${DEFAULT_PROXY_PORT}); a target is an agent id, a node id or tags:<tag>[,<tag>]:
+  clawmatrix handoff <target> <task> [--context TEXT] [--timeout SECONDS]
+  clawmatrix send <target> <message>
+  clawmatrix exec <node> <command> [--workdir DIR] [--timeout SECONDS]   exits with the remote exit code
+  clawmatrix read <node> <path> [--offset LINE] [--limit LINES]
+  clawmatrix write <node> <path> [--content TEXT | --from FILE | stdin]
+  clawmatrix tool <node> <tool> <json-args> [--timeout SECONDS]
+  (each also takes [--host H] [--port N] [--json])
 
 The secret comes from the config file or the ${SECRET_ENV} environment variable, never from argv.
 Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).`
@@ -39,6 +49,8 @@ async function main (argv: string[]): Promise<void> {
     case 'status': return statusCommand(rest)
     case 'peers': return peersCommand(rest)
     case 'inspect': return inspectCommand(rest)
+    case 'handoff': case 'send': case 'exec': case 'read': case 'write': case 'tool':
+      return workCommand(command, rest)
     case undefined: case 'help': case '--help': case '-h':
       process.stdout.write(USAGE + '\n')
       return
@@ -99,6 +111,94 @@ async function statusCommand (args: string[]): Promise<void> {
   process.stdout.write((values.json === true ? JSON.stringify(status, null, 2) : formatStatus(status)) + '\n')
 }
 
+const WORK_OPTIONS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  json: { type: 'boolean' },
+  timeout: { type: 'string' },
+  context: { type: 'string' },
+  workdir: { type: 'string' },
+  offset: { type: 'string' },
+  limit: { type: 'string' },
+  content: { type: 'string' },
+  from: { type: 'string' }
+} as const
+
+/** The caller API from a shell: each command is one call to a running node's local endpoint. */
+async function workCommand (command: string, args: string[]): Promise<void> {
+  let parsed
+  try {
+    parsed = parseArgs({ args, options: WORK_OPTIONS, allowPositionals: true, strict: true })
+  } catch (err: any) {
+    throw new UsageError(`${err.message}\n\n${USAGE}`)
+  }
+  const { values, positionals } = parsed
+  const need = (count: number, names: string): string[] => {
+    if (positionals.length < count) throw new UsageError(`clawmatrix ${command} needs ${names}\n\n${USAGE}`)
+    return positionals
+  }
+  const endpoint: WorkEndpoint = { host: values.host ?? '127.0.0.1', port: portArg(values.port, '--port', DEFAULT_PROXY_PORT), json: values.json === true }
+  const timeoutMs = values.timeout == null ? undefined : positiveInt(values.timeout, '--timeout') * 1000
+  const print = (text: string): void => { process.stdout.write(text.endsWith('\n') ? text : text + '\n') }
+  switch (command) {
+    case 'handoff': {
+      const [target, ...task] = need(2, '<target> <task>')
+      const result = await callNode(endpoint, 'handoff', { target, task: task.join(' '), context: values.context, timeoutMs })
+      print(endpoint.json ? JSON.stringify(result, null, 2) : result.reply)
+      return
+    }
+    case 'send': {
+      const [target, ...message] = need(2, '<target> <message>')
+      const result = await callNode(endpoint, 'send', { target, message: message.join(' '), timeoutMs })
+      print(endpoint.json ? JSON.stringify(result, null, 2) : `delivered to ${result.agentId} on ${result.nodeId}${result.duplicate === true ? ' (already delivered before)' : ''}`)
+      return
+    }
+    case 'exec': {
+      const [node, ...commandLine] = need(2, '<node> <command>')
+      const result = await callNode(endpoint, 'tool', { node, tool: 'exec', args: { command: commandLine.join(' '), workdir: values.workdir }, timeoutMs })
+      if (endpoint.json) print(JSON.stringify(result, null, 2))
+      const exitCode = result.details?.exitCode
+      if (typeof exitCode === 'number' && exitCode !== 0) process.exitCode = exitCode
+      else if (result.details?.signal != null) throw new WorkCallError(`the command was ended by ${String(result.details.signal)} on ${result.nodeId}`)
+      return
+    }
+    case 'read': {
+      const [node, path] = need(2, '<node> <path>')
+      const range = { offset: values.offset == null ? undefined : positiveInt(values.offset, '--offset'), limit: values.limit == null ? undefined : positiveInt(values.limit, '--limit') }
+      const result = await callNode(endpoint, 'tool', { node, tool: 'read', args: { path, ...range }, timeoutMs })
+      if (endpoint.json) print(JSON.stringify(result, null, 2))
+      return
+    }
+    case 'write': {
+      const [node, path] = need(2, '<node> <path>')
+      const content = await contentOf(values.content, values.from)
+      const result = await callNode(endpoint, 'tool', { node, tool: 'write', args: { path, content }, timeoutMs })
+      // Without --json the node's own report ("wrote N bytes to ...") has been printed already.
+      if (endpoint.json) print(JSON.stringify(result, null, 2))
+      return
+    }
+    case 'tool': {
+      const [node, tool, json = '{}'] = need(2, '<node> <tool> [json-args]')
+      let toolArgs: unknown
+      try {
+        toolArgs = JSON.parse(json)
+      } catch (err: any) {
+        throw new UsageError(`<json-args>: not valid JSON (${err.message})`)
+      }
+      const result = await callNode(endpoint, 'tool', { node, tool, args: toolArgs, timeoutMs })
+      if (endpoint.json) print(JSON.stringify(result, null, 2))
+      else if (Object.keys(result.details ?? {}).length > 0) process.stderr.write(`${JSON.stringify(result.details)}\n`)
+      return
+    }
+  }
+}
+
+function positiveInt (value: string, flag: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag}: got "${value}"; expected a positive whole number`)
+  return n
+}
+
 function parse<O extends ParseArgsOptionsConfig> (args: string[], options: O) {
   try {
     return parseArgs({ args, options, allowPositionals: false, strict: true })
@@ -117,9 +217,9 @@ function portArg (value: string | undefined, flag: string, fallback: number): nu
 }
 
 main(process.argv.slice(2)).then(() => {
-  process.exit(0)
+  process.exit(process.exitCode ?? 0)
 }, (err: any) => {
-  const known = err instanceof UsageError || err instanceof ConfigError || /^cannot /.test(err.message)
+  const known = err instanceof UsageError || err instanceof ConfigError || err instanceof WorkCallError || /^cannot /.test(err.message)
   process.stderr.write(`clawmatrix: ${known ? err.message : err.stack}\n`)
-  process.exit(err instanceof UsageError ? 2 : 1)
+  process.exit(err instanceof UsageError ? 2 : err instanceof WorkCallError ? err.exitCode : 1)
 })

@@ -12,6 +12,9 @@ import { ModelProxyService, type ModelProxyOptions } from './model-proxy/index.j
 import { ClawmatrixMetrics } from './inspect/metrics.js'
 import { NodeInspection } from './inspect/node-inspection.js'
 import { nodeStatus, type NodeStatus } from './status.js'
+import { WorkProtocols, type WorkInit } from './work.js'
+import { ClusterClient } from './cluster-client.js'
+import { registerWorkRoutes } from './http/work-routes.js'
 import type { Config } from '../config/schema.js'
 import type { Card } from './cluster/card.js'
 import type { PeerId } from '@libp2p/interface'
@@ -29,6 +32,8 @@ export interface ClawmatrixNodeInit {
   log?: InfoLog
   /** Model proxy seams: upstream targets from the embedder's own provider config, a request observer. */
   modelProxy?: ModelProxyOptions
+  /** How hand-offs, messages and tools run here; standalone defaults otherwise. */
+  work?: WorkInit
 }
 
 const consoleLog: InfoLog = {
@@ -46,6 +51,8 @@ export class ClawmatrixNode {
   readonly view: ClusterView
   readonly announcer: Announcer
   readonly connector: MeshConnector
+  /** The caller API: hand-offs, messages and tool calls to other nodes. */
+  readonly client: ClusterClient
   /** The models this node hosts, the model stream protocol and the OpenAI-compatible routes. */
   readonly modelProxy: ModelProxyService
   /** The view protocol, /metrics, /clawmatrix/peers and the mesh page. */
@@ -57,6 +64,8 @@ export class ClawmatrixNode {
     readonly heartbeat: Heartbeat,
     readonly dialer: PeerDialer,
     readonly http: LocalHttpServer,
+    /** Hand-off, one-way message and tool proxy protocols. */
+    readonly work: WorkProtocols,
     readonly metrics: ClawmatrixMetrics,
     sequence: AnnounceSequence,
     private readonly log: InfoLog,
@@ -66,6 +75,8 @@ export class ClawmatrixNode {
     this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2))
     this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, metrics }, log)
     this.connector = new MeshConnector(swarm, this.view, intervalMs)
+    this.client = new ClusterClient(this)
+    registerWorkRoutes(http, this.client)
     this.modelProxy = new ModelProxyService({ ...modelOptions, config, swarm, view: this.view, http, log, metrics })
     this.inspection = new NodeInspection(this)
     http.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
@@ -81,6 +92,7 @@ export class ClawmatrixNode {
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort' }),
+      new WorkProtocols(swarm, config, init.stateDir, init.work),
       metrics,
       await AnnounceSequence.load(init.stateDir),
       init.log ?? consoleLog,
@@ -111,6 +123,7 @@ export class ClawmatrixNode {
       await this.swarm.stop()
       throw err
     }
+    await this.work.start()
     await this.modelProxy.start()
     await this.inspection.start()
     this.heartbeat.start()
@@ -128,6 +141,7 @@ export class ClawmatrixNode {
   async stop (): Promise<void> {
     this.dialer.stop()
     this.connector.stop()
+    await this.work.stop()
     // Announced while the connections are still up, so peers drop this node at once.
     await this.announcer.stop()
     this.view.stop()
