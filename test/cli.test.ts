@@ -119,6 +119,17 @@ describe('standalone CLI', () => {
     const status = await cliStatus(port!)
     expect(status.nodeId).toBe('alpha')
     expect(status.peers.map(p => p.nodeId)).toContain('hub')
+
+    // The printed curl streams beta's built-in model through alpha's proxy, over the mesh.
+    const [, url, body] = await demo.waitForOutput(/curl -N (http:\/\/\S+\/v1\/chat\/completions) -H 'content-type: application\/json' -d '(.+)'/)
+    const response = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body! })
+    expect(response.status).toBe(200)
+    expect(response.headers.get('x-clawmatrix-node')).toBe('beta')
+    const events = (await response.text()).split('\n\n').filter(e => e !== '').map(e => e.replace(/^data: /, ''))
+    expect(events.at(-1)).toBe('[DONE]')
+    const words = events.slice(0, -1).map(e => JSON.parse(e).choices[0]?.delta?.content ?? '').join('')
+    expect(words).toBe('side other the from hello')
+
     demo.child.kill('SIGINT')
     expect(await demo.exited).toBe(0)
   })

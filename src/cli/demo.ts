@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../config/load.js'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { ClawmatrixNode } from '../services/clawmatrix-node.js'
+import { BUILTIN_MODEL_NAME, startBuiltinModel } from '../services/models/fake-upstream/index.js'
 import { stderrLog, untilSignal } from './run-node.js'
 
 /**
@@ -17,25 +18,33 @@ export async function runDemo (): Promise<void> {
   const secret = randomBytes(32).toString('hex')
   const stateRoot = await mkdtemp(join(tmpdir(), 'clawmatrix-demo-'))
   const nodes: ClawmatrixNode[] = []
+  // A tiny OpenAI-compatible model on loopback, hosted by beta, so the model proxy has something to serve.
+  const model = await startBuiltinModel()
   try {
     const hub = await startNode(nodes, stateRoot, { nodeId: 'hub', secret, listen: true, listenHost: '127.0.0.1', listenPort: 0, tags: ['relay'] }, 0)
     const hubUrl = hub.swarm.getMultiaddrs().find(a => a.toString().includes('/ws/'))!.toString()
     for (const [i, [nodeId, tag]] of [['alpha', 'home'], ['beta', 'office']].entries()) {
-      await startNode(nodes, stateRoot, { nodeId, secret, tags: [tag], peers: [{ nodeId: 'hub', url: hubUrl }] }, i + 1)
+      const models = nodeId === 'beta' ? [{ id: BUILTIN_MODEL_NAME, provider: 'builtin', baseUrl: model.url, description: 'the demo model: says your words backwards' }] : []
+      await startNode(nodes, stateRoot, { nodeId, secret, tags: [tag], peers: [{ nodeId: 'hub', url: hubUrl }], models }, i + 1)
     }
     await waitForMesh(hub, nodes.length - 1)
+    await waitForModel(nodes[1]!, BUILTIN_MODEL_NAME)
 
     const lines = ['', 'clawmatrix demo mesh is up: 3 nodes on loopback, secret generated for this run.', '']
     for (const node of nodes) {
       lines.push(`  ${node.config.nodeId.padEnd(6)} ${node.config.listen ? 'listens and relays' : 'dials out only    '}  ${node.http.url}/clawmatrix/status`)
     }
     const port = new URL(nodes[1]!.http.url).port
+    const chat = JSON.stringify({ model: `clawmatrix/${BUILTIN_MODEL_NAME}`, stream: true, messages: [{ role: 'user', content: 'hello from the other side' }] })
     lines.push('', 'Look at it:', `  curl ${nodes[1]!.http.url}/clawmatrix/status`, `  npx clawmatrix status --port ${port}`,
+      '', `Stream the model beta hosts through alpha's proxy (over the mesh, via the hub's relay):`,
+      `  curl -N ${nodes[1]!.http.url}/v1/chat/completions -H 'content-type: application/json' -d '${chat}'`,
       '', 'Press Ctrl-C to stop (state is in ' + stateRoot + ', removed on exit).', '')
     process.stdout.write(lines.join('\n') + '\n')
     await untilSignal()
   } finally {
     await Promise.allSettled(nodes.reverse().map(async node => { await node.stop() }))
+    await model.stop()
     await rm(stateRoot, { recursive: true, force: true })
   }
 }
@@ -60,6 +69,15 @@ async function waitForMesh (hub: ClawmatrixNode, peers: number): Promise<void> {
         reject(new Error(`the demo mesh did not form: hub sees ${hub.swarm.getPeers().length} of ${peers} peers`))
       }, { once: true })
     })
+  }
+}
+
+/** Waits until `node` can route to `model`: the host's card has reached it. */
+async function waitForModel (node: ClawmatrixNode, model: string): Promise<void> {
+  const deadline = Date.now() + 15_000
+  while (!node.view.nodes().some(n => !n.self && n.reach !== 'unreachable' && n.models.some(m => m.id === model))) {
+    if (Date.now() > deadline) throw new Error(`the demo mesh did not form: ${node.config.nodeId} does not see the model ${model}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
   }
 }
 
