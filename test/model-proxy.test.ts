@@ -192,6 +192,14 @@ describe('model proxy over the mesh', () => {
     const local = await client(t.c!).chat.completions.create({ model: 'shared', messages: USER }).withResponse()
     expect(local.response.headers.get('x-clawmatrix-node')).toBe('c')
     expect(good.requests).toHaveLength(2)
+
+    // The node's metrics count each side of it, and the failover.
+    const metrics = async (node: TestNode): Promise<string> => (await fetch(`${node.node.http.url}/metrics`)).text()
+    const model = 'protocol="/clawmatrix/model/1.0.0"'
+    await waitFor('c to count the request it served', async () => (await metrics(t.c!)).includes(`clawmatrix_requests_total{${model},direction="inbound",outcome="ok"} 1`))
+    const onA = await metrics(a)
+    expect(onA).toContain(`clawmatrix_requests_total{${model},direction="outbound",outcome="ok"} 1`)
+    expect(onA).toContain(`clawmatrix_failovers_total{${model}} 1`)
   })
 
   it('fails over when the first host\'s node is gone, and answers 503 when no host is left', async () => {
