@@ -1,0 +1,90 @@
+/**
+ * The OpenClaw manifest (`openclaw.plugin.json`), built from the code it
+ * describes: the config schema is ConfigSchema itself and the tool list is
+ * the one the plugin registers. `scripts/generate-manifest.mjs` writes it at
+ * build time; a test checks the committed file equals this.
+ */
+import { ConfigSchema } from '../config/schema.js'
+
+export const PLUGIN_ID = 'clawmatrix'
+export const PLUGIN_NAME = 'clawmatrix'
+export const PLUGIN_DESCRIPTION = 'Joins this gateway to a clawmatrix cluster: shared models, task hand-off and a tool proxy between OpenClaw gateways over a libp2p swarm gated by a shared secret.'
+
+/** Every tool the plugin registers; OpenClaw requires the manifest to list them all. */
+export const TOOL_NAMES = [
+  'cluster_peers',
+  'cluster_handoff',
+  'cluster_send',
+  'cluster_exec',
+  'cluster_read',
+  'cluster_write',
+  'cluster_tool'
+] as const
+
+export type ToolName = typeof TOOL_NAMES[number]
+
+export const CLI_COMMAND = {
+  name: 'clawmatrix',
+  description: 'Show the clawmatrix cluster of the running gateway',
+  hasSubcommands: true
+}
+
+/** Form hints for OpenClaw's config UI; keys are config paths. */
+export const UI_HINTS: Record<string, { label?: string, help?: string, placeholder?: string, sensitive?: boolean, advanced?: boolean }> = {
+  nodeId: { label: 'Node id', help: 'This gateway\'s name in the cluster', placeholder: 'office' },
+  secret: { label: 'Cluster secret', help: 'Shared by every member; use `openssl rand -hex 32` or "${CLAWMATRIX_SECRET}"', sensitive: true },
+  listen: { label: 'Accept connections', help: 'On for a node others dial (a public relay); off for a node that only dials out' },
+  peers: { label: 'Peers', help: 'Nodes to dial and keep connected: [{nodeId, url}] with ws://, wss:// or a multiaddr' },
+  agents: { label: 'Agents offered', help: 'Agents of this gateway other nodes may hand tasks to' },
+  models: { label: 'Models offered', help: 'Models this gateway serves to the cluster; upstream keys stay here' },
+  tags: { label: 'Tags', help: 'Labels of this node, selected by targets such as tags:gpu' },
+  proxyPort: { label: 'Local endpoint port', help: 'Status and the OpenAI-compatible model proxy on 127.0.0.1; must differ from the gateway port' },
+  proxyToken: { label: 'Model proxy token', help: 'Bearer token clients of the model proxy must send', sensitive: true, advanced: true },
+  toolProxy: { label: 'Tool proxy', help: 'Which tools other nodes may run here' },
+  listenHost: { advanced: true },
+  listenPort: { advanced: true },
+  tls: { advanced: true },
+  announceAddresses: { advanced: true },
+  proxyHost: { advanced: true },
+  heartbeat: { advanced: true },
+  reconnect: { advanced: true }
+}
+
+export interface PluginManifest {
+  id: string
+  name: string
+  description: string
+  version: string
+  activation: { onStartup: boolean }
+  configSchema: Record<string, unknown>
+  uiHints: typeof UI_HINTS
+  contracts: { tools: string[] }
+  cliCommands: Array<typeof CLI_COMMAND>
+}
+
+export function buildManifest (version: string): PluginManifest {
+  return {
+    id: PLUGIN_ID,
+    name: PLUGIN_NAME,
+    description: PLUGIN_DESCRIPTION,
+    version,
+    // The mesh node is a service: it must start with the gateway, not on first use.
+    activation: { onStartup: true },
+    // TypeBox schemas are JSON Schema; the round trip drops TypeBox's non-enumerable markers.
+    configSchema: JSON.parse(JSON.stringify(ConfigSchema)),
+    uiHints: hintsForSchema(),
+    contracts: { tools: [...TOOL_NAMES] },
+    cliCommands: [CLI_COMMAND]
+  }
+}
+
+/** The hints whose field the schema has: a hint must not describe a field that does not exist. */
+function hintsForSchema (): typeof UI_HINTS {
+  const fields = new Set(Object.keys(ConfigSchema.properties))
+  return Object.fromEntries(Object.entries(UI_HINTS).filter(([path]) => fields.has(path.split('.')[0]!)))
+}
+
+/** The manifest file's exact text. */
+export function manifestText (version: string): string {
+  return JSON.stringify(buildManifest(version), null, 2) + '\n'
+}

@@ -1,0 +1,60 @@
+import type { ClawmatrixNode } from '../services/clawmatrix-node.js'
+
+/** The provider id agents select models under: `clawmatrix/<model-id>`. */
+export const PROVIDER_ID = 'clawmatrix'
+
+/**
+ * Without a proxyToken the proxy needs no key (it listens on loopback), but
+ * OpenClaw wants one for an OpenAI-compatible provider; this placeholder is
+ * no secret.
+ */
+export const PROVIDER_API_KEY = 'clawmatrix-local'
+
+/**
+ * With a proxyToken, the entry names this variable instead of the token, so
+ * the token never shows in command output; OpenClaw substitutes `${VAR}` in
+ * config values.
+ */
+export const PROXY_TOKEN_ENV = 'CLAWMATRIX_PROXY_TOKEN'
+
+export interface ProviderModel {
+  id: string
+  name: string
+  input: ['text']
+}
+
+/** The `models.providers.clawmatrix` entry for OpenClaw's config. */
+export interface ProviderEntry {
+  baseUrl: string
+  apiKey: string
+  api: 'openai-completions'
+  models: ProviderModel[]
+}
+
+/**
+ * The provider entry for this node: its local model proxy as the base URL and
+ * every model the cluster offers right now, with the nodes that host it.
+ */
+export function providerEntry (node: ClawmatrixNode): ProviderEntry {
+  const hosts = new Map<string, string[]>()
+  for (const member of node.view.nodes()) {
+    for (const model of member.models) {
+      hosts.set(model.id, [...hosts.get(model.id) ?? [], member.nodeId])
+    }
+  }
+  return {
+    baseUrl: `${loopbackUrl(node.http.url)}/v1`,
+    apiKey: (node.config as { proxyToken?: string }).proxyToken == null ? PROVIDER_API_KEY : `\${${PROXY_TOKEN_ENV}}`,
+    api: 'openai-completions',
+    models: [...hosts.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([id, nodes]) => ({
+      id,
+      name: `${id} (clawmatrix: ${nodes.join(', ')})`,
+      input: ['text']
+    }))
+  }
+}
+
+/** A proxy bound to every interface is still reached by this gateway on loopback. */
+function loopbackUrl (url: string): string {
+  return url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:')
+}

@@ -1,0 +1,39 @@
+import { registerClawmatrixCli, type CommandLike } from './cli.js'
+import { gatewayMethods } from './gateway-methods.js'
+import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
+import { meshRuntime, type MeshRuntime } from './runtime.js'
+import { clusterTools } from './tools/index.js'
+import type { OpenClawPluginApi } from 'openclaw/plugin-sdk/plugin-entry'
+
+export const SERVICE_ID = 'clawmatrix-mesh'
+
+/**
+ * Registers everything the plugin offers. OpenClaw calls this several times
+ * per process (CLI metadata, discovery, the full load), so it only declares:
+ * no socket, file or timer here. The mesh node starts in the service.
+ */
+export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime = meshRuntime()): void {
+  api.registerService({
+    id: SERVICE_ID,
+    async start (ctx) {
+      await runtime.start({
+        pluginConfig: api.pluginConfig ?? {},
+        openclawConfig: ctx.config,
+        stateDir: ctx.stateDir,
+        log: ctx.logger
+      })
+    },
+    async stop () {
+      await runtime.stop()
+    }
+  })
+
+  // A factory, so each run's tools know which agent and session call them.
+  api.registerTool(ctx => clusterTools({ runtime, caller: { agentId: ctx.agentId, sessionKey: ctx.sessionKey } }) as any[], { names: [...TOOL_NAMES] })
+
+  for (const method of gatewayMethods(runtime)) {
+    api.registerGatewayMethod(method.name, method.handler as any, { scope: 'operator.read' })
+  }
+
+  api.registerCli(async ({ program }) => { await registerClawmatrixCli(program as unknown as CommandLike) }, { descriptors: [CLI_COMMAND] })
+}

@@ -1,0 +1,97 @@
+import { join } from 'node:path'
+import { parseConfig } from '../config/load.js'
+import { ClawmatrixNode, type InfoLog } from '../services/clawmatrix-node.js'
+import { checkPortClash } from './ports.js'
+import type { ClusterClient } from './cluster-client.js'
+
+export interface MeshStartInit {
+  /** `plugins.entries.clawmatrix.config`, validated here with the one schema. */
+  pluginConfig: unknown
+  /** OpenClaw's whole config, for the gateway's own port. */
+  openclawConfig?: { gateway?: { port?: unknown } }
+  /** The service's state dir; the node keeps its peer key and sequence under `<stateDir>/clawmatrix`. */
+  stateDir: string
+  log: InfoLog
+  env?: NodeJS.ProcessEnv
+}
+
+export class MeshNotRunningError extends Error {
+  readonly code = 'MESH_NOT_RUNNING'
+
+  constructor (message: string) {
+    super(message)
+    this.name = 'MeshNotRunningError'
+  }
+}
+
+/**
+ * The one mesh node of this gateway process. OpenClaw calls the plugin's
+ * `register` several times (metadata, discovery, full load) and may load the
+ * module more than once, so the node lives on a `globalThis` singleton that
+ * every registration's tools and methods reach; the service starts and stops
+ * it. Starts and stops are serialized: a reload's stop finishes before the
+ * next start binds the same ports.
+ */
+export class MeshRuntime {
+  private node?: ClawmatrixNode
+  private transition: Promise<unknown> = Promise.resolve()
+  private failure?: Error
+  /**
+   * Sends work to other nodes; set by the services side once the stream
+   * protocols exist. Tools that need it fail with a clear error until then.
+   */
+  clusterClient?: ClusterClient
+
+  /** The running node, if any. */
+  get current (): ClawmatrixNode | undefined {
+    return this.node
+  }
+
+  /** The running node, or an error saying why there is none. */
+  requireNode (): ClawmatrixNode {
+    if (this.node != null) return this.node
+    if (this.failure != null) throw new MeshNotRunningError(`the clawmatrix node is not running on this gateway: it failed to start: ${this.failure.message}`)
+    throw new MeshNotRunningError('the clawmatrix node is not running on this gateway (the service has not started, or is stopping)')
+  }
+
+  async start (init: MeshStartInit): Promise<ClawmatrixNode> {
+    return this.serialize(async () => {
+      if (this.node != null) return this.node
+      this.failure = undefined
+      try {
+        const config = parseConfig(init.pluginConfig, 'plugins.entries.clawmatrix.config')
+        checkPortClash(config, init.openclawConfig, init.env ?? process.env)
+        const node = await ClawmatrixNode.create({ config, stateDir: join(init.stateDir, 'clawmatrix'), log: init.log })
+        await node.start()
+        this.node = node
+        return node
+      } catch (err: any) {
+        this.failure = err
+        throw err
+      }
+    })
+  }
+
+  async stop (): Promise<void> {
+    await this.serialize(async () => {
+      const node = this.node
+      this.node = undefined
+      await node?.stop()
+    })
+  }
+
+  private async serialize<T> (step: () => Promise<T>): Promise<T> {
+    const next = this.transition.then(step, step)
+    this.transition = next.catch(() => {})
+    return next
+  }
+}
+
+const RUNTIME_KEY = Symbol.for('clawmatrix.openclaw.runtime')
+
+/** The process-wide runtime, created on first use. */
+export function meshRuntime (): MeshRuntime {
+  const holder = globalThis as { [RUNTIME_KEY]?: MeshRuntime }
+  holder[RUNTIME_KEY] ??= new MeshRuntime()
+  return holder[RUNTIME_KEY]
+}

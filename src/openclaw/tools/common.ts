@@ -1,0 +1,122 @@
+import { NodeIdConflictError } from '../../services/cluster/cluster-view.js'
+import { UnknownTargetError } from '../../services/cluster/routing.js'
+import { toolPolicyRefusal } from '../../services/tools/policy.js'
+import { ClusterClientUnavailableError, type ClusterCaller, type ClusterClient } from '../cluster-client.js'
+import { MeshNotRunningError } from '../runtime.js'
+import type { ClusterNode } from '../../services/cluster/cluster-view.js'
+import type { MeshRuntime } from '../runtime.js'
+import type { Static, TSchema } from 'typebox'
+
+export interface TextContent {
+  type: 'text'
+  text: string
+}
+
+/** What an OpenClaw tool returns: text for the model, structured details for logs, UIs and callers. */
+export interface ToolResult<D = Record<string, unknown>> {
+  content: TextContent[]
+  details: D
+}
+
+/**
+ * One agent tool in the shape OpenClaw's `api.registerTool` takes. Kept
+ * here so the tools build and test without OpenClaw's types; the plugin
+ * entry passes them through as they are.
+ */
+export interface ClusterTool<S extends TSchema = TSchema> {
+  name: string
+  label: string
+  description: string
+  parameters: S
+  execute(toolCallId: string, params: Static<S>, signal?: AbortSignal, onUpdate?: (partial: ToolResult) => void): Promise<ToolResult>
+  /** How long OpenClaw should let a call run, from its arguments. */
+  getExecutionTimeoutMs?: (args: unknown) => number | undefined
+}
+
+/** What every tool gets: the process's mesh runtime and who is calling. */
+export interface ToolScope {
+  runtime: MeshRuntime
+  caller: ClusterCaller
+}
+
+/**
+ * A call that cannot work as asked (unknown target, nothing to run it with).
+ * OpenClaw shows the message of errors with this name to every caller,
+ * including `POST /tools/invoke`, where other errors become "tool execution
+ * failed"; agents see the message either way.
+ */
+export class ToolInputError extends Error {
+  readonly status = 400
+
+  constructor (message: string, readonly code?: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ToolInputError'
+  }
+}
+
+/** A call the target node's policy refuses; shown to callers like ToolInputError, as a 403. */
+export class ToolAuthorizationError extends Error {
+  readonly status = 403
+  readonly code = 'DENIED'
+
+  constructor (message: string) {
+    super(message)
+    this.name = 'ToolAuthorizationError'
+  }
+}
+
+/** Gives the tool's expected failures the names OpenClaw shows; anything else passes as it is. */
+export function guarded<S extends TSchema> (tool: ClusterTool<S>): ClusterTool<S> {
+  return {
+    ...tool,
+    async execute (...args) {
+      try {
+        return await tool.execute(...args)
+      } catch (err: any) {
+        if (err instanceof UnknownTargetError || err instanceof NodeIdConflictError ||
+          err instanceof ClusterClientUnavailableError || err instanceof MeshNotRunningError) {
+          throw new ToolInputError(err.message, err.code, { cause: err })
+        }
+        throw err
+      }
+    }
+  }
+}
+
+export function textResult<D> (text: string, details: D): ToolResult<D> {
+  return { content: [{ type: 'text', text }], details }
+}
+
+/** The cluster client, or a clear error naming the tool that needs it. */
+export function requireClient (scope: ToolScope, tool: string, protocol: string): ClusterClient {
+  scope.runtime.requireNode()
+  const client = scope.runtime.clusterClient
+  if (client == null) throw new ClusterClientUnavailableError(tool, protocol)
+  return client
+}
+
+/** A node of the cluster by its node id; the error lists the node ids there are. */
+export function findNode (scope: ToolScope, nodeId: string): ClusterNode {
+  const nodes = scope.runtime.requireNode().view.nodes()
+  const node = nodes.find(n => n.nodeId === nodeId.trim())
+  if (node == null) {
+    throw new UnknownTargetError('node', nodeId, `the cluster has nodes [${nodes.map(n => n.nodeId).join(', ')}]`)
+  }
+  return node
+}
+
+/**
+ * Refuses early when the target node's card says it does not run `tool` for
+ * others. The remote node enforces its policy anyway; this only saves a
+ * round trip and names the setting to change. It applies to this node too:
+ * cluster tools must not be a way around its own tool proxy policy.
+ */
+export function checkToolAllowed (node: ClusterNode, tool: string): void {
+  const refusal = toolPolicyRefusal(node.toolProxy, tool, node.nodeId)
+  if (refusal != null) throw new ToolAuthorizationError(refusal.message)
+}
+
+/** Checks a target (agent id, node id or tags:...) resolves, so a typo fails with what the cluster offers. */
+export function checkTarget (scope: ToolScope, target: string): void {
+  scope.runtime.requireNode().view.resolve(target)
+}

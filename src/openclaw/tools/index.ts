@@ -1,0 +1,21 @@
+import { peersTool } from './peers.js'
+import { execTool, readTool, remoteTool, writeTool } from './remote.js'
+import { handoffTool, sendTool } from './work.js'
+import { guarded, type ClusterTool, type ToolScope } from './common.js'
+
+export { ToolAuthorizationError, ToolInputError, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
+export { formatPeers } from './peers.js'
+
+/** The seven cluster tools, in the order of TOOL_NAMES (../manifest.ts). */
+export function clusterTools (scope: ToolScope): ClusterTool[] {
+  const tools: ClusterTool[] = [
+    peersTool(scope),
+    handoffTool(scope),
+    sendTool(scope),
+    execTool(scope),
+    readTool(scope),
+    writeTool(scope),
+    remoteTool(scope)
+  ] as ClusterTool[]
+  return tools.map(guarded)
+}

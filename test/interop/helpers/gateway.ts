@@ -1,0 +1,239 @@
+/**
+ * Real OpenClaw gateways for interop tests: the pinned `openclaw` package
+ * from node_modules, run on the test's own Node (process.execPath), each
+ * loading this repo's built plugin and talking to a local fake OpenAI
+ * upstream as its only LLM. Config, state, logs, HOME and TMPDIR live in the
+ * gateway's temp folder (OpenClaw's lock files alone go to /tmp/openclaw-state-locks-<uid>,
+ * a path it does not let us move).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { FakeOpenAIServer } from '../../../src/services/models/fake-upstream/index.js'
+import { waitFor } from '../../helpers/wait.js'
+
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url))
+export const OPENCLAW_BIN = join(REPO, 'node_modules', 'openclaw', 'openclaw.mjs')
+export const FAKE_MODEL = 'fake-model'
+
+/**
+ * A copy of the built plugin (package.json, manifest, dist) with the repo's
+ * node_modules linked in. OpenClaw snapshots a plugin's package while it
+ * loads it and refuses one whose files change meanwhile; the copy keeps a
+ * rebuild or an edit in the work tree from failing a test run.
+ */
+export async function preparePlugin (dir: string): Promise<string> {
+  const root = join(dir, 'clawmatrix')
+  await mkdir(root, { recursive: true })
+  for (const file of ['package.json', 'openclaw.plugin.json']) {
+    await cp(join(REPO, file), join(root, file))
+  }
+  await cp(join(REPO, 'dist'), join(root, 'dist'), { recursive: true })
+  await symlink(join(REPO, 'node_modules'), join(root, 'node_modules'), 'dir')
+  return root
+}
+
+/** A free TCP port on loopback (closed again before it is used: fine on a test machine). */
+export async function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => { resolve(typeof address === 'object' && address != null ? address.port : 0) })
+    })
+  })
+}
+
+export interface GatewayInit {
+  name: string
+  /** plugins.entries.clawmatrix.config */
+  clawmatrix: Record<string, unknown>
+  pluginDir: string
+  /** Merged over the generated OpenClaw config, one level deep. */
+  extraConfig?: Record<string, unknown>
+}
+
+export interface CommandResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+export interface ToolInvokeResponse {
+  httpStatus: number
+  body: { ok: boolean, result?: { content: Array<{ type: string, text: string }>, details: any }, error?: { type: string, message: string } }
+}
+
+/** One `openclaw gateway run` child process with its own folder, port, token and fake LLM. */
+export class Gateway {
+  readonly name: string
+  readonly dir: string
+  readonly port: number
+  readonly token: string
+  readonly upstream: FakeOpenAIServer
+  private child?: ChildProcess
+  private output = ''
+  private exited?: Promise<number | null>
+  /** Milliseconds from spawn to the gateway's "ready" line. */
+  startupMs = 0
+
+  private constructor (name: string, dir: string, port: number, upstream: FakeOpenAIServer) {
+    this.name = name
+    this.dir = dir
+    this.port = port
+    this.token = randomBytes(16).toString('hex')
+    this.upstream = upstream
+  }
+
+  static async create (init: GatewayInit, root: string): Promise<Gateway> {
+    const dir = join(root, init.name)
+    for (const sub of ['home', 'tmp', 'state', 'workspace']) await mkdir(join(dir, sub), { recursive: true })
+    const upstream = new FakeOpenAIServer({ models: [FAKE_MODEL] })
+    await upstream.start()
+    const gateway = new Gateway(init.name, dir, await freePort(), upstream)
+    await writeFile(join(dir, 'openclaw.json'), JSON.stringify(gateway.config(init), null, 2))
+    return gateway
+  }
+
+  /** Environment for the gateway and for CLI calls against it. */
+  get env (): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      HOME: join(this.dir, 'home'),
+      TMPDIR: join(this.dir, 'tmp'),
+      NO_COLOR: '1',
+      FORCE_COLOR: '0'
+    }
+    // OpenClaw behaves differently under a test runner (no log output, among
+    // others): these gateways must run as they would in production.
+    for (const key of Object.keys(env)) {
+      if (/^(VITEST|OPENCLAW_)/.test(key)) delete env[key]
+    }
+    delete env.NODE_ENV
+    delete env.TEST
+    delete env.CLAWMATRIX_SECRET
+    env.OPENCLAW_CONFIG_PATH = join(this.dir, 'openclaw.json')
+    env.OPENCLAW_STATE_DIR = join(this.dir, 'state')
+    // OpenClaw's own switches for a gateway embedded in another program:
+    // no LAN advertising, no detached respawn, no login-shell snapshot
+    Object.assign(env, { OPENCLAW_DISABLE_BONJOUR: '1', OPENCLAW_NO_RESPAWN: '1', OPENCLAW_EXEC_SHELL_SNAPSHOT: '0', OPENCLAW_SKIP_CANVAS_HOST: '1', OPENCLAW_SKIP_GMAIL_WATCHER: '1' })
+    return env
+  }
+
+  get logFile (): string {
+    return join(this.dir, 'openclaw.log')
+  }
+
+  /** Starts `openclaw gateway run` and waits until the gateway is ready and the clawmatrix node has started. */
+  async start (timeoutMs = 120_000): Promise<void> {
+    const started = Date.now()
+    this.output = ''
+    const child = spawn(process.execPath, [OPENCLAW_BIN, 'gateway', 'run'], { cwd: this.dir, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    child.stdout!.on('data', chunk => { this.output += String(chunk) })
+    child.stderr!.on('data', chunk => { this.output += String(chunk) })
+    this.exited = new Promise(resolve => child.once('exit', code => { resolve(code) }))
+    await waitFor(`gateway ${this.name} to be ready`, () => {
+      if (child.exitCode != null) throw new Error(`gateway ${this.name} exited with ${child.exitCode}:\n${this.output}`)
+      return /\bready\b/.test(this.output) && /clawmatrix node \S+ started/.test(this.output)
+    }, { timeoutMs, intervalMs: 100 }).catch(err => {
+      throw new Error(`${err.message}\n--- ${this.name} output ---\n${this.output}`)
+    })
+    this.startupMs = Date.now() - started
+  }
+
+  /** The gateway's console output so far. */
+  get console (): string {
+    return this.output
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
+  async stop (graceMs = 20_000): Promise<void> {
+    const child = this.child
+    if (child == null || child.exitCode != null || child.signalCode != null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+    await this.exited
+    clearTimeout(timer)
+  }
+
+  async close (): Promise<void> {
+    await this.stop()
+    await this.upstream.stop()
+  }
+
+  /** `POST /tools/invoke` on the gateway's HTTP port, authenticated with its token. */
+  async invokeTool (tool: string, args: Record<string, unknown> = {}): Promise<ToolInvokeResponse> {
+    const res = await fetch(`http://127.0.0.1:${this.port}/tools/invoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tool, args }),
+      signal: AbortSignal.timeout(30_000)
+    })
+    return { httpStatus: res.status, body: await res.json() as ToolInvokeResponse['body'] }
+  }
+
+  /** Runs the `openclaw` CLI against this gateway's config and state. */
+  async cli (args: string[], timeoutMs = 90_000): Promise<CommandResult> {
+    return runOpenclaw(args, this.env, this.dir, timeoutMs)
+  }
+
+  /** OpenClaw's log file, one JSON object per line; the clawmatrix lines come from the `plugins` subsystem. */
+  async logLines (): Promise<string[]> {
+    const text = await readFile(this.logFile, 'utf8').catch(() => '')
+    return text.split('\n').filter(Boolean).map(line => {
+      try {
+        return String(JSON.parse(line).message ?? line)
+      } catch {
+        return line
+      }
+    })
+  }
+
+  private config (init: GatewayInit): Record<string, unknown> {
+    const base: Record<string, any> = {
+      gateway: { mode: 'local', port: this.port, bind: 'loopback', auth: { mode: 'token', token: this.token } },
+      logging: { file: this.logFile },
+      agents: { defaults: { model: `fake/${FAKE_MODEL}`, workspace: join(this.dir, 'workspace') } },
+      models: {
+        providers: {
+          fake: { baseUrl: this.upstream.url, apiKey: 'fake-upstream-key', api: 'openai-completions', models: [{ id: FAKE_MODEL, name: 'Fake model' }] }
+        }
+      },
+      plugins: {
+        load: { paths: [init.pluginDir] },
+        allow: ['clawmatrix'],
+        // memory-core is on by default; these gateways need no memory, and start faster without it
+        entries: { clawmatrix: { enabled: true, config: init.clawmatrix }, 'memory-core': { enabled: false } }
+      }
+    }
+    for (const [key, value] of Object.entries(init.extraConfig ?? {})) {
+      base[key] = typeof value === 'object' && value != null && !Array.isArray(value) ? { ...base[key], ...value } : value
+    }
+    return base
+  }
+}
+
+/** `node openclaw.mjs ...` on the test's Node, to completion. */
+export async function runOpenclaw (args: string[], env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 90_000): Promise<CommandResult> {
+  const child = spawn(process.execPath, [OPENCLAW_BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', chunk => { stdout += String(chunk) })
+  child.stderr!.on('data', chunk => { stderr += String(chunk) })
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const code = await new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
+  clearTimeout(timer)
+  return { code, stdout, stderr }
+}
+
+/** A temp folder for one test file's gateways, removed by `cleanup`. */
+export async function interopRoot (): Promise<{ root: string, cleanup: () => Promise<void> }> {
+  const root = await mkdtemp(join(tmpdir(), 'clawmatrix-interop-'))
+  return { root, cleanup: async () => { await rm(root, { recursive: true, force: true }) } }
+}
