@@ -18,13 +18,15 @@ import { importDist } from './lib/dist.js'
 import { REPO_ROOT } from './lib/paths.js'
 import { formatResult, resultJson, type BenchResult } from './lib/report.js'
 import { SWARM_DEFAULTS, SWARM_QUICK, swarmBench } from './swarm.js'
+import { MODEL_PROXY_DEFAULTS, MODEL_PROXY_QUICK, modelProxyBench } from './model-proxy.js'
 
 const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
 
 const progress = (line: string): void => { process.stderr.write(`  .. ${line}\n`) }
 
 const BENCHES: Record<string, (quick: boolean) => Promise<BenchResult>> = {
-  swarm: async quick => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress })
+  swarm: async quick => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
+  'model-proxy': async quick => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress })
 }
 
 /** A mistake in the command line: printed without a stack trace. */

@@ -1,0 +1,247 @@
+/**
+ * The model proxy against calling the upstream directly, side by side in one
+ * run with the same client (fetch, the body read as it arrives):
+ *
+ * 1. time to first byte and total time of a short streamed answer: direct to
+ *    the upstream, through the proxy of a node that hosts the model itself
+ *    (no mesh), one hop (host reached directly), relayed (host reached
+ *    through a relay);
+ * 2. chunks per second of a long answer on the same four paths;
+ * 3. 100 concurrent streams with a paced upstream, direct, one hop and relayed.
+ *
+ * Every party is its own process: a fake OpenAI upstream, a relay, the node
+ * whose proxy the client calls (dial-out only), a listening host and a
+ * dial-out host behind the relay (the real CLI `node` from dist/).
+ * Variants are interleaved sample by sample so drift hits them alike.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { spawnNodeUntilReady, type ReadyChild } from './lib/child.js'
+import { importDist } from './lib/dist.js'
+import { CLI, REPO_ROOT, requireBuilt } from './lib/paths.js'
+import { waitFor } from './lib/wait.js'
+import type { BenchResult, Measurement, Variant } from './lib/report.js'
+import type { NodeStatus } from '../src/services/status.js'
+
+const { SECRET_ENV } = await importDist<typeof import('../src/cli/run-node.js')>('cli/run-node.js')
+
+export interface ModelProxyBenchOptions {
+  /** Sequential short streams per path, after `warmup` unrecorded ones. */
+  requests: number
+  warmup: number
+  /** Chunks of the short answer. */
+  shortChunks: number
+  /** Long answers per path, and their chunks. */
+  longRuns: number
+  longChunks: number
+  /** Concurrent streams per round, rounds per path, and the upstream's pause before each chunk. */
+  concurrency: number
+  rounds: number
+  pacedChunks: number
+  paceMs: number
+  progress: (line: string) => void
+}
+
+export const MODEL_PROXY_DEFAULTS: Omit<ModelProxyBenchOptions, 'progress'> = {
+  requests: 200, warmup: 20, shortChunks: 20, longRuns: 10, longChunks: 5_000, concurrency: 100, rounds: 3, pacedChunks: 20, paceMs: 10
+}
+/** Enough to see that every part works, in about 15 s; the figures mean little. */
+export const MODEL_PROXY_QUICK: Omit<ModelProxyBenchOptions, 'progress'> = {
+  requests: 10, warmup: 2, shortChunks: 20, longRuns: 2, longChunks: 1_000, concurrency: 20, rounds: 1, pacedChunks: 10, paceMs: 10
+}
+
+const DIRECT = 'direct to the upstream'
+const LOCAL = 'proxy, model on this node'
+const ONE_HOP = 'proxy, one hop'
+const RELAYED = 'proxy, relayed'
+const REQUEST_TIMEOUT_MS = 60_000
+
+/** Where the client sends a request for each variant: a base URL and the model name there. */
+interface Path {
+  name: string
+  baseUrl: string
+  model: string
+}
+
+/** Timings of one streamed answer, from just before fetch(). */
+interface StreamTiming {
+  firstByteMs: number
+  totalMs: number
+  events: number
+}
+
+/**
+ * The fake upstream answers `max_tokens` chunks, pausing `bench_delay_ms`
+ * before each: the proxy passes both fields through untouched.
+ */
+const UPSTREAM_SCRIPT = `
+const { FakeOpenAIServer } = await import(${JSON.stringify(pathToFileURL(requireBuilt(join(REPO_ROOT, 'dist', 'services', 'models', 'fake-upstream', 'index.js'))).href)})
+const server = new FakeOpenAIServer({
+  models: ['bench'],
+  reply: request => ({
+    chunks: Array.from({ length: request.body?.max_tokens ?? 20 }, (_, i) => ' token' + i),
+    delayMs: request.body?.bench_delay_ms ?? 0
+  })
+})
+await server.start()
+process.stderr.write('upstream at ' + server.url + '\\n')
+`
+
+export async function modelProxyBench (options: ModelProxyBenchOptions): Promise<BenchResult> {
+  const secret = randomBytes(32).toString('hex')
+  const dir = await mkdtemp(join(tmpdir(), 'clawmatrix-bench-model-'))
+  const children: ReadyChild[] = []
+  try {
+    options.progress('starting the upstream, a relay, the proxy node and two hosts')
+    const paths = await startCluster(secret, dir, children)
+    const measurements: Measurement[] = []
+    measurements.push(...await shortStreams(options, paths))
+    measurements.push(await longStreams(options, paths))
+    measurements.push(...await concurrentStreams(options, paths.filter(p => p.name !== LOCAL)))
+    return { name: 'model-proxy', title: 'model proxy vs calling the upstream directly (streamed chat completions)', measurements }
+  } finally {
+    await Promise.allSettled(children.reverse().map(async child => { await child.stop() }))
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** The processes, and the four ways to the same upstream. */
+async function startCluster (secret: string, dir: string, children: ReadyChild[]): Promise<Path[]> {
+  const env = { ...process.env, [SECRET_ENV]: secret }
+  const upstream = await spawnNodeUntilReady(['--input-type=module', '-e', UPSTREAM_SCRIPT], { ready: /upstream at (\S+)/ })
+  children.push(upstream)
+  const upstreamUrl = upstream.match[1]!
+  const model = (id: string): Record<string, unknown> => ({ id, provider: 'vllm', baseUrl: upstreamUrl, upstreamModel: 'bench' })
+
+  const started = /started: peer id (\S+); listening on ([^;\n]+); status at (\S+)\/clawmatrix\/status/
+  const relay = await spawnNodeUntilReady([requireBuilt(CLI), 'relay', '--listen-host', '127.0.0.1', '--listen-port', '0', '--proxy-port', '0', '--state-dir', join(dir, 'relay')], { ready: started, env })
+  children.push(relay)
+  const relayAddress = relay.match[2]!.split(', ').find(a => a.includes('/ws') && !a.includes('p2p-circuit'))!
+  const peers = [{ nodeId: 'relay', url: relayAddress }]
+  const node = async (nodeId: string, config: Record<string, unknown>): Promise<ReadyChild> => {
+    const file = join(dir, `${nodeId}.json`)
+    await writeFile(file, JSON.stringify({ nodeId, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0, peers, ...config }))
+    const child = await spawnNodeUntilReady([requireBuilt(CLI), 'node', '--config', file, '--state-dir', join(dir, nodeId)], { ready: started, env })
+    children.push(child)
+    return child
+  }
+  await node('host-direct', { listen: true, models: [model('bench-direct')] })
+  await node('host-relayed', { models: [model('bench-relayed')] })
+  const proxy = await node('proxy', { models: [model('bench-local')] })
+  const proxyUrl = proxy.match[3]!
+
+  await waitFor('the proxy node to reach one host directly and the other through the relay', async () => {
+    const status = await (await fetch(`${proxyUrl}/clawmatrix/status`)).json() as NodeStatus
+    const reach = Object.fromEntries(status.cluster.map(n => [n.nodeId, n.reach]))
+    return reach['host-direct'] === 'direct' && reach['host-relayed'] === 'relayed'
+  }, { timeoutMs: 30_000, intervalMs: 100 })
+
+  return [
+    { name: DIRECT, baseUrl: upstreamUrl, model: 'bench' },
+    { name: LOCAL, baseUrl: `${proxyUrl}/v1`, model: 'bench-local' },
+    { name: ONE_HOP, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-direct' },
+    { name: RELAYED, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-relayed' }
+  ]
+}
+
+/** One streamed chat completion, read as it arrives; fails unless it ended with [DONE]. */
+async function stream (path: Path, chunks: number, delayMs = 0): Promise<StreamTiming> {
+  const start = performance.now()
+  const response = await fetch(`${path.baseUrl}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: path.model, stream: true, max_tokens: chunks, bench_delay_ms: delayMs, messages: [{ role: 'user', content: 'bench' }] }),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+  })
+  if (!response.ok || response.body == null) throw new Error(`${path.name}: HTTP ${response.status} ${await response.text()}`)
+  let firstByteMs: number | undefined
+  let tail = ''
+  let events = 0
+  const decoder = new TextDecoder()
+  for await (const bytes of response.body) {
+    firstByteMs ??= performance.now() - start
+    // Events end with a blank line, which may be split across two reads.
+    const text = tail.slice(-1) + decoder.decode(bytes, { stream: true })
+    events += text.split('\n\n').length - 1
+    tail = (tail.slice(0, -1) + text).slice(-32)
+  }
+  const totalMs = performance.now() - start
+  if (!tail.endsWith('data: [DONE]\n\n')) throw new Error(`${path.name}: the stream did not end with [DONE]`)
+  // head + chunks + finish + [DONE]
+  if (events !== chunks + 3) throw new Error(`${path.name}: ${events} events, expected ${chunks + 3}`)
+  return { firstByteMs: firstByteMs!, totalMs, events }
+}
+
+async function shortStreams (options: ModelProxyBenchOptions, paths: Path[]): Promise<Measurement[]> {
+  options.progress(`short streams: ${options.warmup} warm-up + ${options.requests} per path, ${options.shortChunks} chunks each`)
+  const firstByte = new Map(paths.map(p => [p.name, [] as number[]]))
+  const total = new Map(paths.map(p => [p.name, [] as number[]]))
+  for (let i = -options.warmup; i < options.requests; i++) {
+    for (const path of rotate(paths, i)) {
+      const timing = await stream(path, options.shortChunks)
+      if (i < 0) continue
+      firstByte.get(path.name)!.push(timing.firstByteMs)
+      total.get(path.name)!.push(timing.totalMs)
+    }
+  }
+  const note = 'sequential requests; the fake upstream sends the role chunk at once, then the chunks without pause'
+  return [
+    { what: `time to first byte of a streamed answer (${options.shortChunks} chunks)`, unit: 'ms', variants: variants(paths, firstByte), note },
+    { what: `total time of the same streamed answers, to data: [DONE]`, unit: 'ms', variants: variants(paths, total), note }
+  ]
+}
+
+async function longStreams (options: ModelProxyBenchOptions, paths: Path[]): Promise<Measurement> {
+  options.progress(`long streams: 1 warm-up + ${options.longRuns} per path, ${options.longChunks} chunks each`)
+  const rates = new Map(paths.map(p => [p.name, [] as number[]]))
+  for (let i = -1; i < options.longRuns; i++) {
+    for (const path of rotate(paths, i)) {
+      const timing = await stream(path, options.longChunks)
+      if (i >= 0) rates.get(path.name)!.push(options.longChunks / (timing.totalMs / 1000))
+    }
+  }
+  return {
+    what: `chunks per second of a ${options.longChunks}-chunk streamed answer`,
+    unit: 'chunks/s',
+    variants: variants(paths, rates),
+    note: 'each chunk is one SSE event of ~150 bytes, as a model streams tokens; the upstream sends as fast as it is read'
+  }
+}
+
+async function concurrentStreams (options: ModelProxyBenchOptions, paths: Path[]): Promise<Measurement[]> {
+  options.progress(`concurrent streams: ${options.rounds} rounds of ${options.concurrency} per path`)
+  const firstByte = new Map(paths.map(p => [p.name, [] as number[]]))
+  const total = new Map(paths.map(p => [p.name, [] as number[]]))
+  const wall = new Map(paths.map(p => [p.name, [] as number[]]))
+  for (let round = -1; round < options.rounds; round++) {
+    for (const path of rotate(paths, round)) {
+      const start = performance.now()
+      const timings = await Promise.all(Array.from({ length: options.concurrency }, async () => stream(path, options.pacedChunks, options.paceMs)))
+      if (round < 0) continue
+      wall.get(path.name)!.push(performance.now() - start)
+      for (const timing of timings) {
+        firstByte.get(path.name)!.push(timing.firstByteMs)
+        total.get(path.name)!.push(timing.totalMs)
+      }
+    }
+  }
+  const pacing = `${options.pacedChunks} chunks, the upstream pausing ${options.paceMs} ms before each (a model at ${Math.round(1000 / options.paceMs)} tokens/s)`
+  return [
+    { what: `${options.concurrency} concurrent streams: time to first byte of each`, unit: 'ms', variants: variants(paths, firstByte), note: pacing },
+    { what: `${options.concurrency} concurrent streams: total time of each`, unit: 'ms', variants: variants(paths, total), note: `${pacing}; the floor is ${options.pacedChunks * options.paceMs} ms` },
+    { what: `${options.concurrency} concurrent streams: until the last one ended`, unit: 'ms', variants: variants(paths, wall), note: `one sample per round (${options.rounds} rounds)` }
+  ]
+}
+
+/** The paths in a different order each iteration, so none always follows the same one. */
+function rotate<T> (items: T[], i: number): T[] {
+  const k = ((i % items.length) + items.length) % items.length
+  return [...items.slice(k), ...items.slice(0, k)]
+}
+
+function variants (paths: Path[], samples: Map<string, number[]>): Variant[] {
+  return paths.map(p => ({ name: p.name, samples: samples.get(p.name)!, baseline: p.name === DIRECT }))
+}
