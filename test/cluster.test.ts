@@ -19,15 +19,13 @@ afterEach(async () => {
 })
 afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
 
-const beat = { intervalMs: 1000, maxMissed: 3 }
-
 /** The view of `node` as [nodeId, reach, via] for every other node, sorted. */
 function reachTable (node: ClawmatrixNode): Array<[string, string, string | undefined]> {
   return node.view.nodes().filter(n => !n.self).map(n => [n.nodeId, n.reach, n.via?.nodeId])
 }
 
 /** home -> relay-a <-> relay-b <- office, and lab listening behind relay-b's config. */
-async function fiveNodeTopology (): Promise<Record<string, TestNode>> {
+async function fiveNodeTopology (beat = { intervalMs: 1000, maxMissed: 3 }): Promise<Record<string, TestNode>> {
   const relayA = await nodes.start({ nodeId: 'relay-a', listen: true, heartbeat: beat, tags: ['public'] })
   const relayB = await nodes.start({ nodeId: 'relay-b', listen: true, heartbeat: beat, tags: ['public'], peers: [{ nodeId: 'relay-a', url: relayA.wsAddress() }] })
   const home = await nodes.start({
@@ -84,7 +82,8 @@ describe('cluster view', () => {
   })
 
   it('moves 50 MB over the longest relayed path, on a connection without relay limits', async () => {
-    const t = await fiveNodeTopology()
+    // Pings queue behind the bulk data; a 1 s heartbeat on this 2-core machine would call the link dead.
+    const t = await fiveNodeTopology({ intervalMs: 10_000, maxMissed: 3 })
     await waitFor('home to reach office through relay-b', () => reachTable(t.home!.node).some(([id, reach]) => id === 'office' && reach === 'relayed'))
     const officePeer = t.office!.node.peerId
     const connection = t.home!.node.swarm.getConnections(officePeer).find(c => c.remoteAddr.toString().includes('p2p-circuit'))!
@@ -102,7 +101,13 @@ describe('cluster view', () => {
     const chunk = new Uint8Array(64 * 1024).fill(7)
     const stream = await t.home!.node.swarm.dialProtocol(officePeer, protocol, { runOnLimitedConnection: true })
     for (let sent = 0; sent < total; sent += chunk.byteLength) {
-      if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+      // The 'drain' event, not stream.onDrain(): in @libp2p/utils 7.4 that promise is not renewed after the first drain.
+      if (!stream.send(chunk)) {
+        await new Promise((resolve, reject) => {
+          stream.addEventListener('drain', resolve, { once: true })
+          stream.addEventListener('close', (event: any) => { reject(event.error ?? new Error(`the stream closed after ${sent} bytes`)) }, { once: true })
+        })
+      }
     }
     await stream.close()
     let reply = ''

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, parseConfig } from '../src/config/load.js'
+import { ConfigSchema } from '../src/config/schema.js'
 import { peerUrlToMultiaddr } from '../src/node/addresses.js'
 import { runCliToEnd } from './helpers/cli.js'
 
@@ -50,6 +51,17 @@ describe('config', () => {
     expect(weak.join('\n')).not.toContain('aaaaaaaa')
   })
 
+  it('never shows the proxy token either', () => {
+    expect(problems({ ...base, proxyToken: 12345678 })).toEqual(['proxyToken: got (the proxyToken, not shown); expected string'])
+  })
+
+  it('refuses a local endpoint off loopback without a token', () => {
+    expect(problems({ ...base, proxyHost: '0.0.0.0' })).toEqual([
+      'proxyToken: missing while proxyHost is "0.0.0.0"; expected a token, since the endpoint can run work on the whole cluster (or keep proxyHost on 127.0.0.1)'
+    ])
+    expect(parseConfig({ ...base, proxyHost: '0.0.0.0', proxyToken: 'tok-123' }).proxyToken).toBe('tok-123')
+  })
+
   it('refuses ports out of range with field, value and expectation', () => {
     expect(problems({ ...base, listenPort: 70000, proxyPort: -1 })).toEqual([
       'listenPort: got 70000; expected <= 65535',
@@ -78,7 +90,7 @@ describe('config', () => {
 
   it('refuses unknown keys at any depth and lists the known ones', () => {
     const found = problems({ ...base, listenport: 1, toolProxy: { enable: true } })
-    expect(found).toContain('listenport: unknown key; expected one of nodeId, secret, listen, listenHost, listenPort, tls, announceAddresses, peers, agents, models, tags, proxyHost, proxyPort, toolProxy, heartbeat, reconnect')
+    expect(found).toContain(`listenport: unknown key; expected one of ${Object.keys(ConfigSchema.properties).join(', ')}`)
     expect(found).toContain('toolProxy.enable: unknown key; expected one of enabled, allow, deny, maxOutputBytes, workdir')
   })
 

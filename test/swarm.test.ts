@@ -119,6 +119,15 @@ describe('swarm', () => {
     expect([0, 1, 6].map(n => backoffDelay(n, init, () => 0))).toEqual([500, 1000, 30000])
   })
 
+  it('asks for the bearer token on every route when one is set', async () => {
+    const guarded = await nodes.start({ nodeId: 'guarded', proxyToken: 'tok-0123456789' })
+    const url = `${guarded.node.http.url}/clawmatrix/status`
+    expect((await fetch(url)).status).toBe(401)
+    expect((await fetch(url, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401)
+    expect((await fetch(url, { headers: { authorization: 'Bearer tok-0123456789' } })).status).toBe(200)
+    expect((await fetch(`${guarded.node.http.url}/clawmatrix/tool`, { method: 'POST', body: '{}' })).status).toBe(401)
+  })
+
   it('names the port when a bind fails', async () => {
     const hub = await nodes.start({ nodeId: 'hub', listen: true })
     const port = Number(hub.wsAddress().match(/\/tcp\/(\d+)\//)![1])

@@ -9,7 +9,7 @@ import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
 import { formatStatus } from './status-format.js'
 import { inspectCommand } from './inspect.js'
 import { peersCommand } from './peers.js'
-import { callNode, contentOf, WorkCallError, type WorkEndpoint } from './work.js'
+import { callNode, contentOf, endpointHeaders, WorkCallError, type WorkEndpoint } from './work.js'
 import type { NodeStatus } from '../services/status.js'
 
 const USAGE = `clawmatrix ${VERSION}: a libp2p mesh of OpenClaw gateways
@@ -32,6 +32,7 @@ work, through a running node (its --port, default ${DEFAULT_PROXY_PORT}); a targ
   (each also takes [--host H] [--port N] [--json])
 
 The secret comes from the config file or the ${SECRET_ENV} environment variable, never from argv.
+Commands that talk to a node whose config sets proxyToken read it from CLAWMATRIX_PROXY_TOKEN.
 Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).`
 
 /** A failure the user can fix: printed without a stack trace. */
@@ -102,7 +103,7 @@ async function statusCommand (args: string[]): Promise<void> {
   const url = `http://${values.host ?? '127.0.0.1'}:${portArg(values.port, '--port', DEFAULT_PROXY_PORT)}/clawmatrix/status`
   let status: NodeStatus
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+    const res = await fetch(url, { headers: endpointHeaders(), signal: AbortSignal.timeout(10_000) })
     if (!res.ok) throw new Error(`HTTP ${res.status}`)
     status = await res.json() as NodeStatus
   } catch (err: any) {

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { formatDuration, table } from './status-format.js'
+import { endpointHeaders } from './work.js'
 import type { PeersReport } from '../services/inspect/peers.js'
 
 export const PEERS_USAGE = 'clawmatrix peers [--host H] [--port N] [--json]'
@@ -18,7 +19,7 @@ export async function peersCommand (args: string[]): Promise<void> {
   const url = `http://${values.host ?? '127.0.0.1'}:${port}/clawmatrix/peers`
   let report: PeersReport
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+    const res = await fetch(url, { headers: endpointHeaders(), signal: AbortSignal.timeout(10_000) })
     if (!res.ok) throw new Error(`HTTP ${res.status}`)
     report = await res.json() as PeersReport
   } catch (err: any) {

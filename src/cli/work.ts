@@ -7,6 +7,15 @@ export interface WorkEndpoint {
   json: boolean
 }
 
+/** Where the CLI finds the node's proxyToken, when the node has one. */
+export const PROXY_TOKEN_ENV = 'CLAWMATRIX_PROXY_TOKEN'
+
+/** Headers for a request to a node's local endpoint: the bearer token from the environment, if set. */
+export function endpointHeaders (extra: Record<string, string> = {}): Record<string, string> {
+  const token = process.env[PROXY_TOKEN_ENV]
+  return token == null || token === '' ? extra : { ...extra, authorization: `Bearer ${token}` }
+}
+
 /** A failed call: the CLI prints the message on stderr and exits with `exitCode`. */
 export class WorkCallError extends Error {
   constructor (message: string, readonly exitCode = 1) {
@@ -29,7 +38,7 @@ export async function callNode (endpoint: WorkEndpoint, operation: 'handoff' | '
   try {
     let res: Response
     try {
-      res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: cancel.signal })
+      res = await fetch(url, { method: 'POST', headers: endpointHeaders({ 'content-type': 'application/json' }), body: JSON.stringify(body), signal: cancel.signal })
     } catch (err: any) {
       throw new WorkCallError(`no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
     }

@@ -3,6 +3,9 @@ import { Value } from 'typebox/value'
 import { peerUrlToMultiaddr } from '../node/addresses.js'
 import { ConfigSchema, MIN_SECRET_LENGTH, type Config } from './schema.js'
 
+/** Fields whose values never appear in an error. */
+const SECRET_FIELDS = ['secret', 'proxyToken']
+
 /** A config that was refused; `problems` holds one line per bad field. */
 export class ConfigError extends Error {
   readonly problems: string[]
@@ -77,7 +80,7 @@ function schemaProblems (input: object): string[] {
       }
       default: {
         const value = valueAt(input, error.instancePath)
-        const shown = field === 'secret' ? '(the secret, not shown)' : describe(value)
+        const shown = SECRET_FIELDS.includes(field) ? `(the ${field}, not shown)` : describe(value)
         const expected = field === 'secret' && error.keyword === 'minLength'
           ? `expected at least ${MIN_SECRET_LENGTH} characters`
           : error.keyword === 'pattern'
@@ -117,6 +120,9 @@ function semanticProblems (config: Config): string[] {
   if (config.reconnect.minDelayMs > config.reconnect.maxDelayMs) {
     problems.push(`reconnect.minDelayMs: got ${config.reconnect.minDelayMs}, above maxDelayMs ${config.reconnect.maxDelayMs}; expected min <= max`)
   }
+  if (!isLoopback(config.proxyHost) && config.proxyToken == null) {
+    problems.push(`proxyToken: missing while proxyHost is ${describe(config.proxyHost)}; expected a token, since the endpoint can run work on the whole cluster (or keep proxyHost on 127.0.0.1)`)
+  }
   if (config.listen && config.listenPort !== 0 && config.listenPort === config.proxyPort) {
     problems.push(`proxyPort: got ${config.proxyPort}, the same as listenPort; expected two different ports`)
   }
@@ -128,6 +134,10 @@ function semanticProblems (config: Config): string[] {
     }
   })
   return problems
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
 }
 
 function duplicates (values: string[]): string[] {

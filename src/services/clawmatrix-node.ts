@@ -91,7 +91,7 @@ export class ClawmatrixNode {
       swarm,
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
-      new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort' }),
+      new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken }),
       new WorkProtocols(swarm, config, init.stateDir, init.work),
       metrics,
       await AnnounceSequence.load(init.stateDir),

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { logger } from '@libp2p/logger'
 import type { Startable } from '@libp2p/interface'
@@ -9,6 +10,8 @@ export interface LocalHttpServerInit {
   port: number
   /** Names the config field in bind errors, e.g. "proxyPort". */
   portField: string
+  /** When set, every request must carry `Authorization: Bearer <token>`. */
+  token?: string
 }
 
 /**
@@ -56,9 +59,17 @@ export class LocalHttpServer implements Startable {
     return `http://${host}:${address.port}`
   }
 
+  private authorized (req: IncomingMessage): boolean {
+    return bearerMatches(this.init.token, req)
+  }
+
   private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
     const handler = this.routes.get(`${req.method} ${url.pathname}`)
+    if (!this.authorized(req)) {
+      sendJson(res, 401, { error: { message: 'this endpoint needs "Authorization: Bearer <proxyToken>" (see the node\'s config)', type: 'invalid_request_error', code: 'invalid_api_key' } })
+      return
+    }
     try {
       if (handler == null) {
         sendJson(res, 404, { error: { message: `no route for ${req.method} ${url.pathname}`, type: 'not_found' } })
@@ -71,6 +82,14 @@ export class LocalHttpServer implements Startable {
       else res.destroy(err)
     }
   }
+}
+
+/** A constant-time comparison of the bearer token, when one is set. */
+function bearerMatches (expected: string | undefined, req: IncomingMessage): boolean {
+  if (expected == null || expected === '') return true
+  const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''
+  const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
+  return timingSafeEqual(digest(given), digest(expected))
 }
 
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {
