@@ -415,7 +415,7 @@ describe('model proxy HTTP endpoint', () => {
     expect(JSON.stringify(fake.requests[0]!.headers)).not.toContain(token)
   })
 
-  it('a host refuses a model it does not serve before the first byte', async () => {
+  it('a host refuses a model it does not serve before the first byte; a node without the protocol is unreachable', async () => {
     const fake = await started(new FakeOpenAIServer())
     const t = await directHosts({}, { c: [openaiModel('chat', fake)] })
     const c = t.a!.node.view.resolveModel('chat')[0]!
@@ -423,6 +423,12 @@ describe('model proxy HTTP endpoint', () => {
       .catch((err: unknown) => err)
     expect(refusal).toBeInstanceOf(HostRefusedError)
     expect(refusal).toMatchObject({ code: 'no-such-model', message: 'model "other" is not hosted here (this node serves chat)' })
+
+    // A node that does not speak the protocol (another version, say) is unreachable for it, not a hang.
+    const other = new ModelStreamProtocol(libp2pComponents(t.a!.node.swarm), { models: t.a!.node.modelProxy.local, protocolPrefix: 'clawmatrix-next' })
+    const unspoken = await other.request(peerIdFromString(c.peerId), { type: 'model', model: 'chat', route: 'chat/completions', body: {} }, AbortSignal.timeout(10_000))
+      .catch((err: unknown) => err)
+    expect(unspoken).toMatchObject({ code: 'unreachable', message: expect.stringMatching(/could not negotiate \/clawmatrix-next\/model\/1\.0\.0/) })
     expect(fake.requests).toHaveLength(0)
   })
 })
