@@ -70,6 +70,7 @@ export class ClawmatrixMetrics {
     this.announcementsReceived = new Counter({ name: 'clawmatrix_announcements_received_total', help: 'Announcements judged by this node: accepted, rejected (forged, malformed) or ignored (stale, replayed)', labelNames: ['verdict'], registers })
     this.info = new Gauge({ name: 'clawmatrix_node_info', help: 'This node: always 1, with its identity as labels', labelNames: ['node_id', 'peer_id', 'version'], registers })
 
+    // The gauges below are read when scraped; the registry holds them, so they need no field.
     const sources = (): MetricsSources | undefined => this.sources
     new Gauge({
       name: 'clawmatrix_known_nodes',
