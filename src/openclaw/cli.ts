@@ -67,7 +67,8 @@ async function ask (call: GatewayCall, method: string, isTransportError: (err: u
     return await call(method)
   } catch (err: any) {
     if (isTransportError(err) || /ECONNREFUSED|gateway closed|not reachable|connect failed/i.test(String(err?.message))) {
-      throw new Error(`no OpenClaw gateway answered (${err?.message ?? err}); clawmatrix runs inside the gateway: start it with \`openclaw gateway run\`, or point at it with --url/--port`)
+      const reason = String(err?.message ?? err).split('\n')[0]
+      throw new Error(`no OpenClaw gateway answered: ${reason}; clawmatrix runs inside the gateway: start it with \`openclaw gateway run\`, or point at it with --url/--port`)
     }
     if (/unknown method/i.test(String(err?.message))) {
       throw new Error(`the running gateway has no clawmatrix plugin loaded (${err.message}); check plugins.entries.clawmatrix.enabled and restart the gateway`)

@@ -1,4 +1,7 @@
+import { resolveUpstreamTarget } from '../services/models/index.js'
 import type { ClawmatrixNode } from '../services/clawmatrix-node.js'
+import type { ResolveModelTarget } from '../services/model-proxy/local-models.js'
+import type { UpstreamTarget } from '../services/models/index.js'
 
 /** The provider id agents select models under: `clawmatrix/<model-id>`. */
 export const PROVIDER_ID = 'clawmatrix'
@@ -57,4 +60,35 @@ export function providerEntry (node: ClawmatrixNode): ProviderEntry {
 /** A proxy bound to every interface is still reached by this gateway on loopback. */
 function loopbackUrl (url: string): string {
   return url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:')
+}
+
+/** The part of an OpenClaw `models.providers.<id>` entry a hosted model needs. */
+interface OpenClawProvider {
+  baseUrl?: unknown
+  apiKey?: unknown
+  api?: unknown
+}
+
+/**
+ * Upstreams for the models this node hosts: a model with its own `baseUrl`
+ * keeps it; one without is served by the OpenClaw provider it names
+ * (`models.providers.<provider>`: its base URL, key and API), so a gateway
+ * shares a model it already uses without repeating its key.
+ */
+export function openclawModelTargets (openclawConfig: { models?: { providers?: Record<string, OpenClawProvider> } } | undefined): ResolveModelTarget {
+  return model => {
+    if (model.baseUrl != null) return resolveUpstreamTarget(model)
+    const provider = openclawConfig?.models?.providers?.[model.provider]
+    if (provider == null || typeof provider.baseUrl !== 'string') {
+      // a known public provider (openai, anthropic ...) still has its default URL
+      return resolveUpstreamTarget(model)
+    }
+    const target: UpstreamTarget = {
+      baseUrl: provider.baseUrl,
+      dialect: model.baseUrl == null && provider.api === 'anthropic-messages' ? 'anthropic' : model.dialect,
+      upstreamModel: model.upstreamModel ?? model.id
+    }
+    if (typeof provider.apiKey === 'string' && provider.apiKey !== '') target.apiKey = provider.apiKey
+    return target
+  }
 }

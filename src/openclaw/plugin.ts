@@ -1,6 +1,8 @@
 import { registerClawmatrixCli, type CommandLike } from './cli.js'
 import { gatewayMethods } from './gateway-methods.js'
+import { OpenClawAgentRunner, OpenClawMessageSink, type SubagentRuntime } from './host.js'
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
+import { openclawModelTargets } from './models.js'
 import { meshRuntime, type MeshRuntime } from './runtime.js'
 import { clusterTools } from './tools/index.js'
 import type { OpenClawPluginApi } from 'openclaw/plugin-sdk/plugin-entry'
@@ -16,11 +18,19 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
   api.registerService({
     id: SERVICE_ID,
     async start (ctx) {
+      const subagent = api.runtime?.subagent as SubagentRuntime | undefined
       await runtime.start({
         pluginConfig: api.pluginConfig ?? {},
         openclawConfig: ctx.config,
         stateDir: ctx.stateDir,
-        log: ctx.logger
+        log: ctx.logger,
+        // hand-offs and messages from other nodes run as this gateway's own agents
+        work: config => {
+          if (subagent == null) return undefined
+          const agents = new Set(config.agents.map(agent => agent.id))
+          return { agentRunner: new OpenClawAgentRunner(subagent, agents), messageSink: new OpenClawMessageSink(subagent, agents) }
+        },
+        modelProxy: () => ({ resolveTarget: openclawModelTargets(ctx.config as Parameters<typeof openclawModelTargets>[0]) })
       })
     },
     async stop () {

@@ -1,8 +1,9 @@
 import { join } from 'node:path'
 import { parseConfig } from '../config/load.js'
-import { ClawmatrixNode, type InfoLog } from '../services/clawmatrix-node.js'
+import { ClawmatrixNode, type ClawmatrixNodeInit, type InfoLog } from '../services/clawmatrix-node.js'
 import { checkPortClash } from './ports.js'
 import type { ClusterClient } from './cluster-client.js'
+import type { Config } from '../config/schema.js'
 
 export interface MeshStartInit {
   /** `plugins.entries.clawmatrix.config`, validated here with the one schema. */
@@ -13,6 +14,13 @@ export interface MeshStartInit {
   stateDir: string
   log: InfoLog
   env?: NodeJS.ProcessEnv
+  /**
+   * How work from other nodes runs here, built from the validated config
+   * (the plugin runs hand-offs as OpenClaw agent runs).
+   */
+  work?: (config: Config) => ClawmatrixNodeInit['work']
+  /** Model proxy seams, likewise. */
+  modelProxy?: (config: Config) => ClawmatrixNodeInit['modelProxy']
 }
 
 export class MeshNotRunningError extends Error {
@@ -36,10 +44,7 @@ export class MeshRuntime {
   private node?: ClawmatrixNode
   private transition: Promise<unknown> = Promise.resolve()
   private failure?: Error
-  /**
-   * Sends work to other nodes; set by the services side once the stream
-   * protocols exist. Tools that need it fail with a clear error until then.
-   */
+  /** Replaces the running node's caller API for the tools (tests, embedders); `node.client` otherwise. */
   clusterClient?: ClusterClient
 
   /** The running node, if any. */
@@ -61,7 +66,13 @@ export class MeshRuntime {
       try {
         const config = parseConfig(init.pluginConfig, 'plugins.entries.clawmatrix.config')
         checkPortClash(config, init.openclawConfig, init.env ?? process.env)
-        const node = await ClawmatrixNode.create({ config, stateDir: join(init.stateDir, 'clawmatrix'), log: init.log })
+        const node = await ClawmatrixNode.create({
+          config,
+          stateDir: join(init.stateDir, 'clawmatrix'),
+          log: init.log,
+          work: init.work?.(config),
+          modelProxy: init.modelProxy?.(config)
+        })
         await node.start()
         this.node = node
         return node

@@ -1,8 +1,10 @@
 import { NodeIdConflictError } from '../../services/cluster/cluster-view.js'
 import { UnknownTargetError } from '../../services/cluster/routing.js'
+import { RemoteWorkError, SelfTargetError } from '../../services/cluster-client.js'
 import { toolPolicyRefusal } from '../../services/tools/policy.js'
-import { ClusterClientUnavailableError, type ClusterCaller, type ClusterClient } from '../cluster-client.js'
+import { NoCandidateAcceptedError, RefusedError } from '../../services/wire/index.js'
 import { MeshNotRunningError } from '../runtime.js'
+import type { ClusterClient } from '../cluster-client.js'
 import type { ClusterNode } from '../../services/cluster/cluster-view.js'
 import type { MeshRuntime } from '../runtime.js'
 import type { Static, TSchema } from 'typebox'
@@ -33,10 +35,21 @@ export interface ClusterTool<S extends TSchema = TSchema> {
   getExecutionTimeoutMs?: (args: unknown) => number | undefined
 }
 
+/** Who is calling on this gateway, passed to the remote side for its records. */
+export interface ToolCaller {
+  agentId?: string
+  sessionKey?: string
+}
+
 /** What every tool gets: the process's mesh runtime and who is calling. */
 export interface ToolScope {
   runtime: MeshRuntime
-  caller: ClusterCaller
+  caller: ToolCaller
+}
+
+/** The caller as the remote side records it: `agent <id>` or the session key. */
+export function callerLabel (caller: ToolCaller): string | undefined {
+  return caller.agentId != null ? `agent ${caller.agentId}` : caller.sessionKey
 }
 
 /**
@@ -65,19 +78,36 @@ export class ToolAuthorizationError extends Error {
   }
 }
 
-/** Gives the tool's expected failures the names OpenClaw shows; anything else passes as it is. */
+/** Refusal codes of a node's tool proxy policy (src/services/tools/policy.ts). */
+const POLICY_CODES = new Set(['denied', 'tool-disabled'])
+
+/**
+ * Gives the tools' expected failures the names OpenClaw shows callers: bad
+ * targets and refusals before any work started. Failures of the work itself
+ * pass as they are (agents see their message; /tools/invoke logs it).
+ */
+export function exposedError (err: unknown): Error | undefined {
+  if (err instanceof UnknownTargetError || err instanceof NodeIdConflictError ||
+    err instanceof SelfTargetError || err instanceof MeshNotRunningError) {
+    return new ToolInputError(err.message, err.code, { cause: err })
+  }
+  const refusal = err instanceof NoCandidateAcceptedError && err.failures.length > 0 && err.failures.every(f => f.error instanceof RefusedError)
+    ? err.failures[0]!.error as RefusedError
+    : err instanceof RefusedError || (err instanceof RemoteWorkError && POLICY_CODES.has(err.code)) ? err : undefined
+  if (refusal == null) return undefined
+  const message = refusal === err ? refusal.message : (err as Error).message
+  return POLICY_CODES.has(refusal.code) ? new ToolAuthorizationError(message) : new ToolInputError(message, refusal.code, { cause: err })
+}
+
+/** Wraps a tool so its expected failures reach every caller with their message. */
 export function guarded<S extends TSchema> (tool: ClusterTool<S>): ClusterTool<S> {
   return {
     ...tool,
     async execute (...args) {
       try {
         return await tool.execute(...args)
-      } catch (err: any) {
-        if (err instanceof UnknownTargetError || err instanceof NodeIdConflictError ||
-          err instanceof ClusterClientUnavailableError || err instanceof MeshNotRunningError) {
-          throw new ToolInputError(err.message, err.code, { cause: err })
-        }
-        throw err
+      } catch (err) {
+        throw exposedError(err) ?? err
       }
     }
   }
@@ -87,12 +117,10 @@ export function textResult<D> (text: string, details: D): ToolResult<D> {
   return { content: [{ type: 'text', text }], details }
 }
 
-/** The cluster client, or a clear error naming the tool that needs it. */
-export function requireClient (scope: ToolScope, tool: string, protocol: string): ClusterClient {
-  scope.runtime.requireNode()
-  const client = scope.runtime.clusterClient
-  if (client == null) throw new ClusterClientUnavailableError(tool, protocol)
-  return client
+/** The caller API of the running node (or the one the runtime was given). */
+export function requireClient (scope: ToolScope): ClusterClient {
+  const node = scope.runtime.requireNode()
+  return scope.runtime.clusterClient ?? node.client
 }
 
 /** A node of the cluster by its node id; the error lists the node ids there are. */

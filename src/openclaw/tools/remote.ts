@@ -1,6 +1,6 @@
 import Type from 'typebox'
-import { checkToolAllowed, findNode, requireClient, textResult, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
-import type { ClusterCallOptions, RemoteToolResult } from '../cluster-client.js'
+import { callerLabel, checkToolAllowed, findNode, requireClient, textResult, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
+import type { CallOptions, ToolOutcome } from '../cluster-client.js'
 
 /** `exec` runs for up to 30 minutes unless the call asks otherwise. */
 export const DEFAULT_EXEC_TIMEOUT_S = 1800
@@ -45,10 +45,9 @@ export function execTool (scope: ToolScope): ClusterTool<typeof ExecParams> {
     getExecutionTimeoutMs: args => timeoutSeconds(args) * 1000 + RESULT_GRACE_MS,
     async execute (_id, params, signal, onUpdate) {
       checkToolAllowed(findNode(scope, params.node), 'exec')
-      const client = requireClient(scope, 'cluster_exec', 'tool proxy')
       const timeoutMs = (params.timeout ?? DEFAULT_EXEC_TIMEOUT_S) * 1000
-      const result = await client.exec(params.node, { command: params.command, workdir: params.workdir, timeoutMs }, callOptions(scope, signal, onUpdate))
-      return remoteResult(result)
+      const request = params.workdir == null ? { command: params.command } : { command: params.command, workdir: params.workdir }
+      return remoteResult(await requireClient(scope).exec(params.node, request, { ...callOptions(scope, signal, onUpdate), timeoutMs }))
     }
   }
 }
@@ -63,8 +62,7 @@ export function readTool (scope: ToolScope): ClusterTool<typeof ReadParams> {
     parameters: ReadParams,
     async execute (_id, params, signal, onUpdate) {
       checkToolAllowed(findNode(scope, params.node), 'read')
-      const client = requireClient(scope, 'cluster_read', 'tool proxy')
-      return remoteResult(await client.read(params.node, params.path, callOptions(scope, signal, onUpdate)))
+      return remoteResult(await requireClient(scope).read(params.node, params.path, {}, callOptions(scope, signal, onUpdate)))
     }
   }
 }
@@ -79,8 +77,7 @@ export function writeTool (scope: ToolScope): ClusterTool<typeof WriteParams> {
     parameters: WriteParams,
     async execute (_id, params, signal, onUpdate) {
       checkToolAllowed(findNode(scope, params.node), 'write')
-      const client = requireClient(scope, 'cluster_write', 'tool proxy')
-      return remoteResult(await client.write(params.node, params.path, params.content, callOptions(scope, signal, onUpdate)))
+      return remoteResult(await requireClient(scope).write(params.node, params.path, params.content, callOptions(scope, signal, onUpdate)))
     }
   }
 }
@@ -95,8 +92,7 @@ export function remoteTool (scope: ToolScope): ClusterTool<typeof RemoteToolPara
     parameters: RemoteToolParams,
     async execute (_id, params, signal, onUpdate) {
       checkToolAllowed(findNode(scope, params.node), params.tool)
-      const client = requireClient(scope, 'cluster_tool', 'tool proxy')
-      return remoteResult(await client.tool(params.node, params.tool, params.args ?? {}, callOptions(scope, signal, onUpdate)))
+      return remoteResult(await requireClient(scope).tool(params.node, params.tool, params.args ?? {}, callOptions(scope, signal, onUpdate)))
     }
   }
 }
@@ -106,10 +102,10 @@ function timeoutSeconds (args: unknown): number {
   return typeof timeout === 'number' && timeout > 0 ? timeout : DEFAULT_EXEC_TIMEOUT_S
 }
 
-function callOptions (scope: ToolScope, signal: AbortSignal | undefined, onUpdate: ((partial: ToolResult) => void) | undefined): ClusterCallOptions {
+function callOptions (scope: ToolScope, signal: AbortSignal | undefined, onUpdate: ((partial: ToolResult) => void) | undefined): CallOptions {
   return {
     signal,
-    caller: scope.caller,
+    from: callerLabel(scope.caller),
     onOutput: onUpdate == null ? undefined : (channel, text) => { onUpdate(textResult(text, { channel })) }
   }
 }
@@ -119,7 +115,7 @@ function callOptions (scope: ToolScope, signal: AbortSignal | undefined, onUpdat
  * keeps the remote tool's facts (exitCode among them, which OpenClaw uses
  * to grade the call).
  */
-export function remoteResult (result: RemoteToolResult): ToolResult {
+export function remoteResult (result: ToolOutcome): ToolResult {
   const channels = Object.entries(result.output).filter(([, text]) => text !== '')
   const parts = channels.length === 1 && channels[0]![0] === 'content'
     ? [channels[0]![1]]
@@ -129,6 +125,7 @@ export function remoteResult (result: RemoteToolResult): ToolResult {
     .map(([key, value]) => `${key}: ${String(value)}`)
   const header = `${result.tool} on ${result.nodeId}${facts.length > 0 ? ` (${facts.join(', ')})` : ''}`
   const body = parts.length > 0 ? parts.join('\n') : '(no output)'
-  const cut = result.truncated ? '\n[output cut: it went past the node\'s toolProxy.maxOutputBytes]' : ''
-  return textResult(`${header}\n${body}${cut}`, { node: result.nodeId, tool: result.tool, truncated: result.truncated, ...result.details })
+  const truncated = result.truncated != null && result.truncated !== false
+  const cut = truncated ? '\n[output cut: it went past the node\'s toolProxy.maxOutputBytes]' : ''
+  return textResult(`${header}\n${body}${cut}`, { callId: result.id, node: result.nodeId, tool: result.tool, truncated, ...result.details })
 }

@@ -1,5 +1,6 @@
 import Type from 'typebox'
-import { checkTarget, requireClient, textResult, type ClusterTool, type ToolScope } from './common.js'
+import { DEFAULT_HANDOFF_TIMEOUT_MS } from '../../services/cluster-client.js'
+import { callerLabel, checkTarget, requireClient, textResult, type ClusterTool, type ToolScope } from './common.js'
 
 const Target = Type.String({
   minLength: 1,
@@ -27,11 +28,16 @@ export function handoffTool (scope: ToolScope): ClusterTool<typeof HandoffParams
       'another agent is better placed (other tools, models, files or hardware, e.g. tags:gpu). The other agent starts ' +
       'fresh: put everything it needs in task and context. Returns its final answer.',
     parameters: HandoffParams,
-    async execute (_id, params, signal) {
+    // the caller API's own deadline ends the call first
+    getExecutionTimeoutMs: () => DEFAULT_HANDOFF_TIMEOUT_MS + 30_000,
+    async execute (_id, params, signal, onUpdate) {
       checkTarget(scope, params.target)
-      const client = requireClient(scope, 'cluster_handoff', 'hand-off')
-      const result = await client.handoff(params.target, params.task, params.context, { signal, caller: scope.caller })
-      return textResult(`${result.agentId} on ${result.nodeId} answered:\n\n${result.reply}`, { node: result.nodeId, agent: result.agentId, sessionKey: result.sessionKey, ...result.details })
+      const result = await requireClient(scope).handoff(params.target, params.task, params.context, {
+        signal,
+        from: callerLabel(scope.caller),
+        onProgress: onUpdate == null ? undefined : message => { onUpdate(textResult(message, { progress: true })) }
+      })
+      return textResult(`${result.agentId} on ${result.nodeId} answered:\n\n${result.reply}`, { handoffId: result.id, node: result.nodeId, agent: result.agentId })
     }
   }
 }
@@ -42,15 +48,13 @@ export function sendTool (scope: ToolScope): ClusterTool<typeof SendParams> {
     name: 'cluster_send',
     label: 'Send a message',
     description: 'Send a message to an agent on another gateway of the clawmatrix cluster (a note, an update, a follow-up ' +
-      'to an earlier hand-off). Returns once the other side accepted it, with its reply when it gave one.',
+      'to an earlier hand-off). It goes into that agent\'s session; returns once the other node accepted it, without waiting for an answer.',
     parameters: SendParams,
     async execute (_id, params, signal) {
       checkTarget(scope, params.target)
-      const client = requireClient(scope, 'cluster_send', 'send')
-      const result = await client.send(params.target, params.message, { signal, caller: scope.caller })
-      const to = result.agentId == null ? result.nodeId : `${result.agentId} on ${result.nodeId}`
-      const text = result.reply == null ? `delivered to ${to}` : `delivered to ${to}; reply:\n\n${result.reply}`
-      return textResult(text, { node: result.nodeId, agent: result.agentId, accepted: result.accepted, ...result.details })
+      const result = await requireClient(scope).send(params.target, params.message, { signal, from: callerLabel(scope.caller) })
+      const text = `delivered to ${result.agentId} on ${result.nodeId}${result.duplicate ? ' (it had arrived before; not delivered twice)' : ''}`
+      return textResult(text, { messageId: result.id, node: result.nodeId, agent: result.agentId, duplicate: result.duplicate })
     }
   }
 }

@@ -54,8 +54,10 @@ export interface GatewayInit {
   /** plugins.entries.clawmatrix.config */
   clawmatrix: Record<string, unknown>
   pluginDir: string
-  /** Merged over the generated OpenClaw config, one level deep. */
-  extraConfig?: Record<string, unknown>
+  /** Further models.providers entries, beside the fake upstream's `fake`. */
+  providers?: Record<string, unknown>
+  /** The agents' default model; `fake/fake-model` otherwise. */
+  model?: string
 }
 
 export interface CommandResult {
@@ -199,10 +201,11 @@ export class Gateway {
     const base: Record<string, any> = {
       gateway: { mode: 'local', port: this.port, bind: 'loopback', auth: { mode: 'token', token: this.token } },
       logging: { file: this.logFile },
-      agents: { defaults: { model: `fake/${FAKE_MODEL}`, workspace: join(this.dir, 'workspace') } },
+      agents: { defaults: { model: init.model ?? `fake/${FAKE_MODEL}`, workspace: join(this.dir, 'workspace') } },
       models: {
         providers: {
-          fake: { baseUrl: this.upstream.url, apiKey: 'fake-upstream-key', api: 'openai-completions', models: [{ id: FAKE_MODEL, name: 'Fake model' }] }
+          fake: { baseUrl: this.upstream.url, apiKey: 'fake-upstream-key', api: 'openai-completions', models: [{ id: FAKE_MODEL, name: 'Fake model' }] },
+          ...init.providers
         }
       },
       plugins: {
@@ -211,9 +214,6 @@ export class Gateway {
         // memory-core is on by default; these gateways need no memory, and start faster without it
         entries: { clawmatrix: { enabled: true, config: init.clawmatrix }, 'memory-core': { enabled: false } }
       }
-    }
-    for (const [key, value] of Object.entries(init.extraConfig ?? {})) {
-      base[key] = typeof value === 'object' && value != null && !Array.isArray(value) ? { ...base[key], ...value } : value
     }
     return base
   }
@@ -232,8 +232,20 @@ export async function runOpenclaw (args: string[], env: NodeJS.ProcessEnv, cwd: 
   return { code, stdout, stderr }
 }
 
-/** A temp folder for one test file's gateways, removed by `cleanup`. */
+/**
+ * A temp folder for one test file's gateways, removed by `cleanup` unless
+ * CLAWMATRIX_KEEP_INTEROP is set (to read the gateways' logs after a failure).
+ */
 export async function interopRoot (): Promise<{ root: string, cleanup: () => Promise<void> }> {
   const root = await mkdtemp(join(tmpdir(), 'clawmatrix-interop-'))
-  return { root, cleanup: async () => { await rm(root, { recursive: true, force: true }) } }
+  return {
+    root,
+    cleanup: async () => {
+      if (process.env.CLAWMATRIX_KEEP_INTEROP != null) {
+        console.info(`interop gateways' folders kept in ${root}`)
+        return
+      }
+      await rm(root, { recursive: true, force: true })
+    }
+  }
 }

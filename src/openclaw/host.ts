@@ -1,0 +1,102 @@
+/**
+ * How work from other nodes runs inside this gateway: hand-offs become
+ * OpenClaw agent runs and one-way messages go into the agent's main
+ * session, through OpenClaw's plugin runtime (`api.runtime.subagent`).
+ * The services side sees only its own AgentRunner and MessageSink.
+ */
+import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult, type DeliverOptions, type MessageOrigin, type MessageSink } from '../services/agents/index.js'
+
+/** The part of `api.runtime.subagent` used here. */
+export interface SubagentRuntime {
+  run(params: { sessionKey: string, message: string, deliver?: boolean, idempotencyKey?: string }): Promise<{ runId: string, sessionKey?: string }>
+  waitForRun(params: { runId: string, timeoutMs?: number }): Promise<{ status: 'ok' | 'timeout' | 'error' | 'pending', error?: string }>
+  getSessionMessages(params: { sessionKey: string, limit?: number }): Promise<{ messages: unknown[] }>
+  deleteSession(params: { sessionKey: string, deleteTranscript?: boolean }): Promise<void>
+}
+
+/** How often a run is checked while it goes on, so a cancellation is noticed within this time. */
+const WAIT_SLICE_MS = 2_000
+
+/** OpenClaw's session keys name the agent: `agent:<agentId>:<session>`. */
+export function sessionKey (agentId: string, session: string): string {
+  return `agent:${agentId}:${session}`
+}
+
+/**
+ * Runs a hand-off as a fresh OpenClaw session of the named agent (one per
+ * hand-off id, so a retried hand-off lands in the same session) and answers
+ * with the agent's last reply. OpenClaw offers plugins no way to abort a
+ * run: on cancellation the session is deleted and the caller is released.
+ */
+export class OpenClawAgentRunner implements AgentRunner {
+  constructor (private readonly subagent: SubagentRuntime, private readonly agents: ReadonlySet<string>) {}
+
+  has (agentId: string): boolean {
+    return this.agents.has(agentId)
+  }
+
+  async run (agentId: string, task: string, context: unknown, options: AgentRunOptions): Promise<AgentRunResult> {
+    const key = sessionKey(agentId, `clawmatrix-${options.id}`)
+    options.signal.throwIfAborted()
+    const { runId, sessionKey: accepted = key } = await this.subagent.run({ sessionKey: key, message: handoffMessage(task, context), deliver: false, idempotencyKey: options.id })
+    options.onProgress?.(`agent ${agentId} started (run ${runId})`)
+    try {
+      while (true) {
+        options.signal.throwIfAborted()
+        const wait = await this.subagent.waitForRun({ runId, timeoutMs: WAIT_SLICE_MS })
+        if (wait.status === 'ok') break
+        if (wait.status === 'error') throw new AgentRunError(`agent ${agentId} failed: ${wait.error ?? 'no reason given'}`)
+      }
+    } catch (err) {
+      if (options.signal.aborted) await this.subagent.deleteSession({ sessionKey: accepted, deleteTranscript: false }).catch(() => {})
+      throw err
+    }
+    const { messages } = await this.subagent.getSessionMessages({ sessionKey: accepted, limit: 20 })
+    const text = lastAssistantText(messages)
+    if (text == null) throw new AgentRunError(`agent ${agentId} finished without a reply`, 'no-reply')
+    return { text }
+  }
+}
+
+/**
+ * Delivers a one-way message into the agent's main session, where it
+ * starts a turn; resolves once OpenClaw accepted the run, not when the turn
+ * ends (the sender asked for delivery, not for an answer).
+ */
+export class OpenClawMessageSink implements MessageSink {
+  constructor (private readonly subagent: SubagentRuntime, private readonly agents: ReadonlySet<string>) {}
+
+  has (agentId: string): boolean {
+    return this.agents.has(agentId)
+  }
+
+  async deliver (agentId: string, message: string, from: MessageOrigin, options: DeliverOptions): Promise<void> {
+    options.signal.throwIfAborted()
+    const sender = from.label == null ? from.peerId : `${from.label} (${from.peerId})`
+    await this.subagent.run({
+      sessionKey: sessionKey(agentId, 'main'),
+      message: `[clawmatrix message from ${sender}]\n${message}`,
+      deliver: false,
+      idempotencyKey: options.id
+    })
+  }
+}
+
+export function handoffMessage (task: string, context: unknown): string {
+  const background = context == null || context === '' ? '' : `\n\nContext:\n${typeof context === 'string' ? context : JSON.stringify(context, null, 2)}`
+  return `[task handed off through clawmatrix]\n${task}${background}`
+}
+
+/** The text of the last assistant message in an OpenClaw transcript. */
+export function lastAssistantText (messages: unknown[]): string | undefined {
+  for (const message of [...messages].reverse()) {
+    const { role, content } = (message ?? {}) as { role?: unknown, content?: unknown }
+    if (role !== 'assistant') continue
+    if (typeof content === 'string') return content
+    if (Array.isArray(content)) {
+      const text = content.filter(part => part?.type === 'text' && typeof part.text === 'string').map(part => part.text as string).join('')
+      if (text !== '') return text
+    }
+  }
+  return undefined
+}

@@ -1,0 +1,182 @@
+/**
+ * The OpenClaw plugin without a gateway: the manifest against the code it
+ * describes, what register() declares (and that it starts nothing), the
+ * port clash check, and the tools against real nodes. Real gateways are in
+ * test/interop/gateway.test.ts.
+ */
+import { readFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { parseConfig } from '../src/config/load.js'
+import { ConfigSchema } from '../src/config/schema.js'
+import { buildManifest, manifestText, TOOL_NAMES } from '../src/openclaw/manifest.js'
+import { checkPortClash } from '../src/openclaw/ports.js'
+import { registerClawmatrix, SERVICE_ID } from '../src/openclaw/plugin.js'
+import { MeshRuntime } from '../src/openclaw/runtime.js'
+import { clusterTools, ToolAuthorizationError, ToolInputError } from '../src/openclaw/tools/index.js'
+import { handoffMessage, lastAssistantText } from '../src/openclaw/host.js'
+import { providerEntry } from '../src/openclaw/models.js'
+import { VERSION } from '../src/version.js'
+import { SECRET, testNodes } from './helpers/nodes.js'
+import { waitFor } from './helpers/wait.js'
+
+const ROOT = new URL('../', import.meta.url)
+
+describe('openclaw.plugin.json', () => {
+  it('is the committed output of the generator, so it matches the code', async () => {
+    const onDisk = await readFile(new URL('openclaw.plugin.json', ROOT), 'utf8')
+    expect(onDisk, 'openclaw.plugin.json is stale: run `npm run build` and commit it').toBe(manifestText(VERSION))
+  })
+
+  it('carries ConfigSchema as its configSchema, the seven tools and the CLI command', () => {
+    const manifest = buildManifest(VERSION)
+    expect(manifest.id).toBe('clawmatrix')
+    expect(manifest.configSchema).toEqual(JSON.parse(JSON.stringify(ConfigSchema)))
+    expect(manifest.configSchema).toMatchObject({ type: 'object', additionalProperties: false, required: ['nodeId', 'secret'] })
+    expect(manifest.contracts.tools).toEqual(['cluster_peers', 'cluster_handoff', 'cluster_send', 'cluster_exec', 'cluster_read', 'cluster_write', 'cluster_tool'])
+    expect(manifest.cliCommands).toEqual([{ name: 'clawmatrix', description: expect.any(String), hasSubcommands: true }])
+    expect(manifest.uiHints.secret).toMatchObject({ sensitive: true })
+    expect(manifest.activation).toEqual({ onStartup: true })
+    // every hint describes a field the schema has
+    for (const field of Object.keys(manifest.uiHints)) expect(Object.keys(ConfigSchema.properties)).toContain(field)
+  })
+
+  it('lists exactly the tools the plugin registers', () => {
+    expect(clusterTools({ runtime: new MeshRuntime(), caller: {} }).map(t => t.name)).toEqual([...TOOL_NAMES])
+  })
+
+  it('is shipped: package.json points OpenClaw at the built entry and pins the host', async () => {
+    const pkg = JSON.parse(await readFile(new URL('package.json', ROOT), 'utf8'))
+    expect(pkg.openclaw.extensions).toEqual(['./dist/openclaw/index.js'])
+    expect(pkg.files).toContain('openclaw.plugin.json')
+    expect(pkg.devDependencies.openclaw).toBe('2026.9.6')
+    expect(pkg.peerDependencies.openclaw).toBe('2026.9.6')
+  })
+})
+
+/** Records what register() declares, as OpenClaw's api object would receive it. */
+function recordingApi (pluginConfig: unknown) {
+  const calls = { services: [] as any[], tools: [] as any[], methods: [] as any[], cli: [] as any[] }
+  const api = {
+    pluginConfig,
+    registerService: (service: any) => calls.services.push(service),
+    registerTool: (tool: any, opts: any) => calls.tools.push({ tool, opts }),
+    registerGatewayMethod: (name: string, handler: any, opts: any) => calls.methods.push({ name, handler, opts }),
+    registerCli: (registrar: any, opts: any) => calls.cli.push({ registrar, opts })
+  }
+  return { api: api as any, calls }
+}
+
+describe('register(api)', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => { await Promise.all(cleanups.splice(0).map(async c => { await c() })) })
+
+  it('declares the service, the tools, the gateway methods and the CLI, and starts nothing', () => {
+    const runtime = new MeshRuntime()
+    const { api, calls } = recordingApi({ nodeId: 'a', secret: SECRET })
+    registerClawmatrix(api, runtime)
+    registerClawmatrix(api, runtime) // OpenClaw registers more than once
+    expect(runtime.current).toBeUndefined()
+    expect(calls.services.map(s => s.id)).toEqual([SERVICE_ID, SERVICE_ID])
+    expect(calls.tools[0].opts).toEqual({ names: [...TOOL_NAMES] })
+    const tools = calls.tools[0].tool({ agentId: 'main', sessionKey: 'agent:main:main' })
+    expect(tools.map((t: any) => t.name)).toEqual([...TOOL_NAMES])
+    expect(calls.methods.slice(0, 2).map(m => [m.name, m.opts.scope])).toEqual([['clawmatrix.status', 'operator.read'], ['clawmatrix.models', 'operator.read']])
+    expect(calls.cli[0].opts.descriptors).toEqual([expect.objectContaining({ name: 'clawmatrix', hasSubcommands: true })])
+  })
+
+  it('the service starts the node under <stateDir>/clawmatrix and stops it; a bad config fails start with the field', async () => {
+    const runtime = new MeshRuntime()
+    const stateDir = await mkdtemp(join(tmpdir(), 'clawmatrix-plugin-'))
+    cleanups.push(async () => { await runtime.stop(); await rm(stateDir, { recursive: true, force: true }) })
+    const { api, calls } = recordingApi({ nodeId: 'alpha', secret: SECRET, listenHost: '127.0.0.1', proxyPort: 0 })
+    registerClawmatrix(api, runtime)
+    const service = calls.services[0]
+    const lines: string[] = []
+    const ctx = { config: { gateway: { port: 18789 } }, stateDir, logger: { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) } }
+    await service.start(ctx)
+    expect(runtime.current?.config.nodeId).toBe('alpha')
+    expect(lines.some(l => /clawmatrix node alpha started/.test(l))).toBe(true)
+    const status: any[] = []
+    await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
+    expect(status[0][0]).toBe(true)
+    expect(status[0][1].nodeId).toBe('alpha')
+    await service.stop(ctx)
+    expect(runtime.current).toBeUndefined()
+    await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
+    expect(status[1]).toEqual([false, undefined, { code: 'UNAVAILABLE', message: expect.stringMatching(/clawmatrix node is not running on this gateway/) }])
+
+    const bad = recordingApi({ nodeId: 'alpha', secret: SECRET, listenPort: 70000 })
+    registerClawmatrix(bad.api, runtime)
+    await expect(bad.calls.services[0].start(ctx)).rejects.toThrow(/listenPort: got 70000; expected <= 65535/)
+    const peers = await clusterTools({ runtime, caller: {} })[0]!.execute('call-1', {}).catch((err: Error) => err)
+    expect(peers).toBeInstanceOf(ToolInputError)
+    expect((peers as Error).message).toMatch(/failed to start: invalid clawmatrix config in plugins\.entries\.clawmatrix\.config:\n {2}- listenPort: got 70000/)
+    expect((peers as Error).message).not.toContain(SECRET)
+  })
+})
+
+describe('port clash with the gateway', () => {
+  const config = (input: Record<string, unknown>) => parseConfig({ nodeId: 'a', secret: SECRET, ...input })
+
+  it('names both settings when proxyPort is the gateway\'s port', () => {
+    expect(() => { checkPortClash(config({ proxyPort: 18789 }), { gateway: { port: 18789 } }, {}) })
+      .toThrow('clawmatrix proxyPort 18789 is the port of this OpenClaw gateway (gateway.port / OPENCLAW_GATEWAY_PORT = 18789; `openclaw --dev` uses 19001, the default proxyPort); set a different port in plugins.entries.clawmatrix.config')
+  })
+
+  it('catches `openclaw --dev` (OPENCLAW_GATEWAY_PORT=19001) against the default proxyPort, and a listening listenPort', () => {
+    expect(() => { checkPortClash(config({}), {}, { OPENCLAW_GATEWAY_PORT: '19001' }) }).toThrow(/proxyPort 19001 is the port of this OpenClaw gateway/)
+    expect(() => { checkPortClash(config({ listen: true, listenPort: 18789 }), {}, {}) }).toThrow(/listenPort 18789 is the port/)
+    expect(() => { checkPortClash(config({ listenPort: 18789 }), {}, {}) }).not.toThrow() // not listening: no clash
+    expect(() => { checkPortClash(config({}), { gateway: { port: 18789 } }, {}) }).not.toThrow()
+  })
+})
+
+describe('the tools against real nodes', () => {
+  const nodes = testNodes()
+  afterEach(async () => { await nodes.cleanup() })
+
+  it('cluster_peers lists both nodes; unknown nodes and refused tools are input and authorization errors', async () => {
+    const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: { intervalMs: 500 }, toolProxy: { enabled: true, deny: ['exec'] } })
+    const leaf = await nodes.start({ nodeId: 'leaf', peers: [{ nodeId: 'hub', url: hub.wsAddress() }], models: [{ id: 'm1', provider: 'ollama' }], heartbeat: { intervalMs: 500 } })
+    const runtime = new MeshRuntime()
+    Object.defineProperty(runtime, 'current', { get: () => leaf.node })
+    runtime.requireNode = () => leaf.node
+    const [peers, , , exec] = clusterTools({ runtime, caller: { agentId: 'main' } })
+    const result = await waitFor('leaf to see hub', async () => {
+      const r = await peers!.execute('call-1', {})
+      return (r.details as any).nodes.length === 2 ? r : undefined
+    })
+    expect((result.details as any).nodes.map((n: any) => n.nodeId)).toEqual(['leaf', 'hub'])
+    expect(result.content[0]!.text).toContain('tools for other nodes: all, except exec')
+    expect(providerEntry(leaf.node)).toEqual({
+      baseUrl: `${leaf.node.http.url}/v1`,
+      apiKey: 'clawmatrix-local',
+      api: 'openai-completions',
+      models: [{ id: 'm1', name: 'm1 (clawmatrix: leaf)', input: ['text'] }]
+    })
+
+    const unknown = await exec!.execute('call-2', { node: 'nowhere', command: 'true' }).catch((err: Error) => err)
+    expect(unknown).toBeInstanceOf(ToolInputError)
+    expect(unknown).toMatchObject({ status: 400, message: 'unknown node "nowhere": the cluster has nodes [leaf, hub]' })
+    const denied = await exec!.execute('call-3', { node: 'hub', command: 'true' }).catch((err: Error) => err)
+    expect(denied).toBeInstanceOf(ToolAuthorizationError)
+    expect(denied).toMatchObject({ status: 403, message: 'tool "exec" denied by policy on hub (toolProxy.deny)' })
+  })
+})
+
+describe('hand-offs as OpenClaw agent runs', () => {
+  it('the prompt carries task and context; the reply is the last assistant text', () => {
+    expect(handoffMessage('fix the build', { repo: 'x' })).toBe('[task handed off through clawmatrix]\nfix the build\n\nContext:\n{\n  "repo": "x"\n}')
+    expect(handoffMessage('fix the build', undefined)).toBe('[task handed off through clawmatrix]\nfix the build')
+    expect(lastAssistantText([
+      { role: 'user', content: 'q' },
+      { role: 'assistant', content: [{ type: 'text', text: 'first' }] },
+      { role: 'assistant', content: [{ type: 'toolCall', name: 'x' }, { type: 'text', text: 'fin' }, { type: 'text', text: 'al' }] },
+      { role: 'toolResult', content: 'ignored' }
+    ])).toBe('final')
+    expect(lastAssistantText([{ role: 'user', content: 'q' }])).toBeUndefined()
+  })
+})
