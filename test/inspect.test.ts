@@ -161,7 +161,7 @@ describe('clawmatrix peers', () => {
     expect(text.output).toMatch(/^node alpha \(\w+\): \d+ connections/)
     expect(text.output).toMatch(/beta\s+(in|out)\s+circuit\s+relayed via hub/)
     expect(text.output).toMatch(/hub\s+out\s+ws\s+direct/)
-    expect(text.output).toMatch(/open streams\n.*\/meshsub\/1\.2\.0 \(in, out\)/)
+    expect(text.output).toMatch(/open streams\n(.*\n)*  hub: .*\/meshsub\/1\.2\.0 \(in, out\)/)
   })
 
   it('says which port did not answer', async () => {

@@ -51,7 +51,9 @@ export function formatPeers (report: PeersReport): string {
         byProtocol.set(key, [...(byProtocol.get(key) ?? []), s.direction === 'inbound' ? 'in' : 'out'])
       }
       const streams = [...byProtocol].sort(([a], [b]) => a.localeCompare(b)).map(([protocol, dirs]) => `${protocol} (${dirs.sort().join(', ')})`)
-      lines.push(`  ${c.nodeId ?? c.peerId}: ${streams.join(', ')}`)
+      // Two connections to one peer (both ends dialed at once) are told apart by direction.
+      const twin = connections.filter(other => other.peerId === c.peerId).length > 1
+      lines.push(`  ${c.nodeId ?? c.peerId}${twin ? ` (${c.direction} connection)` : ''}: ${streams.join(', ')}`)
     }
   }
   return lines.join('\n')
