@@ -126,6 +126,9 @@ describe('swarm', () => {
     expect((await fetch(url, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401)
     expect((await fetch(url, { headers: { authorization: 'Bearer tok-0123456789' } })).status).toBe(200)
     expect((await fetch(`${guarded.node.http.url}/clawmatrix/tool`, { method: 'POST', body: '{}' })).status).toBe(401)
+    // The mesh page's shell holds no data and is open; what it fetches is not.
+    expect((await fetch(`${guarded.node.http.url}/clawmatrix/`)).status).toBe(200)
+    expect((await fetch(`${guarded.node.http.url}/clawmatrix/mesh`)).status).toBe(401)
   })
 
   it('names the port when a bind fails', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,6 +17,9 @@ import { stderrLog, untilSignal } from './run-node.js'
 export async function runDemo (): Promise<void> {
   const secret = randomBytes(32).toString('hex')
   const stateRoot = await mkdtemp(join(tmpdir(), 'clawmatrix-demo-'))
+  // Kept in a private file, never printed, so `clawmatrix inspect` can be tried against the demo.
+  const secretFile = join(stateRoot, 'secret')
+  await writeFile(secretFile, secret, { mode: 0o600 })
   const nodes: ClawmatrixNode[] = []
   // A tiny OpenAI-compatible model on loopback, hosted by beta, so the model proxy has something to serve.
   const model = await startBuiltinModel()
@@ -39,6 +42,9 @@ export async function runDemo (): Promise<void> {
     lines.push('', 'Look at it:', `  curl ${nodes[1]!.http.url}/clawmatrix/status`, `  npx clawmatrix status --port ${port}`,
       '', `Stream the model beta hosts through alpha's proxy (over the mesh, via the hub's relay):`,
       `  curl -N ${nodes[1]!.http.url}/v1/chat/completions -H 'content-type: application/json' -d '${chat}'`,
+      '', 'Inspect the hub over the swarm, as a libp2p tool that holds the secret would:',
+      `  CLAWMATRIX_SECRET=$(cat ${secretFile}) npx clawmatrix inspect ${hubUrl}`,
+      '', `Watch the mesh in a browser: ${nodes[1]!.http.url}/clawmatrix/`,
       '', 'Press Ctrl-C to stop (state is in ' + stateRoot + ', removed on exit).', '')
     process.stdout.write(lines.join('\n') + '\n')
     await untilSignal()

@@ -58,6 +58,8 @@ export class Announcer implements Startable {
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.swarm.addEventListener('self:peer:update', this.schedule)
     this.swarm.addEventListener('connection:open', this.schedule)
+    // Links change when a peer goes away too; without this a card lists it until the next period.
+    this.swarm.addEventListener('peer:disconnect', this.schedule)
     this.heartbeat.addEventListener('peer:unresponsive', this.onUnresponsive)
     this.timer = setInterval(this.schedule, this.init.intervalMs)
     this.timer.unref()
@@ -74,6 +76,7 @@ export class Announcer implements Startable {
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     this.swarm.removeEventListener('self:peer:update', this.schedule)
     this.swarm.removeEventListener('connection:open', this.schedule)
+    this.swarm.removeEventListener('peer:disconnect', this.schedule)
     this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
     await this.send({ ...this.current, seq: this.sequence.next(), leaving: true })
     pubsub.unsubscribe(ANNOUNCE_TOPIC)

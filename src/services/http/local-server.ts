@@ -20,16 +20,19 @@ export interface LocalHttpServerInit {
  */
 export class LocalHttpServer implements Startable {
   private readonly log = logger('clawmatrix:http')
-  private readonly routes = new Map<string, RouteHandler>()
+  private readonly routes = new Map<string, { handler: RouteHandler, open: boolean }>()
   private readonly server: Server
 
   constructor (private readonly init: LocalHttpServerInit) {
     this.server = createServer((req, res) => { void this.dispatch(req, res) })
   }
 
-  /** Registers a handler for an exact method and path ("GET /clawmatrix/status"). */
-  route (method: string, path: string, handler: RouteHandler): void {
-    this.routes.set(`${method} ${path}`, handler)
+  /**
+   * Registers a handler for an exact method and path ("GET /clawmatrix/status").
+   * An `open` route skips the bearer token: only for what holds no data, like a page shell.
+   */
+  route (method: string, path: string, handler: RouteHandler, options: { open?: boolean } = {}): void {
+    this.routes.set(`${method} ${path}`, { handler, open: options.open === true })
   }
 
   async start (): Promise<void> {
@@ -65,17 +68,17 @@ export class LocalHttpServer implements Startable {
 
   private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    const handler = this.routes.get(`${req.method} ${url.pathname}`)
-    if (!this.authorized(req)) {
+    const route = this.routes.get(`${req.method} ${url.pathname}`)
+    if (route?.open !== true && !this.authorized(req)) {
       sendJson(res, 401, { error: { message: 'this endpoint needs "Authorization: Bearer <proxyToken>" (see the node\'s config)', type: 'invalid_request_error', code: 'invalid_api_key' } })
       return
     }
     try {
-      if (handler == null) {
+      if (route == null) {
         sendJson(res, 404, { error: { message: `no route for ${req.method} ${url.pathname}`, type: 'not_found' } })
         return
       }
-      await handler(req, res, url)
+      await route.handler(req, res, url)
     } catch (err: any) {
       this.log.error('%s %s failed: %e', req.method, url.pathname, err)
       if (!res.headersSent) sendJson(res, 500, { error: { message: err.message, type: 'internal_error' } })

@@ -57,11 +57,11 @@ export class NodeInspection implements Startable {
         'cache-control': 'no-store'
       })
       res.end(page)
-    })
+    }, { open: true }) // the page holds no data; what it fetches is guarded (token from #token=...)
     http.route('GET', '/clawmatrix', (_req, res) => {
       res.writeHead(301, { location: '/clawmatrix/' })
       res.end()
-    })
+    }, { open: true })
   }
 
   async start (): Promise<void> {

@@ -237,8 +237,11 @@ function drawCards (status) {
   }))
 }
 
+// A node with a proxyToken: open the page as /clawmatrix/#token=<proxyToken>; the fragment never leaves the browser.
+const token = new URLSearchParams(location.hash.slice(1)).get('token')
+
 async function getJson (path) {
-  const res = await fetch(path, { cache: 'no-store' })
+  const res = await fetch(path, { cache: 'no-store', headers: token == null ? {} : { authorization: 'Bearer ' + token } })
   if (!res.ok) throw new Error(path + ': HTTP ' + res.status)
   return res.json()
 }
