@@ -11,7 +11,7 @@ import { MODEL_ROUTES } from '../models/upstream.js'
 import { sendJson, type LocalHttpServer } from '../http/local-server.js'
 import { MAX_REQUEST_BODY_BYTES } from './constants.js'
 import { asUpstreamError, badRequest, tooLarge, unauthorized } from './errors.js'
-import type { ModelProxy } from './model-proxy.js'
+import type { ModelProxy, ProxiedResponse } from './model-proxy.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
 export interface ModelRoutesInit {
@@ -89,7 +89,7 @@ export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy
  * stream then ends with an error event and no `[DONE]` (as OpenAI does),
  * a JSON answer with a cut connection. Never a short answer that looks whole.
  */
-async function relay (answer: Awaited<ReturnType<ModelProxy['request']>>, res: ServerResponse, signal: AbortSignal): Promise<void> {
+async function relay (answer: ProxiedResponse, res: ServerResponse, signal: AbortSignal): Promise<void> {
   const streaming = answer.contentType.startsWith('text/event-stream')
   const head = (): void => {
     res.writeHead(answer.status, {
