@@ -6,6 +6,7 @@
 import { RefusedError } from '../wire/errors.js'
 import { UpstreamError } from '../models/errors.js'
 import { FINAL_UPSTREAM_STATUSES } from './constants.js'
+import { HttpRequestError } from '../http/body.js'
 
 /**
  * A host refused before the first byte (no such model there, busy, or its
@@ -43,17 +44,14 @@ export function badRequest (message: string, param?: string): UpstreamError {
   return UpstreamError.of(400, 'invalid_request_error', message, { param: param ?? null })
 }
 
-export function tooLarge (limit: number): UpstreamError {
-  return UpstreamError.of(413, 'invalid_request_error', `the request body is over the proxy's limit of ${limit} bytes`, { code: 'request_too_large' })
-}
-
-export function unauthorized (): UpstreamError {
-  return UpstreamError.of(401, 'invalid_request_error', 'this model proxy needs "Authorization: Bearer <proxyToken>" (see the node\'s config)', { code: 'invalid_api_key' })
+export function tooLarge (message: string): UpstreamError {
+  return UpstreamError.of(413, 'invalid_request_error', message, { code: 'request_too_large' })
 }
 
 /** Anything thrown as an UpstreamError a client can be answered with. */
 export function asUpstreamError (err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err
+  if (err instanceof HttpRequestError) return err.status === 413 ? tooLarge(err.message) : badRequest(err.message)
   if (err instanceof HostRefusedError && err.upstream != null) return err.upstream
   const message = err instanceof Error ? err.message : String(err)
   return UpstreamError.of(500, 'server_error', message, { code: 'internal_error' })

@@ -3,20 +3,19 @@
  * GET /v1/models and POST /v1/{chat/completions, completions, embeddings},
  * answered by whichever node hosts the requested model.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { UpstreamError } from '../models/errors.js'
 import { formatSseData } from '../models/sse.js'
 import { MODEL_ROUTES } from '../models/upstream.js'
+import { readJsonBody } from '../http/body.js'
 import { sendJson, type LocalHttpServer } from '../http/local-server.js'
 import { MAX_REQUEST_BODY_BYTES } from './constants.js'
-import { asUpstreamError, badRequest, tooLarge, unauthorized } from './errors.js'
+import { asUpstreamError, badRequest } from './errors.js'
 import type { ModelProxy, ProxiedResponse } from './model-proxy.js'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ServerResponse } from 'node:http'
 
+/** The bearer token (proxyToken) is checked by the local server for every route. */
 export interface ModelRoutesInit {
-  /** When set, clients must send `Authorization: Bearer <token>`. */
-  token?: string
   maxBodyBytes?: number
 }
 
@@ -28,14 +27,9 @@ class ClientGoneError extends Error {
 }
 
 export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy: ModelProxy, init: ModelRoutesInit = {}): void {
-  const authorized = bearerCheck(init.token)
   const maxBodyBytes = init.maxBodyBytes ?? MAX_REQUEST_BODY_BYTES
 
-  http.route('GET', '/v1/models', async (req, res) => {
-    if (!authorized(req)) {
-      sendError(res, unauthorized())
-      return
-    }
+  http.route('GET', '/v1/models', async (_req, res) => {
     // OpenAI's list format; `clawmatrix` says where each model runs.
     sendJson(res, 200, {
       object: 'list',
@@ -51,10 +45,6 @@ export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy
 
   for (const route of MODEL_ROUTES) {
     http.route('POST', `/v1/${route}`, async (req, res) => {
-      if (!authorized(req)) {
-        sendError(res, unauthorized())
-        return
-      }
       const client = new AbortController()
       res.once('close', () => {
         if (!res.writableFinished) client.abort(new ClientGoneError('the client closed the connection'))
@@ -137,46 +127,9 @@ async function drained (res: ServerResponse): Promise<boolean> {
   })
 }
 
-/** Reads a JSON object body up to `maxBytes`; throws UpstreamError 413 or 400. */
-async function readJsonBody (req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
-  const declared = Number(req.headers['content-length'])
-  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes)
-  const parts: Buffer[] = []
-  let length = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    length += chunk.byteLength
-    if (length > maxBytes) throw tooLarge(maxBytes)
-    parts.push(chunk)
-  }
-  let value: unknown
-  try {
-    value = JSON.parse(Buffer.concat(parts).toString('utf8'))
-  } catch (err: any) {
-    throw badRequest(`the request body is not valid JSON (${err.message})`)
-  }
-  if (value == null || typeof value !== 'object' || Array.isArray(value)) {
-    throw badRequest('the request body must be a JSON object')
-  }
-  return value as Record<string, unknown>
-}
-
 function sendError (res: ServerResponse, error: UpstreamError): void {
   if (res.headersSent || res.destroyed) return
   // A refused body may be only partly read: close rather than reuse the connection.
   if (error.status === 413) res.setHeader('connection', 'close')
   sendJson(res, error.status, error.body)
-}
-
-/** A constant-time check of the bearer token, or a pass when no token is set. */
-function bearerCheck (token: string | undefined): (req: IncomingMessage) => boolean {
-  if (token == null || token === '') return () => true
-  const expected = digest(token)
-  return req => {
-    const given = req.headers.authorization?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim()
-    return given != null && timingSafeEqual(digest(given), expected)
-  }
-}
-
-function digest (text: string): Buffer {
-  return createHash('sha256').update(text).digest()
 }

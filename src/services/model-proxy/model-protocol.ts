@@ -118,7 +118,7 @@ export class ModelStreamProtocol extends StreamProtocol {
     } catch (err: any) {
       await abandon(frames, signal.aborted)
       if (signal.aborted) throw signal.reason
-      if (err instanceof FrameTooLargeError) throw new HostRefusedError('too-large', err.message, tooLarge(c.MAX_REQUEST_BODY_BYTES))
+      if (err instanceof FrameTooLargeError) throw new HostRefusedError('too-large', err.message, tooLarge(`the request body is over the proxy's limit of ${c.MAX_REQUEST_BODY_BYTES} bytes`))
       if (answerSignal.aborted) throw new RefusedError('answer-timeout', `${remote} did not start answering within ${answerTimeoutMs} ms`)
       throw err
     }

@@ -57,7 +57,7 @@ export class ModelProxyService implements Startable {
     })
     if (init.metrics != null) observer = metricsObserver(init.metrics, this.protocol.protocol, init.observer)
     this.proxy = new ModelProxy({ view: init.view, protocol: this.protocol, local: this.local, observer })
-    registerModelRoutes(init.http, this.proxy, { token: config.proxyToken })
+    registerModelRoutes(init.http, this.proxy)
   }
 
   async start (): Promise<void> {
