@@ -16,8 +16,8 @@ import { checkPortClash } from '../src/openclaw/ports.js'
 import { registerClawmatrix, SERVICE_ID } from '../src/openclaw/plugin.js'
 import { MeshRuntime } from '../src/openclaw/runtime.js'
 import { clusterTools, ToolAuthorizationError, ToolInputError } from '../src/openclaw/tools/index.js'
-import { handoffMessage, lastAssistantText } from '../src/openclaw/host.js'
-import { providerEntry } from '../src/openclaw/models.js'
+import { handoffMessage, lastAssistantText, OpenClawMessageSink, type SubagentRuntime } from '../src/openclaw/host.js'
+import { openclawModelTargets, providerEntry } from '../src/openclaw/models.js'
 import { VERSION } from '../src/version.js'
 import { SECRET, testNodes } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
@@ -136,14 +136,23 @@ describe('port clash with the gateway', () => {
 
 describe('the tools against real nodes', () => {
   const nodes = testNodes()
-  afterEach(async () => { await nodes.cleanup() })
+  const runtime = new MeshRuntime()
+  let stateDir = ''
+  afterEach(async () => {
+    await runtime.stop()
+    await nodes.cleanup()
+    await rm(stateDir, { recursive: true, force: true })
+  })
 
   it('cluster_peers lists both nodes; unknown nodes and refused tools are input and authorization errors', async () => {
     const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: { intervalMs: 500 }, toolProxy: { enabled: true, deny: ['exec'] } })
-    const leaf = await nodes.start({ nodeId: 'leaf', peers: [{ nodeId: 'hub', url: hub.wsAddress() }], models: [{ id: 'm1', provider: 'ollama' }], heartbeat: { intervalMs: 500 } })
-    const runtime = new MeshRuntime()
-    Object.defineProperty(runtime, 'current', { get: () => leaf.node })
-    runtime.requireNode = () => leaf.node
+    stateDir = await mkdtemp(join(tmpdir(), 'clawmatrix-plugin-'))
+    // the node the plugin's service would start, with the plugin config it would get
+    const leaf = await runtime.start({
+      pluginConfig: { nodeId: 'leaf', secret: SECRET, proxyPort: 0, peers: [{ nodeId: 'hub', url: hub.wsAddress() }], models: [{ id: 'm1', provider: 'ollama' }], heartbeat: { intervalMs: 500 } },
+      stateDir,
+      log: { info: () => {}, warn: () => {} }
+    })
     const [peers, , , exec] = clusterTools({ runtime, caller: { agentId: 'main' } })
     const result = await waitFor('leaf to see hub', async () => {
       const r = await peers!.execute('call-1', {})
@@ -151,8 +160,8 @@ describe('the tools against real nodes', () => {
     })
     expect((result.details as any).nodes.map((n: any) => n.nodeId)).toEqual(['leaf', 'hub'])
     expect(result.content[0]!.text).toContain('tools for other nodes: all, except exec')
-    expect(providerEntry(leaf.node)).toEqual({
-      baseUrl: `${leaf.node.http.url}/v1`,
+    expect(providerEntry(leaf)).toEqual({
+      baseUrl: `${leaf.http.url}/v1`,
       apiKey: 'clawmatrix-local',
       api: 'openai-completions',
       models: [{ id: 'm1', name: 'm1 (clawmatrix: leaf)', input: ['text'] }]
@@ -178,5 +187,67 @@ describe('hand-offs as OpenClaw agent runs', () => {
       { role: 'toolResult', content: 'ignored' }
     ])).toBe('final')
     expect(lastAssistantText([{ role: 'user', content: 'q' }])).toBeUndefined()
+  })
+})
+
+describe('messages into an OpenClaw session', () => {
+  /** OpenClaw's subagent runtime, reduced to a run() the test settles by hand. */
+  function subagent () {
+    const runs: Array<{ params: any, settle: (ok: boolean) => void }> = []
+    const runtime: Pick<SubagentRuntime, 'run'> = {
+      run: async params => new Promise((resolve, reject) => {
+        runs.push({ params, settle: ok => { ok ? resolve({ runId: 'r1' }) : reject(new Error('agent "x" is not configured')) } })
+      })
+    }
+    return { runs, runtime: runtime as SubagentRuntime }
+  }
+  const from = { peerId: '12D3KooWpeer', label: 'agent main' }
+
+  it('go into the agent\'s main session, acknowledged once OpenClaw admits the run; an admission failure is the sender\'s', async () => {
+    const { runs, runtime } = subagent()
+    const sink = new OpenClawMessageSink(runtime, new Set(['main']), () => {}, 60_000)
+    expect(sink.has('main')).toBe(true)
+    expect(sink.has('other')).toBe(false)
+    const delivered = sink.deliver('main', 'hello', from, { id: 'm1', signal: AbortSignal.timeout(60_000) })
+    await waitFor('the run', () => runs.length === 1)
+    expect(runs[0]!.params).toEqual({ sessionKey: 'agent:main:main', message: '[clawmatrix message from agent main (12D3KooWpeer)]\nhello', deliver: false, idempotencyKey: 'm1' })
+    runs[0]!.settle(true)
+    await delivered
+    const refused = sink.deliver('main', 'hello', from, { id: 'm2', signal: AbortSignal.timeout(60_000) })
+    await waitFor('the second run', () => runs.length === 2)
+    runs[1]!.settle(false)
+    await expect(refused).rejects.toThrow('agent "x" is not configured')
+  })
+
+  it('still queued in OpenClaw after the hand-over wait: acknowledged, and a later failure is logged', async () => {
+    const { runs, runtime } = subagent()
+    const late: string[] = []
+    const sink = new OpenClawMessageSink(runtime, new Set(['main']), message => late.push(message), 50)
+    await sink.deliver('main', 'hello', from, { id: 'm3', signal: AbortSignal.timeout(60_000) })
+    runs[0]!.settle(false)
+    await waitFor('the late failure', () => late.length === 1)
+    expect(late[0]).toBe('message m3 for agent main was acknowledged as queued, then failed: agent "x" is not configured')
+  })
+})
+
+describe('models a gateway hosts', () => {
+  const model = (input: Record<string, unknown>) => parseConfig({ nodeId: 'a', secret: SECRET, models: [input] }).models[0]!
+
+  it('without a baseUrl, are served by the OpenClaw provider they name, with its key and API', async () => {
+    const resolve = openclawModelTargets({
+      models: {
+        providers: {
+          local: { baseUrl: 'http://127.0.0.1:11434/v1', apiKey: 'k-local', api: 'openai-completions' },
+          claude: { baseUrl: 'https://api.anthropic.com', apiKey: 'k-claude', api: 'anthropic-messages' }
+        }
+      }
+    })
+    expect(await resolve(model({ id: 'qwen', provider: 'local', upstreamModel: 'qwen2.5:7b' })))
+      .toEqual({ baseUrl: 'http://127.0.0.1:11434/v1', dialect: 'openai', apiKey: 'k-local', upstreamModel: 'qwen2.5:7b' })
+    expect(await resolve(model({ id: 'sonnet', provider: 'claude' })))
+      .toEqual({ baseUrl: 'https://api.anthropic.com', dialect: 'anthropic', apiKey: 'k-claude', upstreamModel: 'sonnet' })
+    // a model's own baseUrl wins; a provider OpenClaw does not know falls back to the known defaults
+    expect(await resolve(model({ id: 'x', provider: 'local', baseUrl: 'http://10.0.0.5:8000/v1' }))).toMatchObject({ baseUrl: 'http://10.0.0.5:8000/v1' })
+    expect(() => resolve(model({ id: 'y', provider: 'nowhere' }))).toThrow(/baseUrl is not set and provider "nowhere" has no default/)
   })
 })

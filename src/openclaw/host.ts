@@ -59,12 +59,27 @@ export class OpenClawAgentRunner implements AgentRunner {
 }
 
 /**
+ * The longest a message waits for OpenClaw to admit its run before it is
+ * acknowledged as handed over: under load OpenClaw queues session writes
+ * for many seconds, and the sender gives up waiting for an answer after
+ * 15 s (ACCEPT_TIMEOUT_MS of the wire).
+ */
+export const HANDOVER_WAIT_MS = 10_000
+
+/**
  * Delivers a one-way message into the agent's main session, where it
- * starts a turn; resolves once OpenClaw accepted the run, not when the turn
- * ends (the sender asked for delivery, not for an answer).
+ * starts a turn. It resolves once OpenClaw admitted the run, or once the
+ * run is queued in OpenClaw for HANDOVER_WAIT_MS, whichever comes first
+ * (the sender asked for delivery, not for an answer); a run that fails
+ * after that is reported through `onLateFailure`.
  */
 export class OpenClawMessageSink implements MessageSink {
-  constructor (private readonly subagent: SubagentRuntime, private readonly agents: ReadonlySet<string>) {}
+  constructor (
+    private readonly subagent: SubagentRuntime,
+    private readonly agents: ReadonlySet<string>,
+    private readonly onLateFailure: (message: string) => void = () => {},
+    private readonly handoverWaitMs = HANDOVER_WAIT_MS
+  ) {}
 
   has (agentId: string): boolean {
     return this.agents.has(agentId)
@@ -73,12 +88,21 @@ export class OpenClawMessageSink implements MessageSink {
   async deliver (agentId: string, message: string, from: MessageOrigin, options: DeliverOptions): Promise<void> {
     options.signal.throwIfAborted()
     const sender = from.label == null ? from.peerId : `${from.label} (${from.peerId})`
-    await this.subagent.run({
+    const admitted = this.subagent.run({
       sessionKey: sessionKey(agentId, 'main'),
       message: `[clawmatrix message from ${sender}]\n${message}`,
       deliver: false,
       idempotencyKey: options.id
     })
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const queued = new Promise<'queued'>(resolve => { timer = setTimeout(() => { resolve('queued') }, this.handoverWaitMs) })
+    try {
+      if (await Promise.race([admitted, queued]) === 'queued') {
+        admitted.catch((err: Error) => { this.onLateFailure(`message ${options.id} for agent ${agentId} was acknowledged as queued, then failed: ${err.message}`) })
+      }
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }
 

@@ -85,7 +85,7 @@ export function openclawModelTargets (openclawConfig: { models?: { providers?: R
     }
     const target: UpstreamTarget = {
       baseUrl: provider.baseUrl,
-      dialect: model.baseUrl == null && provider.api === 'anthropic-messages' ? 'anthropic' : model.dialect,
+      dialect: provider.api === 'anthropic-messages' ? 'anthropic' : model.dialect,
       upstreamModel: model.upstreamModel ?? model.id
     }
     if (typeof provider.apiKey === 'string' && provider.apiKey !== '') target.apiKey = provider.apiKey

@@ -28,7 +28,10 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
         work: config => {
           if (subagent == null) return undefined
           const agents = new Set(config.agents.map(agent => agent.id))
-          return { agentRunner: new OpenClawAgentRunner(subagent, agents), messageSink: new OpenClawMessageSink(subagent, agents) }
+          return {
+            agentRunner: new OpenClawAgentRunner(subagent, agents),
+            messageSink: new OpenClawMessageSink(subagent, agents, message => { ctx.logger.warn(message) })
+          }
         },
         modelProxy: () => ({ resolveTarget: openclawModelTargets(ctx.config as Parameters<typeof openclawModelTargets>[0]) })
       })

@@ -74,6 +74,8 @@ describe('clawmatrix in real OpenClaw gateways', () => {
 
     await Promise.all([hub, worker, home].map(async g => { await g.start(STARTUP_MS) }))
     console.info(`gateway startup (spawn to ready, 3 in parallel): ${[hub, worker, home].map(g => `${g.name} ${(g.startupMs / 1000).toFixed(1)} s`).join(', ')}`)
+    // every check below needs the mesh formed: home reaches worker only through hub's relay
+    await Promise.all([hub, worker, home].map(meshFrom))
   }, STARTUP_MS + 30_000)
 
   afterAll(async () => {
@@ -81,12 +83,18 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     await cleanup()
   }, 60_000)
 
+  /** The gateway's cluster_peers once it knows all three nodes and reaches each of them. */
+  async function meshFrom (g: Gateway) {
+    return waitFor(`${g.name} to see and reach all three nodes`, async () => {
+      const r = await g.invokeTool('cluster_peers')
+      const nodes: any[] = r.body.result?.details?.nodes ?? []
+      return nodes.length === 3 && nodes.every(n => n.reach !== 'unreachable') ? r : undefined
+    }, { timeoutMs: 60_000, intervalMs: 250 })
+  }
+
   // (1) the gateways find each other: home knows only hub, and learns of worker through the mesh
   it('cluster_peers through POST /tools/invoke lists the other gateways', async () => {
-    const response = await waitFor('home to see all three nodes', async () => {
-      const r = await home.invokeTool('cluster_peers')
-      return r.body.result?.details?.nodes?.length === 3 ? r : undefined
-    }, { timeoutMs: 30_000, intervalMs: 250 })
+    const response = await meshFrom(home)
     expect(response.httpStatus).toBe(200)
     const { details, content } = response.body.result!
     expect(details.self).toBe('home')
@@ -107,16 +115,12 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     expect(JSON.stringify(response.body)).not.toContain(SECRET)
 
     // every gateway converges on the same membership
-    for (const g of [hub, worker]) {
-      await waitFor(`${g.name} to see all three nodes`, async () =>
-        (await g.invokeTool('cluster_peers')).body.result?.details?.nodes?.length === 3, { timeoutMs: 30_000, intervalMs: 250 })
-    }
+    for (const g of [hub, worker]) await meshFrom(g)
   })
 
   // (6) the live mesh from the running gateway, through the clawmatrix.status gateway method
   it('openclaw clawmatrix status prints the mesh', async () => {
-    await waitFor('home to see all three nodes', async () =>
-      (await home.invokeTool('cluster_peers')).body.result?.details?.nodes?.length === 3, { timeoutMs: 30_000, intervalMs: 250 })
+    await meshFrom(home)
     const result = await home.cli(['clawmatrix', 'status'])
     expect(result.code, result.stderr).toBe(0)
     expect(result.stdout).toMatch(/^node {6}home /m)

@@ -131,22 +131,40 @@ export class Gateway {
     return join(this.dir, 'openclaw.log')
   }
 
-  /** Starts `openclaw gateway run` and waits until the gateway is ready and the clawmatrix node has started. */
-  async start (timeoutMs = 120_000): Promise<void> {
+  /**
+   * Starts `openclaw gateway run` and waits until the gateway is ready and
+   * the clawmatrix node has started. OpenClaw gives parts of its startup
+   * fixed deadlines (5 s for its state lease); on a loaded machine one can
+   * pass and the gateway exits, so an exit during startup is retried.
+   */
+  async start (timeoutMs = 120_000, attempts = 3): Promise<void> {
     const started = Date.now()
+    let failures = ''
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.launch(Math.max(1_000, started + timeoutMs - Date.now()))
+      if (outcome === 'ready') {
+        this.startupMs = Date.now() - started
+        return
+      }
+      failures += `--- ${this.name}, attempt ${attempt}: ${outcome} ---\n${this.output}\n`
+      if (outcome !== 'exited' || attempt >= attempts || Date.now() - started >= timeoutMs) {
+        await this.stop()
+        throw new Error(`gateway ${this.name} did not become ready within ${timeoutMs} ms\n${failures}`)
+      }
+    }
+  }
+
+  private async launch (timeoutMs: number): Promise<'ready' | 'exited' | 'timed out'> {
     this.output = ''
     const child = spawn(process.execPath, [OPENCLAW_BIN, 'gateway', 'run'], { cwd: this.dir, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     child.stdout!.on('data', chunk => { this.output += String(chunk) })
     child.stderr!.on('data', chunk => { this.output += String(chunk) })
     this.exited = new Promise(resolve => child.once('exit', code => { resolve(code) }))
-    await waitFor(`gateway ${this.name} to be ready`, () => {
-      if (child.exitCode != null) throw new Error(`gateway ${this.name} exited with ${child.exitCode}:\n${this.output}`)
-      return /\bready\b/.test(this.output) && /clawmatrix node \S+ started/.test(this.output)
-    }, { timeoutMs, intervalMs: 100 }).catch(err => {
-      throw new Error(`${err.message}\n--- ${this.name} output ---\n${this.output}`)
-    })
-    this.startupMs = Date.now() - started
+    return waitFor(`gateway ${this.name} to be ready`, () => {
+      if (child.exitCode != null || child.signalCode != null) return 'exited' as const
+      return /\bready\b/.test(this.output) && /clawmatrix node \S+ started/.test(this.output) ? 'ready' as const : undefined
+    }, { timeoutMs, intervalMs: 100 }).catch(() => 'timed out' as const)
   }
 
   /** The gateway's console output so far. */
