@@ -192,6 +192,18 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     expect(await readFile(read.body.result!.details.path, 'utf8')).toBe('written by home\n')
   })
 
+  // Before the hand-off: after an agent run OpenClaw plans session maintenance, and on a busy machine that holds
+  // the agent's SQLite store (and the gateway's main thread) longer than the 15 s a sender waits for "delivered".
+  it('cluster_send delivers a message into worker\'s agent session', { timeout: 120_000 }, async () => {
+    const before = worker.upstream.requests.length
+    const response = await home.invokeTool('cluster_send', { target: 'main', message: 'delta epsilon' })
+    expect(response.httpStatus, JSON.stringify(response.body)).toBe(200)
+    expect(response.body.result!.content[0]!.text).toBe('delivered to main on worker')
+    // the message starts a turn in worker's main session
+    await waitFor('worker\'s model to see the message', () =>
+      worker.upstream.requests.slice(before).some(r => JSON.stringify(r.body?.messages ?? '').includes('delta epsilon')), { timeoutMs: 60_000, intervalMs: 250 })
+  })
+
   // (3) a task handed to worker's OpenClaw agent runs a real agent turn there, on worker's fake model
   it('cluster_handoff runs a task on worker\'s agent and brings back its answer', { timeout: 120_000 }, async () => {
     // worker's model answers this task recognisably (OpenClaw adds context of its own to the prompt)
@@ -203,16 +215,6 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     const prompt = JSON.stringify(worker.upstream.requests.at(-1)!.body.messages)
     expect(prompt).toContain('[task handed off through clawmatrix]')
     expect(prompt).toContain('from the interop test')
-  })
-
-  it('cluster_send delivers a message into worker\'s agent session', { timeout: 120_000 }, async () => {
-    const before = worker.upstream.requests.length
-    const response = await home.invokeTool('cluster_send', { target: 'main', message: 'delta epsilon' })
-    expect(response.httpStatus, JSON.stringify(response.body)).toBe(200)
-    expect(response.body.result!.content[0]!.text).toBe('delivered to main on worker')
-    // the message starts a turn in worker's main session
-    await waitFor('worker\'s model to see the message', () =>
-      worker.upstream.requests.slice(before).some(r => JSON.stringify(r.body?.messages ?? '').includes('delta epsilon')), { timeoutMs: 60_000, intervalMs: 250 })
   })
 
   // (4) an agent on home runs on clawmatrix/worker-model: home's proxy -> the swarm -> worker's upstream
