@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { inspectMember, type InspectReport } from '../services/inspect/inspector.js'
 import { SECRET_ENV } from './run-node.js'
-import { formatDuration, table } from './status-format.js'
+import { formatDuration, table } from '../services/status-format.js'
 import type { ClusterNode } from '../services/cluster/cluster-view.js'
 
 export const INSPECT_USAGE = 'clawmatrix inspect <ws://host:port | wss://host | multiaddr> [--json] [--timeout <seconds>]'

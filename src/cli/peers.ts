@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
-import { formatDuration, table } from './status-format.js'
+import { formatDuration, table } from '../services/status-format.js'
 import { endpointHeaders } from './work.js'
 import type { PeersReport } from '../services/inspect/peers.js'
 

@@ -3,7 +3,7 @@
  * node of its own, so every subcommand asks the running gateway through a
  * gateway method (./gateway-methods.ts).
  */
-import { formatStatus } from '../cli/status-format.js'
+import { formatStatus } from '../services/status-format.js'
 import { CLI_COMMAND } from './manifest.js'
 import { METHOD_MODELS, METHOD_STATUS } from './gateway-methods.js'
 import { PROVIDER_ID, type ProviderEntry } from './models.js'

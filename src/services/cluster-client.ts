@@ -10,7 +10,8 @@ import type { PeerId } from '@libp2p/interface'
 export const DEFAULT_HANDOFF_TIMEOUT_MS = 30 * 60_000
 export const DEFAULT_EXEC_TIMEOUT_MS = 30 * 60_000
 export const DEFAULT_TOOL_TIMEOUT_MS = 60_000
-export const DEFAULT_SEND_TIMEOUT_MS = 30_000
+/** Above the receiver's own delivery allowance (30 s), so its answer always comes first. */
+export const DEFAULT_SEND_TIMEOUT_MS = 40_000
 
 export interface CallOptions {
   /** Aborting cancels the call and the work it started on the remote node. */
@@ -114,8 +115,10 @@ export class ClusterClient {
     const id = randomUUID()
     const groups = groupByAgent(this.agentCandidates(target))
     return this.firstGroup(groups, async (agent, peers) => {
-      const signal = withTimeout(options.signal, options.timeoutMs ?? DEFAULT_SEND_TIMEOUT_MS)
-      const receipt = await this.tracked(peers, async () => this.node.work.messages.send(peers, { id, agent, message, from: options.from }, { signal }))
+      const receipt = await this.tracked(peers, async () => this.node.work.messages.send(peers, { id, agent, message, from: options.from }, {
+        signal: options.signal,
+        timeoutMs: options.timeoutMs ?? DEFAULT_SEND_TIMEOUT_MS
+      }))
       return { id, nodeId: this.nodeIdOf(receipt.peer), agentId: agent, duplicate: receipt.duplicate }
     })
   }
@@ -217,9 +220,4 @@ function groupByAgent (candidates: Candidate[]): Array<[string, PeerId[]]> {
     groups.set(c.agentId!, peers)
   }
   return [...groups]
-}
-
-function withTimeout (signal: AbortSignal | undefined, timeoutMs: number): AbortSignal {
-  const timeout = AbortSignal.timeout(timeoutMs)
-  return signal == null ? timeout : AbortSignal.any([signal, timeout])
 }

@@ -45,7 +45,9 @@ export class SendProtocol extends StreamProtocol {
   private readonly delivered = new Map<string, Promise<void>>()
 
   constructor (components: ProtocolComponents, private readonly init: SendInit) {
-    super(components, c.SEND_PROTOCOL_NAME, c.SEND_PROTOCOL_VERSION, init)
+    // The answer comes once the receiver's sink stored the message, so wait at least as long as it may take.
+    const acceptTimeoutMs = init.acceptTimeoutMs ?? (init.deliverTimeoutMs ?? c.DELIVER_TIMEOUT_MS) + c.DEADLINE_SLACK_MS
+    super(components, c.SEND_PROTOCOL_NAME, c.SEND_PROTOCOL_VERSION, { ...init, acceptTimeoutMs })
   }
 
   /**
