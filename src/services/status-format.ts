@@ -1,4 +1,4 @@
-import type { NodeStatus } from '../services/status.js'
+import type { NodeStatus } from './status.js'
 
 /** One screen: this node, every node it knows and how it reaches it, live connections, configured peers. */
 export function formatStatus (status: NodeStatus): string {
