@@ -1,10 +1,10 @@
 import { stat } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, describe, expect, it } from 'vitest'
 import { backoffDelay } from '../src/node/peer-dialer.js'
 import { testNodes } from './helpers/nodes.js'
+import { freePort } from './helpers/ports.js'
 import { waitFor } from './helpers/wait.js'
 import type { NodeStatus } from '../src/services/status.js'
 
@@ -15,15 +15,6 @@ async function httpStatus (url: string): Promise<NodeStatus> {
   const res = await fetch(`${url}/clawmatrix/status`)
   expect(res.status).toBe(200)
   return await res.json() as NodeStatus
-}
-
-async function freePort (): Promise<number> {
-  return new Promise(resolve => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => { resolve(port) })
-    })
-  })
 }
 
 describe('swarm', () => {

@@ -9,12 +9,14 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { FakeOpenAIServer } from '../../../src/services/models/fake-upstream/index.js'
+import { freePort } from '../../helpers/ports.js'
 import { waitFor } from '../../helpers/wait.js'
+
+export { freePort }
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url))
 export const OPENCLAW_BIN = join(REPO, 'node_modules', 'openclaw', 'openclaw.mjs')
@@ -38,17 +40,6 @@ export async function preparePlugin (dir: string): Promise<string> {
 }
 
 /** A free TCP port on loopback (closed again before it is used: fine on a test machine). */
-export async function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => { resolve(typeof address === 'object' && address != null ? address.port : 0) })
-    })
-  })
-}
-
 export interface GatewayInit {
   name: string
   /** plugins.entries.clawmatrix.config */
