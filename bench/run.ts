@@ -5,6 +5,7 @@
  *   npm run bench                  all benchmarks
  *   npm run bench -- swarm         only the named ones
  *   npm run bench -- --quick       few samples: checks that the bench works, numbers mean little
+ *   npm run bench -- relay-soak    an opt-in benchmark (OPT_IN below: too long for every run)
  *
  * A new benchmark is a file exporting `(options) => Promise<BenchResult>`,
  * added to BENCHES below.
@@ -19,6 +20,8 @@ import { REPO_ROOT } from './lib/paths.js'
 import { formatResult, resultJson, type BenchResult } from './lib/report.js'
 import { SWARM_DEFAULTS, SWARM_QUICK, swarmBench } from './swarm.js'
 import { MODEL_PROXY_DEFAULTS, MODEL_PROXY_QUICK, modelProxyBench } from './model-proxy.js'
+import { CLUSTER_DEFAULTS, CLUSTER_QUICK, CLUSTER_SCALE, clusterBench } from './cluster.js'
+import { relaySoakBench, SOAK_DEFAULTS, SOAK_QUICK } from './relay-soak.js'
 
 const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
 
@@ -26,8 +29,14 @@ const progress = (line: string): void => { process.stderr.write(`  .. ${line}\n`
 
 const BENCHES: Record<string, (quick: boolean) => Promise<BenchResult>> = {
   swarm: async quick => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
-  'model-proxy': async quick => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress })
+  'model-proxy': async quick => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
+  cluster: async quick => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
+  'cluster-scale': async quick => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_SCALE), progress }),
+  'relay-soak': async quick => relaySoakBench({ ...(quick ? SOAK_QUICK : SOAK_DEFAULTS), progress })
 }
+
+/** Run only when named: they take too long for every run. */
+const OPT_IN = new Set(['cluster-scale', 'relay-soak'])
 
 /** A mistake in the command line: printed without a stack trace. */
 class UsageError extends Error {}
@@ -45,7 +54,7 @@ async function main (): Promise<void> {
   const { values, positionals } = args
   const unknown = positionals.filter(name => !(name in BENCHES))
   if (unknown.length > 0) throw new UsageError(`unknown benchmark ${unknown.join(', ')}; expected some of: ${Object.keys(BENCHES).join(', ')}`)
-  const names = positionals.length > 0 ? positionals : Object.keys(BENCHES)
+  const names = positionals.length > 0 ? positionals : Object.keys(BENCHES).filter(name => !OPT_IN.has(name))
 
   const machine = await machineInfo()
   process.stdout.write(`clawmatrix ${machine.clawmatrix} (${machine.commit}), libp2p ${machine.libp2p}, Node ${machine.node}, ` +

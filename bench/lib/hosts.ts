@@ -1,0 +1,111 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { requireBuilt } from './paths.js'
+import type { HostMethod, HostMethods, HostReply, HostRequest } from './host-api.js'
+
+const HOST_SCRIPT = fileURLToPath(new URL('./node-host.js', import.meta.url))
+const READY_TIMEOUT_MS = 30_000
+const DEFAULT_CALL_TIMEOUT_MS = 120_000
+
+/**
+ * A child process running ./node-host.ts: several clawmatrix nodes in one
+ * Node.js process, driven over the IPC channel. Its stderr is kept (the
+ * tail) for error messages.
+ */
+export class NodeHost {
+  private nextId = 0
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void, reject: (err: Error) => void }>()
+  private output = ''
+  private exited = false
+  private readonly exit: Promise<void>
+
+  private constructor (readonly name: string, private readonly child: ChildProcess) {
+    child.stderr?.on('data', (chunk: Buffer) => { this.output = (this.output + String(chunk)).slice(-4_000) })
+    child.on('message', (message: HostReply) => {
+      const waiter = this.pending.get(message.id)
+      if (waiter == null) return
+      this.pending.delete(message.id)
+      if (message.ok) waiter.resolve(message.result)
+      else waiter.reject(new Error(`host ${name}: ${message.error}`))
+    })
+    const { promise, resolve } = Promise.withResolvers<void>()
+    this.exit = promise
+    child.on('exit', (code, signal) => {
+      this.exited = true
+      resolve()
+      for (const waiter of this.pending.values()) waiter.reject(new Error(`host ${name} exited (${signal ?? code}); output:\n${this.output}`))
+      this.pending.clear()
+    })
+  }
+
+  get pid (): number {
+    return this.child.pid ?? -1
+  }
+
+  /** Forks a host on the running Node binary and waits until it has loaded the package. */
+  static async start (name: string, env: NodeJS.ProcessEnv): Promise<NodeHost> {
+    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+    const host = new NodeHost(name, child)
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`host ${name} not ready within ${READY_TIMEOUT_MS} ms; output:\n${host.output}`)) }, READY_TIMEOUT_MS)
+      const onMessage = (message: { ready?: boolean }): void => {
+        if (message.ready !== true) return
+        clearTimeout(timer)
+        child.off('message', onMessage)
+        resolve()
+      }
+      child.on('message', onMessage)
+      child.once('exit', code => {
+        clearTimeout(timer)
+        reject(new Error(`host ${name} exited (${code}) before it was ready; output:\n${host.output}`))
+      })
+    }).catch(err => {
+      child.kill('SIGKILL')
+      throw err
+    })
+    return host
+  }
+
+  async call<M extends HostMethod> (method: M, params: HostMethods[M]['params'], timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<HostMethods[M]['result']> {
+    if (this.exited) throw new Error(`host ${this.name} has exited; output:\n${this.output}`)
+    const id = ++this.nextId
+    const request: HostRequest<M> = { id, method, params }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new Error(`host ${this.name}: ${method} did not answer within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.pending.set(id, {
+        resolve: value => { clearTimeout(timer); resolve(value as HostMethods[M]['result']) },
+        reject: err => { clearTimeout(timer); reject(err) }
+      })
+      this.child.send(request)
+    })
+  }
+
+  /** Stops its nodes gracefully, then the process (SIGKILL if it lingers). */
+  async stop (): Promise<void> {
+    if (this.exited) return
+    await this.call('stopNodes', {}, 20_000).catch(() => {})
+    if (this.child.connected) this.child.disconnect()
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000)
+    await this.exit
+    clearTimeout(timer)
+  }
+}
+
+/** Starts `count` hosts at once. */
+export async function startHosts (count: number, env: NodeJS.ProcessEnv, prefix = 'host'): Promise<NodeHost[]> {
+  const started = await Promise.allSettled(Array.from({ length: count }, async (_, i) => NodeHost.start(`${prefix}-${i}`, env)))
+  const hosts = started.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])
+  const failed = started.find(r => r.status === 'rejected')
+  if (failed != null) {
+    await stopHosts(hosts)
+    throw failed.reason
+  }
+  return hosts
+}
+
+export async function stopHosts (hosts: Iterable<NodeHost>): Promise<void> {
+  await Promise.allSettled([...hosts].map(async h => { await h.stop() }))
+}

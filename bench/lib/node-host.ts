@@ -1,0 +1,297 @@
+/**
+ * A node host: a child process that runs several clawmatrix nodes (the real
+ * ClawmatrixNode from dist/, with its swarm, heartbeat, announcer, cluster
+ * view and mesh connector) and does what the bench process asks over the
+ * IPC channel (./host-api.ts). Started by ./hosts.ts; exits when the bench
+ * process goes away.
+ *
+ * The cluster secret comes from the environment, like the CLI's.
+ */
+import { createHmac } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { EchoLines, ECHO_PROTOCOL, sendBulk, serveSink } from './bench-streams.js'
+import { importDist } from './dist.js'
+import { LoopLag } from './loop-lag.js'
+import { TrafficCounter } from './traffic-counter.js'
+import type { ConvergenceRecord, HostMethod, HostMethods, HostReply, HostRequest, NodeSpec, PathKind } from './host-api.js'
+import type { ClawmatrixNode } from '../../src/services/clawmatrix-node.js'
+import type { Connection } from '@libp2p/interface'
+
+const { ClawmatrixNode: Node } = await importDist<typeof import('../../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
+const { parseConfig } = await importDist<typeof import('../../src/config/load.js')>('config/load.js')
+const { ANNOUNCE_TOPIC } = await importDist<typeof import('../../src/services/cluster/card.js')>('services/cluster/card.js')
+const { SECRET_ENV } = await importDist<typeof import('../../src/cli/run-node.js')>('cli/run-node.js')
+
+const baseSecret = process.env[SECRET_ENV]
+if (baseSecret == null || baseSecret === '') throw new Error(`the node host needs the cluster secret in ${SECRET_ENV}`)
+
+/** A view is checked on its own events; this sweep only catches what no event announced. */
+const CONVERGENCE_SWEEP_MS = 250
+const STOP_DEADLINE_MS = 10_000
+/** Distinct kinds of warnings kept (a kind is the message without ids and numbers). */
+const MAX_WARNING_KINDS = 20
+
+interface Hosted {
+  spec: NodeSpec
+  node: ClawmatrixNode
+  stateDir: string
+  traffic: TrafficCounter
+  convergence: ConvergenceRecord
+  /** Stops watching the view. */
+  unwatch?: () => void
+}
+
+const hosted = new Map<string, Hosted>()
+/** Echo streams by key, with their node and how many connections to their peer opened since. */
+const echoes = new Map<string, { lines: EchoLines, node: ClawmatrixNode, opened: number }>()
+/** The nodes' warnings by kind: how many, and the first of each. */
+const warnings = new Map<string, { count: number, first: string }>()
+let echoCount = 0
+const loopLag = new LoopLag()
+let cpuSince = process.cpuUsage()
+
+function secretOf (cluster: string | undefined): string {
+  return cluster == null ? baseSecret! : createHmac('sha256', baseSecret!).update(`cluster ${cluster}`).digest('hex')
+}
+
+function get (nodeId: string): Hosted {
+  const entry = hosted.get(nodeId)
+  if (entry == null) throw new Error(`no node ${nodeId} in this host (it has ${[...hosted.keys()].join(', ') || 'none'})`)
+  return entry
+}
+
+async function startNode (spec: NodeSpec): Promise<Hosted> {
+  const stateDir = await mkdtemp(join(tmpdir(), `clawmatrix-bench-${spec.nodeId}-`))
+  const config = parseConfig({
+    nodeId: spec.nodeId,
+    secret: secretOf(spec.cluster),
+    listen: spec.listen,
+    listenHost: '127.0.0.1',
+    listenPort: 0,
+    proxyPort: 0,
+    peers: spec.peers,
+    heartbeat: { intervalMs: spec.intervalMs }
+  }, `bench node ${spec.nodeId}`)
+  const node = await Node.create({
+    config,
+    stateDir,
+    log: {
+      info: () => {},
+      warn: message => { countWarning(`${spec.nodeId}: ${message}`) }
+    }
+  })
+  const traffic = new TrafficCounter(node, ANNOUNCE_TOPIC)
+  if (spec.ipColocationWeight != null) setIpColocationWeight(node, spec.ipColocationWeight)
+  const entry: Hosted = { spec, node, stateDir, traffic, convergence: { nodeId: spec.nodeId, listen: spec.listen, startedAt: 0, known: 1, reachable: 1 } }
+  if (spec.expect != null) entry.unwatch = watch(entry, spec.expect)
+  await node.start()
+  entry.convergence.startedAt = Date.now()
+  hosted.set(spec.nodeId, entry)
+  return entry
+}
+
+function countWarning (message: string): void {
+  const kind = message.replace(/12D3KooW\w+/g, '…').replace(/\b(node|boot)-\d+\b/g, '…').replace(/\d+/g, 'N')
+  const seen = warnings.get(kind)
+  if (seen != null) seen.count++
+  else if (warnings.size < MAX_WARNING_KINDS) warnings.set(kind, { count: 1, first: message })
+}
+
+/**
+ * Overrides gossipsub's IP colocation penalty (peer score P6) on a created
+ * node: a diagnostic reaching into gossipsub's internals, because all of a
+ * loopback cluster's peers share one IP, and so do all peers reached
+ * through one relay.
+ */
+function setIpColocationWeight (node: ClawmatrixNode, weight: number): void {
+  const { score } = node.swarm.services.pubsub as unknown as { score?: { params?: { IPColocationFactorWeight?: number } } }
+  if (score?.params?.IPColocationFactorWeight == null) throw new Error('gossipsub has no score.params.IPColocationFactorWeight to override (another gossipsub version?)')
+  score.params.IPColocationFactorWeight = weight
+}
+
+/** Records when the node's view first lists `expected` nodes, and when it reaches them all. */
+function watch ({ node, convergence }: Hosted, expected: number): () => void {
+  let scheduled = false
+  const check = (): void => {
+    scheduled = false
+    const nodes = node.view.nodes()
+    const now = Date.now()
+    convergence.known = nodes.length
+    convergence.reachable = nodes.filter(n => n.reach !== 'unreachable').length
+    if (convergence.knowsAllAt == null && convergence.known >= expected) convergence.knowsAllAt = now
+    if (convergence.reachesAllAt == null && convergence.known >= expected && convergence.reachable >= expected) {
+      convergence.reachesAllAt = now
+      stop()
+    }
+  }
+  // Coalesce a burst of events into one look at the view.
+  const schedule = (): void => {
+    if (scheduled) return
+    scheduled = true
+    setImmediate(check)
+  }
+  node.view.addEventListener('node:joined', schedule)
+  node.swarm.addEventListener('connection:open', schedule)
+  const sweep = setInterval(schedule, CONVERGENCE_SWEEP_MS)
+  const stop = (): void => {
+    clearInterval(sweep)
+    node.view.removeEventListener('node:joined', schedule)
+    node.swarm.removeEventListener('connection:open', schedule)
+  }
+  return stop
+}
+
+/** The open connection from `node` to `peer` of the given path (relayed or direct). */
+function connectionTo (node: ClawmatrixNode, peer: string, path: PathKind): Connection {
+  const connections = node.swarm.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
+  const found = connections.find(c => c.remoteAddr.toString().includes('/p2p-circuit') === (path === 'relayed'))
+  if (found == null) {
+    throw new Error(`${node.config.nodeId} has no open ${path} connection to ${peer} (it has: ${connections.map(c => c.remoteAddr.toString()).join(', ') || 'none'})`)
+  }
+  return found
+}
+
+function registerEcho (lines: EchoLines, node: ClawmatrixNode): string {
+  const key = `echo-${++echoCount}`
+  const entry = { lines, node, opened: 0 }
+  const remote = lines.connection.remotePeer
+  node.swarm.addEventListener('connection:open', event => { if (event.detail.remotePeer.equals(remote)) entry.opened++ })
+  echoes.set(key, entry)
+  return key
+}
+
+const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promise<HostMethods[M]['result']> } = {
+  async start ({ nodes }) {
+    const started = await Promise.all(nodes.map(startNode))
+    return started.map(({ node, convergence }) => ({
+      nodeId: node.config.nodeId,
+      peerId: node.peerId.toString(),
+      ws: node.swarm.getMultiaddrs().map(String).find(a => a.includes('/ws') && !a.includes('/p2p-circuit')),
+      startedAt: convergence.startedAt
+    }))
+  },
+
+  async waitConverged ({ timeoutMs }) {
+    const deadline = Date.now() + timeoutMs
+    const watched = (): Hosted[] => [...hosted.values()].filter(h => h.spec.expect != null)
+    while (watched().some(h => h.convergence.reachesAllAt == null) && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    return { records: watched().map(h => ({ ...h.convergence })), warnings: [...warnings.values()].map(w => ({ ...w })) }
+  },
+
+  async viewSize ({ nodeId }) {
+    const nodes = get(nodeId).node.view.nodes()
+    return { known: nodes.length, reachable: nodes.filter(n => n.reach !== 'unreachable').length }
+  },
+
+  async processStats ({ reset }) {
+    const cpu = process.cpuUsage(cpuSince)
+    const stats = { cpuMs: (cpu.user + cpu.system) / 1000, ...loopLag.read() }
+    if (reset) {
+      cpuSince = process.cpuUsage()
+      loopLag.reset()
+    }
+    return stats
+  },
+
+  async resetTraffic () {
+    for (const { traffic } of hosted.values()) traffic.reset()
+    return null
+  },
+
+  async readTraffic () {
+    return [...hosted.values()].map(h => h.traffic.read())
+  },
+
+  async serveSink ({ nodeId }) {
+    await serveSink(get(nodeId).node.swarm)
+    return null
+  },
+
+  async sendBulk ({ from, to, path, bytes, chunkBytes, timeoutMs }) {
+    const connection = connectionTo(get(from).node, to, path)
+    const ms = await sendBulk(connection, bytes, chunkBytes, AbortSignal.timeout(timeoutMs))
+    return { ms, remoteAddr: connection.remoteAddr.toString() }
+  },
+
+  async serveEcho ({ nodeId }) {
+    const { node } = get(nodeId)
+    await node.swarm.handle(ECHO_PROTOCOL, (stream, connection) => {
+      registerEcho(new EchoLines(stream, connection), node)
+    }, { runOnLimitedConnection: true })
+    return null
+  },
+
+  async openEcho ({ from, to, path }) {
+    const { node } = get(from)
+    const connection = connectionTo(node, to, path)
+    const stream = await connection.newStream(ECHO_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
+    const key = registerEcho(new EchoLines(stream, connection), node)
+    return { key, connectionId: connection.id, remoteAddr: connection.remoteAddr.toString() }
+  },
+
+  async acceptedEcho ({ nodeId, remote, path }) {
+    const { node } = get(nodeId)
+    const found = [...echoes].find(([, { lines, node: owner }]) =>
+      owner === node &&
+      lines.connection.remotePeer.toString() === remote &&
+      lines.connection.remoteAddr.toString().includes('/p2p-circuit') === (path === 'relayed'))
+    if (found == null) throw new Error(`${nodeId} accepted no ${path} echo stream from ${remote}`)
+    return { key: found[0] }
+  },
+
+  async roundTrip ({ key, timeoutMs }) {
+    const entry = echoes.get(key)
+    if (entry == null) throw new Error(`no echo stream ${key}`)
+    return { ms: await entry.lines.roundTrip(AbortSignal.timeout(timeoutMs)) }
+  },
+
+  async streamState ({ key }) {
+    const entry = echoes.get(key)
+    if (entry == null) throw new Error(`no echo stream ${key}`)
+    const { stream, connection, closedAt, closeError } = entry.lines
+    const all = entry.node.swarm.getConnections(connection.remotePeer)
+    return {
+      status: stream.status,
+      readStatus: stream.readStatus,
+      writeStatus: stream.writeStatus,
+      closedAt,
+      closeError,
+      connectionId: connection.id,
+      connectionStatus: connection.status,
+      connections: all.map(c => ({ id: c.id, status: c.status, remoteAddr: c.remoteAddr.toString() })),
+      connectionsOpenedSince: entry.opened
+    }
+  },
+
+  async stopNodes () {
+    const all = [...hosted.values()]
+    hosted.clear()
+    echoes.clear()
+    warnings.clear()
+    for (const h of all) h.unwatch?.()
+    const deadline = new Promise(resolve => setTimeout(resolve, STOP_DEADLINE_MS).unref())
+    await Promise.race([Promise.allSettled(all.map(async h => { await h.node.stop() })), deadline])
+    await Promise.allSettled(all.map(async h => { await rm(h.stateDir, { recursive: true, force: true }) }))
+    return null
+  }
+}
+
+process.on('message', (request: HostRequest) => {
+  const method = methods[request.method] as (params: unknown) => Promise<unknown>
+  const reply = (message: HostReply): void => { process.send?.(message) }
+  Promise.resolve()
+    .then(async () => {
+      if (method == null) throw new Error(`unknown host method ${request.method}`)
+      return method(request.params)
+    })
+    .then(result => { reply({ id: request.id, ok: true, result: result ?? null }) },
+      (err: Error) => { reply({ id: request.id, ok: false, error: err.stack ?? err.message }) })
+})
+// The bench process is gone (finished or crashed): do not outlive it.
+process.on('disconnect', () => { process.exit(0) })
+process.send?.({ ready: true })
