@@ -15,3 +15,5 @@ export const MAX_STREAM_WINDOW_BYTES = 4_000_000
 /** Relayed connections between members carry work, so they get no data or time limit. */
 export const MAX_RELAY_RESERVATIONS = 1024
 
+/** Relayed connections one member may hold through one relay (HOP streams per connection). */
+export const MAX_RELAYED_CONNECTIONS_PER_PEER = 1024

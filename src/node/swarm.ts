@@ -79,10 +79,22 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         runOnLimitedConnection: true,
-        emitSelf: false
+        emitSelf: false,
+        // Every peer passed the gate, and many share an IP (an office NAT, or a relay: a relayed
+        // connection's remote address is the relay's). gossipsub's IP-colocation penalty would score
+        // members below its graylist past ~14 peers per IP and stop delivering cards.
+        scoreParams: { IPColocationFactorWeight: 0 }
       }),
       ...(config.listen
-        ? { relay: circuitRelayServer({ reservations: { applyDefaultLimit: false, maxReservations: c.MAX_RELAY_RESERVATIONS } }) }
+        ? {
+            relay: circuitRelayServer({
+              reservations: { applyDefaultLimit: false, maxReservations: c.MAX_RELAY_RESERVATIONS },
+              // Each relayed connection holds a HOP stream for its life; the default of 32 per connection
+              // would refuse a member's 33rd relayed peer behind this relay.
+              maxInboundHopStreams: c.MAX_RELAYED_CONNECTIONS_PER_PEER,
+              maxOutboundHopStreams: c.MAX_RELAYED_CONNECTIONS_PER_PEER
+            })
+          }
         : {})
     },
     metrics: swarmOptions.metrics,

@@ -130,7 +130,9 @@ export class Announcer implements Startable {
     }
     this.init.metrics?.announcementReceived(verdict.accept ? 'accepted' : verdict.reject ? 'rejected' : 'ignored')
     if (verdict.accept) return TopicValidatorResult.Accept
-    this.log.warn(`${verdict.reject ? 'rejected' : 'ignored'} announcement relayed by ${propagator}: ${verdict.reason}`)
+    const line = `${verdict.reject ? 'rejected' : 'ignored'} announcement relayed by ${propagator}: ${verdict.reason}`
+    if (verdict.quiet === true) this.debug(line)
+    else this.log.warn(line)
     return verdict.reject ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
   }
 

@@ -31,7 +31,15 @@ export interface ClusterNode {
   conflictsWith?: string[]
 }
 
-export type Verdict = { accept: true } | { accept: false, reject: boolean, reason: string }
+/** `quiet`: not worth an operator's attention (gossip delivering an older card late). */
+export type Verdict = { accept: true } | { accept: false, reject: boolean, reason: string, quiet?: boolean }
+
+/**
+ * An announcement this much older than the last one from its sender is a
+ * replay; anything closer is gossip reordering. Sequence numbers follow the
+ * sender's clock in ms (./sequence.ts).
+ */
+export const REPLAY_WINDOW_MS = 60_000
 
 export interface ClusterViewEvents {
   'node:joined': CustomEvent<Card>
@@ -203,7 +211,8 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     const last = this.lastSeq.get(signer)
     if (last != null && seq <= last) {
       // Ignored, not rejected: an honest peer may forward it before it learns the newer one.
-      return { accept: false, reject: false, reason: `replayed or stale announcement from ${this.nodeIdOf(signer) ?? signer}: sequence ${seq}, already saw ${last}` }
+      const replayed = last - seq > REPLAY_WINDOW_MS
+      return { accept: false, reject: false, quiet: !replayed, reason: `${replayed ? 'replayed' : 'out-of-order'} announcement from ${this.nodeIdOf(signer) ?? signer}: sequence ${seq}, already saw ${last}` }
     }
     this.lastSeq.set(signer, seq)
     return undefined
