@@ -1,10 +1,13 @@
 import { registerClawmatrixCli, type CommandLike } from './cli.js'
 import { gatewayMethods } from './gateway-methods.js'
+import { gatewayTools } from './gateway-tools.js'
 import { OpenClawAgentRunner, OpenClawMessageSink, type SubagentRuntime } from './host.js'
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
 import { openclawModelTargets } from './models.js'
+import { gatewayPortOf } from './ports.js'
 import { meshRuntime, type MeshRuntime } from './runtime.js'
 import { clusterTools } from './tools/index.js'
+import { builtinToolRegistry } from '../services/tools/index.js'
 import type { OpenClawPluginApi } from 'openclaw/plugin-sdk/plugin-entry'
 
 export const SERVICE_ID = 'clawmatrix-mesh'
@@ -26,11 +29,18 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
         log: ctx.logger,
         // hand-offs and messages from other nodes run as this gateway's own agents
         work: config => {
-          if (subagent == null) return undefined
+          const tools = builtinToolRegistry()
+          // The gateway's other tools, for the tool proxy: exec/read/write/edit stay clawmatrix's own.
+          const gateway = ctx.config as { gateway?: { port?: unknown, auth?: { token?: unknown } } } | undefined
+          const port = gatewayPortOf(gateway, process.env)
+          const token = gateway?.gateway?.auth?.token
+          if (port != null) tools.setFallback(gatewayTools({ port, token: typeof token === 'string' ? token : undefined }))
+          if (subagent == null) return { tools }
           const agents = new Set(config.agents.map(agent => agent.id))
           return {
             agentRunner: new OpenClawAgentRunner(subagent, agents),
-            messageSink: new OpenClawMessageSink(subagent, agents, message => { ctx.logger.warn(message) })
+            messageSink: new OpenClawMessageSink(subagent, agents, message => { ctx.logger.warn(message) }),
+            tools
           }
         },
         modelProxy: () => ({ resolveTarget: openclawModelTargets(ctx.config as Parameters<typeof openclawModelTargets>[0]) })

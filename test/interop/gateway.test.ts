@@ -54,7 +54,7 @@ describe('clawmatrix in real OpenClaw gateways', () => {
         // no baseUrl: served by worker's own OpenClaw provider "fake", its key included
         models: [{ id: 'worker-model', provider: 'fake', upstreamModel: FAKE_MODEL }],
         tags: ['gpu'],
-        toolProxy: { enabled: true, allow: ['read', 'write', 'exec'], deny: ['edit'] }
+        toolProxy: { enabled: true, allow: ['read', 'write', 'exec', 'cluster_peers'], deny: ['edit'] }
       })
     }, tmp.root)
     // home's agents use the cluster's model through home's own proxy, as `openclaw clawmatrix models` prints it
@@ -104,14 +104,14 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     expect(byId.hub.reach).toBe('direct')
     expect(byId.worker.agents).toEqual([{ id: 'main', description: 'Writes and runs code', tags: ['gpu'] }])
     expect(byId.worker.models.map((m: any) => m.id)).toEqual(['worker-model'])
-    expect(byId.worker.toolProxy).toEqual({ enabled: true, allow: ['read', 'write', 'exec'], deny: ['edit'] })
+    expect(byId.worker.toolProxy).toEqual({ enabled: true, allow: ['read', 'write', 'exec', 'cluster_peers'], deny: ['edit'] })
     // what the model reads
     const text = content[0]!.text
     expect(text).toContain('this gateway is node "home"')
     expect(text).toMatch(/node worker\n {2}reach: (direct|relayed via hub)/)
     expect(text).toContain('agents: main [gpu] - Writes and runs code')
     expect(text).toContain('models: clawmatrix/worker-model')
-    expect(text).toContain('tools for other nodes: read, write, exec, except edit')
+    expect(text).toContain('tools for other nodes: read, write, exec, cluster_peers, except edit')
     expect(JSON.stringify(response.body)).not.toContain(SECRET)
 
     // every gateway converges on the same membership
@@ -126,7 +126,7 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     expect(result.stdout).toMatch(/^node {6}home /m)
     expect(result.stdout).toContain('cluster (3 nodes)')
     expect(result.stdout).toMatch(/^ {2}hub +direct /m)
-    expect(result.stdout).toMatch(/^ {2}worker +(direct|relayed via hub) .*main .*worker-model .*gpu .*read,write,exec -edit/m)
+    expect(result.stdout).toMatch(/^ {2}worker +(direct|relayed via hub) .*main .*worker-model .*gpu .*read,write,exec,cluster_peers -edit/m)
     expect(result.stdout).toContain('configured peers')
     expect(result.stdout + result.stderr).not.toContain(SECRET)
   }, CLI_TEST_MS)
@@ -172,6 +172,13 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     const denied = await home.invokeTool('cluster_tool', { node: 'worker', tool: 'edit', args: {} })
     expect(denied.httpStatus).toBe(403)
     expect(denied.body.error?.message).toMatch(/tool "edit" denied by policy on worker \(toolProxy.deny\)/)
+  })
+
+  it('cluster_tool reaches worker gateway\'s own tools through its /tools/invoke', async () => {
+    // cluster_peers is a gateway tool like any other there: answered from worker's point of view.
+    const peers = await home.invokeTool('cluster_tool', { node: 'worker', tool: 'cluster_peers', args: {} })
+    expect(peers.httpStatus, JSON.stringify(peers.body)).toBe(200)
+    expect(JSON.stringify(peers.body.result)).toMatch(/this gateway is node \\"worker\\"/)
   })
 
   // (2) exec and files on worker, from home, through worker's tool proxy

@@ -15,9 +15,19 @@ export interface ToolSummary {
  */
 export class ToolRegistry {
   private readonly tools = new Map<string, ToolDefinition<any>>()
+  private fallback?: (name: string) => ToolDefinition<any> | undefined
 
   constructor (tools: Array<ToolDefinition<any>> = []) {
     for (const tool of tools) this.register(tool)
+  }
+
+  /**
+   * Resolves tools that are not registered by name, e.g. any tool of the
+   * OpenClaw gateway this node runs in. Registered tools win.
+   */
+  setFallback (resolve: (name: string) => ToolDefinition<any> | undefined): this {
+    this.fallback = resolve
+    return this
   }
 
   /** Adds a tool; a second tool of the same name needs `replace`. */
@@ -37,7 +47,7 @@ export class ToolRegistry {
   }
 
   get (name: string): ToolDefinition<any> | undefined {
-    return this.tools.get(name)
+    return this.tools.get(name) ?? this.fallback?.(name)
   }
 
   names (): string[] {
