@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util'
 import { inspectMember, type InspectReport } from '../services/inspect/inspector.js'
+import { clusterTable } from '../services/status-format.js'
 import { SECRET_ENV } from './run-node.js'
-import { formatDuration, table } from '../services/status-format.js'
-import type { ClusterNode } from '../services/cluster/cluster-view.js'
 
 export const INSPECT_USAGE = 'clawmatrix inspect <ws://host:port | wss://host | multiaddr> [--json] [--timeout <seconds>]'
 
@@ -49,25 +48,4 @@ export function formatInspect (report: InspectReport): string {
     lines.push(...clusterTable(report.view.nodes))
   }
   return lines.join('\n')
-}
-
-function clusterTable (nodes: ClusterNode[]): string[] {
-  const list = (values: string[]): string => values.length === 0 ? '-' : values.join(',')
-  return table(['NODE', 'REACH', 'RTT', 'AGENTS', 'MODELS', 'TAGS', 'TOOLS', 'IN FLIGHT', 'LAST SEEN'], nodes.map(n => [
-    n.conflictsWith == null ? n.nodeId : `${n.nodeId} (CLASH)`,
-    n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach,
-    n.rttMs == null ? '-' : `${n.rttMs} ms`,
-    list(n.agents.map(a => a.id)),
-    list(n.models.map(m => m.id)),
-    list(n.tags),
-    tools(n.toolProxy),
-    String(n.inFlight),
-    n.self ? '-' : `${formatDuration(Date.now() - Date.parse(n.lastSeen))} ago`
-  ]))
-}
-
-function tools ({ enabled, allow, deny }: ClusterNode['toolProxy']): string {
-  if (!enabled) return 'off'
-  const allowed = allow.length === 0 || allow.includes('*') ? 'all' : allow.join(',')
-  return deny.length > 0 ? `${allowed} -${deny.join(',-')}` : allowed
 }

@@ -1,3 +1,4 @@
+import type { ClusterNode } from './cluster/cluster-view.js'
 import type { NodeStatus } from './status.js'
 
 /** One screen: this node, every node it knows and how it reaches it, live connections, configured peers. */
@@ -9,17 +10,7 @@ export function formatStatus (status: NodeStatus): string {
     '',
     `cluster (${status.cluster.length} nodes)`
   ]
-  lines.push(...table(['NODE', 'REACH', 'RTT', 'AGENTS', 'MODELS', 'TAGS', 'TOOLS', 'IN FLIGHT', 'LAST SEEN'], status.cluster.map(n => [
-    n.conflictsWith == null ? n.nodeId : `${n.nodeId} (CLASH)`,
-    n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach,
-    n.rttMs == null ? '-' : `${n.rttMs} ms`,
-    list(n.agents.map(a => a.id)),
-    list(n.models.map(m => m.id)),
-    list(n.tags),
-    n.toolProxy.enabled ? (n.toolProxy.allow.length === 0 || n.toolProxy.allow.includes('*') ? 'all' : n.toolProxy.allow.join(',')) + (n.toolProxy.deny.length > 0 ? ` -${n.toolProxy.deny.join(',-')}` : '') : 'off',
-    String(n.inFlight),
-    n.self ? '-' : `${formatDuration(Date.now() - Date.parse(n.lastSeen))} ago`
-  ])))
+  lines.push(...clusterTable(status.cluster))
   lines.push('', `connected peers (${status.peers.length})`)
   const rows = status.peers.map(p => [
     p.nodeId ?? '?',
@@ -37,6 +28,28 @@ export function formatStatus (status: NodeStatus): string {
     ])))
   }
   return lines.join('\n')
+}
+
+/** Every known node: how it is reached, what it offers, how busy it is. */
+export function clusterTable (nodes: ClusterNode[]): string[] {
+  return table(['NODE', 'REACH', 'RTT', 'AGENTS', 'MODELS', 'TAGS', 'TOOLS', 'IN FLIGHT', 'LAST SEEN'], nodes.map(n => [
+    n.conflictsWith == null ? n.nodeId : `${n.nodeId} (CLASH)`,
+    n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach,
+    n.rttMs == null ? '-' : `${n.rttMs} ms`,
+    list(n.agents.map(a => a.id)),
+    list(n.models.map(m => m.id)),
+    list(n.tags),
+    toolPolicy(n.toolProxy),
+    String(n.inFlight),
+    n.self ? '-' : `${formatDuration(Date.now() - Date.parse(n.lastSeen))} ago`
+  ]))
+}
+
+/** `off`, `all`, or the allowed tools, with denied ones after a minus: `read,exec -write`. */
+export function toolPolicy ({ enabled, allow, deny }: ClusterNode['toolProxy']): string {
+  if (!enabled) return 'off'
+  const allowed = allow.length === 0 || allow.includes('*') ? 'all' : allow.join(',')
+  return deny.length > 0 ? `${allowed} -${deny.join(',-')}` : allowed
 }
 
 function list (values: string[]): string {

@@ -95,6 +95,22 @@ function bearerMatches (expected: string | undefined, req: IncomingMessage): boo
   return timingSafeEqual(digest(given), digest(expected))
 }
 
+/** Resolves true once the client took what was buffered, false when it went away first. */
+export async function drained (res: ServerResponse): Promise<boolean> {
+  if (res.destroyed) return false
+  return await new Promise<boolean>(resolve => {
+    const done = (ok: boolean) => (): void => {
+      res.off('drain', onDrain)
+      res.off('close', onClose)
+      resolve(ok)
+    }
+    const onDrain = done(true)
+    const onClose = done(false)
+    res.once('drain', onDrain)
+    res.once('close', onClose)
+  })
+}
+
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2)
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })

@@ -8,7 +8,7 @@ import { UpstreamError } from '../models/errors.js'
 import { formatSseData } from '../models/sse.js'
 import { MODEL_ROUTES } from '../models/upstream.js'
 import { readJsonBody } from '../http/body.js'
-import { sendJson, type LocalHttpServer } from '../http/local-server.js'
+import { drained, sendJson, type LocalHttpServer } from '../http/local-server.js'
 import { MAX_REQUEST_BODY_BYTES } from './constants.js'
 import { asUpstreamError, badRequest } from './errors.js'
 import type { ModelProxy, ProxiedResponse } from './model-proxy.js'
@@ -109,22 +109,6 @@ async function relay (answer: ProxiedResponse, res: ServerResponse, signal: Abor
       res.destroy(error)
     }
   }
-}
-
-/** Resolves true once the client took the buffered bytes, false when it went away. */
-async function drained (res: ServerResponse): Promise<boolean> {
-  if (res.destroyed) return false
-  return await new Promise<boolean>(resolve => {
-    const done = (ok: boolean) => (): void => {
-      res.off('drain', onDrain)
-      res.off('close', onClose)
-      resolve(ok)
-    }
-    const onDrain = done(true)
-    const onClose = done(false)
-    res.once('drain', onDrain)
-    res.once('close', onClose)
-  })
 }
 
 function sendError (res: ServerResponse, error: UpstreamError): void {

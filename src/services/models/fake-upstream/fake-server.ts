@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { logger } from '@libp2p/logger'
+import { drained } from '../../http/local-server.js'
 import type { Startable } from '@libp2p/interface'
 
 /** How an exchange ended: answered in full, closed by the client first, or cut by the fake on purpose. */
@@ -163,17 +164,7 @@ export async function write (res: ServerResponse, text: string, request?: Record
   if (res.destroyed || res.writableEnded) return false
   if (res.write(text)) return true
   if (request != null) request.stalls++
-  return await new Promise<boolean>(resolve => {
-    const done = (ok: boolean) => (): void => {
-      res.off('drain', onDrain)
-      res.off('close', onClose)
-      resolve(ok)
-    }
-    const onDrain = done(true)
-    const onClose = done(false)
-    res.once('drain', onDrain)
-    res.once('close', onClose)
-  })
+  return await drained(res)
 }
 
 /** Waits before a chunk: the reply's fixed delay, then its gate (a test holding the stream). */
