@@ -22,6 +22,7 @@ import { SWARM_DEFAULTS, SWARM_QUICK, swarmBench } from './swarm.js'
 import { MODEL_PROXY_DEFAULTS, MODEL_PROXY_QUICK, modelProxyBench } from './model-proxy.js'
 import { CLUSTER_DEFAULTS, CLUSTER_QUICK, CLUSTER_SCALE, clusterBench } from './cluster.js'
 import { relaySoakBench, SOAK_DEFAULTS, SOAK_QUICK } from './relay-soak.js'
+import { WORK_DEFAULTS, WORK_QUICK, workBench } from './work.js'
 
 const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
 
@@ -31,6 +32,7 @@ const BENCHES: Record<string, (quick: boolean) => Promise<BenchResult>> = {
   swarm: async quick => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
   'model-proxy': async quick => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
   cluster: async quick => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
+  work: async quick => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),
   'cluster-scale': async quick => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_SCALE), progress }),
   'relay-soak': async quick => relaySoakBench({ ...(quick ? SOAK_QUICK : SOAK_DEFAULTS), progress })
 }
