@@ -21,7 +21,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { importDist } from './lib/dist.js'
-import { frameBulk, frameEcho, rawBulk, serveBytes, serveFrameEcho } from './lib/frame-echo.js'
+import { frameBulk, frameEcho, FRAMES_PER_MIB, OUTPUT_PIECE_KIB, rawBulk, serveBytes, serveFrameEcho } from './lib/frame-echo.js'
 import { percentile } from './lib/stats.js'
 import { timed, waitFor } from './lib/wait.js'
 import { COMMAND_AGENT, ECHO_AGENT_COMMAND, EXECUTOR, IN_PROCESS_AGENT, startWorkPath, type WorkPath } from './lib/work-nodes.js'
@@ -113,7 +113,7 @@ export async function workBench (options: WorkBenchOptions): Promise<BenchResult
       what: `1 MiB of tool output to the caller, ${p.kind}: time to the last byte`,
       unit: 'ms' as const,
       variants: variantsOf(bulk.get(p)!, large, bulkName('libp2p')),
-      note: `libp2p echo = 64 output frames of 16 KiB (the tool proxy's largest) from the echo protocol, no process, no file; raw bytes = no framing; ` +
+      note: `libp2p echo = ${FRAMES_PER_MIB} output frames of ${OUTPUT_PIECE_KIB} KiB (the tool proxy's largest) from the echo protocol, no process, no file; raw bytes = no framing; ` +
         `output frames per call, median: ${frameCounts(outputFrames, p.kind)}${health}`
     })))
     measurements.push({
@@ -229,7 +229,7 @@ function bulkOperations ({ kind, caller, executor }: WorkPath, frames: OutputFra
 
 function bulkName (how: 'libp2p' | 'bytes' | 'exec' | 'read'): string {
   return {
-    libp2p: 'libp2p echo: 64 frames, new stream',
+    libp2p: `libp2p echo: ${FRAMES_PER_MIB} frames, new stream`,
     bytes: 'libp2p: raw bytes, 64 KiB writes, new stream',
     exec: `exec \`${LARGE_EXEC}\``,
     read: 'read, 1 MiB file (1024 lines)'

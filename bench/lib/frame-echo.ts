@@ -21,6 +21,10 @@ import type { PeerId, Stream } from '@libp2p/interface'
 const { FrameStream } = await importDist<typeof import('../../src/services/wire/index.js')>('services/wire/index.js')
 const { OUTPUT_CHUNK_CHARS } = await importDist<typeof import('../../src/services/tools/constants.js')>('services/tools/constants.js')
 
+/** The tool proxy's output piece size, as the baseline sends it: for labels. */
+export const OUTPUT_PIECE_KIB = OUTPUT_CHUNK_CHARS / 1024
+export const FRAMES_PER_MIB = Math.ceil(1024 * 1024 / OUTPUT_CHUNK_CHARS)
+
 export const FRAME_ECHO_PROTOCOL = '/clawmatrix-bench/frame-echo/1.0.0'
 export const BYTES_PROTOCOL = '/clawmatrix-bench/bytes/1.0.0'
 
