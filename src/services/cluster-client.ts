@@ -8,8 +8,6 @@ import type { PeerId } from '@libp2p/interface'
 
 /** Defaults of the caller API; each call may pass its own timeout. */
 export const DEFAULT_HANDOFF_TIMEOUT_MS = 30 * 60_000
-export const DEFAULT_EXEC_TIMEOUT_MS = 30 * 60_000
-export const DEFAULT_TOOL_TIMEOUT_MS = 60_000
 /** Above the receiver's own delivery allowance (30 s), so its answer always comes first. */
 export const DEFAULT_SEND_TIMEOUT_MS = 40_000
 
@@ -124,7 +122,7 @@ export class ClusterClient {
   }
 
   exec (node: string, request: { command: string, workdir?: string }, options: CallOptions = {}): Promise<ToolOutcome> {
-    return this.tool(node, 'exec', request, { ...options, timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS })
+    return this.tool(node, 'exec', request, options)
   }
 
   read (node: string, path: string, range: { offset?: number, limit?: number } = {}, options: CallOptions = {}): Promise<ToolOutcome> {
@@ -139,11 +137,14 @@ export class ClusterClient {
     return this.tool(node, 'edit', { path, oldText, newText }, options)
   }
 
-  /** Runs any tool the tool proxy of `node` offers, under that node's policy. */
+  /**
+   * Runs any tool the tool proxy of `node` offers, under that node's policy. Without a timeout the
+   * executing node applies the tool's own default (exec 30 minutes, gateway tools 2 minutes, others 1);
+   * keep-alives and the idle timeout still end the wait if that node goes silent.
+   */
   async tool (node: string, tool: string, args: Record<string, unknown>, options: CallOptions = {}): Promise<ToolOutcome> {
     const peers = this.nodeCandidates(node)
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS
-    const result = await this.tracked(peers, async () => this.node.work.tools.call(peers, { tool, params: args, timeoutMs }, {
+    const result = await this.tracked(peers, async () => this.node.work.tools.call(peers, { tool, params: args, timeoutMs: options.timeoutMs }, {
       signal: options.signal,
       onOutput: output => options.onOutput?.(output.channel, output.text)
     }))

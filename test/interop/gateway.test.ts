@@ -11,7 +11,6 @@
  * Gateways start once for the file, in parallel.
  */
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers/wait.js'
 import { FAKE_MODEL, freePort, Gateway, interopRoot, preparePlugin } from './helpers/gateway.js'
