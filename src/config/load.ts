@@ -116,6 +116,9 @@ function semanticProblems (config: Config): string[] {
     }
   })
   duplicates(config.agents.map(a => a.id)).forEach(id => problems.push(`agents: id "${id}" appears more than once; expected unique ids`))
+  config.agents.forEach((agent, i) => {
+    if (agent.command != null && agent.a2a != null) problems.push(`agents[${i}]: "${agent.id}" has both a command and an a2a agent; expected one way to run it`)
+  })
   duplicates(config.models.map(m => m.id)).forEach(id => problems.push(`models: id "${id}" appears more than once; expected unique ids`))
   if (config.reconnect.minDelayMs > config.reconnect.maxDelayMs) {
     problems.push(`reconnect.minDelayMs: got ${config.reconnect.minDelayMs}, above maxDelayMs ${config.reconnect.maxDelayMs}; expected min <= max`)

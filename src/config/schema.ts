@@ -25,6 +25,11 @@ export const PeerSchema = Type.Object({
   url: Type.String({ minLength: 1, description: 'ws://host:port, wss://host:port or a multiaddr such as /dns4/host/tcp/443/tls/ws' })
 }, { additionalProperties: false })
 
+export const A2AAgentSchema = Type.Object({
+  url: Type.String({ pattern: '^https?://', description: 'An external A2A agent\'s JSON-RPC endpoint (A2A 1.0), called from this node for hand-offs to this agent' }),
+  tokenEnv: Type.Optional(Type.String({ minLength: 1, description: 'Name of the environment variable holding the bearer token for that agent; the token never leaves this node' }))
+}, { additionalProperties: false })
+
 export const AgentSchema = Type.Object({
   id: Name('Agent id, unique in the cluster'),
   description: Type.Optional(Type.String({ default: '', description: 'What the agent does, shown to other nodes' })),
@@ -32,7 +37,8 @@ export const AgentSchema = Type.Object({
   command: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
     minItems: 1,
     description: 'Standalone nodes: a command (argv) that runs the agent: the task arrives as JSON on stdin, the answer is read from stdout'
-  }))
+  })),
+  a2a: Type.Optional(A2AAgentSchema)
 }, { additionalProperties: false })
 
 export const MODEL_DIALECTS = ['openai', 'anthropic'] as const
@@ -96,7 +102,8 @@ export type ConfigInput = Static<typeof ConfigSchema>
 type Resolved<T> = { [K in keyof T]-?: Exclude<T[K], undefined> }
 
 export type PeerConfig = Static<typeof PeerSchema>
-export type AgentConfig = Resolved<Omit<Static<typeof AgentSchema>, 'command'>> & { command?: string[] }
+export type A2AAgentConfig = Static<typeof A2AAgentSchema>
+export type AgentConfig = Resolved<Omit<Static<typeof AgentSchema>, 'command' | 'a2a'>> & { command?: string[], a2a?: A2AAgentConfig }
 export type ModelDialect = typeof MODEL_DIALECTS[number]
 export type ModelConfig = Omit<Static<typeof ModelSchema>, 'dialect'> & { dialect: ModelDialect }
 export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'workdir'>> & { workdir?: string }

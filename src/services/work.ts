@@ -1,4 +1,5 @@
-import { CommandAgentRunner, InboxMessageSink, type AgentRunner, type MessageSink } from './agents/index.js'
+import { A2AAgentRunner } from './a2a/agent-runner.js'
+import { AgentRunners, CommandAgentRunner, InboxMessageSink, type AgentRunner, type MessageSink } from './agents/index.js'
 import { HandoffProtocol, SendProtocol, ToolProtocol } from './protocols/index.js'
 import { builtinToolRegistry, ToolExecutor, type ToolRegistry } from './tools/index.js'
 import { libp2pComponents } from './wire/index.js'
@@ -27,7 +28,9 @@ export class WorkProtocols implements Startable {
     const hiddenEnv = config.models.flatMap(m => m.apiKeyEnv == null ? [] : [m.apiKeyEnv])
     const components = libp2pComponents(swarm)
     const { nodeId } = config
-    this.handoff = new HandoffProtocol(components, { nodeId, runner: init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv }) })
+    // External A2A agents run the same way whoever runs the node's own agents.
+    const runner = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv })])
+    this.handoff = new HandoffProtocol(components, { nodeId, runner })
     this.messages = new SendProtocol(components, { nodeId, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
     this.tools = new ToolProtocol(components, { nodeId, executor })

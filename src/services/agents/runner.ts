@@ -35,3 +35,23 @@ export class AgentRunError extends Error {
     this.code = code
   }
 }
+
+/** Several runners as one: an agent runs on the first runner that has it. */
+export class AgentRunners implements AgentRunner {
+  constructor (private readonly runners: AgentRunner[]) {}
+
+  async has (agentId: string): Promise<boolean> {
+    return await this.runnerOf(agentId) != null
+  }
+
+  async run (agentId: string, task: string, context: unknown, options: AgentRunOptions): Promise<AgentRunResult> {
+    const runner = await this.runnerOf(agentId)
+    if (runner == null) throw new AgentRunError(`no agent "${agentId}" on this node`, 'no-such-agent')
+    return await runner.run(agentId, task, context, options)
+  }
+
+  private async runnerOf (agentId: string): Promise<AgentRunner | undefined> {
+    for (const runner of this.runners) if (await runner.has(agentId)) return runner
+    return undefined
+  }
+}
