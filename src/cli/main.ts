@@ -9,6 +9,8 @@ import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
 import { formatStatus } from '../services/status-format.js'
 import { inspectCommand } from './inspect.js'
 import { peersCommand } from './peers.js'
+import { initCommand, inviteCommand, joinCommand, MembershipCommandError, revokeCommand } from './membership.js'
+import { loadJoinedState, withJoinedState } from '../membership/index.js'
 import { callNode, contentOf, endpointHeaders, WorkCallError, type WorkEndpoint } from './work.js'
 import type { NodeStatus } from '../services/status.js'
 
@@ -21,6 +23,12 @@ usage:
   clawmatrix status [--host H] [--port N] [--json]
   clawmatrix peers [--host H] [--port N] [--json]     live libp2p connections and their streams
   clawmatrix inspect <url|multiaddr> [--json]         identify, ping and the cluster view of a member
+
+managed clusters (certified names, revocation; see docs/gate.md):
+  clawmatrix init [--authority-dir D]                 a cluster authority and secret, kept off the nodes
+  clawmatrix invite <nodeId> [--tags a,b] [--expires 30d] [--bootstrap URL] [--new-key] [--authority-dir D]
+  clawmatrix join <token|-> [--state-dir D]           installs an invite ("-" reads it from stdin)
+  clawmatrix revoke <nodeId|peerId> [--authority-dir D] [--host H] [--port N]
 
 work, through a running node (its --port, default ${DEFAULT_PROXY_PORT}); a target is an agent id, a node id or tags:<tag>[,<tag>]:
   clawmatrix handoff <target> <task> [--context TEXT] [--timeout SECONDS]
@@ -50,6 +58,24 @@ async function main (argv: string[]): Promise<void> {
     case 'status': return statusCommand(rest)
     case 'peers': return peersCommand(rest)
     case 'inspect': return inspectCommand(rest)
+    case 'init': {
+      const { values } = parse(rest, { 'authority-dir': { type: 'string' } })
+      return initCommand({ authorityDir: values['authority-dir'] })
+    }
+    case 'invite': {
+      const { values, positionals } = parsePositional(rest, 1, '<nodeId>', {
+        tags: { type: 'string' }, expires: { type: 'string' }, bootstrap: { type: 'string' }, 'new-key': { type: 'boolean' }, 'authority-dir': { type: 'string' }
+      })
+      return inviteCommand({ nodeId: positionals[0]!, tags: values.tags, expires: values.expires, bootstrap: values.bootstrap, newKey: values['new-key'], authorityDir: values['authority-dir'] })
+    }
+    case 'join': {
+      const { values, positionals } = parsePositional(rest, 1, '<token|->', { 'state-dir': { type: 'string' } })
+      return joinCommand(positionals[0]!, { stateDir: values['state-dir'] })
+    }
+    case 'revoke': {
+      const { values, positionals } = parsePositional(rest, 1, '<nodeId|peerId>', { 'authority-dir': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } })
+      return revokeCommand(positionals[0]!, { authorityDir: values['authority-dir'], host: values.host, port: portArg(values.port, '--port', DEFAULT_PROXY_PORT) })
+    }
     case 'handoff': case 'send': case 'exec': case 'read': case 'write': case 'tool':
       return workCommand(command, rest)
     case undefined: case 'help': case '--help': case '-h':
@@ -72,9 +98,14 @@ async function nodeCommand (args: string[]): Promise<void> {
   } catch (err: any) {
     throw new ConfigError([err.code === 'ENOENT' ? `file not found: ${values.config}` : `not valid JSON: ${err.message}`], values.config)
   }
+  if (typeof json?.nodeId !== 'string' && values['state-dir'] == null) {
+    throw new UsageError('the config names no nodeId: give the joined node\'s --state-dir, where its certificate names it')
+  }
+  const stateDir = values['state-dir'] ?? defaultStateDir(String(json.nodeId))
+  json = withJoinedState(json, await loadJoinedState(stateDir))
   const secret = process.env[SECRET_ENV]
   const config = parseConfig(json?.secret == null && secret != null ? { ...json, secret } : json, values.config)
-  await runUntilSignal(config, values['state-dir'] ?? defaultStateDir(config.nodeId))
+  await runUntilSignal(config, stateDir)
 }
 
 async function relayCommand (args: string[]): Promise<void> {
@@ -85,17 +116,20 @@ async function relayCommand (args: string[]): Promise<void> {
     'node-id': { type: 'string' },
     'state-dir': { type: 'string' }
   })
+  const stateDir = values['state-dir'] ?? defaultStateDir(values['node-id'] ?? 'relay')
+  // A relay that joined a managed cluster takes its name and secret from its state directory.
+  const joined = await loadJoinedState(stateDir)
   const secret = process.env[SECRET_ENV]
-  if (secret == null || secret === '') throw new UsageError(`clawmatrix relay needs the cluster secret in ${SECRET_ENV}`)
-  const config = parseConfig({
-    nodeId: values['node-id'] ?? 'relay',
-    secret,
+  if ((secret == null || secret === '') && joined == null) throw new UsageError(`clawmatrix relay needs the cluster secret in ${SECRET_ENV}, or a --state-dir it joined with \`clawmatrix join\``)
+  const config = parseConfig(withJoinedState({
+    nodeId: values['node-id'] ?? joined?.certificate.nodeId ?? 'relay',
+    ...(secret == null || secret === '' ? {} : { secret }),
     listen: true,
     listenHost: values['listen-host'] ?? '0.0.0.0',
     listenPort: portArg(values['listen-port'], '--listen-port', DEFAULT_LISTEN_PORT),
     proxyPort: portArg(values['proxy-port'], '--proxy-port', DEFAULT_PROXY_PORT)
-  }, 'relay options')
-  await runUntilSignal(config, values['state-dir'] ?? defaultStateDir(config.nodeId))
+  }, joined), 'relay options')
+  await runUntilSignal(config, stateDir)
 }
 
 async function statusCommand (args: string[]): Promise<void> {
@@ -208,6 +242,17 @@ function parse<O extends ParseArgsOptionsConfig> (args: string[], options: O) {
   }
 }
 
+function parsePositional<O extends ParseArgsOptionsConfig> (args: string[], count: number, names: string, options: O) {
+  let parsed
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
+  } catch (err: any) {
+    throw new UsageError(`${err.message}\n\n${USAGE}`)
+  }
+  if (parsed.positionals.length !== count) throw new UsageError(`expected ${names}, got ${parsed.positionals.length} argument(s)\n\n${USAGE}`)
+  return parsed
+}
+
 function portArg (value: string | undefined, flag: string, fallback: number): number {
   if (value == null) return fallback
   const port = Number(value)
@@ -220,7 +265,8 @@ function portArg (value: string | undefined, flag: string, fallback: number): nu
 main(process.argv.slice(2)).then(() => {
   process.exit(process.exitCode ?? 0)
 }, (err: any) => {
-  const known = err instanceof UsageError || err instanceof ConfigError || err instanceof WorkCallError || /^cannot /.test(err.message)
+  const known = err instanceof UsageError || err instanceof ConfigError || err instanceof WorkCallError || err instanceof MembershipCommandError ||
+    ['MembershipSetupError', 'InvalidCredentialError'].includes(err.name) || /^cannot /.test(err.message)
   process.stderr.write(`clawmatrix: ${known ? err.message : err.stack}\n`)
   process.exit(err instanceof UsageError ? 2 : err instanceof WorkCallError ? err.exitCode : 1)
 })

@@ -120,6 +120,16 @@ function semanticProblems (config: Config): string[] {
     if (agent.command != null && agent.a2a != null) problems.push(`agents[${i}]: "${agent.id}" has both a command and an a2a agent; expected one way to run it`)
   })
   duplicates(config.models.map(m => m.id)).forEach(id => problems.push(`models: id "${id}" appears more than once; expected unique ids`))
+  if (config.authority == null) {
+    const unkept = [
+      ...(config.toolProxy.allowFrom != null ? ['toolProxy.allowFrom'] : []),
+      ...config.agents.flatMap((a, i) => a.allowFrom != null ? [`agents[${i}].allowFrom`] : []),
+      ...config.models.flatMap((m, i) => m.allowFrom != null ? [`models[${i}].allowFrom`] : [])
+    ]
+    for (const field of unkept) {
+      problems.push(`${field}: set, but this cluster is unmanaged (no authority), where any secret holder can claim any name; expected a managed cluster (\`clawmatrix init\`, then \`clawmatrix join\`) or no allowFrom`)
+    }
+  }
   if (config.reconnect.minDelayMs > config.reconnect.maxDelayMs) {
     problems.push(`reconnect.minDelayMs: got ${config.reconnect.minDelayMs}, above maxDelayMs ${config.reconnect.maxDelayMs}; expected min <= max`)
   }

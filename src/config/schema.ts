@@ -18,6 +18,11 @@ const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
 const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, description })
 const Port = (fallback: number, description: string) =>
   Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: fallback, description }))
+/** Who may call: node ids, `tags:<tag>` or `*`, matched against the caller's certified name (managed clusters only). */
+const AllowFrom = (what: string) => Type.Optional(Type.Array(Type.String({ pattern: '^(\\*|tags:[A-Za-z0-9][A-Za-z0-9._-]{0,63}|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$' }), {
+  maxItems: 256,
+  description: `Managed clusters: who may ${what}: node ids, tags:<tag> or "*", checked against the caller's certificate; unset allows every member`
+}))
 const Strings = (description: string) => Type.Optional(Type.Array(Type.String({ minLength: 1 }), { default: [], description }))
 
 export const PeerSchema = Type.Object({
@@ -38,7 +43,8 @@ export const AgentSchema = Type.Object({
     minItems: 1,
     description: 'Standalone nodes: a command (argv) that runs the agent: the task arrives as JSON on stdin, the answer is read from stdout'
   })),
-  a2a: Type.Optional(A2AAgentSchema)
+  a2a: Type.Optional(A2AAgentSchema),
+  allowFrom: AllowFrom('hand tasks and messages to this agent')
 }, { additionalProperties: false })
 
 export const MODEL_DIALECTS = ['openai', 'anthropic'] as const
@@ -50,7 +56,8 @@ export const ModelSchema = Type.Object({
   baseUrl: Type.Optional(Type.String({ minLength: 1, description: 'Upstream API base URL on this node, e.g. http://127.0.0.1:11434/v1' })),
   dialect: Type.Optional(Type.Enum([...MODEL_DIALECTS], { default: 'openai', description: 'Upstream API: OpenAI-compatible (Ollama, vLLM, LM Studio, OpenAI, OpenRouter) or Anthropic Messages' })),
   apiKeyEnv: Type.Optional(Type.String({ minLength: 1, description: 'Name of the environment variable holding the upstream key; the key never leaves this node' })),
-  upstreamModel: Type.Optional(Type.String({ minLength: 1, description: 'Model name at the upstream, when it differs from id' }))
+  upstreamModel: Type.Optional(Type.String({ minLength: 1, description: 'Model name at the upstream, when it differs from id' })),
+  allowFrom: AllowFrom('use this model')
 }, { additionalProperties: false })
 
 export const ToolProxySchema = Type.Object({
@@ -58,7 +65,8 @@ export const ToolProxySchema = Type.Object({
   allow: Strings('Tools other nodes may run; [] or ["*"] allow all'),
   deny: Strings('Tools other nodes may never run; deny wins over allow'),
   maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_MAX_OUTPUT_BYTES, description: 'Tool output beyond this is cut with a marker' })),
-  workdir: Type.Optional(Type.String({ minLength: 1, description: 'Working directory for relative paths and exec; defaults to the process working directory' }))
+  workdir: Type.Optional(Type.String({ minLength: 1, description: 'Working directory for relative paths and exec; defaults to the process working directory' })),
+  allowFrom: AllowFrom('run tools here')
 }, { additionalProperties: false })
 
 export const HeartbeatSchema = Type.Object({
@@ -78,7 +86,8 @@ export const TlsSchema = Type.Object({
 
 export const ConfigSchema = Type.Object({
   nodeId: Name('This node\'s name in the cluster'),
-  secret: Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire' }),
+  secret: Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire. A node that joined with `clawmatrix join` has it in its state directory' }),
+  authority: Type.Optional(Type.String({ pattern: '^ed25519:[A-Za-z0-9_-]{43}$', description: 'Managed cluster: the authority\'s public key (from `clawmatrix init`); every peer must then hold a certificate it signed. A joined state directory provides it' })),
   listen: Type.Optional(Type.Boolean({ default: false, description: 'Accept inbound WebSocket connections' })),
   listenHost: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface to listen on' })),
   listenPort: Port(DEFAULT_LISTEN_PORT, 'WebSocket listen port (0 picks a free one)'),
@@ -103,16 +112,17 @@ type Resolved<T> = { [K in keyof T]-?: Exclude<T[K], undefined> }
 
 export type PeerConfig = Static<typeof PeerSchema>
 export type A2AAgentConfig = Static<typeof A2AAgentSchema>
-export type AgentConfig = Resolved<Omit<Static<typeof AgentSchema>, 'command' | 'a2a'>> & { command?: string[], a2a?: A2AAgentConfig }
+export type AgentConfig = Resolved<Omit<Static<typeof AgentSchema>, 'command' | 'a2a' | 'allowFrom'>> & { command?: string[], a2a?: A2AAgentConfig, allowFrom?: string[] }
 export type ModelDialect = typeof MODEL_DIALECTS[number]
 export type ModelConfig = Omit<Static<typeof ModelSchema>, 'dialect'> & { dialect: ModelDialect }
-export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'workdir'>> & { workdir?: string }
+export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'workdir' | 'allowFrom'>> & { workdir?: string, allowFrom?: string[] }
 export type TlsConfig = Static<typeof TlsSchema>
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'agents' | 'models' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
   tls?: TlsConfig
   proxyToken?: string
+  authority?: string
   agents: AgentConfig[]
   models: ModelConfig[]
   toolProxy: ToolProxyConfig

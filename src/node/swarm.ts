@@ -8,6 +8,7 @@ import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { VERSION } from '../version.js'
+import { admissionGater, admitting, type Admission } from './admission.js'
 import { peerUrlToMultiaddr } from './addresses.js'
 import * as c from './constants.js'
 import { gatePrologue } from './gate.js'
@@ -33,6 +34,8 @@ export interface SwarmOptions {
   metrics?: Libp2pOptions['metrics']
   /** Take circuit relay reservations (default true); a throwaway inspector does not. */
   relayReservations?: boolean
+  /** A managed cluster's admission (certificates); without it any holder of the secret is a member. */
+  admission?: Admission
 }
 
 /** The user agent other peers see in identify: names the software and this node. */
@@ -53,6 +56,7 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
   const wsProtocol = https == null ? 'ws' : 'tls/ws'
   const host = config.listenHost.includes(':') ? `/ip6/${config.listenHost}` : `/ip4/${config.listenHost}`
   const circuit = swarmOptions.relayReservations === false ? [] : ['/p2p-circuit']
+  const encrypter = noise({ prologueBytes: gatePrologue(config.secret) })
 
   const options: Libp2pOptions<SwarmServices> = {
     privateKey,
@@ -63,7 +67,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
       announce: config.announceAddresses.map(url => peerUrlToMultiaddr(url).toString())
     },
     transports: [webSockets({ https }), circuitRelayTransport()],
-    connectionEncrypters: [noise({ prologueBytes: gatePrologue(config.secret) })],
+    connectionEncrypters: [swarmOptions.admission == null ? encrypter : admitting(encrypter, swarmOptions.admission)],
+    connectionGater: swarmOptions.admission == null ? undefined : admissionGater(swarmOptions.admission),
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],
     connectionManager: {
       inboundUpgradeTimeout: c.INBOUND_UPGRADE_TIMEOUT_MS,

@@ -1,6 +1,9 @@
 import { logger } from '@libp2p/logger'
 import { Heartbeat } from '../node/heartbeat.js'
 import { loadOrCreatePeerKey } from '../node/identity.js'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { Membership, MembershipSetupError } from '../membership/index.js'
+import { registerMembershipRoutes } from './http/membership-routes.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm } from '../node/swarm.js'
 import { Announcer } from './cluster/announcer.js'
@@ -69,11 +72,15 @@ export class ClawmatrixNode {
     readonly metrics: ClawmatrixMetrics,
     sequence: AnnounceSequence,
     private readonly log: InfoLog,
-    modelOptions: ModelProxyOptions = {}
+    modelOptions: ModelProxyOptions = {},
+    /** A managed cluster's certificates and revocations; undefined in an unmanaged cluster. */
+    readonly membership?: Membership
   ) {
     const intervalMs = config.heartbeat.intervalMs
-    this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2))
-    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, metrics }, log)
+    this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2), membership)
+    const certificate = membership == null ? undefined : () => membership.certificate
+    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, metrics, certificate }, log)
+    if (membership != null) registerMembershipRoutes(http, membership)
     this.connector = new MeshConnector(swarm, this.view, intervalMs)
     this.client = new ClusterClient(this)
     registerWorkRoutes(http, this.client)
@@ -83,9 +90,27 @@ export class ClawmatrixNode {
   }
 
   static async create (init: ClawmatrixNodeInit): Promise<ClawmatrixNode> {
-    const { config } = init
+    let { config } = init
     const metrics = new ClawmatrixMetrics()
-    const swarm = await createSwarm(config, await loadOrCreatePeerKey(init.stateDir), { metrics: metrics.libp2pMetrics() })
+    // A managed node must have joined before it has a key: `join` installs the key its certificate names.
+    const membership = config.authority == null
+      ? undefined
+      : await Membership.load(init.stateDir, config.authority, config.heartbeat.intervalMs)
+    const peerKey = await loadOrCreatePeerKey(init.stateDir)
+    if (membership != null) {
+      const peerId = peerIdFromPrivateKey(peerKey).toString()
+      const { certificate } = membership
+      if (certificate.peerId !== peerId) {
+        throw new MembershipSetupError(`the certificate in ${init.stateDir} is for peer id ${certificate.peerId}, not this node's ${peerId}; join again with an invite for this node`)
+      }
+      if (certificate.nodeId !== config.nodeId) {
+        throw new MembershipSetupError(`nodeId: the config says "${config.nodeId}" but this node's certificate names it "${certificate.nodeId}"`)
+      }
+      // Tags are certified too: the card carries the certificate's, whatever the config says.
+      config = { ...config, tags: certificate.tags }
+    }
+    const swarm = await createSwarm(config, peerKey, { metrics: metrics.libp2pMetrics(), admission: membership })
+    membership?.attach(swarm)
     return new ClawmatrixNode(
       config,
       swarm,
@@ -96,7 +121,8 @@ export class ClawmatrixNode {
       metrics,
       await AnnounceSequence.load(init.stateDir),
       init.log ?? consoleLog,
-      init.modelProxy
+      init.modelProxy,
+      membership
     )
   }
 
@@ -126,6 +152,9 @@ export class ClawmatrixNode {
     await this.work.start()
     await this.modelProxy.start()
     await this.inspection.start()
+    this.membership?.start()
+    this.membership?.addEventListener('peer:refused', this.onRefused)
+    this.membership?.addEventListener('certificate:renewed', this.onRenewed)
     this.heartbeat.start()
     this.view.start()
     this.connector.start()
@@ -146,6 +175,9 @@ export class ClawmatrixNode {
     await this.announcer.stop()
     this.view.stop()
     this.heartbeat.stop()
+    this.membership?.removeEventListener('peer:refused', this.onRefused)
+    this.membership?.removeEventListener('certificate:renewed', this.onRenewed)
+    this.membership?.stop()
     this.view.removeEventListener('node:joined', this.onJoined)
     this.view.removeEventListener('node:left', this.onLeft)
     this.view.removeEventListener('conflict', this.onConflict)
@@ -175,6 +207,16 @@ export class ClawmatrixNode {
   private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[] }>): void => {
     const { nodeId, peerIds } = event.detail
     this.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')})${peerIds.includes(this.peerId.toString()) ? ', this node among them' : ''}; requests to "${nodeId}" are refused until one is renamed`)
+  }
+
+  private readonly onRefused = (event: CustomEvent<{ peerId: string, nodeId?: string, reason: string }>): void => {
+    const { peerId, nodeId, reason } = event.detail
+    this.view.drop(peerId, reason)
+    this.log.warn(`${nodeId ?? 'peer'} (peer id ${peerId}) is no longer a member: ${reason}; disconnected`)
+  }
+
+  private readonly onRenewed = (): void => {
+    void this.announcer.publish()
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {

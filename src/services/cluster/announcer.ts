@@ -17,6 +17,8 @@ export interface AnnouncerInit {
   intervalMs: number
   /** Counts announcements sent and judged. */
   metrics?: Pick<ClawmatrixMetrics, 'announcementSent' | 'announcementReceived'>
+  /** Managed clusters: this node's current certificate, carried in every card. */
+  certificate?: () => unknown
 }
 
 /** Coalesces bursts of triggers (a peer subscribing, an address change) into one publish. */
@@ -151,7 +153,8 @@ export class Announcer implements Startable {
       models: models.map(({ id, provider, description }) => ({ id, provider, description })),
       tags,
       toolProxy: { enabled: toolProxy.enabled, allow: toolProxy.allow, deny: toolProxy.deny },
-      links: this.current?.links ?? []
+      links: this.current?.links ?? [],
+      ...(this.init.certificate == null ? {} : { certificate: this.init.certificate() })
     }
   }
 

@@ -37,6 +37,11 @@ export const CardSchema = Type.Object({
   tags: Ids,
   toolProxy: Type.Object({ enabled: Type.Boolean(), allow: Ids, deny: Ids }),
   links: Type.Array(LinkSchema, { maxItems: 1024 }),
+  /**
+   * Managed clusters: the sender's certificate from the cluster authority.
+   * Receivers check it (../../membership) and take the name and tags from it.
+   */
+  certificate: Type.Optional(Type.Unknown()),
   /** A graceful stop: drop this node from the view now. */
   leaving: Type.Optional(Type.Boolean())
 })

@@ -4,6 +4,7 @@ import { TypedEventEmitter } from 'main-event'
 import { resolveModel, resolveTarget, type Candidate, type Reach, type RoutableNode } from './routing.js'
 import type { Card, GoneNotice } from './card.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
+import type { Membership } from '../../membership/index.js'
 import type { Swarm } from '../../node/swarm.js'
 import type { Startable } from '@libp2p/interface'
 
@@ -68,7 +69,17 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   private readonly reportedConflicts = new Set<string>()
   private timer?: ReturnType<typeof setInterval>
 
-  constructor (private readonly swarm: Swarm, private readonly heartbeat: Heartbeat, private readonly selfCard: () => Card, private readonly sweepIntervalMs: number) {
+  /**
+   * @param membership - a managed cluster's certificates: a card is believed only with a valid one
+   * for its signer, and the node's name and tags come from it
+   */
+  constructor (
+    private readonly swarm: Swarm,
+    private readonly heartbeat: Heartbeat,
+    private readonly selfCard: () => Card,
+    private readonly sweepIntervalMs: number,
+    private readonly membership?: Pick<Membership, 'accept' | 'certificateOf'>
+  ) {
     super()
   }
 
@@ -85,6 +96,19 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   applyCard (card: Card, signer: string, now = Date.now()): Verdict {
     if (card.peerId !== signer) {
       return { accept: false, reject: true, reason: `card for peer ${card.peerId} (node "${card.nodeId}") was signed by another peer, ${signer}` }
+    }
+    if (this.membership != null) {
+      // Ignored, not rejected: an honest member may forward a card before it learns of a revocation.
+      let certified
+      try {
+        certified = this.membership.accept(card.certificate, signer, now)
+      } catch (err: any) {
+        return { accept: false, reject: false, reason: err.message }
+      }
+      if (card.nodeId !== certified.nodeId) {
+        return { accept: false, reject: false, reason: `card of peer ${signer} names it "${card.nodeId}", but its certificate names it "${certified.nodeId}"` }
+      }
+      card = { ...card, tags: certified.tags }
     }
     const stale = this.checkSequence(signer, card.seq)
     if (stale != null) return stale
@@ -108,6 +132,9 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     if (notice.peerId !== signer) {
       return { accept: false, reject: true, reason: `gone notice from ${notice.peerId} was signed by another peer, ${signer}` }
     }
+    if (this.membership != null && this.membership.certificateOf(signer) == null) {
+      return { accept: false, reject: false, reason: `gone notice from peer ${signer}, which holds no valid certificate` }
+    }
     const stale = this.checkSequence(signer, notice.seq)
     if (stale != null) return stale
     const self = this.swarm.peerId.toString()
@@ -125,6 +152,11 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
         this.remove(peerId, `expired: no announcement for ${Math.round((now - entry.receivedAt) / 1000)} s`)
       }
     }
+  }
+
+  /** Forgets a node now (its certificate was revoked or expired). */
+  drop (peerId: string, reason: string): void {
+    this.remove(peerId, reason)
   }
 
   card (peerId: string): Card | undefined {

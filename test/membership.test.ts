@@ -1,0 +1,149 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair, privateKeyFromProtobuf } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { Authority, joinInvite, loadJoinedState, withJoinedState, type InviteOptions } from '../src/membership/index.js'
+import { createSwarm, type Swarm } from '../src/node/swarm.js'
+import { parseConfig } from '../src/config/load.js'
+import { runCliToEnd } from './helpers/cli.js'
+import { testNodes, type TestNode } from './helpers/nodes.js'
+import { waitFor } from './helpers/wait.js'
+
+const nodes = testNodes()
+const swarms: Swarm[] = []
+let dir: string
+let auth: string
+const BEAT = { intervalMs: 500, maxMissed: 3 }
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'clawmatrix-membership-'))
+  auth = join(dir, 'authority')
+  const { code, output } = await runCliToEnd(['init', '--authority-dir', auth])
+  expect(code, output).toBe(0)
+  expect(output).toMatch(/authority: ed25519:[\w-]{43}/)
+})
+afterEach(async () => {
+  await Promise.allSettled(swarms.splice(0).map(async s => { await s.stop() }))
+  await nodes.cleanup()
+})
+afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+let counter = 0
+
+/** `clawmatrix invite` then `clawmatrix join`, as real CLI processes; returns the joined state dir. */
+async function inviteAndJoin (nodeId: string, flags: string[] = []): Promise<string> {
+  // --new-key: tests reuse names, and a second invite for a live name would otherwise renew it.
+  const invite = await runCliToEnd(['invite', nodeId, '--authority-dir', auth, '--new-key', ...flags])
+  expect(invite.code, invite.output).toBe(0)
+  const token = invite.output.match(/clawmatrix-invite-v1\.[\w-]+/)![0]
+  const stateDir = join(dir, `${nodeId}-${++counter}`)
+  const join_ = await runCliToEnd(['join', token, '--state-dir', stateDir])
+  expect(join_.code, join_.output).toBe(0)
+  // The token holds the secret and a key; nothing join prints may repeat it.
+  expect(join_.output).not.toContain(token)
+  return stateDir
+}
+
+/** The same as inviteAndJoin, in process (a CLI process costs seconds on a loaded machine). */
+async function joined (nodeId: string, options: Omit<InviteOptions, 'nodeId'> = {}): Promise<string> {
+  const { token } = await (await Authority.open(auth)).invite({ nodeId, newKey: true, ...options })
+  const stateDir = join(dir, `${nodeId}-${++counter}`)
+  await joinInvite(token, stateDir)
+  return stateDir
+}
+
+/** A real node started from a joined state directory, as `clawmatrix node` would. */
+async function member (stateDir: string, input: Record<string, unknown> = {}): Promise<TestNode> {
+  return nodes.start(withJoinedState({ heartbeat: BEAT, ...input }, await loadJoinedState(stateDir)), stateDir)
+}
+
+function names (t: TestNode): string[] {
+  return t.node.view.nodes().filter(n => !n.self).map(n => n.nodeId).sort()
+}
+
+/** A bare swarm with the cluster secret whose gate presents `credential`: what an attacker can build. */
+async function impostor (secret: string, credential: unknown, key?: Uint8Array): Promise<Swarm> {
+  const config = parseConfig({ nodeId: 'impostor', secret, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0 })
+  const privateKey = key == null ? await generateKeyPair('Ed25519') : privateKeyFromProtobuf(key)
+  const bytes = new TextEncoder().encode(JSON.stringify(credential))
+  const swarm = await createSwarm(config, privateKey, { admission: { credential: () => bytes, admit: () => {}, refuses: () => false } })
+  await swarm.start()
+  swarms.push(swarm)
+  return swarm
+}
+
+describe('managed membership', () => {
+  it('init -> invite -> join forms a managed cluster whose names and tags come from the certificates', async () => {
+    const hubDir = await inviteAndJoin('hub', ['--tags', 'public'])
+    const homeDir = await inviteAndJoin('home', ['--tags', 'laptop,personal'])
+    const hub = await member(hubDir, { listen: true })
+    // The config claims a tag the certificate does not grant: the certificate wins.
+    const home = await member(homeDir, { tags: ['gpu'], peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
+    await waitFor('hub and home to see each other', () => names(hub).includes('home') && names(home).includes('hub'))
+    expect(hub.node.view.nodes().find(n => n.nodeId === 'home')?.tags).toEqual(['laptop', 'personal'])
+    expect(home.node.membership?.nameOf(hub.node.peerId.toString())).toBe('hub')
+    expect(hub.node.membership?.certificateOf(home.node.peerId.toString())?.tags).toEqual(['laptop', 'personal'])
+    // The joined state holds the secret; the config did not.
+    const state = JSON.parse(await readFile(join(homeDir, 'membership.json'), 'utf8'))
+    expect(state.secret).toMatch(/^[0-9a-f]{64}$/)
+  })
+
+  it('refuses a secret holder without a certificate, a stolen certificate, an expired one, and a name claimed against its certificate', async () => {
+    const hubDir = await joined('hub', { tags: ['public'] })
+    const hub = await member(hubDir, { listen: true })
+    const hubSecret = (await loadJoinedState(hubDir))!.secret
+    const address = multiaddr(hub.wsAddress())
+
+    // 1. The cluster secret and no certificate: an unmanaged node with the right secret.
+    const plain = await nodes.start({ nodeId: 'plain', secret: hubSecret, peers: [{ nodeId: 'hub', url: hub.wsAddress() }], heartbeat: BEAT })
+    await waitFor('plain to be refused', () => plain.node.dialer.list()[0]!.attempts >= 2)
+
+    // 2. A copy of hub's valid certificate, presented with another key.
+    const stolen = await impostor(hubSecret, { certificate: (await loadJoinedState(hubDir))!.certificate })
+    await expect(stolen.dial(address)).rejects.toThrow(/the peer refused this node: .*presented the certificate of "hub", issued to peer/)
+
+    // 3. An expired certificate (valid signature, lifetime over).
+    const oldDir = await joined('old', { expiresInMs: 1000 })
+    const old = (await loadJoinedState(oldDir))!
+    await waitFor('the certificate to expire', () => old.certificate.expiresAt < Date.now())
+    const expired = await impostor(hubSecret, { certificate: old.certificate }, await readFile(join(oldDir, 'peer-key')))
+    await expect(expired.dial(address)).rejects.toThrow(/the peer refused this node: the certificate of "old" expired/)
+
+    // 4. A member certified as "mallory" whose card claims to be "hub"'s neighbour "office".
+    const officeDir = await joined('office')
+    const office = await member(officeDir, { peers: [{ nodeId: 'hub', url: hub.wsAddress() }], agents: [{ id: 'coder', description: 'writes code' }] })
+    const malloryDir = await joined('mallory')
+    const mallory = await member(malloryDir, { peers: [{ nodeId: 'hub', url: hub.wsAddress() }], agents: [{ id: 'coder', description: 'fake' }] })
+    await waitFor('hub to see office and mallory', () => names(hub).join() === 'mallory,office')
+    ;(mallory.node.announcer as any).init.config = { ...(mallory.node.announcer as any).init.config, nodeId: 'office' }
+    await mallory.node.announcer.publish()
+    await waitFor('hub to ignore the false card', () => hub.log.has(/names it "office", but its certificate names it "mallory"/))
+    await waitFor('office to ignore it too', () => office.log.has(/names it "office", but its certificate names it "mallory"/))
+
+    // None of them is in any view or route; office's agent still resolves to office alone.
+    expect(names(hub)).toEqual(['mallory', 'office'])
+    for (const t of [hub, office]) {
+      expect(t.node.view.nodes().filter(n => n.nodeId === 'office').map(n => n.peerId)).toEqual([office.node.peerId.toString()])
+      const peerIds = t.node.view.nodes().map(n => n.peerId)
+      for (const refused of [stolen.peerId, expired.peerId, plain.node.peerId]) expect(peerIds).not.toContain(refused.toString())
+    }
+    expect(hub.node.view.resolve('coder').map(c => c.nodeId).sort()).toEqual(['mallory', 'office'])
+    expect(hub.node.view.resolve('office').map(c => c.peerId)).toEqual([office.node.peerId.toString()])
+    expect(hub.node.swarm.getConnections(plain.node.peerId)).toEqual([])
+    expect(plain.node.view.nodes().filter(n => !n.self)).toEqual([])
+  })
+})
+
+describe('unmanaged clusters', () => {
+  it('refuse allowFrom at start: any secret holder could claim the names it lists', () => {
+    const base = { nodeId: 'office', secret: 'an-unmanaged-secret-0123456789' }
+    expect(() => parseConfig({ ...base, toolProxy: { enabled: true, allowFrom: ['home'] } }))
+      .toThrow(/toolProxy\.allowFrom: set, but this cluster is unmanaged/)
+    expect(() => parseConfig({ ...base, agents: [{ id: 'a', allowFrom: ['tags:ops'] }], models: [{ id: 'm', provider: 'p', allowFrom: ['*'] }] }))
+      .toThrow(/agents\[0\]\.allowFrom: set, but .*\n.*models\[0\]\.allowFrom: set, but/)
+    expect(() => parseConfig({ ...base, authority: 'ed25519:' + 'A'.repeat(43), toolProxy: { allowFrom: ['home', 'tags:ops', '*'] } })).not.toThrow()
+    expect(() => parseConfig({ ...base, authority: 'ed25519:' + 'A'.repeat(43), toolProxy: { allowFrom: ['bad name'] } })).toThrow(/toolProxy\.allowFrom\[0\]/)
+  })
+})
