@@ -91,7 +91,7 @@ describe('config', () => {
   it('refuses unknown keys at any depth and lists the known ones', () => {
     const found = problems({ ...base, listenport: 1, toolProxy: { enable: true } })
     expect(found).toContain(`listenport: unknown key; expected one of ${Object.keys(ConfigSchema.properties).join(', ')}`)
-    expect(found).toContain('toolProxy.enable: unknown key; expected one of enabled, allow, deny, maxOutputBytes, workdir')
+    expect(found).toContain('toolProxy.enable: unknown key; expected one of enabled, allow, deny, maxOutputBytes, workdir, allowFrom')
   })
 
   it('refuses a bad nodeId, a bad dialect and a wrong type', () => {
