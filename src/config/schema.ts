@@ -12,6 +12,9 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000
 export const DEFAULT_HEARTBEAT_MAX_MISSED = 3
 export const DEFAULT_RECONNECT_MIN_MS = 1_000
 export const DEFAULT_RECONNECT_MAX_MS = 60_000
+/** LiteLLM's defaults: three failures in a row cool a host down for a minute. */
+export const DEFAULT_COOLDOWN_FAILURES = 3
+export const DEFAULT_COOLDOWN_MS = 60_000
 export const MIN_SECRET_LENGTH = 16
 
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
@@ -57,7 +60,14 @@ export const ModelSchema = Type.Object({
   dialect: Type.Optional(Type.Enum([...MODEL_DIALECTS], { default: 'openai', description: 'Upstream API: OpenAI-compatible (Ollama, vLLM, LM Studio, OpenAI, OpenRouter) or Anthropic Messages' })),
   apiKeyEnv: Type.Optional(Type.String({ minLength: 1, description: 'Name of the environment variable holding the upstream key; the key never leaves this node' })),
   upstreamModel: Type.Optional(Type.String({ minLength: 1, description: 'Model name at the upstream, when it differs from id' })),
-  allowFrom: AllowFrom('use this model')
+  allowFrom: AllowFrom('use this model'),
+  maxConcurrent: Type.Optional(Type.Integer({ minimum: 1, description: 'Requests for this model this node serves at once (its own clients and other nodes together); more are refused as busy and go to another host' })),
+  fallbacks: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 16, description: 'Other models tried, in order, when no host of this one can take a request (before its first byte)' }))
+}, { additionalProperties: false })
+
+export const ModelRoutingSchema = Type.Object({
+  cooldownFailures: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_FAILURES, description: 'A model host that failed this many requests in a row is skipped for cooldownMs' })),
+  cooldownMs: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_MS, description: 'How long a failing model host is skipped' }))
 }, { additionalProperties: false })
 
 export const ToolProxySchema = Type.Object({
@@ -101,6 +111,7 @@ export const ConfigSchema = Type.Object({
   proxyPort: Port(DEFAULT_PROXY_PORT, 'Local HTTP endpoint: status, and the OpenAI-compatible model proxy'),
   proxyToken: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token clients of the model proxy must send (Authorization: Bearer <token>); set it when proxyHost is not loopback' })),
   toolProxy: Type.Optional(ToolProxySchema),
+  modelRouting: Type.Optional(ModelRoutingSchema),
   heartbeat: Type.Optional(HeartbeatSchema),
   reconnect: Type.Optional(ReconnectSchema)
 }, { additionalProperties: false })
@@ -119,13 +130,14 @@ export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'wor
 export type TlsConfig = Static<typeof TlsSchema>
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'heartbeat' | 'reconnect'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect'> {
   tls?: TlsConfig
   proxyToken?: string
   authority?: string
   agents: AgentConfig[]
   models: ModelConfig[]
   toolProxy: ToolProxyConfig
+  modelRouting: Resolved<Static<typeof ModelRoutingSchema>>
   heartbeat: Resolved<Static<typeof HeartbeatSchema>>
   reconnect: Resolved<Static<typeof ReconnectSchema>>
 }

@@ -27,6 +27,8 @@ export interface NodeStatus {
   cluster: ClusterNode[]
   peers: PeerStatus[]
   configuredPeers: ConfiguredPeerState[]
+  /** Model hosts that failed lately, and those skipped while they cool down. */
+  modelRouting: ReturnType<ClawmatrixNode['modelProxy']['proxy']['routingStatus']>
 }
 
 const NODE_IN_USER_AGENT = /\(node=([^)]+)\)/
@@ -61,6 +63,7 @@ export async function nodeStatus (node: ClawmatrixNode, startedAt: number): Prom
     listenAddresses: swarm.getMultiaddrs().map(String),
     cluster: node.view.nodes(),
     peers: peers.filter(p => p != null).sort((a, b) => (a.nodeId ?? a.peerId).localeCompare(b.nodeId ?? b.peerId)),
-    configuredPeers: node.dialer.list()
+    configuredPeers: node.dialer.list(),
+    modelRouting: node.modelProxy.proxy.routingStatus()
   }
 }

@@ -150,7 +150,7 @@ export class Announcer implements Startable {
       addresses: this.swarm.getMultiaddrs().map(String),
       agents: agents.map(({ id, description, tags }) => ({ id, description, tags })),
       // Only what callers need: upstream URLs and key names stay on this node.
-      models: models.map(({ id, provider, description }) => ({ id, provider, description })),
+      models: models.map(({ id, provider, description, maxConcurrent, fallbacks }) => ({ id, provider, description, maxConcurrent, fallbacks })),
       tags,
       toolProxy: { enabled: toolProxy.enabled, allow: toolProxy.allow, deny: toolProxy.deny },
       links: this.current?.links ?? [],

@@ -33,7 +33,15 @@ export const CardSchema = Type.Object({
   intervalMs: Type.Integer({ minimum: 100 }),
   addresses: Addresses,
   agents: Type.Array(Type.Object({ id: Id, description: Type.String({ maxLength: 4096 }), tags: Ids }), { maxItems: 256 }),
-  models: Type.Array(Type.Object({ id: Id, provider: Type.String({ maxLength: 256 }), description: Type.Optional(Type.String({ maxLength: 4096 })) }), { maxItems: 256 }),
+  models: Type.Array(Type.Object({
+    id: Id,
+    provider: Type.String({ maxLength: 256 }),
+    description: Type.Optional(Type.String({ maxLength: 4096 })),
+    /** Requests the node serves at once for this model; callers route around a host they know is full. */
+    maxConcurrent: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Models to try when no host of this one can take a request. */
+    fallbacks: Type.Optional(Type.Array(Id, { maxItems: 16 }))
+  }), { maxItems: 256 }),
   tags: Ids,
   toolProxy: Type.Object({ enabled: Type.Boolean(), allow: Ids, deny: Ids }),
   links: Type.Array(LinkSchema, { maxItems: 1024 }),

@@ -57,6 +57,8 @@ export class ClawmatrixMetrics {
   private readonly announcementsSent: Counter<'kind'>
   private readonly announcementsReceived: Counter<'verdict'>
   private readonly info: Gauge<'node_id' | 'peer_id' | 'version'>
+  private readonly modelTokensTotal: Counter<'model' | 'host' | 'caller' | 'kind'>
+  private modelHealth?: () => { cooling: Array<{ model: string, host: string }>, cooldowns: number }
 
   constructor () {
     const registers = [this.registry]
@@ -70,8 +72,29 @@ export class ClawmatrixMetrics {
     this.announcementsReceived = new Counter({ name: 'clawmatrix_announcements_received_total', help: 'Announcements judged by this node: accepted, rejected (forged, malformed) or ignored (stale, replayed)', labelNames: ['verdict'], registers })
     this.info = new Gauge({ name: 'clawmatrix_node_info', help: 'This node: always 1, with its identity as labels', labelNames: ['node_id', 'peer_id', 'version'], registers })
 
+    this.modelTokensTotal = new Counter({ name: 'clawmatrix_model_tokens_total', help: 'Model tokens from the upstreams\' usage, by model, host node, calling node and kind (input, output); each node counts what passed through it', labelNames: ['model', 'host', 'caller', 'kind'], registers })
+
     // The gauges below are read when scraped; the registry holds them, so they need no field.
     const sources = (): MetricsSources | undefined => this.sources
+    const modelHealth = (): ReturnType<NonNullable<ClawmatrixMetrics['modelHealth']>> | undefined => this.modelHealth?.()
+    new Gauge({
+      name: 'clawmatrix_model_host_cooling',
+      help: 'Model hosts this node skips while they cool down after failing in a row (1 per host and model)',
+      labelNames: ['model', 'host'],
+      registers,
+      collect () {
+        this.reset()
+        for (const row of modelHealth()?.cooling ?? []) this.set({ model: row.model, host: row.host }, 1)
+      }
+    })
+    new Gauge({
+      name: 'clawmatrix_model_cooldowns',
+      help: 'Cooldowns of model hosts started since this node started',
+      registers,
+      collect () {
+        this.set(modelHealth()?.cooldowns ?? 0)
+      }
+    })
     new Gauge({
       name: 'clawmatrix_known_nodes',
       help: 'Nodes in this node\'s cluster view, by how they are reached',
@@ -133,6 +156,15 @@ export class ClawmatrixMetrics {
     this.duration.observe({ protocol, direction }, request.durationMs / 1000)
     if (request.bytesSent != null && request.bytesSent > 0) this.bytesSent.inc({ protocol, direction }, request.bytesSent)
     if (request.bytesReceived != null && request.bytesReceived > 0) this.bytesReceived.inc({ protocol, direction }, request.bytesReceived)
+  }
+
+  modelTokens (labels: { model: string, host: string, caller: string }, usage: { input: number, output: number }): void {
+    if (usage.input > 0) this.modelTokensTotal.inc({ ...labels, kind: 'input' }, usage.input)
+    if (usage.output > 0) this.modelTokensTotal.inc({ ...labels, kind: 'output' }, usage.output)
+  }
+
+  observeModelHealth (source: () => { cooling: Array<{ model: string, host: string }>, cooldowns: number }): void {
+    this.modelHealth = source
   }
 
   failover (protocol: string): void {

@@ -14,6 +14,9 @@ import { HttpRequestError } from '../http/body.js'
  * error when there was one, to be passed on if no other host does better.
  */
 export class HostRefusedError extends RefusedError {
+  /** The host's load for the model, when it said. */
+  load?: { running: number, max?: number }
+
   constructor (code: string, message: string, readonly upstream?: UpstreamError) {
     super(code, message)
     this.name = 'HostRefusedError'
@@ -33,6 +36,13 @@ export function unknownModel (message: string): UpstreamError {
 /** No host of the model could be reached or would take the request. */
 export function noHostAvailable (message: string): UpstreamError {
   return UpstreamError.of(503, 'server_error', message, { code: 'no_host_available' })
+}
+
+/** Every host of the model is at its limit or cooling down: come back after `retryAfterSeconds`. */
+export function clusterSaturated (message: string, retryAfterSeconds: number): UpstreamError {
+  const error = UpstreamError.of(429, 'rate_limit_error', message, { code: 'cluster_saturated' })
+  error.retryAfterSeconds = Math.max(1, retryAfterSeconds)
+  return error
 }
 
 /** The answer stopped before its end marker: the host, the mesh or the upstream went away. */

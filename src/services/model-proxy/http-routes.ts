@@ -87,7 +87,8 @@ async function relay (answer: ProxiedResponse, res: ServerResponse, signal: Abor
       'cache-control': 'no-cache',
       // reverse proxies that buffer would hold the stream back
       'x-accel-buffering': 'no',
-      'x-clawmatrix-node': answer.host.nodeId
+      'x-clawmatrix-node': answer.host.nodeId,
+      'x-clawmatrix-model': answer.model
     })
   }
   try {
@@ -115,5 +116,6 @@ function sendError (res: ServerResponse, error: UpstreamError): void {
   if (res.headersSent || res.destroyed) return
   // A refused body may be only partly read: close rather than reuse the connection.
   if (error.status === 413) res.setHeader('connection', 'close')
+  if (error.retryAfterSeconds != null) res.setHeader('retry-after', String(error.retryAfterSeconds))
   sendJson(res, error.status, error.body)
 }

@@ -10,7 +10,8 @@ import { createUpstream, resolveUpstreamTarget } from '../models/resolve.js'
 import { UpstreamError } from '../models/errors.js'
 import { MAX_CONCURRENT_REQUESTS } from './constants.js'
 import type { ModelConfig } from '../../config/schema.js'
-import type { ModelRequest, ModelResponse, ModelUpstream, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
+import { askForUsage, readUsage } from './usage.js'
+import type { ModelRequest, ModelResponse, ModelUpstream, TokenUsage, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
 import type { RejectCode } from './messages.js'
 import type { Startable } from '@libp2p/interface'
 
@@ -32,6 +33,12 @@ export interface LocalModelsInit {
   warn?(message: string): void
 }
 
+/** How busy a model is on this node: requests running, and its `maxConcurrent` when it has one. */
+export interface ModelLoad {
+  running: number
+  max?: number
+}
+
 /** Why a model is not served here; `code` goes over the wire in a `rejected` frame. */
 export interface Refusal {
   code: RejectCode
@@ -44,10 +51,15 @@ export class LocalModels implements Startable {
   /** Configured models that could not be set up, with the reason (never a key). */
   private readonly unavailable = new Map<string, string>()
   private readonly controllers = new Set<AbortController>()
+  /** Requests running per model, for `maxConcurrent`. */
+  private readonly runningByModel = new Map<string, number>()
+  private readonly limits: Map<string, number>
   private started = false
   private inFlight = 0
 
-  constructor (private readonly init: LocalModelsInit) {}
+  constructor (private readonly init: LocalModelsInit) {
+    this.limits = new Map(init.models.flatMap(model => model.maxConcurrent == null ? [] : [[model.id, model.maxConcurrent]]))
+  }
 
   async start (): Promise<void> {
     const resolve = this.init.resolveTarget ?? (async (model: ModelConfig) => resolveUpstreamTarget(model))
@@ -87,6 +99,11 @@ export class LocalModels implements Startable {
     return this.inFlight
   }
 
+  /** The model's requests running here and its limit. */
+  load (model: string): ModelLoad {
+    return { running: this.runningByModel.get(model) ?? 0, max: this.limits.get(model) }
+  }
+
   /** Why a request for `model` would be refused before reaching an upstream, or undefined. */
   refusal (model: string): Refusal | undefined {
     const reason = this.unavailable.get(model)
@@ -96,6 +113,8 @@ export class LocalModels implements Startable {
     }
     const limit = this.init.maxConcurrentRequests ?? MAX_CONCURRENT_REQUESTS
     if (this.inFlight >= limit) return { code: 'busy', message: `already running ${this.inFlight} model requests (the limit)` }
+    const { running, max } = this.load(model)
+    if (max != null && running >= max) return { code: 'busy', message: `already running ${running} requests for model "${model}" (its maxConcurrent)` }
     return undefined
   }
 
@@ -103,7 +122,8 @@ export class LocalModels implements Startable {
    * Sends a request to the model's upstream. Resolves once the upstream
    * started a successful answer; rejects with UpstreamError otherwise (see
    * ModelUpstream). The request counts as running until its body is read to
-   * its end, left, or the signal aborts.
+   * its end, left, or the signal aborts. The upstream is asked for usage on
+   * streams; `response.usage()` has it once the body ended.
    */
   async request (model: string, request: ModelRequest): Promise<ModelResponse> {
     const refusal = this.refusal(model)
@@ -115,19 +135,27 @@ export class LocalModels implements Startable {
     const signal = request.signal == null ? controller.signal : AbortSignal.any([request.signal, controller.signal])
     this.controllers.add(controller)
     this.inFlight++
+    this.runningByModel.set(model, (this.runningByModel.get(model) ?? 0) + 1)
     let released = false
     const release = (): void => {
       if (released) return
       released = true
       this.inFlight--
+      const left = (this.runningByModel.get(model) ?? 1) - 1
+      if (left <= 0) this.runningByModel.delete(model)
+      else this.runningByModel.set(model, left)
       this.controllers.delete(controller)
       signal.removeEventListener('abort', release)
     }
     signal.addEventListener('abort', release)
     this.log('%s %s (%s)', model, request.route, request.body.stream === true ? 'stream' : 'whole')
     try {
-      const response = await upstream.request({ ...request, signal })
-      return { ...response, body: releasing(response.body, release) }
+      const asked = askForUsage(request.route, request.body)
+      const response = await upstream.request({ ...request, body: asked.body, signal })
+      let usage: TokenUsage | undefined
+      const streaming = response.contentType.startsWith('text/event-stream')
+      const body = readUsage(response.body, streaming, asked.strip, found => { usage = found })
+      return { ...response, body: releasing(body, release), usage: () => usage }
     } catch (err) {
       release()
       throw err

@@ -39,20 +39,29 @@ export type ModelRequestFrame = Static<typeof ModelRequestFrame>
 export const REJECT_CODES = ['no-such-model', 'model-unavailable', 'busy', 'upstream-error'] as const
 export type RejectCode = typeof REJECT_CODES[number]
 
+/** The host's load for the model asked for, so callers can route around a full host. */
+export const LoadField = Type.Object({
+  running: Type.Integer({ minimum: 0 }),
+  max: Type.Optional(Type.Integer({ minimum: 1 }))
+})
+export type LoadField = Static<typeof LoadField>
+
 export const RejectedFrame = Type.Object({
   type: Type.Literal('rejected'),
   code: Type.String(),
   message: Type.String(),
   /** With code "upstream-error": the upstream's status and OpenAI-style body. */
   status: Type.Optional(HttpStatus),
-  error: Type.Optional(OpenAIErrorBody)
+  error: Type.Optional(OpenAIErrorBody),
+  load: Type.Optional(LoadField)
 })
 
 /** The upstream started a successful answer; chunks follow. */
 export const AnswerFrame = Type.Object({
   type: Type.Literal('answer'),
   status: HttpStatus,
-  contentType: Type.String({ minLength: 1 })
+  contentType: Type.String({ minLength: 1 }),
+  load: Type.Optional(LoadField)
 })
 
 /** A piece of the answer body: whole SSE events for a stream, the JSON text otherwise. */
@@ -63,7 +72,9 @@ export const ChunkFrame = Type.Object({
 
 /** The answer is complete. Without it a stream that ends was cut, whatever the transport said. */
 export const EndFrame = Type.Object({
-  type: Type.Literal('end')
+  type: Type.Literal('end'),
+  /** The upstream's token usage, when it said. */
+  usage: Type.Optional(Type.Object({ input: Type.Integer({ minimum: 0 }), output: Type.Integer({ minimum: 0 }) }))
 })
 
 /** The upstream failed mid-answer; final. */

@@ -7,9 +7,9 @@ import { UpstreamError } from '../models/errors.js'
 import { StreamProtocol, type StreamProtocolInit } from '../protocols/common.js'
 import * as c from './constants.js'
 import { answerCut, asUpstreamError, HostRefusedError, tooLarge } from './errors.js'
-import { AnswerFrame, errorBodyOf, FailedFrame, ModelRequestFrame, RejectedFrame, type RejectCode } from './messages.js'
+import { AnswerFrame, EndFrame, errorBodyOf, FailedFrame, ModelRequestFrame, RejectedFrame, type LoadField, type RejectCode } from './messages.js'
 import type { LocalModels } from './local-models.js'
-import type { ModelResponse } from '../models/upstream.js'
+import type { ModelResponse, TokenUsage } from '../models/upstream.js'
 import type { Connection, PeerId } from '@libp2p/interface'
 
 export interface ModelProtocolInit extends StreamProtocolInit {
@@ -34,12 +34,19 @@ export interface ServedRequest {
   outcome: 'ok' | 'refused' | 'upstream-error' | 'failed' | 'cancelled'
   /** Body bytes sent. */
   bytes: number
+  /** The upstream's token usage, when it said. */
+  usage?: TokenUsage
   /** From the request frame to the end of the answer. */
   durationMs: number
 }
 
 /** Frame types that carry the answer; anything else (a newer host's extras) is skipped. */
 const BODY_FRAMES = new Set(['chunk', 'end', 'failed'])
+
+/** A host's answer, with its load for the model when it said. */
+export interface HostResponse extends ModelResponse {
+  load?: LoadField
+}
 
 /** Body text goes out in pieces of this size: JSON answers can be far larger than a frame. */
 const CHUNK_BYTES = 256 * 1024
@@ -80,7 +87,7 @@ export class ModelStreamProtocol extends StreamProtocol {
    * time, and the signal's reason when aborted. Aborting later, or leaving
    * the body early, cancels the request on the host.
    */
-  async request (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal): Promise<ModelResponse> {
+  async request (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal): Promise<HostResponse> {
     const remote = peer.toString()
     const openSignal = AbortSignal.any([signal, AbortSignal.timeout(this.init.openTimeoutMs ?? c.OPEN_TIMEOUT_MS)])
     setMaxListeners(Infinity, openSignal)
@@ -111,10 +118,14 @@ export class ModelStreamProtocol extends StreamProtocol {
       if (first.type === 'rejected') {
         const rejected = checkFrame(RejectedFrame, first, `model refusal from ${remote}`)
         const upstream = rejected.status != null && rejected.error != null ? new UpstreamError(rejected.status, errorBodyOf(rejected.error)) : undefined
-        throw new HostRefusedError(rejected.code, rejected.message, upstream)
+        const refused = new HostRefusedError(rejected.code, rejected.message, upstream)
+        refused.load = rejected.load
+        throw refused
       }
       const answer = checkFrame(AnswerFrame, first, `model answer from ${remote}`)
-      return { status: answer.status, contentType: answer.contentType, body: this.answerBody(frames, remote, signal) }
+      let usage: TokenUsage | undefined
+      const body = this.answerBody(frames, remote, signal, found => { usage = found })
+      return { status: answer.status, contentType: answer.contentType, load: answer.load, body, usage: () => usage }
     } catch (err: any) {
       await abandon(frames, signal.aborted)
       if (signal.aborted) throw signal.reason
@@ -128,7 +139,7 @@ export class ModelStreamProtocol extends StreamProtocol {
    * The answer's chunks as they arrive; pulled, so a slow reader leaves
    * frames unread and the reader pauses the stream, which stops the host.
    */
-  private async * answerBody (frames: FrameStream, remote: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  private async * answerBody (frames: FrameStream, remote: string, signal: AbortSignal, onUsage: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
     let ended = false
     try {
       while (true) {
@@ -141,7 +152,13 @@ export class ModelStreamProtocol extends StreamProtocol {
         }
         ended = true
         await frames.close()
-        if (frame.type === 'end') return
+        if (frame.type === 'end') {
+          if (frame.usage != null) {
+            const end = checkFrame(EndFrame, frame, `answer end from ${remote}`)
+            if (end.usage != null) onUsage(end.usage)
+          }
+          return
+        }
         const failed = checkFrame(FailedFrame, frame, `answer failure from ${remote}`)
         throw new UpstreamError(failed.status, errorBodyOf(failed.error))
       }
@@ -165,7 +182,7 @@ export class ModelStreamProtocol extends StreamProtocol {
     try {
       const refusal = this.models.refusal(request.model)
       if (refusal != null) {
-        await this.reject(frames, from, refusal.code, refusal.message)
+        await this.reject(frames, from, refusal.code, refusal.message, undefined, this.models.load(request.model))
         return
       }
       keepAlive.start()
@@ -183,11 +200,11 @@ export class ModelStreamProtocol extends StreamProtocol {
         }
         const upstream = asUpstreamError(err)
         served.outcome = 'upstream-error'
-        await this.reject(frames, from, 'upstream-error', upstream.message, upstream)
+        await this.reject(frames, from, 'upstream-error', upstream.message, upstream, this.models.load(request.model))
         return
       }
-      await frames.write({ type: 'answer', status: response.status, contentType: response.contentType }, { signal: caller.signal })
-      served.outcome = await this.sendBody(frames, response.body, caller.signal, served)
+      await frames.write({ type: 'answer', status: response.status, contentType: response.contentType, load: this.models.load(request.model) }, { signal: caller.signal })
+      served.outcome = await this.sendBody(frames, response, caller.signal, served)
     } catch (err) {
       if (!callerGone(frames, caller.signal)) throw err
       served.outcome = 'cancelled'
@@ -204,7 +221,7 @@ export class ModelStreamProtocol extends StreamProtocol {
   }
 
   /** Streams the body, then `end` (or `failed` when the upstream broke off). */
-  private async sendBody (frames: FrameStream, body: AsyncIterable<Uint8Array>, signal: AbortSignal, served: ServedRequest): Promise<ServedRequest['outcome']> {
+  private async sendBody (frames: FrameStream, response: ModelResponse, signal: AbortSignal, served: ServedRequest): Promise<ServedRequest['outcome']> {
     const decoder = new TextDecoder()
     const chunkBytes = this.init.chunkBytes ?? CHUNK_BYTES
     const send = async (data: string): Promise<void> => {
@@ -212,7 +229,7 @@ export class ModelStreamProtocol extends StreamProtocol {
       await frames.write({ type: 'chunk', data }, { signal })
     }
     try {
-      for await (const bytes of body) {
+      for await (const bytes of response.body) {
         for (let at = 0; at < bytes.byteLength; at += chunkBytes) {
           // Decoding in stream mode keeps a character split across two pieces whole.
           await send(decoder.decode(bytes.subarray(at, at + chunkBytes), { stream: true }))
@@ -229,15 +246,17 @@ export class ModelStreamProtocol extends StreamProtocol {
       await frames.close()
       return 'failed'
     }
-    await frames.write({ type: 'end' }, { signal })
+    served.usage = response.usage?.()
+    await frames.write(served.usage == null ? { type: 'end' } : { type: 'end', usage: served.usage }, { signal })
     await frames.close()
     return 'ok'
   }
 
-  private async reject (frames: FrameStream, from: string, code: RejectCode, message: string, upstream?: UpstreamError): Promise<void> {
+  private async reject (frames: FrameStream, from: string, code: RejectCode, message: string, upstream?: UpstreamError, load?: LoadField): Promise<void> {
     this.log('refused a model request from %s: %s', from, message)
     const frame: Frame = { type: 'rejected', code, message }
     if (upstream != null) Object.assign(frame, { status: upstream.status, error: upstream.body })
+    if (load != null) frame.load = load
     await frames.write(frame, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
     await frames.close()
   }

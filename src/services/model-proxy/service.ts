@@ -9,6 +9,9 @@ import { ModelStreamProtocol } from './model-protocol.js'
 import { ModelProxy, type ModelProxyObserver } from './model-proxy.js'
 import { registerModelRoutes } from './http-routes.js'
 import { metricsObserver, type RequestMetrics } from './metrics.js'
+import { HostHealth } from './host-health.js'
+import { UsageLedger } from './usage.js'
+import { sendJson } from '../http/local-server.js'
 import type { Config } from '../../config/schema.js'
 import type { ClusterView } from '../cluster/cluster-view.js'
 import type { LocalHttpServer } from '../http/local-server.js'
@@ -27,7 +30,7 @@ export interface ModelProxyOptions {
 }
 
 export interface ModelProxyServiceInit extends ModelProxyOptions {
-  config: Pick<Config, 'models' | 'proxyHost' | 'proxyToken'>
+  config: Pick<Config, 'nodeId' | 'models' | 'proxyHost' | 'proxyToken'> & { modelRouting?: Partial<Config['modelRouting']> }
   swarm: Pick<Swarm, 'handle' | 'unhandle' | 'dialProtocol'>
   view: ClusterView
   http: Pick<LocalHttpServer, 'route'>
@@ -40,6 +43,9 @@ export class ModelProxyService implements Startable {
   readonly local: LocalModels
   readonly protocol: ModelStreamProtocol
   readonly proxy: ModelProxy
+  /** Token usage through this node's proxy and served for others. */
+  readonly usage = new UsageLedger()
+  readonly health: HostHealth
   private started = false
 
   constructor (private readonly init: ModelProxyServiceInit) {
@@ -53,11 +59,16 @@ export class ModelProxyService implements Startable {
     })
     this.protocol = new ModelStreamProtocol(libp2pComponents(init.swarm), {
       models: this.local,
-      onServed: served => { observer?.served?.(served) }
+      onServed: served => {
+        if (served.usage != null) this.usage.record('served', { model: served.model, host: config.nodeId, caller: init.view.nodeIdOf(served.from) ?? served.from }, served.usage)
+        observer?.served?.(served)
+      }
     })
-    if (init.metrics != null) observer = metricsObserver(init.metrics, this.protocol.protocol, init.observer)
-    this.proxy = new ModelProxy({ view: init.view, protocol: this.protocol, local: this.local, observer })
+    this.health = new HostHealth({ cooldownFailures: config.modelRouting?.cooldownFailures, cooldownMs: config.modelRouting?.cooldownMs })
+    if (init.metrics != null) observer = metricsObserver(init.metrics, this.protocol.protocol, init.observer, { nodeId: config.nodeId, nodeIdOf: peerId => init.view.nodeIdOf(peerId) ?? peerId, health: this.health })
+    this.proxy = new ModelProxy({ view: init.view, protocol: this.protocol, local: this.local, observer, health: this.health, usage: this.usage, nodeId: config.nodeId })
     registerModelRoutes(init.http, this.proxy)
+    init.http.route('GET', '/clawmatrix/usage', async (_req, res) => { sendJson(res, 200, { nodeId: config.nodeId, ...this.usage.report() }) })
   }
 
   async start (): Promise<void> {
@@ -67,13 +78,19 @@ export class ModelProxyService implements Startable {
     }
     await this.local.start()
     await this.protocol.start()
+    this.init.view.addEventListener('node:left', this.onLeft)
     this.started = true
   }
 
   async stop (): Promise<void> {
+    this.init.view.removeEventListener('node:left', this.onLeft)
     await this.protocol.stop()
     await this.local.stop()
     this.started = false
+  }
+
+  private readonly onLeft = (event: CustomEvent<{ card: { peerId: string } }>): void => {
+    this.health.forget(event.detail.card.peerId)
   }
 
   isStarted (): boolean {

@@ -15,6 +15,8 @@ export interface OpenAIErrorBody {
  */
 export class UpstreamError extends Error {
   override readonly name = 'UpstreamError'
+  /** Sent as `Retry-After` when set: the client may try again after this many seconds. */
+  retryAfterSeconds?: number
 
   constructor (readonly status: number, readonly body: OpenAIErrorBody) {
     super(body.error.message)

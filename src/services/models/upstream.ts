@@ -41,6 +41,14 @@ export interface ModelRequest {
   signal?: AbortSignal
 }
 
+/** Tokens an answer took, from the upstream's own `usage`. */
+export interface TokenUsage {
+  /** Prompt tokens (`prompt_tokens`, or `input_tokens` in the Responses API). */
+  input: number
+  /** Generated tokens (`completion_tokens` / `output_tokens`). */
+  output: number
+}
+
 export interface ModelResponse {
   /** The upstream's success status (200). Failures are thrown as UpstreamError instead. */
   status: number
@@ -58,6 +66,8 @@ export interface ModelResponse {
    * cancels the upstream request.
    */
   body: AsyncIterable<Uint8Array>
+  /** The upstream's usage, once the body was read to its end (when it said). */
+  usage?: () => TokenUsage | undefined
 }
 
 export interface ModelUpstream {

@@ -1,0 +1,202 @@
+/**
+ * Routing under overload and failure: maxConcurrent with 429 when the
+ * cluster is full, cooldown of failing hosts, fallback chains, and token
+ * usage, on real nodes with fake upstreams.
+ */
+import OpenAI from 'openai'
+import { afterEach, describe, expect, it } from 'vitest'
+import { FakeOpenAIServer } from '../src/services/models/fake-upstream/index.js'
+import { testNodes, type TestNode } from './helpers/nodes.js'
+import { waitFor } from './helpers/wait.js'
+
+const nodes = testNodes()
+const fakes: Array<{ stop: () => Promise<void> }> = []
+afterEach(async () => {
+  await nodes.cleanup()
+  await Promise.allSettled(fakes.splice(0).map(async f => { await f.stop() }))
+})
+
+const beat = { intervalMs: 1000, maxMissed: 3 }
+const USER = [{ role: 'user' as const, content: 'the quick brown fox' }]
+
+async function fake (init: ConstructorParameters<typeof FakeOpenAIServer>[0] = {}): Promise<FakeOpenAIServer> {
+  const server = new FakeOpenAIServer(init)
+  await server.start()
+  fakes.push(server)
+  return server
+}
+
+function model (id: string, upstream: FakeOpenAIServer, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { id, provider: 'vllm', baseUrl: upstream.url, upstreamModel: upstream.models[0], ...extra }
+}
+
+function client (node: TestNode): OpenAI {
+  return new OpenAI({ baseURL: `${node.node.http.url}/v1`, apiKey: 'not-needed', maxRetries: 0 })
+}
+
+/** a listens; every host dials it. `a` may host models itself. */
+async function cluster (a: Record<string, unknown>, hosts: Record<string, Record<string, unknown>>): Promise<Record<string, TestNode>> {
+  const hub = await nodes.start({ nodeId: 'a', listen: true, heartbeat: beat, ...a })
+  const out: Record<string, TestNode> = { a: hub }
+  for (const [nodeId, config] of Object.entries(hosts)) {
+    out[nodeId] = await nodes.start({ nodeId, heartbeat: beat, peers: [{ nodeId: 'a', url: hub.wsAddress() }], ...config })
+  }
+  await waitFor('a to see every host and its models', () =>
+    Object.keys(hosts).every(id => hub.node.view.nodes().some(n => n.nodeId === id && n.reach === 'direct' && n.models.length > 0)))
+  return out
+}
+
+async function post (node: TestNode, body: Record<string, unknown>): Promise<{ status: number, json: any, headers: Record<string, string> }> {
+  const response = await fetch(`${node.node.http.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const text = await response.text()
+  return { status: response.status, json: text === '' ? undefined : JSON.parse(text), headers: Object.fromEntries(response.headers) }
+}
+
+async function getJson (node: TestNode, path: string): Promise<any> {
+  return (await fetch(`${node.node.http.url}${path}`)).json()
+}
+
+async function metrics (node: TestNode): Promise<string> {
+  return (await fetch(`${node.node.http.url}/metrics`)).text()
+}
+
+/** Holds every stream of a fake before its second chunk until released. */
+function gate (): { beforeChunk: (i: number) => Promise<void>, open: () => void } {
+  const { promise, resolve } = Promise.withResolvers<void>()
+  return { beforeChunk: async i => { if (i > 0) await promise }, open: () => { resolve() } }
+}
+
+describe('model routing under load and failure', () => {
+  it('sends a request past a host at maxConcurrent to another, and answers 429 with Retry-After when every host is full', async () => {
+    const held = gate()
+    const upstream = await fake({ reply: { chunks: ['one', ' two'], beforeChunk: held.beforeChunk } })
+    const { a } = await cluster({}, {
+      b: { models: [model('m', upstream, { maxConcurrent: 1 })] },
+      c: { models: [model('m', upstream, { maxConcurrent: 1 })] }
+    })
+    const openai = client(a)
+
+    const first = await openai.chat.completions.create({ model: 'clawmatrix/m', stream: true, messages: USER }).withResponse()
+    const second = await openai.chat.completions.create({ model: 'clawmatrix/m', stream: true, messages: USER }).withResponse()
+    const hosts = [first.response.headers.get('x-clawmatrix-node'), second.response.headers.get('x-clawmatrix-node')]
+    expect(hosts.sort()).toEqual(['b', 'c'])
+
+    // Both hosts hold one stream each: the cluster is full, and says so at once.
+    const third = await post(a, { model: 'clawmatrix/m', stream: true, messages: USER })
+    expect(third.status).toBe(429)
+    expect(third.headers['retry-after']).toBe('1')
+    expect(third.json.error).toMatchObject({ type: 'rate_limit_error', code: 'cluster_saturated' })
+    expect(third.json.error.message).toMatch(/b: .*maxConcurrent/)
+    expect(upstream.requests).toHaveLength(2)
+
+    held.open()
+    for (const { data } of [first, second]) {
+      let text = ''
+      for await (const chunk of data) text += chunk.choices[0]?.delta?.content ?? ''
+      expect(text).toBe('one two')
+    }
+    // Slots free again once the answers ended.
+    const fourth = await post(a, { model: 'clawmatrix/m', messages: USER })
+    expect(fourth.status).toBe(200)
+  })
+
+  it('skips a host that failed three requests in a row until its cooldown ends, and shows it in status and metrics', async () => {
+    const broken = await fake({ reply: { fail: { status: 500, message: 'the GPU fell over' } } })
+    const working = await fake()
+    // a hosts the model itself, so it is always tried first while it is not cooling down.
+    const { a } = await cluster({ models: [model('m', broken)], modelRouting: { cooldownFailures: 3, cooldownMs: 6_000 } }, {
+      c: { models: [model('m', working)] }
+    })
+
+    for (let i = 1; i <= 3; i++) {
+      const answer = await post(a, { model: 'm', messages: USER })
+      expect(answer.status).toBe(200)
+      expect(answer.headers['x-clawmatrix-node']).toBe('c')
+      expect(broken.requests).toHaveLength(i)
+    }
+    const status = await getJson(a, '/clawmatrix/status')
+    expect(status.modelRouting.cooldowns).toEqual([expect.objectContaining({ model: 'm', nodeId: 'a', failures: 3, coolingUntil: expect.any(String) })])
+    expect(await metrics(a)).toMatch(/clawmatrix_model_host_cooling\{model="m",host="a"\} 1/)
+
+    const skipped = await post(a, { model: 'm', messages: USER })
+    expect(skipped.headers['x-clawmatrix-node']).toBe('c')
+    expect(broken.requests).toHaveLength(3)
+
+    await waitFor('the cooldown to end', async () => (await getJson(a, '/clawmatrix/status')).modelRouting.cooldowns.every((row: any) => row.coolingUntil == null), { timeoutMs: 30_000, intervalMs: 200 })
+    const retried = await post(a, { model: 'm', messages: USER })
+    expect(retried.headers['x-clawmatrix-node']).toBe('c')
+    expect(broken.requests).toHaveLength(4)
+  })
+
+  it('serves from the second model of a fallback chain when no host of the first can, and says which model served', async () => {
+    const broken = await fake({ reply: { fail: { status: 503, message: 'overloaded' } } })
+    const small = await fake({ models: ['small-upstream'] })
+    const { a } = await cluster({}, {
+      b: { models: [model('big', broken, { fallbacks: ['small'] })] },
+      c: { models: [model('small', small)] }
+    })
+
+    const whole = await post(a, { model: 'clawmatrix/big', messages: USER })
+    expect(whole.status).toBe(200)
+    expect(whole.headers['x-clawmatrix-model']).toBe('small')
+    expect(whole.headers['x-clawmatrix-node']).toBe('c')
+    expect(whole.json.model).toBe('small')
+    expect(whole.json.choices[0].message.content).toBe('fox brown quick the')
+
+    const { data: stream, response } = await client(a).chat.completions.create({ model: 'clawmatrix/big', stream: true, messages: USER }).withResponse()
+    expect(response.headers.get('x-clawmatrix-model')).toBe('small')
+    const models = new Set<string>()
+    let text = ''
+    for await (const chunk of stream) {
+      models.add(chunk.model)
+      text += chunk.choices[0]?.delta?.content ?? ''
+    }
+    expect([...models]).toEqual(['small'])
+    expect(text).toBe('fox brown quick the')
+
+    // A chain named in the request itself, for a model nobody hosts; the option never reaches an upstream.
+    const named = await post(a, { model: 'clawmatrix/huge', messages: USER, clawmatrix: { fallbacks: ['clawmatrix/small'] } })
+    expect(named.status).toBe(200)
+    expect(named.headers['x-clawmatrix-model']).toBe('small')
+    expect(small.requests.every(r => r.body.clawmatrix === undefined)).toBe(true)
+
+    // The model asked for answers itself when it can, under its upstream's name.
+    const direct = await post(a, { model: 'clawmatrix/small', messages: USER })
+    expect(direct.headers['x-clawmatrix-model']).toBe('small')
+    expect(direct.json.model).toBe('small-upstream')
+
+    const bad = await post(a, { model: 'clawmatrix/big', messages: USER, clawmatrix: { fallbacks: 'small' } })
+    expect(bad.status).toBe(400)
+    expect(bad.json.error.param).toBe('clawmatrix.fallbacks')
+  })
+
+  it('counts tokens per model, host and caller from the upstream\'s usage, over a relay, and strips usage the client did not ask for', async () => {
+    const upstream = await fake()
+    const relay = await nodes.start({ nodeId: 'relay', listen: true, heartbeat: beat })
+    const peers = [{ nodeId: 'relay', url: relay.wsAddress() }]
+    const c = await nodes.start({ nodeId: 'c', heartbeat: beat, peers, models: [model('m', upstream)] })
+    const a = await nodes.start({ nodeId: 'a', heartbeat: beat, peers })
+    await waitFor('a to reach c through the relay', () => a.node.view.nodes().some(n => n.nodeId === 'c' && n.reach === 'relayed'))
+    const openai = client(a)
+
+    const whole = await openai.chat.completions.create({ model: 'clawmatrix/m', messages: USER })
+    const withUsage = await openai.chat.completions.create({ model: 'clawmatrix/m', stream: true, stream_options: { include_usage: true }, messages: USER })
+    let streamed: OpenAI.CompletionUsage | undefined
+    for await (const chunk of withUsage) streamed = chunk.usage ?? streamed
+    const without = await openai.chat.completions.create({ model: 'clawmatrix/m', stream: true, messages: USER })
+    const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = []
+    for await (const chunk of without) chunks.push(chunk)
+
+    expect(streamed).toBeDefined()
+    // The host asked for usage, and the client that did not ask got no usage-only chunk.
+    expect(upstream.requests[2]!.body.stream_options).toEqual({ include_usage: true })
+    expect(chunks.every(chunk => chunk.choices.length > 0)).toBe(true)
+
+    const input = whole.usage!.prompt_tokens + 2 * streamed!.prompt_tokens
+    const output = whole.usage!.completion_tokens + 2 * streamed!.completion_tokens
+    expect((await getJson(a, '/clawmatrix/usage')).requested).toEqual([{ model: 'm', host: 'c', caller: 'a', input, output, requests: 3 }])
+    expect((await getJson(c, '/clawmatrix/usage')).served).toEqual([{ model: 'm', host: 'c', caller: 'a', input, output, requests: 3 }])
+    expect(await metrics(a)).toContain(`clawmatrix_model_tokens_total{model="m",host="c",caller="a",kind="input"} ${input}`)
+    expect(await metrics(c)).toContain(`clawmatrix_model_tokens_total{model="m",host="c",caller="a",kind="output"} ${output}`)
+  })
+})
