@@ -35,15 +35,14 @@ function client (node: TestNode): OpenAI {
 }
 
 /** a listens; every host dials it. `a` may host models itself. */
-async function cluster (a: Record<string, unknown>, hosts: Record<string, Record<string, unknown>>): Promise<Record<string, TestNode>> {
+async function cluster (a: Record<string, unknown>, hosts: Record<string, Record<string, unknown>>): Promise<{ a: TestNode }> {
   const hub = await nodes.start({ nodeId: 'a', listen: true, heartbeat: beat, ...a })
-  const out: Record<string, TestNode> = { a: hub }
   for (const [nodeId, config] of Object.entries(hosts)) {
-    out[nodeId] = await nodes.start({ nodeId, heartbeat: beat, peers: [{ nodeId: 'a', url: hub.wsAddress() }], ...config })
+    await nodes.start({ nodeId, heartbeat: beat, peers: [{ nodeId: 'a', url: hub.wsAddress() }], ...config })
   }
   await waitFor('a to see every host and its models', () =>
     Object.keys(hosts).every(id => hub.node.view.nodes().some(n => n.nodeId === id && n.reach === 'direct' && n.models.length > 0)))
-  return out
+  return { a: hub }
 }
 
 async function post (node: TestNode, body: Record<string, unknown>): Promise<{ status: number, json: any, headers: Record<string, string> }> {
