@@ -136,6 +136,69 @@ describe('managed membership', () => {
   })
 })
 
+describe('revocation', () => {
+  it('cuts a revoked node off everywhere, through the relay too, and a node offline during the revoke learns it on reconnect', async () => {
+    const hub = await member(await joined('hub'), { listen: true })
+    const peers = [{ nodeId: 'hub', url: hub.wsAddress() }]
+    const a = await member(await joined('a'), { peers })
+    const bDir = await joined('b')
+    const b = await member(bDir, { peers })
+    const cDir = await joined('c')
+    let c = await member(cDir, { listen: true, peers })
+    const bId = b.node.peerId.toString()
+    await waitFor('a to reach b through the relay, and c to know b', () =>
+      a.node.view.reachOf(bId).reach === 'relayed' && names(c).includes('b'))
+    // c goes offline and misses the revoke.
+    await c.node.stop()
+
+    const revoke = await runCliToEnd(['revoke', 'b', '--authority-dir', auth, '--port', String(new URL(a.node.http.url).port)])
+    expect(revoke.code, revoke.output).toBe(0)
+    expect(revoke.output).toContain(`revoked "b" (peer id ${bId})`)
+
+    await waitFor('hub and a to drop b and every connection to it', () => [hub, a].every(t =>
+      !names(t).includes('b') && t.node.swarm.getConnections(b.node.peerId).length === 0)).catch(err => {
+      console.log('DEBUG', [hub, a].map(t => [names(t), t.node.swarm.getConnections(b.node.peerId).map(c => c.remoteAddr.toString() + ' ' + c.status), t.node.membership!.revocationList().length]), a.log.lines, hub.log.lines)
+      throw err
+    })
+    expect(a.log.has(/b \(peer id \w+\) is no longer a member: revoked by the cluster authority/)).toBe(true)
+    // b's own redials are refused, at the relay as well.
+    await waitFor('b to be refused by the hub', () => /the peer refused this node: .*revoked/.test(b.node.dialer.list()[0]?.lastError ?? ''))
+    await expect(b.node.swarm.dial(multiaddr(hub.wsAddress()))).rejects.toThrow(/revoked/)
+
+    // c comes back with its old list, learns the revocation from the hub on connect, and refuses b.
+    expect(await readFile(join(cDir, 'revocations.json'), 'utf8').catch(() => '[]')).not.toContain(bId)
+    c = await member(cDir, { listen: true, peers })
+    await waitFor('c to learn the revocation and drop b', () =>
+      c.node.membership!.refuses(b.node.peerId) && !names(c).includes('b') && c.node.swarm.getConnections(b.node.peerId).length === 0)
+    await expect(b.node.swarm.dial(multiaddr(c.wsAddress()))).rejects.toThrow(/revoked/)
+    // And it keeps the list across restarts.
+    await waitFor('c to store the revocation', async () => (await readFile(join(cDir, 'revocations.json'), 'utf8').catch(() => '')).includes('"b"'))
+  })
+
+  it('renews a certificate without downtime: the running node presents the new one before the old expires', async () => {
+    const hub = await member(await joined('hub'), { listen: true })
+    const authority = await Authority.open(auth)
+    const first = await authority.invite({ nodeId: 'renewed', newKey: true, expiresInMs: 15_000 })
+    const stateDir = join(dir, `renewed-${++counter}`)
+    await joinInvite(first.token, stateDir)
+    const node = await member(stateDir, { peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
+    await waitFor('hub to see renewed', () => names(hub).includes('renewed'))
+    const connection = hub.node.swarm.getConnections(node.node.peerId)[0]!
+
+    const renewal = await authority.invite({ nodeId: 'renewed', expiresInMs: 3_600_000 })
+    expect(renewal.renewal).toBe(true)
+    expect(renewal.certificate.peerId).toBe(node.node.peerId.toString())
+    await joinInvite(renewal.token, stateDir)
+    await waitFor('hub to hold the renewed certificate', () =>
+      hub.node.membership!.certificateOf(node.node.peerId.toString())?.expiresAt === renewal.certificate.expiresAt)
+    await waitFor('the first certificate to have expired', () => Date.now() > first.certificate.expiresAt + 1000, { timeoutMs: 30_000 })
+    // An expiry check after the first certificate's end leaves the same connection open and the node in the view.
+    await hub.node.membership!.check()
+    expect(connection.status).toBe('open')
+    expect(names(hub)).toContain('renewed')
+  })
+})
+
 describe('unmanaged clusters', () => {
   it('refuse allowFrom at start: any secret holder could claim the names it lists', () => {
     const base = { nodeId: 'office', secret: 'an-unmanaged-secret-0123456789' }

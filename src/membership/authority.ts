@@ -139,7 +139,8 @@ export class Authority {
     } else {
       hit = issued.filter(r => r.nodeId === target)
       if (hit.length === 0) throw new MembershipSetupError(`this authority never issued a certificate for "${target}"; expected a node id or peer id it issued`)
-      revocation = issueRevocation(this.key, { nodeId: target, issuedBefore: now, revokedAt: now })
+      // The newest peer id as well, so every node can refuse its dials before any handshake.
+      revocation = issueRevocation(this.key, { peerId: hit.at(-1)!.peerId, nodeId: target, issuedBefore: now, revokedAt: now })
     }
     for (const record of hit) record.revoked = true
     await this.saveIssued(issued)

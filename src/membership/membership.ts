@@ -267,8 +267,8 @@ export class Membership extends TypedEventEmitter<MembershipEvents> implements A
     return certificate.expiresAt > now && !this.revocations.revokes(certificate)
   }
 
-  /** Closes connections to peers whose certificate expired; picks up a renewed certificate of this node. */
-  private async check (): Promise<void> {
+  /** Closes connections to peers whose certificate expired; picks up a renewed certificate of this node. Runs every check interval. */
+  async check (): Promise<void> {
     const now = Date.now()
     for (const [peerId, certificate] of this.certificates) {
       if (certificate.expiresAt <= now) this.refuse(peerId, certificate.nodeId, `its certificate expired ${new Date(certificate.expiresAt).toISOString()}`)
