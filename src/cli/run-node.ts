@@ -1,6 +1,7 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { ClawmatrixNode, type InfoLog } from '../services/clawmatrix-node.js'
+import { attachTasks } from '../tasks/index.js'
 import type { Config } from '../config/schema.js'
 
 export const SECRET_ENV = 'CLAWMATRIX_SECRET'
@@ -21,6 +22,7 @@ export const stderrLog: InfoLog = {
  */
 export async function runUntilSignal (config: Config, stateDir: string): Promise<void> {
   const node = await ClawmatrixNode.create({ config, stateDir, log: stderrLog })
+  attachTasks(node, stateDir)
   await node.start()
   await untilSignal()
   stderrLog.info(`stopping ${config.nodeId}`)

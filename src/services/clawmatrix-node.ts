@@ -20,7 +20,7 @@ import { ClusterClient } from './cluster-client.js'
 import { registerWorkRoutes } from './http/work-routes.js'
 import type { Config } from '../config/schema.js'
 import type { Card } from './cluster/card.js'
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, Startable } from '@libp2p/interface'
 
 /** Where info-level lines go: stderr for the CLI, OpenClaw's logger in the plugin. */
 export interface InfoLog {
@@ -51,6 +51,8 @@ const consoleLog: InfoLog = {
 export class ClawmatrixNode {
   private readonly debug = logger('clawmatrix:node')
   private startedAt = 0
+  /** Layers built on the node (tasks ...): started after it, stopped before it. */
+  private readonly layers: Startable[] = []
   readonly view: ClusterView
   readonly announcer: Announcer
   readonly connector: MeshConnector
@@ -126,6 +128,14 @@ export class ClawmatrixNode {
     )
   }
 
+  /**
+   * Adds a layer that uses this node (the task layer): started at the end of
+   * start(), in the order added, and stopped first in stop().
+   */
+  extend (layer: Startable): void {
+    this.layers.push(layer)
+  }
+
   get peerId (): PeerId {
     return this.swarm.peerId
   }
@@ -160,6 +170,7 @@ export class ClawmatrixNode {
     this.connector.start()
     await this.announcer.start()
     this.dialer.start()
+    for (const layer of this.layers) await layer.start()
     const addresses = this.swarm.getMultiaddrs().map(String)
     this.log.info(`clawmatrix node ${this.config.nodeId} started: peer id ${this.peerId}; ` +
       `listening on ${addresses.length > 0 ? addresses.join(', ') : 'nothing (dial-out only)'}; ` +
@@ -168,6 +179,7 @@ export class ClawmatrixNode {
 
   /** Closes every connection gracefully, so peers see a close rather than a timeout. */
   async stop (): Promise<void> {
+    for (const layer of [...this.layers].reverse()) await layer.stop()
     this.dialer.stop()
     this.connector.stop()
     await this.work.stop()

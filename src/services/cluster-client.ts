@@ -155,6 +155,20 @@ export class ClusterClient {
     return { id: result.id, nodeId, tool, output: result.output, truncated: result.truncated, details: result.details ?? {} }
   }
 
+  /**
+   * The agents `target` resolves to, each with its candidate peers in order
+   * (the task layer submits through these). Throws UnknownTargetError,
+   * SelfTargetError or RefusedError `no-such-agent` when there are none.
+   */
+  agentTargets (target: string): Array<[agent: string, peers: PeerId[]]> {
+    return groupByAgent(this.agentCandidates(target))
+  }
+
+  /** A node id for a peer, or the peer id when the cluster view does not know it. */
+  nodeIdOf (peer: PeerId): string {
+    return this.node.view.nodeIdOf(peer.toString()) ?? peer.toString()
+  }
+
   /** Candidates with an agent for a hand-off or a message; a node id stands for the node's only agent. */
   private agentCandidates (target: string): Candidate[] {
     const problems: string[] = []
@@ -206,10 +220,6 @@ export class ClusterClient {
     } finally {
       release()
     }
-  }
-
-  private nodeIdOf (peer: PeerId): string {
-    return this.node.view.nodeIdOf(peer.toString()) ?? peer.toString()
   }
 }
 

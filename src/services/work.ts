@@ -22,6 +22,8 @@ export class WorkProtocols implements Startable {
   readonly handoff: HandoffProtocol
   readonly messages: SendProtocol
   readonly tools: ToolProtocol
+  /** How this node runs its agents (for hand-offs, and for the task layer). */
+  readonly agents: AgentRunner
 
   constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}) {
     // Remote commands never see the cluster secret or the model keys of this node.
@@ -29,8 +31,8 @@ export class WorkProtocols implements Startable {
     const components = libp2pComponents(swarm)
     const { nodeId } = config
     // External A2A agents run the same way whoever runs the node's own agents.
-    const runner = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv })])
-    this.handoff = new HandoffProtocol(components, { nodeId, runner })
+    this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv })])
+    this.handoff = new HandoffProtocol(components, { nodeId, runner: this.agents })
     this.messages = new SendProtocol(components, { nodeId, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
     this.tools = new ToolProtocol(components, { nodeId, executor })

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../../src/config/load.js'
 import { ClawmatrixNode, type InfoLog } from '../../src/services/clawmatrix-node.js'
+import { attachTasks, type TaskService } from '../../src/tasks/index.js'
 
 export const SECRET = 'test-secret-0123456789abcdef-unit'
 
@@ -16,6 +17,8 @@ export class LogLines implements InfoLog {
 
 export interface TestNode {
   node: ClawmatrixNode
+  /** The node's task layer. */
+  tasks: TaskService
   log: LogLines
   stateDir: string
   /** The node's ws multiaddr (listening nodes only). */
@@ -36,9 +39,11 @@ export function testNodes (): { start: (input: Record<string, unknown>, stateDir
       const config = parseConfig({ secret: SECRET, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0, ...input })
       const log = new LogLines()
       const node = await ClawmatrixNode.create({ config, stateDir: dir, log })
+      const tasks = attachTasks(node, dir)
       await node.start()
       const handle: TestNode = {
         node,
+        tasks,
         log,
         stateDir: dir,
         wsAddress: () => {

@@ -24,8 +24,9 @@ const PROGRESS_LINE_CHARS = 500
 
 /**
  * Runs the agents configured with a `command` (argv, no shell). The command
- * gets `{task, context, agent, id}` as JSON on stdin and answers on stdout:
- * the answer is stdout trimmed. Each stderr line is reported as progress; a
+ * gets `{task, context, agent, id}` as JSON on stdin (tasks add `contextId`,
+ * `history` and `resumed`) and answers on stdout: the answer is stdout
+ * trimmed; for a task, `{"inputRequired": "<question>"}` asks the caller. Each stderr line is reported as progress; a
  * non-zero exit fails the run with the tail of stderr. Each run is its own
  * process group, killed as a whole on cancellation.
  */
@@ -67,7 +68,10 @@ export class CommandAgentRunner implements AgentRunner {
       })
       // A command that never reads stdin closes it early: that is its business, not an error.
       child.stdin!.on('error', () => {})
-      child.stdin!.end(JSON.stringify({ task, context, agent: agentId, id: options.id }))
+      const input = options.contextId == null
+        ? { task, context, agent: agentId, id: options.id }
+        : { task, context, agent: agentId, id: options.id, contextId: options.contextId, history: options.history ?? [], resumed: options.resumed === true }
+      child.stdin!.end(JSON.stringify(input))
 
       const stdout = collect(child.stdout!, this.maxAnswerBytes)
       const stderr = stderrLines(child.stderr!, line => { options.onProgress?.(line.slice(0, PROGRESS_LINE_CHARS)) })
@@ -85,10 +89,23 @@ export class CommandAgentRunner implements AgentRunner {
       }
       const { text, totalBytes } = stdout.result()
       const answer = text.trim()
+      const question = options.contextId == null ? undefined : inputRequired(answer)
+      if (question != null) return { text: question, inputRequired: true }
       return { text: totalBytes > this.maxAnswerBytes ? `${answer}\n[answer truncated by clawmatrix: ${this.maxAnswerBytes} of ${totalBytes} bytes shown]` : answer }
     } finally {
       options.signal.removeEventListener('abort', onAbort)
     }
+  }
+}
+
+/** A task's command asks the caller something by answering `{"inputRequired": "<question>"}` alone. */
+function inputRequired (answer: string): string | undefined {
+  if (!answer.startsWith('{') || !answer.endsWith('}')) return undefined
+  try {
+    const parsed = JSON.parse(answer)
+    return typeof parsed?.inputRequired === 'string' && parsed.inputRequired !== '' ? parsed.inputRequired : undefined
+  } catch {
+    return undefined
   }
 }
 

@@ -11,6 +11,12 @@ export interface AgentRunner {
    * started, when `options.signal` aborts (cancellation or timeout).
    */
   run(agentId: string, task: string, context: unknown, options: AgentRunOptions): Promise<AgentRunResult>
+  /**
+   * Whether aborting a run of `agentId` really stops it (default true). A
+   * runner whose host offers no abort says false, so a cancellation can say
+   * plainly that the run goes on.
+   */
+  stopsOnCancel?(agentId: string): boolean | Promise<boolean>
 }
 
 export interface AgentRunOptions {
@@ -19,10 +25,25 @@ export interface AgentRunOptions {
   onProgress?(message: string): void
   /** The hand-off id, unique per task (a runner may use it to name a session). */
   id: string
+  /**
+   * Tasks only: the conversation this run belongs to. A runner with sessions
+   * keeps one session per contextId, so a later task sees the earlier turns.
+   */
+  contextId?: string
+  /**
+   * Tasks only: the conversation's earlier turns, oldest first, for runners
+   * without sessions. For a resumed task the agent's question and the
+   * caller's answer are its last two turns.
+   */
+  history?: Array<{ role: 'user' | 'agent', text: string }>
+  /** Tasks only: this run resumes a task that asked for input; the answer is the last turn of `history`. */
+  resumed?: boolean
 }
 
 export interface AgentRunResult {
   text: string
+  /** The agent asks the caller something (`text` is the question): the task waits in `input-required`. */
+  inputRequired?: boolean
 }
 
 /** An agent run that failed; the message reaches the caller in the result's error. */
@@ -48,6 +69,11 @@ export class AgentRunners implements AgentRunner {
     const runner = await this.runnerOf(agentId)
     if (runner == null) throw new AgentRunError(`no agent "${agentId}" on this node`, 'no-such-agent')
     return await runner.run(agentId, task, context, options)
+  }
+
+  async stopsOnCancel (agentId: string): Promise<boolean> {
+    const runner = await this.runnerOf(agentId)
+    return await runner?.stopsOnCancel?.(agentId) ?? true
   }
 
   private async runnerOf (agentId: string): Promise<AgentRunner | undefined> {
