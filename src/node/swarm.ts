@@ -4,7 +4,6 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
-import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { VERSION } from '../version.js'
@@ -12,6 +11,7 @@ import { admissionGater, admitting, type Admission } from './admission.js'
 import { peerUrlToMultiaddr } from './addresses.js'
 import * as c from './constants.js'
 import { gatePrologue } from './gate.js'
+import { webSocketTransport } from './websocket-transport.js'
 import type { Config } from '../config/schema.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
@@ -66,7 +66,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
       listen: config.listen ? [`${host}/tcp/${config.listenPort}/${wsProtocol}`, ...circuit] : circuit,
       announce: config.announceAddresses.map(url => peerUrlToMultiaddr(url).toString())
     },
-    transports: [webSockets({ https }), circuitRelayTransport()],
+    // The WebSocket transport, with aborted connections' sockets released (./websocket-transport.ts).
+    transports: [webSocketTransport({ https }), circuitRelayTransport()],
     connectionEncrypters: [swarmOptions.admission == null ? encrypter : admitting(encrypter, swarmOptions.admission)],
     connectionGater: swarmOptions.admission == null ? undefined : admissionGater(swarmOptions.admission),
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],

@@ -1,0 +1,168 @@
+/**
+ * `@libp2p/websockets` with the socket of every closed connection released.
+ *
+ * In @libp2p/websockets 10.1.21 `connection.abort()` ends in `sendReset()`,
+ * which calls `websocket.close(1006)`. 1006 may not be sent (RFC 6455 7.4.1):
+ * `ws` (listener side) and the WHATWG WebSocket of Node (dialer side, undici)
+ * both throw, the error is logged and swallowed, and the socket stays open
+ * for as long as the remote keeps it: for good when the remote is a frozen
+ * or vanished peer, which is exactly when a heartbeat aborts. A graceful
+ * close to such a peer waits for its close frame: 30 s in `ws`, forever in
+ * undici. docs/upstream-websockets-reset.md describes the bug for upstream.
+ *
+ * This wrapper changes nothing on the wire. For each connection it hands the
+ * upgrader, it replaces `sendReset()` with dropping the socket, and after a
+ * graceful close it drops the socket if the remote has not finished the
+ * closing handshake within `closeGraceMs`. It is also where inbound
+ * connections are admitted per IP before Noise (./inbound-admission.ts).
+ */
+import { subscribe } from 'node:diagnostics_channel'
+import { serviceCapabilities, transportSymbol } from '@libp2p/interface'
+import { webSockets, type WebSocketsComponents, type WebSocketsInit } from '@libp2p/websockets'
+import type { InboundAdmission } from './inbound-admission.js'
+import type { CreateListenerOptions, DialTransportOptions, Listener, MultiaddrConnection, Transport, Upgrader, Connection } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Socket } from 'node:net'
+
+export interface WebSocketTransportInit extends WebSocketsInit {
+  /**
+   * How long a gracefully closed connection waits for the remote's close
+   * frame before its socket is destroyed.
+   *
+   * @default 5000
+   */
+  closeGraceMs?: number
+  /** Admits (or refuses) inbound connections per IP before Noise; none when absent. */
+  admission?: InboundAdmission
+}
+
+export const DEFAULT_CLOSE_GRACE_MS = 5_000
+
+/** `ws`'s WebSocket (inbound) or the WHATWG one (outbound), as @libp2p/websockets keeps it. */
+interface AnyWebSocket {
+  readyState: number
+  terminate?: () => void
+  addEventListener(type: 'close', listener: () => void, options?: { once?: boolean }): void
+}
+
+const CLOSED = 3
+
+export function webSocketTransport (init: WebSocketTransportInit = {}): (components: WebSocketsComponents) => Transport {
+  const { closeGraceMs, admission, ...webSocketsInit } = init
+  const create = webSockets(webSocketsInit)
+  return components => new SocketReleasingWebSockets(create(components), closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS, admission)
+}
+
+class SocketReleasingWebSockets implements Transport {
+  readonly [transportSymbol] = true
+  readonly [Symbol.toStringTag] = '@libp2p/websockets'
+  readonly [serviceCapabilities] = ['@libp2p/transport']
+
+  constructor (
+    private readonly transport: Transport,
+    private readonly closeGraceMs: number,
+    private readonly admission?: InboundAdmission
+  ) {
+    watchUndiciSockets()
+  }
+
+  async dial (ma: Multiaddr, options: DialTransportOptions): Promise<Connection> {
+    return this.transport.dial(ma, { ...options, upgrader: this.releasing(options.upgrader) })
+  }
+
+  createListener (options: CreateListenerOptions): Listener {
+    return this.transport.createListener({ ...options, upgrader: this.releasing(options.upgrader) })
+  }
+
+  readonly listenFilter = (multiaddrs: Multiaddr[]): Multiaddr[] => this.transport.listenFilter(multiaddrs)
+  readonly dialFilter = (multiaddrs: Multiaddr[]): Multiaddr[] => this.transport.dialFilter(multiaddrs)
+
+  /** The upgrader, with each connection it is given fixed first (and inbound ones admitted). */
+  private releasing (upgrader: Upgrader): Upgrader {
+    const closeGraceMs = this.closeGraceMs
+    const admission = this.admission
+    return new Proxy(upgrader, {
+      get (target, property) {
+        if (property === 'upgradeOutbound') {
+          return async (maConn: MultiaddrConnection, opts: any) => {
+            releaseSocketOnClose(maConn, closeGraceMs)
+            return target.upgradeOutbound(maConn, opts)
+          }
+        }
+        if (property === 'upgradeInbound') {
+          return async (maConn: MultiaddrConnection, opts: any) => {
+            releaseSocketOnClose(maConn, closeGraceMs)
+            if (admission == null) return target.upgradeInbound(maConn, opts)
+            const release = admission.admit(maConn)
+            try {
+              await target.upgradeInbound(maConn, opts)
+            } finally {
+              release()
+            }
+          }
+        }
+        const value = Reflect.get(target, property, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  }
+}
+
+function releaseSocketOnClose (maConn: MultiaddrConnection, closeGraceMs: number): void {
+  const websocket: AnyWebSocket | undefined = (maConn as any).websocket
+  if (websocket == null) return
+  const drop = (): void => { dropSocket(websocket) }
+  // What sendReset() is for: the remote learns of the reset when its socket closes.
+  ;(maConn as any).sendReset = drop
+  maConn.addEventListener('close', event => {
+    if (websocket.readyState === CLOSED) return
+    if (event.error != null) {
+      drop()
+      return
+    }
+    // Closed gracefully: the close frame is out; give the remote a moment to answer it.
+    const timer = setTimeout(drop, closeGraceMs)
+    timer.unref()
+    websocket.addEventListener('close', () => { clearTimeout(timer) }, { once: true })
+  }, { once: true })
+}
+
+function dropSocket (websocket: AnyWebSocket): void {
+  if (websocket.readyState === CLOSED) return
+  if (typeof websocket.terminate === 'function') {
+    websocket.terminate()
+    return
+  }
+  undiciSockets.get(websocket)?.destroy()
+}
+
+/**
+ * Node's WebSocket (undici) keeps its socket private and has no way to drop
+ * it. Its diagnostics channels name both: 'undici:client:connected' gives each
+ * socket undici opens, 'undici:websocket:open' each WebSocket with its
+ * socket's local address. Sockets wait in `connecting` until they close or
+ * carry a WebSocket, so both maps stay as small as the open sockets.
+ */
+const connecting = new Map<string, Socket>()
+const undiciSockets = new WeakMap<object, Socket>()
+let watching = false
+
+function watchUndiciSockets (): void {
+  if (watching) return
+  watching = true
+  const key = (address: unknown, port: unknown): string => `${String(address)}|${String(port)}`
+  subscribe('undici:client:connected', (message: any) => {
+    const socket: Socket | undefined = message?.socket
+    if (socket?.localPort == null) return
+    const id = key(socket.localAddress, socket.localPort)
+    connecting.set(id, socket)
+    socket.once('close', () => { if (connecting.get(id) === socket) connecting.delete(id) })
+  })
+  subscribe('undici:websocket:open', (message: any) => {
+    const id = key(message?.address?.address, message?.address?.port)
+    const socket = connecting.get(id)
+    if (socket == null || message.websocket == null) return
+    connecting.delete(id)
+    undiciSockets.set(message.websocket, socket)
+  })
+}
