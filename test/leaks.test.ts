@@ -57,7 +57,7 @@ async function members (relay: TestNode, names: string[], extra: Record<string, 
   const started = await Promise.all(names.map(async nodeId => spawnNode(nodeId, {
     peers: [{ nodeId: 'relay', url: relay.wsAddress() }], heartbeat: { intervalMs: 60_000, maxMissed: 3 }, reconnect: NO_REDIAL, ...extra
   })))
-  await waitFor(`the relay to see ${names.join(', ')}`, () => relay.node.swarm.getPeers().length === names.length, { timeoutMs: 30_000 })
+  await waitFor(`the relay to see ${names.join(', ')}`, () => relay.node.swarm.getPeers().length === names.length, { timeoutMs: 60_000 })
     .catch(err => { throw new Error(`${err.message}; member output:\n${started.map(s => s.output()).join('\n')}`) })
   return started.map(s => s.child)
 }
@@ -81,7 +81,7 @@ async function startRelay (): Promise<{ relay: TestNode, baseline: number }> {
   return { relay, baseline: openDescriptors() }
 }
 
-describe('sockets of closed connections (listener side)', () => {
+describe('sockets of closed connections (listener side)', { timeout: 150_000 }, () => {
   it('a member that goes silent: the heartbeat aborts it and its socket is closed', async () => {
     const { relay, baseline } = await startRelay()
     const frozen = await members(relay, ['sleepy-1', 'sleepy-2', 'sleepy-3'])
@@ -116,7 +116,7 @@ describe('sockets of closed connections (listener side)', () => {
   })
 })
 
-describe('sockets of closed connections (dialer side)', () => {
+describe('sockets of closed connections (dialer side)', { timeout: 150_000 }, () => {
   it('a relay that goes silent: the member aborts it and its socket is closed', async () => {
     const { child, output } = await spawnNode('quiet-relay', { listen: true, heartbeat: { intervalMs: 60_000, maxMissed: 3 } })
     const [address] = await waitFor('the relay to listen', () => output().match(/\/ip4\/127\.0\.0\.1\/tcp\/\d+\/ws\/p2p\/\w+/))
