@@ -87,10 +87,14 @@ export class LocalHttpServer implements Startable {
   }
 }
 
-/** A constant-time comparison of the bearer token, when one is set. */
+/**
+ * A constant-time comparison of the bearer token, when one is set.
+ * Anthropic's clients send their key as `x-api-key` instead.
+ */
 function bearerMatches (expected: string | undefined, req: IncomingMessage): boolean {
   if (expected == null || expected === '') return true
-  const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''
+  const apiKey = req.headers['x-api-key']
+  const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? (typeof apiKey === 'string' ? apiKey : '')
   const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
   return timingSafeEqual(digest(given), digest(expected))
 }

@@ -5,7 +5,8 @@
  */
 import { logger } from '@libp2p/logger'
 import { UpstreamError } from '../models/errors.js'
-import { formatSseData } from '../models/sse.js'
+import { formatSseData, SseParser } from '../models/sse.js'
+import { AnthropicEventWriter, anthropicError, anthropicEvent, anthropicMessageFromChat, chatRequestFromAnthropic } from '../models/anthropic-inbound.js'
 import { MODEL_ROUTES } from '../models/upstream.js'
 import { readJsonBody } from '../http/body.js'
 import { drained, sendJson, type LocalHttpServer } from '../http/local-server.js'
@@ -69,6 +70,75 @@ export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy
       }
     })
   }
+
+  // Anthropic Messages clients: translated to a chat request and back, whatever the upstream speaks.
+  http.route('POST', '/v1/messages', async (req, res) => {
+    const client = new AbortController()
+    res.once('close', () => {
+      if (!res.writableFinished) client.abort(new ClientGoneError('the client closed the connection'))
+    })
+    let chat: Record<string, unknown>
+    try {
+      chat = chatRequestFromAnthropic(await readJsonBody(req, maxBodyBytes))
+    } catch (err) {
+      sendAnthropicError(res, asUpstreamError(err))
+      return
+    }
+    const model = chat.model as string
+    try {
+      const answer = await proxy.request({ model, route: 'chat/completions', body: chat }, { signal: client.signal })
+      await relayAsAnthropic(answer, res, model, client.signal)
+    } catch (err) {
+      if (client.signal.aborted) return
+      sendAnthropicError(res, asUpstreamError(err))
+    }
+  })
+}
+
+/**
+ * Writes an OpenAI answer as a Messages answer: a stream event by event
+ * (message_start ... message_stop; an `error` event when it breaks off), a
+ * whole answer as one message.
+ */
+async function relayAsAnthropic (answer: ProxiedResponse, res: ServerResponse, model: string, signal: AbortSignal): Promise<void> {
+  const headers = { 'x-clawmatrix-node': answer.host.nodeId, 'x-clawmatrix-model': answer.model }
+  // The name the client asked for, unless a fallback answered.
+  if (model !== answer.model && model !== `clawmatrix/${answer.model}`) model = answer.model
+  if (!answer.contentType.startsWith('text/event-stream')) {
+    const parts: Uint8Array[] = []
+    for await (const part of answer.body) parts.push(part)
+    res.setHeader('x-clawmatrix-node', headers['x-clawmatrix-node'])
+    res.setHeader('x-clawmatrix-model', headers['x-clawmatrix-model'])
+    sendJson(res, 200, anthropicMessageFromChat(JSON.parse(Buffer.concat(parts).toString('utf8')), model))
+    return
+  }
+  const writer = new AnthropicEventWriter(model)
+  const parser = new SseParser()
+  try {
+    for await (const chunk of answer.body) {
+      let text = ''
+      for (const event of parser.push(chunk)) {
+        text += event.data === '[DONE]' ? writer.end() : writer.chunk(JSON.parse(event.data))
+      }
+      if (text === '') continue
+      if (!res.headersSent) res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', ...headers })
+      if (!res.write(text) && !await drained(res)) return
+    }
+    res.end()
+  } catch (err) {
+    if (signal.aborted) return
+    const error = asUpstreamError(err)
+    log('the answer from %s broke off: %s', answer.host.nodeId, error.message)
+    if (!res.headersSent) sendAnthropicError(res, error)
+    else res.end(anthropicEvent('error', anthropicError(error.status, error.body)))
+  }
+}
+
+function sendAnthropicError (res: ServerResponse, error: UpstreamError): void {
+  if (res.headersSent || res.destroyed) return
+  if (error.status === 413) res.setHeader('connection', 'close')
+  if (error.retryAfterSeconds != null) res.setHeader('retry-after', String(error.retryAfterSeconds))
+  sendJson(res, error.status, anthropicError(error.status, error.body))
 }
 
 /**

@@ -44,7 +44,8 @@ export class OpenAIUpstream implements ModelUpstream {
       throw openAIErrorFromUpstream(response.status, await response.text(MAX_ERROR_BODY_BYTES), this.redact)
     }
     if (response.isEventStream) {
-      return { status: response.status, contentType: 'text/event-stream', body: relayEventStream(response, new OpenAIEventRelay(this.redact), 'upstream') }
+      const relay = request.route === 'responses' ? new ResponsesEventRelay(this.redact) : new OpenAIEventRelay(this.redact)
+      return { status: response.status, contentType: 'text/event-stream', body: relayEventStream(response, relay, 'upstream') }
     }
     return { status: response.status, contentType: 'application/json', body: wholeJson(response) }
   }
@@ -66,11 +67,14 @@ class OpenAIEventRelay implements EventRelay {
       this.complete = true
       return SSE_DONE
     }
-    const chunk = parseChunk(event.data)
-    if (chunk?.error != null) {
-      throw openAIErrorFromUpstream(502, JSON.stringify({ error: chunk.error }), this.redact)
+    // Only an event that mentions an error is parsed: the others pass as text, and a finish reason
+    // is found by its text (a JSON string value after the key; null while the answer goes on).
+    if (event.data.charCodeAt(0) !== 0x7b) throw notJson(event.data)
+    if (event.data.includes('"error"')) {
+      const chunk = parseChunk(event.data)
+      if (chunk?.error != null) throw openAIErrorFromUpstream(502, JSON.stringify({ error: chunk.error }), this.redact)
     }
-    if (Array.isArray(chunk?.choices) && chunk.choices.some((c: any) => c?.finish_reason != null)) this.finishSeen = true
+    if (!this.finishSeen && FINISH_REASON.test(event.data)) this.finishSeen = true
     return formatSseEvent({ data: event.data })
   }
 
@@ -83,12 +87,44 @@ class OpenAIEventRelay implements EventRelay {
   }
 }
 
+const FINISH_REASON = /"finish_reason"\s*:\s*"/
+
+/**
+ * The Responses API's events pass through with their names. The answer is
+ * complete at `response.completed`, `response.incomplete` or
+ * `response.failed`; an `error` event fails it.
+ */
+class ResponsesEventRelay implements EventRelay {
+  complete = false
+
+  constructor (private readonly redact: (text: string) => string) {}
+
+  event (event: SseEvent): string {
+    const type = event.event ?? parseChunk(event.data)?.type
+    if (type === 'error') {
+      const data = parseChunk(event.data)
+      throw openAIErrorFromUpstream(502, JSON.stringify({ error: data?.error ?? data }), this.redact)
+    }
+    if (type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed') this.complete = true
+    return formatSseEvent(event)
+  }
+
+  end (): string {
+    if (!this.complete) throw UpstreamError.of(502, 'upstream_stream_cut', 'the upstream ended the stream before the response was complete (no response.completed)')
+    return ''
+  }
+}
+
 function parseChunk (data: string): any {
   try {
     return JSON.parse(data)
   } catch {
-    throw UpstreamError.of(502, 'upstream_error', `the upstream sent an event that is not JSON: ${data.slice(0, 100)}`)
+    throw notJson(data)
   }
+}
+
+function notJson (data: string): UpstreamError {
+  return UpstreamError.of(502, 'upstream_error', `the upstream sent an event that is not JSON: ${data.slice(0, 100)}`)
 }
 
 /**

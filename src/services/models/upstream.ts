@@ -6,7 +6,7 @@
 import type { ModelDialect } from '../../config/schema.js'
 
 /** The OpenAI-compatible routes a model can be asked for, relative to /v1. */
-export const MODEL_ROUTES = ['chat/completions', 'completions', 'embeddings'] as const
+export const MODEL_ROUTES = ['chat/completions', 'completions', 'embeddings', 'responses'] as const
 export type ModelRoute = typeof MODEL_ROUTES[number]
 
 /**
