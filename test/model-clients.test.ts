@@ -18,7 +18,8 @@ afterEach(async () => {
   await Promise.allSettled(cleanups.splice(0).map(async stop => { await stop() }))
 })
 
-const beat = { intervalMs: 1000, maxMissed: 3 }
+// Lenient: on a loaded machine a ping through a relay can take over a second.
+const beat = { intervalMs: 1000, maxMissed: 10 }
 
 /** a -> relay <- c: c hosts the models, a's proxy is called. */
 async function relayedHost (models: Array<Record<string, unknown>>, a: Record<string, unknown> = {}): Promise<TestNode> {

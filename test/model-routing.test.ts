@@ -16,7 +16,8 @@ afterEach(async () => {
   await Promise.allSettled(fakes.splice(0).map(async f => { await f.stop() }))
 })
 
-const beat = { intervalMs: 1000, maxMissed: 3 }
+// Lenient: on a loaded machine a ping through a relay can take over a second.
+const beat = { intervalMs: 1000, maxMissed: 10 }
 const USER = [{ role: 'user' as const, content: 'the quick brown fox' }]
 
 async function fake (init: ConstructorParameters<typeof FakeOpenAIServer>[0] = {}): Promise<FakeOpenAIServer> {
