@@ -1,158 +1,293 @@
 /**
- * Relay idle soak (opt-in: `npm run bench -- relay-soak`): two dial-out-only
- * nodes connected through a relay keep an open protocol stream on their
- * relayed connection with no traffic of their own for 10 minutes; only
- * clawmatrix itself talks on the connection (heartbeat pings and card
- * announcements, default 15 s interval). Then: is it the same connection,
- * still open; does the idle stream still carry data both ways; does a new
- * stream work? A second idle stream, on the direct connection from one of the
- * nodes to the relay, is the control: if only the relayed one dies, the relay
- * path is the cause, if both do, the stream muxer's idle handling.
+ * Relay churn soak (opt-in: `npm run bench -- relay-soak [--minutes N]`):
+ * members with fresh identities join a relay and depart in turn gracefully
+ * (stop), by reset (their connection aborted, the socket closed under it) and
+ * silently (they vanish: their packets stop, nothing closes, as a sleeping
+ * laptop or a dropped NAT mapping). Every `sampleMs` the relay's RSS, heap
+ * after a full GC, open descriptors, connections, peer store and view size
+ * are sampled; after the churn, once the relay has dropped the last member,
+ * they must be back where they started.
  *
- * Three processes: the relay and each dial-out node in its own.
+ * Side by side in the same run: the same churn against a relay whose
+ * WebSocket transport is left as published (sockets of aborted connections
+ * not released; src/node/websocket-transport.ts).
+ *
+ * Processes: each relay in its own (./lib/soak-relay.ts, --expose-gc); the
+ * members in this one. A member reaches its relay through a TCP forwarder
+ * here that can make it vanish: it drops the member's side and keeps the
+ * relay's side open, reading and answering nothing, as the network does.
  */
+import { fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { importDist } from './lib/dist.js'
-import { startHosts, stopHosts, type NodeHost } from './lib/hosts.js'
+import { requireBuilt } from './lib/paths.js'
 import { sleep } from './lib/wait.js'
-import type { NodeSpec, PathKind, StreamState } from './lib/host-api.js'
-import type { BenchResult, Variant } from './lib/report.js'
+import type { SoakRelaySample } from './lib/soak-relay.js'
+import type { BenchResult, Measurement } from './lib/report.js'
+import type { ClawmatrixNode } from '../src/services/clawmatrix-node.js'
 
+const { ClawmatrixNode: Node } = await importDist<typeof import('../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
+const { parseConfig } = await importDist<typeof import('../src/config/load.js')>('config/load.js')
 const { SECRET_ENV } = await importDist<typeof import('../src/cli/run-node.js')>('cli/run-node.js')
-const { DEFAULT_HEARTBEAT_INTERVAL_MS } = await importDist<typeof import('../src/config/schema.js')>('config/schema.js')
+
+const RELAY_SCRIPT = fileURLToPath(new URL('./lib/soak-relay.js', import.meta.url))
 
 export interface RelaySoakOptions {
-  /** How long the streams stay idle. */
-  idleMs: number
-  /** How often the streams' state is looked at (and printed) while idle. */
-  pollMs: number
-  /** Round trips before and after the idle period, each way. */
-  roundTrips: number
+  /** How long members churn. */
+  minutes: number
+  /** How often the relays are sampled. */
+  sampleMs: number
+  /** Members churning at once against each relay. */
+  members: number
+  /** Heartbeat (and announce) interval of relay and members; a silent member is dropped after maxMissed. */
+  heartbeatMs: number
+  maxMissed: number
+  /** Also run the churn against a relay without the socket fix. */
+  unfixed: boolean
   progress: (line: string) => void
 }
 
-export const SOAK_DEFAULTS: Omit<RelaySoakOptions, 'progress'> = { idleMs: 10 * 60_000, pollMs: 30_000, roundTrips: 5 }
-/** Just past yamux's 120 s stream inactivity default, in about 2.5 minutes. */
-export const SOAK_QUICK: Omit<RelaySoakOptions, 'progress'> = { idleMs: 130_000, pollMs: 10_000, roundTrips: 2 }
+export const SOAK_DEFAULTS: Omit<RelaySoakOptions, 'progress'> = { minutes: 60, sampleMs: 60_000, members: 4, heartbeatMs: 2_000, maxMissed: 3, unfixed: true }
+export const SOAK_QUICK: Omit<RelaySoakOptions, 'progress'> = { minutes: 2, sampleMs: 20_000, members: 3, heartbeatMs: 1_000, maxMissed: 3, unfixed: true }
 
-const ROUND_TRIP_TIMEOUT_MS = 10_000
-
-/** One idle stream under watch: who opened it, to whom, on which path, and its two ends. */
-interface Watched {
-  name: string
-  path: PathKind
-  opener: { host: NodeHost, key: string }
-  acceptor: { host: NodeHost, key: string }
-  connectionId: string
-  /** First state seen that was not open, and when (seconds into the idle period). */
-  brokeAt?: { second: number, state: StreamState }
-}
+type Departure = 'graceful' | 'reset' | 'silent'
+const DEPARTURES: Departure[] = ['graceful', 'reset', 'silent']
+const SETTLE_TIMEOUT_MS = 120_000
 
 export async function relaySoakBench (options: RelaySoakOptions): Promise<BenchResult> {
   const env = { ...process.env, [SECRET_ENV]: randomBytes(32).toString('hex') }
-  const intervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS
-  const hosts = await startHosts(3, env, 'soak')
-  const [relayHost, aHost, bHost] = hosts as [NodeHost, NodeHost, NodeHost]
+  const variants = [new SoakVariant('released sockets (this fix)', true, options, env)]
+  if (options.unfixed) variants.push(new SoakVariant('as published (no fix)', false, options, env))
   try {
-    const spec = (nodeId: string, listen: boolean, peers: NodeSpec['peers']): NodeSpec => ({ nodeId, listen, peers, intervalMs, expect: 3 })
-    const [relay] = await relayHost.call('start', { nodes: [spec('relay', true, [])] })
-    const viaRelay = [{ nodeId: 'relay', url: relay!.ws! }]
-    const [a] = await aHost.call('start', { nodes: [spec('private-a', false, viaRelay)] })
-    const [b] = await bHost.call('start', { nodes: [spec('private-b', false, viaRelay)] })
-    for (const host of hosts) {
-      const { records } = await host.call('waitConverged', { timeoutMs: 60_000 }, 70_000)
-      if (records.some(r => r.reachesAllAt == null)) throw new Error(`set-up: ${records.map(r => `${r.nodeId} reaches ${r.reachable} of 3`).join(', ')}`)
-    }
-    await bHost.call('serveEcho', { nodeId: 'private-b' })
-    await relayHost.call('serveEcho', { nodeId: 'relay' })
-
-    const open = async (name: string, path: PathKind, acceptorHost: NodeHost, acceptorId: string, acceptorPeer: string): Promise<Watched> => {
-      const opened = await aHost.call('openEcho', { from: 'private-a', to: acceptorPeer, path })
-      // The acceptor's handler runs once the stream is negotiated; after a round trip it surely has.
-      await aHost.call('roundTrip', { key: opened.key, timeoutMs: ROUND_TRIP_TIMEOUT_MS })
-      const accepted = await acceptorHost.call('acceptedEcho', { nodeId: acceptorId, remote: a!.peerId, path })
-      return { name, path, opener: { host: aHost, key: opened.key }, acceptor: { host: acceptorHost, key: accepted.key }, connectionId: opened.connectionId }
-    }
-    const relayed = await open('relayed A -> relay -> B', 'relayed', bHost, 'private-b', b!.peerId)
-    const control = await open('direct A -> relay (control)', 'direct', relayHost, 'relay', relay!.peerId)
-    const watched = [relayed, control]
-
-    const samples = new Map<string, number[]>()
-    const record = (name: string, ms: number): void => { samples.set(name, [...(samples.get(name) ?? []), ms]) }
-    const failures: string[] = []
-    const roundTrips = async (w: Watched, when: string): Promise<void> => {
-      for (const [end, label] of [[w.opener, 'opener first'], [w.acceptor, 'acceptor first']] as const) {
-        for (let i = 0; i < options.roundTrips; i++) {
-          try {
-            record(`${when}, ${w.name}, ${label}`, (await end.host.call('roundTrip', { key: end.key, timeoutMs: ROUND_TRIP_TIMEOUT_MS })).ms)
-          } catch (err: any) {
-            failures.push(`${when}, ${w.name}, ${label}: ${firstLine(err.message)}`)
-            break
-          }
-        }
+    await Promise.all(variants.map(async v => { await v.start() }))
+    for (const v of variants) v.record(await v.relay.sample())
+    options.progress(`churn for ${options.minutes} min, ${options.members} members at a time per relay, heartbeat ${options.heartbeatMs} ms x ${options.maxMissed}`)
+    const deadline = Date.now() + options.minutes * 60_000
+    const churns = variants.map(async v => { await v.churn(deadline) })
+    while (Date.now() < deadline) {
+      await sleep(Math.min(options.sampleMs, Math.max(0, deadline - Date.now())))
+      for (const v of variants) {
+        const s = await v.relay.sample()
+        v.record(s)
+        options.progress(`${v.name}: ${line(s)}; departed ${v.departedTotal()} (${v.departedLine()})`)
       }
     }
-    for (const w of watched) await roundTrips(w, 'before idle')
-
-    options.progress(`idle for ${options.idleMs / 1000} s: streams and connections are only looked at, every ${options.pollMs / 1000} s`)
-    const idleStart = Date.now()
-    while (Date.now() - idleStart < options.idleMs) {
-      await sleep(Math.min(options.pollMs, options.idleMs - (Date.now() - idleStart)))
-      const second = Math.round((Date.now() - idleStart) / 1000)
-      const line: string[] = []
-      for (const w of watched) {
-        const state = await w.opener.host.call('streamState', { key: w.opener.key })
-        if (w.brokeAt == null && (state.status !== 'open' || state.connectionStatus !== 'open')) w.brokeAt = { second, state }
-        line.push(`${w.path}: stream ${state.status}, connection ${state.connectionStatus}`)
+    await Promise.all(churns)
+    for (const v of variants) {
+      // Settled: the silent members' heartbeats have run out and their cards expired.
+      const settleStart = Date.now()
+      let s = await v.relay.sample()
+      while ((s.connections > 0 || s.viewNodes > 1) && Date.now() - settleStart < SETTLE_TIMEOUT_MS) {
+        await sleep(2_000)
+        s = await v.relay.sample()
       }
-      options.progress(`+${second} s: ${line.join('; ')}`)
+      v.record(s)
+      options.progress(`${v.name}, settled: ${line(s)}`)
     }
-    const idleSeconds = Math.round((Date.now() - idleStart) / 1000)
-
-    const verdicts: string[] = []
-    for (const w of watched) {
-      const openerState = await w.opener.host.call('streamState', { key: w.opener.key })
-      const acceptorState = await w.acceptor.host.call('streamState', { key: w.acceptor.key })
-      await roundTrips(w, 'after idle')
-      let newStream = 'a new stream: not tried (no open connection)'
-      const same = openerState.connections.find(c => c.id === w.connectionId)
-      if (same?.status === 'open') {
-        try {
-          const fresh = await aHost.call('openEcho', { from: 'private-a', to: w.path === 'relayed' ? b!.peerId : relay!.peerId, path: w.path })
-          const { ms } = await aHost.call('roundTrip', { key: fresh.key, timeoutMs: ROUND_TRIP_TIMEOUT_MS })
-          record(`after idle, ${w.name}, new stream`, ms)
-          newStream = `a new stream on ${fresh.connectionId === w.connectionId ? 'the same' : 'ANOTHER'} connection: round trip ${ms.toFixed(1)} ms`
-        } catch (err: any) {
-          newStream = `a new stream FAILED: ${firstLine(err.message)}`
-        }
-      }
-      verdicts.push(`${w.name}: connection ${w.connectionId} ${same == null ? 'GONE' : same.status} after ${idleSeconds} s idle ` +
-        `(${openerState.connectionsOpenedSince} other connections to that peer opened meanwhile); ` +
-        `idle stream ${openerState.status} (read ${openerState.readStatus}, write ${openerState.writeStatus}) at the opener, ` +
-        `${acceptorState.status} at the acceptor` +
-        (w.brokeAt == null ? '' : `; first seen broken at +${w.brokeAt.second} s: ${w.brokeAt.state.closeError ?? w.brokeAt.state.status}` +
-          (w.brokeAt.state.closedAt == null ? '' : ` (closed ${Math.round((w.brokeAt.state.closedAt - idleStart) / 1000)} s into the idle period)`)) +
-        `; ${newStream}`)
-    }
-    for (const v of verdicts) options.progress(v)
-    for (const f of failures) options.progress(`round trip failed: ${f}`)
-
-    const variants: Variant[] = [...samples].map(([name, values]) => ({ name, samples: values }))
-    return {
-      name: 'relay-soak',
-      title: `relayed connection and streams after ${idleSeconds} s without traffic of their own (heartbeat ${intervalMs / 1000} s)`,
-      measurements: [{
-        what: 'echo round trip on the idle streams, before and after the idle period',
-        unit: 'ms',
-        variants,
-        note: [...verdicts, ...failures.map(f => `round trip failed: ${f}`)].join('\n   ')
-      }]
-    }
+    return result(variants, options)
   } finally {
-    await stopHosts(hosts)
+    await Promise.allSettled(variants.map(async v => { await v.stop() }))
   }
 }
 
-function firstLine (text: string): string {
-  return text.split('\n')[0] ?? text
+class SoakVariant {
+  relay!: SoakRelay
+  readonly samples: SoakRelaySample[] = []
+  readonly departed: Record<Departure, number> = { graceful: 0, reset: 0, silent: 0 }
+  private readonly forwarders: Forwarder[] = []
+  private stopping = false
+
+  constructor (readonly name: string, private readonly releaseSockets: boolean, private readonly options: RelaySoakOptions, private readonly env: NodeJS.ProcessEnv) {}
+
+  async start (): Promise<void> {
+    this.relay = await SoakRelay.start(this.env, { heartbeatMs: this.options.heartbeatMs, maxMissed: this.options.maxMissed, releaseSockets: this.releaseSockets })
+    for (let i = 0; i < this.options.members; i++) this.forwarders.push(await Forwarder.start(this.relay.port))
+  }
+
+  record (sample: SoakRelaySample): void {
+    this.samples.push(sample)
+  }
+
+  departedTotal (): number {
+    return this.departed.graceful + this.departed.reset + this.departed.silent
+  }
+
+  departedLine (): string {
+    return DEPARTURES.map(d => `${this.departed[d]} ${d}`).join(', ')
+  }
+
+  /** Each forwarder is one member slot: a member at a time joins through it and departs. */
+  async churn (deadline: number): Promise<void> {
+    await Promise.all(this.forwarders.map(async (forwarder, slot) => {
+      for (let cycle = 0; Date.now() < deadline && !this.stopping; cycle++) {
+        const departure = DEPARTURES[(cycle + slot) % DEPARTURES.length]!
+        await this.member(`m${slot}-${cycle}`, forwarder, departure).catch(err => {
+          this.options.progress(`${this.name}: member m${slot}-${cycle} failed: ${err.message}`)
+        })
+      }
+    }))
+  }
+
+  private async member (nodeId: string, forwarder: Forwarder, departure: Departure): Promise<void> {
+    const stateDir = await mkdtemp(join(tmpdir(), 'clawmatrix-soak-member-'))
+    try {
+      const config = parseConfig({
+        nodeId,
+        secret: this.env[SECRET_ENV],
+        proxyPort: 0,
+        peers: [{ nodeId: 'relay', url: `/ip4/127.0.0.1/tcp/${forwarder.port}/ws/p2p/${this.relay.peerId}` }],
+        heartbeat: { intervalMs: this.options.heartbeatMs, maxMissed: this.options.maxMissed },
+        reconnect: { minDelayMs: 500, maxDelayMs: 2_000 }
+      })
+      const member: ClawmatrixNode = await Node.create({ config, stateDir, log: { info: () => {}, warn: () => {} } })
+      await member.start()
+      try {
+        // Joined: the member lists the relay, and has been announced to it a few times over.
+        const joinDeadline = Date.now() + 30_000
+        while (!member.view.nodes().some(n => n.nodeId === 'relay') && Date.now() < joinDeadline) await sleep(100)
+        await sleep(2 * this.options.heartbeatMs)
+      } finally {
+        if (departure === 'reset') {
+          for (const connection of member.swarm.getConnections()) connection.abort(new Error('reset by the soak'))
+        } else if (departure === 'silent') {
+          forwarder.vanish()
+        }
+        await member.stop()
+      }
+      this.departed[departure]++
+    } finally {
+      await rm(stateDir, { recursive: true, force: true })
+    }
+  }
+
+  async stop (): Promise<void> {
+    this.stopping = true
+    await this.relay?.stop()
+    for (const f of this.forwarders) f.close()
+  }
+}
+
+/** A TCP forwarder to the relay's port, that can make its current connections vanish. */
+class Forwarder {
+  private readonly pairs = new Set<{ member: Socket, relay: Socket }>()
+  /** Relay-side sockets of vanished members: read and never answered, until the relay closes them. */
+  private readonly void = new Set<Socket>()
+
+  private constructor (private readonly server: Server, readonly port: number) {}
+
+  static async start (relayPort: number): Promise<Forwarder> {
+    const server = createServer()
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const forwarder = new Forwarder(server, (server.address() as { port: number }).port)
+    server.on('connection', member => { forwarder.forward(member, relayPort) })
+    return forwarder
+  }
+
+  private forward (member: Socket, relayPort: number): void {
+    const relay = createConnection({ host: '127.0.0.1', port: relayPort })
+    const pair = { member, relay }
+    this.pairs.add(pair)
+    member.pipe(relay)
+    relay.pipe(member)
+    const end = (): void => {
+      this.pairs.delete(pair)
+      if (!this.void.has(relay)) relay.destroy()
+      member.destroy()
+    }
+    member.on('error', end).on('close', end)
+    relay.on('error', end).on('close', () => { this.void.delete(relay); end() })
+  }
+
+  /** The current members vanish: their side is dropped, the relay's side hears nothing more. */
+  vanish (): void {
+    for (const pair of this.pairs) {
+      this.void.add(pair.relay)
+      pair.relay.unpipe(pair.member)
+      pair.member.unpipe(pair.relay)
+      pair.relay.on('data', () => {})
+      pair.member.destroy()
+    }
+    this.pairs.clear()
+  }
+
+  close (): void {
+    for (const socket of this.void) socket.destroy()
+    for (const pair of this.pairs) { pair.member.destroy(); pair.relay.destroy() }
+    this.server.close()
+  }
+}
+
+class SoakRelay {
+  private nextId = 0
+  private readonly pending = new Map<number, (reply: { ok: boolean, result?: any, error?: string }) => void>()
+
+  private constructor (private readonly child: ChildProcess, readonly port: number, readonly peerId: string) {
+    child.on('message', (message: { id?: number, ok: boolean }) => {
+      if (message.id == null) return
+      this.pending.get(message.id)?.(message)
+      this.pending.delete(message.id)
+    })
+  }
+
+  static async start (env: NodeJS.ProcessEnv, options: { heartbeatMs: number, maxMissed: number, releaseSockets: boolean }): Promise<SoakRelay> {
+    const child = fork(requireBuilt(RELAY_SCRIPT), [JSON.stringify(options)], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    const ready = await new Promise<{ ws: string, peerId: string }>((resolve, reject) => {
+      child.once('message', resolve)
+      child.once('exit', code => { reject(new Error(`the soak relay exited (${code}) before it was ready`)) })
+    })
+    return new SoakRelay(child, Number(ready.ws.match(/\/tcp\/(\d+)\//)![1]), ready.peerId)
+  }
+
+  async sample (): Promise<SoakRelaySample> {
+    return this.call('sample')
+  }
+
+  async stop (): Promise<void> {
+    await this.call('stop').catch(() => {})
+    this.child.kill('SIGKILL')
+  }
+
+  private async call (method: 'sample' | 'stop'): Promise<any> {
+    const id = ++this.nextId
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, reply => { reply.ok ? resolve(reply.result) : reject(new Error(reply.error)) })
+      this.child.send({ id, method })
+    })
+  }
+}
+
+const MiB = 2 ** 20
+
+function line (s: SoakRelaySample): string {
+  return `RSS ${(s.rssBytes / MiB).toFixed(1)} MiB, heap after GC ${(s.heapAfterGcBytes / MiB).toFixed(2)} MiB, ` +
+    `${s.descriptors} descriptors, ${s.connections} connections, peer store ${s.peerStore}, view ${s.viewNodes}`
+}
+
+function result (variants: SoakVariant[], options: RelaySoakOptions): BenchResult {
+  const series = (pick: (s: SoakRelaySample) => number, what: string, unit: Measurement['unit']): Measurement => ({
+    what,
+    unit,
+    variants: variants.map(v => ({ name: v.name, samples: v.samples.map(pick), baseline: v === variants[0] })),
+    note: variants.map(v => {
+      const first = pick(v.samples[0]!)
+      const last = pick(v.samples.at(-1)!)
+      return `${v.name}: start ${first.toFixed(2)}, end ${last.toFixed(2)} after ${v.departedTotal()} departures (${v.departedLine()}); ` +
+        `per sample: ${v.samples.map(s => pick(s).toFixed(unit === 'MiB' ? 1 : 0)).join(' ')}`
+    }).join('\n   ')
+  })
+  return {
+    name: 'relay-soak',
+    title: `relay under ${options.minutes} min of member churn (join; leave gracefully, by reset, silently in turn; ${options.members} at a time)`,
+    measurements: [
+      series(s => s.descriptors, 'open descriptors of the relay process, sampled', 'count'),
+      series(s => s.connections, 'connections of the relay, sampled', 'count'),
+      series(s => s.heapAfterGcBytes / MiB, 'heap after a full GC, sampled', 'MiB'),
+      series(s => s.rssBytes / MiB, 'RSS, sampled', 'MiB')
+    ]
+  }
 }

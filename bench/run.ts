@@ -6,6 +6,7 @@
  *   npm run bench -- swarm         only the named ones
  *   npm run bench -- --quick       few samples: checks that the bench works, numbers mean little
  *   npm run bench -- relay-soak    an opt-in benchmark (OPT_IN below: too long for every run)
+ *   npm run bench -- relay-soak --minutes 10   a shorter churn soak (default 60 minutes)
  *
  * A new benchmark is a file exporting `(options) => Promise<BenchResult>`,
  * added to BENCHES below.
@@ -22,23 +23,31 @@ import { SWARM_DEFAULTS, SWARM_QUICK, swarmBench } from './swarm.js'
 import { MODEL_PROXY_DEFAULTS, MODEL_PROXY_QUICK, modelProxyBench } from './model-proxy.js'
 import { CLUSTER_DEFAULTS, CLUSTER_QUICK, CLUSTER_SCALE, clusterBench } from './cluster.js'
 import { relaySoakBench, SOAK_DEFAULTS, SOAK_QUICK } from './relay-soak.js'
+import { relayIdleBench, IDLE_DEFAULTS, IDLE_QUICK } from './relay-idle.js'
 import { WORK_DEFAULTS, WORK_QUICK, workBench } from './work.js'
 
 const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
 
 const progress = (line: string): void => { process.stderr.write(`  .. ${line}\n`) }
 
-const BENCHES: Record<string, (quick: boolean) => Promise<BenchResult>> = {
-  swarm: async quick => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
-  'model-proxy': async quick => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
-  cluster: async quick => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
-  work: async quick => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),
-  'cluster-scale': async quick => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_SCALE), progress }),
-  'relay-soak': async quick => relaySoakBench({ ...(quick ? SOAK_QUICK : SOAK_DEFAULTS), progress })
+interface RunOptions {
+  quick: boolean
+  /** Length of the churn soak, when given. */
+  minutes?: number
+}
+
+const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
+  swarm: async ({ quick }) => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
+  'model-proxy': async ({ quick }) => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
+  cluster: async ({ quick }) => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
+  work: async ({ quick }) => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),
+  'cluster-scale': async ({ quick }) => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_SCALE), progress }),
+  'relay-soak': async ({ quick, minutes }) => relaySoakBench({ ...(quick ? SOAK_QUICK : SOAK_DEFAULTS), ...(minutes == null ? {} : { minutes }), progress }),
+  'relay-idle': async ({ quick }) => relayIdleBench({ ...(quick ? IDLE_QUICK : IDLE_DEFAULTS), progress })
 }
 
 /** Run only when named: they take too long for every run. */
-const OPT_IN = new Set(['cluster-scale', 'relay-soak'])
+const OPT_IN = new Set(['cluster-scale', 'relay-soak', 'relay-idle'])
 
 /** A mistake in the command line: printed without a stack trace. */
 class UsageError extends Error {}
@@ -47,7 +56,7 @@ async function main (): Promise<void> {
   let args
   try {
     args = parseArgs({
-      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false } },
+      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false }, minutes: { type: 'string' } },
       allowPositionals: true
     })
   } catch (err: any) {
@@ -56,6 +65,8 @@ async function main (): Promise<void> {
   const { values, positionals } = args
   const unknown = positionals.filter(name => !(name in BENCHES))
   if (unknown.length > 0) throw new UsageError(`unknown benchmark ${unknown.join(', ')}; expected some of: ${Object.keys(BENCHES).join(', ')}`)
+  const minutes = values.minutes == null ? undefined : Number(values.minutes)
+  if (minutes != null && !(minutes > 0)) throw new UsageError(`--minutes: got "${values.minutes}"; expected a positive number`)
   const names = positionals.length > 0 ? positionals : Object.keys(BENCHES).filter(name => !OPT_IN.has(name))
 
   const machine = await machineInfo()
@@ -65,7 +76,7 @@ async function main (): Promise<void> {
   const started = Date.now()
   const results: BenchResult[] = []
   for (const name of names) {
-    const result = await BENCHES[name]!(values.quick)
+    const result = await BENCHES[name]!({ quick: values.quick, minutes })
     results.push(result)
     process.stdout.write(formatResult(result) + '\n\n')
   }

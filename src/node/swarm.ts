@@ -36,6 +36,13 @@ export interface SwarmOptions {
   relayReservations?: boolean
   /** A managed cluster's admission (certificates); without it any holder of the secret is a member. */
   admission?: Admission
+  /**
+   * Release the sockets of closed WebSocket connections (./websocket-transport.ts). Only the
+   * relay soak bench turns it off, to measure the leak it fixes.
+   *
+   * @default true
+   */
+  releaseSockets?: boolean
 }
 
 /** The user agent other peers see in identify: names the software and this node. */
@@ -67,7 +74,7 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
       announce: config.announceAddresses.map(url => peerUrlToMultiaddr(url).toString())
     },
     // The WebSocket transport, with aborted connections' sockets released (./websocket-transport.ts).
-    transports: [webSocketTransport({ https }), circuitRelayTransport()],
+    transports: [webSocketTransport({ https, releaseSockets: swarmOptions.releaseSockets }), circuitRelayTransport()],
     connectionEncrypters: [swarmOptions.admission == null ? encrypter : admitting(encrypter, swarmOptions.admission)],
     connectionGater: swarmOptions.admission == null ? undefined : admissionGater(swarmOptions.admission),
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],

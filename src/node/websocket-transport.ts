@@ -32,6 +32,12 @@ export interface WebSocketTransportInit extends WebSocketsInit {
    * @default 5000
    */
   closeGraceMs?: number
+  /**
+   * Release sockets as described above; false leaves the transport as published (to measure the bug).
+   *
+   * @default true
+   */
+  releaseSockets?: boolean
   /** Admits (or refuses) inbound connections per IP before Noise; none when absent. */
   admission?: InboundAdmission
 }
@@ -48,9 +54,10 @@ interface AnyWebSocket {
 const CLOSED = 3
 
 export function webSocketTransport (init: WebSocketTransportInit = {}): (components: WebSocketsComponents) => Transport {
-  const { closeGraceMs, admission, ...webSocketsInit } = init
+  const { closeGraceMs, admission, releaseSockets, ...webSocketsInit } = init
   const create = webSockets(webSocketsInit)
-  return components => new SocketReleasingWebSockets(create(components), closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS, admission)
+  if (releaseSockets === false && admission == null) return create
+  return components => new SocketReleasingWebSockets(create(components), releaseSockets === false ? undefined : closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS, admission)
 }
 
 class SocketReleasingWebSockets implements Transport {
@@ -60,10 +67,11 @@ class SocketReleasingWebSockets implements Transport {
 
   constructor (
     private readonly transport: Transport,
-    private readonly closeGraceMs: number,
+    /** Undefined: sockets are left as the transport leaves them. */
+    private readonly closeGraceMs: number | undefined,
     private readonly admission?: InboundAdmission
   ) {
-    watchUndiciSockets()
+    if (closeGraceMs != null) watchUndiciSockets()
   }
 
   async dial (ma: Multiaddr, options: DialTransportOptions): Promise<Connection> {
@@ -85,13 +93,13 @@ class SocketReleasingWebSockets implements Transport {
       get (target, property) {
         if (property === 'upgradeOutbound') {
           return async (maConn: MultiaddrConnection, opts: any) => {
-            releaseSocketOnClose(maConn, closeGraceMs)
+            if (closeGraceMs != null) releaseSocketOnClose(maConn, closeGraceMs)
             return target.upgradeOutbound(maConn, opts)
           }
         }
         if (property === 'upgradeInbound') {
           return async (maConn: MultiaddrConnection, opts: any) => {
-            releaseSocketOnClose(maConn, closeGraceMs)
+            if (closeGraceMs != null) releaseSocketOnClose(maConn, closeGraceMs)
             if (admission == null) return target.upgradeInbound(maConn, opts)
             const release = admission.admit(maConn)
             try {

@@ -5,7 +5,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership, MembershipSetupError } from '../membership/index.js'
 import { registerMembershipRoutes } from './http/membership-routes.js'
 import { PeerDialer } from '../node/peer-dialer.js'
-import { createSwarm, type Swarm } from '../node/swarm.js'
+import { createSwarm, type Swarm, type SwarmOptions } from '../node/swarm.js'
 import { Announcer } from './cluster/announcer.js'
 import { ClusterView } from './cluster/cluster-view.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
@@ -30,6 +30,8 @@ export interface InfoLog {
 
 export interface ClawmatrixNodeInit {
   config: Config
+  /** Swarm options beyond the config: only benches set them. */
+  swarm?: Pick<SwarmOptions, 'releaseSockets'>
   /** Holds the peer key (and later the announcement sequence). */
   stateDir: string
   log?: InfoLog
@@ -111,7 +113,7 @@ export class ClawmatrixNode {
       // Tags are certified too: the card carries the certificate's, whatever the config says.
       config = { ...config, tags: certificate.tags }
     }
-    const swarm = await createSwarm(config, peerKey, { metrics: metrics.libp2pMetrics(), admission: membership })
+    const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
     membership?.attach(swarm)
     return new ClawmatrixNode(
       config,
