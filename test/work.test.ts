@@ -134,3 +134,34 @@ function alive (pid: number): boolean {
     return false
   }
 }
+
+describe('a node shutting down', () => {
+  /** office offers an agent and its tools; home dials it. */
+  async function pair (): Promise<{ home: TestNode, office: TestNode, workdir: string }> {
+    const workdir = await mkdtemp(join(dir, 'office-'))
+    const office = await nodes.start({ nodeId: 'office', listen: true, agents: [{ id: 'coder', description: 'reverses tasks', command: ECHO_AGENT }], toolProxy: { enabled: true, workdir } })
+    const home = await nodes.start({ nodeId: 'home', peers: [{ nodeId: 'office', url: office.wsAddress() }] })
+    await waitFor('home to see office', () => home.node.view.nodes().some(n => n.nodeId === 'office'))
+    return { home, office, workdir }
+  }
+
+  it('refuses new work by name while its callers still route to it', async () => {
+    const { home, office } = await pair()
+    office.node.shutdown.begin()
+    await expect(home.node.client.exec('office', { command: 'true' })).rejects.toThrow(/^office is shutting down$/)
+    await expect(home.node.client.handoff('coder', 'abc', undefined)).rejects.toThrow(/office is shutting down/)
+    await expect(home.node.client.send('coder', 'hi')).rejects.toThrow(/office is shutting down/)
+  })
+
+  it('announces its leave at once and cancels what it runs for others; callers are told it is shutting down', async () => {
+    const { home, office, workdir } = await pair()
+    const pidFile = join(workdir, 'pid')
+    const running = home.node.client.exec('office', { command: `echo $$ > ${pidFile}; sleep 60` }).catch((err: Error) => err)
+    const pid = Number(await waitFor('the remote shell to start', async () => (await readFile(pidFile, 'utf8').catch(() => '')).trim()))
+    await office.node.beginShutdown()
+    expect(String(await running)).toMatch(/office is shutting down/)
+    await waitFor('the remote shell to be gone', () => !alive(pid))
+    await waitFor('home to drop office from its view', () => !home.node.view.nodes().some(n => n.nodeId === 'office'))
+    await expect(home.node.client.exec('office', { command: 'true' })).rejects.toThrow(/unknown target "office": office is shutting down \(it announced its leave \d+ s ago\)/)
+  })
+})

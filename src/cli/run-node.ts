@@ -26,6 +26,8 @@ export async function runUntilSignal (config: Config, stateDir: string): Promise
   await node.start()
   await untilSignal()
   stderrLog.info(`stopping ${config.nodeId}`)
+  // refuses new work and announces the leave before the slower part of stopping
+  await node.beginShutdown()
   await node.stop()
 }
 

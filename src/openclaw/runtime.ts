@@ -83,6 +83,16 @@ export class MeshRuntime {
     })
   }
 
+  /**
+   * The gateway started to stop (its drain can last minutes before the
+   * service's stop): the node announces its leave, refuses new work with
+   * `<nodeId> is shutting down` and cancels what runs for other nodes.
+   * Not serialized: it must not wait behind a start or stop.
+   */
+  async beginShutdown (): Promise<void> {
+    await this.node?.beginShutdown()
+  }
+
   async stop (): Promise<void> {
     await this.serialize(async () => {
       const node = this.node

@@ -16,6 +16,7 @@ import { ClawmatrixMetrics } from './inspect/metrics.js'
 import { NodeInspection } from './inspect/node-inspection.js'
 import { nodeStatus, type NodeStatus } from './status.js'
 import { WorkProtocols, type WorkInit } from './work.js'
+import { ShutdownState } from './shutdown.js'
 import { ClusterClient } from './cluster-client.js'
 import { registerWorkRoutes } from './http/work-routes.js'
 import type { Config } from '../config/schema.js'
@@ -74,6 +75,8 @@ export class ClawmatrixNode {
     /** Hand-off, one-way message and tool proxy protocols. */
     readonly work: WorkProtocols,
     readonly metrics: ClawmatrixMetrics,
+    /** Set once the host starts to stop: new work is refused with `<nodeId> is shutting down`. */
+    readonly shutdown: ShutdownState,
     sequence: AnnounceSequence,
     private readonly log: InfoLog,
     modelOptions: ModelProxyOptions = {},
@@ -88,7 +91,7 @@ export class ClawmatrixNode {
     this.connector = new MeshConnector(swarm, this.view, intervalMs)
     this.client = new ClusterClient(this)
     registerWorkRoutes(http, this.client)
-    this.modelProxy = new ModelProxyService({ ...modelOptions, config, swarm, view: this.view, http, log, metrics })
+    this.modelProxy = new ModelProxyService({ ...modelOptions, config, swarm, view: this.view, http, log, metrics, refuse: shutdown.refusal })
     this.inspection = new NodeInspection(this)
     http.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
   }
@@ -115,14 +118,16 @@ export class ClawmatrixNode {
     }
     const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
     membership?.attach(swarm)
+    const shutdown = new ShutdownState(config.nodeId)
     return new ClawmatrixNode(
       config,
       swarm,
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken }),
-      new WorkProtocols(swarm, config, init.stateDir, init.work),
+      new WorkProtocols(swarm, config, init.stateDir, init.work, shutdown),
       metrics,
+      shutdown,
       await AnnounceSequence.load(init.stateDir),
       init.log ?? consoleLog,
       init.modelProxy,
@@ -177,6 +182,23 @@ export class ClawmatrixNode {
     this.log.info(`clawmatrix node ${this.config.nodeId} started: peer id ${this.peerId}; ` +
       `listening on ${addresses.length > 0 ? addresses.join(', ') : 'nothing (dial-out only)'}; ` +
       `status at ${this.http.url}/clawmatrix/status`)
+  }
+
+  /**
+   * The first step of stopping, taken as soon as the host starts to stop
+   * (a gateway's drain can last minutes): announces that this node is
+   * leaving, refuses new work from other nodes with `<nodeId> is shutting
+   * down`, stops dialing, and cancels the hand-offs and tool calls running
+   * here for others. stop() still does the rest.
+   */
+  async beginShutdown (): Promise<void> {
+    if (!this.shutdown.begin()) return
+    const reason = this.shutdown.refusal()!
+    this.log.info(`clawmatrix node ${this.config.nodeId} is shutting down: announced leaving; refusing new work`)
+    this.dialer.stop()
+    this.connector.stop()
+    this.work.cancelRunning(reason)
+    await this.announcer.leave().catch(err => { this.debug('announcing the leave failed: %e', err) })
   }
 
   /** Closes every connection gracefully, so peers see a close rather than a timeout. */

@@ -5,6 +5,7 @@ import { builtinToolRegistry, ToolExecutor, type ToolRegistry } from './tools/in
 import { libp2pComponents } from './wire/index.js'
 import type { Config } from '../config/schema.js'
 import type { Swarm } from '../node/swarm.js'
+import type { ShutdownState } from './shutdown.js'
 import type { Startable } from '@libp2p/interface'
 
 /** What an embedder (the OpenClaw plugin) supplies to run work; standalone defaults otherwise. */
@@ -25,21 +26,28 @@ export class WorkProtocols implements Startable {
   /** How this node runs its agents (for hand-offs, and for the task layer). */
   readonly agents: AgentRunner
 
-  constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}) {
+  constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}, shutdown?: ShutdownState) {
     // Remote commands never see the cluster secret or the model keys of this node.
     const hiddenEnv = config.models.flatMap(m => m.apiKeyEnv == null ? [] : [m.apiKeyEnv])
     const components = libp2pComponents(swarm)
     const { nodeId } = config
     // External A2A agents run the same way whoever runs the node's own agents.
     this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv })])
-    this.handoff = new HandoffProtocol(components, { nodeId, runner: this.agents })
-    this.messages = new SendProtocol(components, { nodeId, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
+    const refuse = shutdown?.refusal
+    this.handoff = new HandoffProtocol(components, { nodeId, refuse, runner: this.agents })
+    this.messages = new SendProtocol(components, { nodeId, refuse, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
-    this.tools = new ToolProtocol(components, { nodeId, executor })
+    this.tools = new ToolProtocol(components, { nodeId, refuse, executor })
   }
 
   async start (): Promise<void> {
     await Promise.all([this.handoff.start(), this.messages.start(), this.tools.start()])
+  }
+
+  /** Cancels running hand-offs and tool calls (killing their processes), and keeps serving (refusals). */
+  cancelRunning (reason: string): void {
+    this.handoff.cancelRunning(reason)
+    this.tools.cancelRunning(reason)
   }
 
   /** Cancels running hand-offs and tool calls (killing their processes) and stops serving. */

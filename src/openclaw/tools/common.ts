@@ -1,4 +1,4 @@
-import { NodeIdConflictError } from '../../services/cluster/cluster-view.js'
+import { leftMessage, NodeIdConflictError } from '../../services/cluster/cluster-view.js'
 import { UnknownTargetError } from '../../services/cluster/routing.js'
 import { RemoteWorkError, SelfTargetError } from '../../services/cluster-client.js'
 import { toolPolicyRefusal } from '../../services/tools/policy.js'
@@ -125,10 +125,13 @@ export function requireClient (scope: ToolScope): ClusterClient {
 
 /** A node of the cluster by its node id; the error lists the node ids there are. */
 export function findNode (scope: ToolScope, nodeId: string): ClusterNode {
-  const nodes = scope.runtime.requireNode().view.nodes()
+  const { view } = scope.runtime.requireNode()
+  const nodes = view.nodes()
   const node = nodes.find(n => n.nodeId === nodeId.trim())
   if (node == null) {
-    throw new UnknownTargetError('node', nodeId, `the cluster has nodes [${nodes.map(n => n.nodeId).join(', ')}]`)
+    const leftAt = view.leftAt(nodeId.trim())
+    const known = `the cluster has nodes [${nodes.map(n => n.nodeId).join(', ')}]`
+    throw new UnknownTargetError('node', nodeId, leftAt == null ? known : `${leftMessage(nodeId.trim(), leftAt)}; ${known}`)
   }
   return node
 }

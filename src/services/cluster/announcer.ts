@@ -36,6 +36,7 @@ export class Announcer implements Startable {
   private timer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
   private started = false
+  private left = false
 
   constructor (
     private readonly swarm: Swarm,
@@ -80,10 +81,21 @@ export class Announcer implements Startable {
     this.swarm.removeEventListener('connection:open', this.schedule)
     this.swarm.removeEventListener('peer:disconnect', this.schedule)
     this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
-    await this.send({ ...this.current, seq: this.sequence.next(), leaving: true })
+    if (!this.left) await this.leave()
     pubsub.unsubscribe(ANNOUNCE_TOPIC)
     pubsub.topicValidators.delete(ANNOUNCE_TOPIC)
     await this.sequence.save()
+  }
+
+  /**
+   * Announces that this node is leaving, at once: peers drop it from their
+   * view and route new work elsewhere. No card follows until a restart.
+   */
+  async leave (): Promise<void> {
+    this.left = true
+    clearInterval(this.timer)
+    clearTimeout(this.pending)
+    await this.send({ ...this.current, seq: this.sequence.next(), leaving: true })
   }
 
   /** Publishes the card now (and refreshes links and addresses). */
@@ -93,7 +105,7 @@ export class Announcer implements Startable {
   }
 
   private readonly schedule = (): void => {
-    if (!this.started || this.pending != null) return
+    if (!this.started || this.left || this.pending != null) return
     this.pending = setTimeout(() => {
       this.pending = undefined
       void this.publish()

@@ -1,7 +1,7 @@
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { TypedEventEmitter } from 'main-event'
-import { resolveModel, resolveTarget, type Candidate, type Reach, type RoutableNode } from './routing.js'
+import { resolveModel, resolveTarget, UnknownTargetError, type Candidate, type Reach, type RoutableNode } from './routing.js'
 import type { Card, GoneNotice } from './card.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
@@ -10,6 +10,10 @@ import type { Startable } from '@libp2p/interface'
 
 /** Cards expire after this many of their sender's announce periods without a new one. */
 export const EXPIRY_PERIODS = 3
+/** How long a node that announced its leave is remembered, to say so to callers who still name it. */
+export const LEFT_MEMORY_MS = 10 * 60_000
+/** At most this many such nodes are remembered (oldest forgotten first). */
+export const MAX_LEFT_REMEMBERED = 256
 
 /** One node as this node sees it: its card, and how it is reached from here. */
 export interface ClusterNode {
@@ -67,6 +71,8 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   private readonly lastSeq = new Map<string, number>()
   private readonly inFlight = new Map<string, number>()
   private readonly reportedConflicts = new Set<string>()
+  /** nodeId -> when it announced its leave (a graceful stop), until it is back or forgotten. */
+  private readonly left = new Map<string, { at: number, peerId: string }>()
   private timer?: ReturnType<typeof setInterval>
 
   /**
@@ -118,6 +124,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       return { accept: true }
     }
     this.entries.set(signer, { card, receivedAt: now })
+    this.left.delete(card.nodeId)
     this.checkConflict(card)
     if (previous == null) {
       this.log('node %s joined (%s)', card.nodeId, signer)
@@ -164,7 +171,21 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   }
 
   nodeIdOf (peerId: string): string | undefined {
-    return peerId === this.swarm.peerId.toString() ? this.selfCard().nodeId : this.entries.get(peerId)?.card.nodeId
+    if (peerId === this.swarm.peerId.toString()) return this.selfCard().nodeId
+    const known = this.entries.get(peerId)?.card.nodeId
+    if (known != null) return known
+    // a node that just announced its leave: answers still in flight name it
+    for (const [nodeId, left] of this.left) if (left.peerId === peerId) return nodeId
+    return undefined
+  }
+
+  /**
+   * When a node no longer in the view announced its leave (it is shutting
+   * down or stopped), within LEFT_MEMORY_MS; undefined otherwise.
+   */
+  leftAt (nodeId: string, now = Date.now()): number | undefined {
+    const at = this.left.get(nodeId)?.at
+    return at != null && now - at <= LEFT_MEMORY_MS ? at : undefined
   }
 
   /** This node and every node it knows, this node first, then by nodeId. */
@@ -186,7 +207,13 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     if (clash != null) {
       throw new NodeIdConflictError(clash.nodeId, [clash.peerId, ...clash.conflictsWith!])
     }
-    return resolveTarget(target, routable(nodes))
+    try {
+      return resolveTarget(target, routable(nodes))
+    } catch (err) {
+      const leftAt = err instanceof UnknownTargetError ? this.leftAt(target.trim()) : undefined
+      if (leftAt == null) throw err
+      throw new UnknownTargetError('target', target, `${leftMessage(target.trim(), leftAt)}; ${(err as Error).message.replace(/^unknown target "[^"]*": /, '')}`)
+    }
   }
 
   /** Nodes hosting a model, best first. */
@@ -261,13 +288,28 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     this.safeDispatchEvent('conflict', { detail: { nodeId: card.nodeId, peerIds: claimants } })
   }
 
+  private rememberLeft (nodeId: string, peerId: string): void {
+    this.left.delete(nodeId)
+    this.left.set(nodeId, { at: Date.now(), peerId })
+    for (const oldest of this.left.keys()) {
+      if (this.left.size <= MAX_LEFT_REMEMBERED) break
+      this.left.delete(oldest)
+    }
+  }
+
   private remove (peerId: string, reason: string): void {
     const entry = this.entries.get(peerId)
     if (entry == null) return
     this.entries.delete(peerId)
+    if (reason === 'left') this.rememberLeft(entry.card.nodeId, peerId)
     this.log('node %s left: %s', entry.card.nodeId, reason)
     this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
   }
+}
+
+/** What callers naming a node that announced its leave are told. */
+export function leftMessage (nodeId: string, leftAt: number, now = Date.now()): string {
+  return `${nodeId} is shutting down (it announced its leave ${Math.max(0, Math.round((now - leftAt) / 1000))} s ago)`
 }
 
 /** A nodeId claimed by two peers is not routable until the clash is resolved. */

@@ -37,6 +37,8 @@ export interface ModelProxyServiceInit extends ModelProxyOptions {
   log: { warn(message: string): void }
   /** The node's metrics (src/services/inspect), fed with every request. */
   metrics?: RequestMetrics
+  /** A reason to refuse requests from other nodes (this node is shutting down). */
+  refuse?: () => string | undefined
 }
 
 export class ModelProxyService implements Startable {
@@ -59,6 +61,7 @@ export class ModelProxyService implements Startable {
     })
     this.protocol = new ModelStreamProtocol(libp2pComponents(init.swarm), {
       models: this.local,
+      refuse: init.refuse,
       onServed: served => {
         if (served.usage != null) this.usage.record('served', { model: served.model, host: config.nodeId, caller: init.view.nodeIdOf(served.from) ?? served.from }, served.usage)
         observer?.served?.(served)

@@ -4,6 +4,7 @@ import {
   protocolId, serveInbound, type FrameStream, type Frame, type OutboundInit, type ProtocolComponents
 } from '../wire/index.js'
 import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
+import { SHUTTING_DOWN } from '../shutdown.js'
 import type { Connection, Startable, Stream } from '@libp2p/interface'
 
 /** Options every clawmatrix work protocol takes; all have defaults. */
@@ -22,9 +23,15 @@ export interface StreamProtocolInit {
   acceptTimeoutMs?: number
   /** Receiver: wait this long for the request frame. */
   requestTimeoutMs?: number
+  /**
+   * Receiver: a reason to refuse every new request before serving it (the
+   * node is shutting down), or undefined to serve; refused with code
+   * `shutting-down`, so a caller moves on to its next candidate.
+   */
+  refuse?: () => string | undefined
 }
 
-type Settings = Required<StreamProtocolInit>
+type Settings = Required<Omit<StreamProtocolInit, 'refuse'>>
 
 /**
  * What the three protocols share, after js-libp2p's ping: a protocol id from
@@ -35,6 +42,7 @@ export abstract class StreamProtocol implements Startable {
   readonly protocol: string
   protected readonly settings: Settings
   protected readonly log: Logger
+  private readonly refuse?: () => string | undefined
   private started = false
 
   constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit) {
@@ -49,6 +57,7 @@ export abstract class StreamProtocol implements Startable {
       acceptTimeoutMs: init.acceptTimeoutMs ?? ACCEPT_TIMEOUT_MS,
       requestTimeoutMs: init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
     }
+    this.refuse = init.refuse
     this.protocol = protocolId(this.settings.protocolPrefix, name, version)
     this.log = logger(`clawmatrix:${name}`)
   }
@@ -90,7 +99,16 @@ export abstract class StreamProtocol implements Startable {
       maxFrameBytes: this.settings.maxFrameBytes,
       requestTimeoutMs: this.settings.requestTimeoutMs,
       log: this.log
-    }, async (frames, request) => { await this.serve(frames, request, connection) })
+    }, async (frames, request) => {
+      const refusal = this.refuse?.()
+      if (refusal != null) {
+        this.log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal)
+        await frames.write({ type: 'rejected', ...(typeof request.id === 'string' ? { id: request.id } : {}), code: SHUTTING_DOWN, message: refusal })
+        await frames.close()
+        return
+      }
+      await this.serve(frames, request, connection)
+    })
   }
 }
 

@@ -76,6 +76,11 @@ export class HandoffProtocol extends StreamProtocol {
     this.runs.cancelAll('the node is stopping')
   }
 
+  /** Cancels the hand-offs running here for others; their callers get `reason`. */
+  cancelRunning (reason: string): void {
+    this.runs.cancelAll(reason)
+  }
+
   /** Hand-offs running on this node for others. */
   get running (): number {
     return this.runs.running

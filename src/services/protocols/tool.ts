@@ -59,7 +59,12 @@ export class ToolProtocol extends StreamProtocol {
 
   override async stop (): Promise<void> {
     await super.stop()
-    for (const call of this.running) call.abort(new Error('the node is stopping'))
+    this.cancelRunning('the node is stopping')
+  }
+
+  /** Aborts the tool calls running here for others (their processes are killed). */
+  cancelRunning (reason: string): void {
+    for (const call of this.running) call.abort(new Error(reason))
   }
 
   /**

@@ -115,10 +115,10 @@ export class ToolExecutor {
     try {
       const result = await Promise.race([running, abandoned(signal, settled.signal)])
       // A killed command still "finishes" (with a signal): the abort decides the status.
-      outcome = signal.aborted ? this.stopped(call, timeoutMs, deadline) : { status: 'ok', details: result.details }
+      outcome = signal.aborted ? this.stopped(call, timeoutMs, deadline, options.signal) : { status: 'ok', details: result.details }
     } catch (err: any) {
       outcome = signal.aborted
-        ? this.stopped(call, timeoutMs, deadline)
+        ? this.stopped(call, timeoutMs, deadline, options.signal)
         : { status: 'error', error: { code: err instanceof ToolError ? err.code : 'tool-failed', message: err.message } }
     }
     settled.abort()
@@ -129,10 +129,12 @@ export class ToolExecutor {
     return outcome
   }
 
-  private stopped (call: ToolCall, timeoutMs: number, deadline: AbortSignal): ToolOutcome {
+  private stopped (call: ToolCall, timeoutMs: number, deadline: AbortSignal, cancel: AbortSignal): ToolOutcome {
+    // the reason says who cancelled: the caller, or this node shutting down
+    const why = cancel.reason instanceof Error ? cancel.reason.message : 'cancelled by the caller'
     return deadline.aborted
       ? { status: 'timeout', error: { code: 'timeout', message: `${call.tool} did not finish within ${timeoutMs} ms on ${this.init.nodeId} and was stopped` } }
-      : { status: 'cancelled', error: { code: 'cancelled', message: `${call.tool} was cancelled by the caller` } }
+      : { status: 'cancelled', error: { code: 'cancelled', message: `${call.tool} was ${why === 'cancelled by the caller' ? why : `cancelled: ${why}`}` } }
   }
 }
 

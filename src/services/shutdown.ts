@@ -1,0 +1,42 @@
+/**
+ * A node that is shutting down: from the moment its host starts to stop
+ * (a gateway draining, SIGTERM to the standalone CLI), every protocol that
+ * accepts work refuses new requests with `<nodeId> is shutting down`, while
+ * work already running may finish or is cancelled by its owner.
+ */
+export const SHUTTING_DOWN = 'shutting-down'
+
+/** New work refused because the node is shutting down; matched by `name`. */
+export class ShuttingDownError extends Error {
+  readonly code = SHUTTING_DOWN
+
+  constructor (nodeId: string) {
+    super(shuttingDownMessage(nodeId))
+    this.name = 'ShuttingDownError'
+  }
+}
+
+export function shuttingDownMessage (nodeId: string): string {
+  return `${nodeId} is shutting down`
+}
+
+/** Whether this node is shutting down; shared by everything that accepts work. */
+export class ShutdownState {
+  private since?: number
+
+  constructor (readonly nodeId: string) {}
+
+  get shuttingDown (): boolean {
+    return this.since != null
+  }
+
+  /** Marks the node as shutting down; false when it already was. */
+  begin (now = Date.now()): boolean {
+    if (this.since != null) return false
+    this.since = now
+    return true
+  }
+
+  /** The refusal for a new request, or undefined while the node serves. */
+  readonly refusal = (): string | undefined => this.since == null ? undefined : shuttingDownMessage(this.nodeId)
+}
