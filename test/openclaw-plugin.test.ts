@@ -18,6 +18,7 @@ import { MeshRuntime } from '../src/openclaw/runtime.js'
 import { clusterTools, ToolAuthorizationError, ToolInputError } from '../src/openclaw/tools/index.js'
 import { handoffMessage, lastAssistantText, OpenClawMessageSink, type SubagentRuntime } from '../src/openclaw/host.js'
 import { openclawModelTargets, providerEntry } from '../src/openclaw/models.js'
+import { clawmatrixProvider } from '../src/openclaw/provider.js'
 import { VERSION } from '../src/version.js'
 import { SECRET, testNodes } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
@@ -58,13 +59,15 @@ describe('openclaw.plugin.json', () => {
 
 /** Records what register() declares, as OpenClaw's api object would receive it. */
 function recordingApi (pluginConfig: unknown) {
-  const calls = { services: [] as any[], tools: [] as any[], methods: [] as any[], cli: [] as any[] }
+  const calls = { services: [] as any[], tools: [] as any[], methods: [] as any[], cli: [] as any[], providers: [] as any[], hooks: [] as any[] }
   const api = {
     pluginConfig,
     registerService: (service: any) => calls.services.push(service),
     registerTool: (tool: any, opts: any) => calls.tools.push({ tool, opts }),
     registerGatewayMethod: (name: string, handler: any, opts: any) => calls.methods.push({ name, handler, opts }),
-    registerCli: (registrar: any, opts: any) => calls.cli.push({ registrar, opts })
+    registerCli: (registrar: any, opts: any) => calls.cli.push({ registrar, opts }),
+    registerProvider: (provider: any) => calls.providers.push(provider),
+    on: (name: string, handler: any) => calls.hooks.push({ name, handler })
   }
   return { api: api as any, calls }
 }
@@ -85,6 +88,8 @@ describe('register(api)', () => {
     expect(tools.map((t: any) => t.name)).toEqual([...TOOL_NAMES])
     expect(calls.methods.slice(0, 2).map(m => [m.name, m.opts.scope])).toEqual([['clawmatrix.status', 'operator.read'], ['clawmatrix.models', 'operator.read']])
     expect(calls.cli[0].opts.descriptors).toEqual([expect.objectContaining({ name: 'clawmatrix', hasSubcommands: true })])
+    expect(calls.providers[0]).toMatchObject({ id: 'clawmatrix', auth: [] })
+    expect(calls.hooks.map(h => h.name)).toEqual(['gateway_start', 'gateway_start'])
   })
 
   it('the service starts the node under <stateDir>/clawmatrix and stops it; a bad config fails start with the field', async () => {
@@ -103,6 +108,13 @@ describe('register(api)', () => {
     await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
     expect(status[0][0]).toBe(true)
     expect(status[0][1].nodeId).toBe('alpha')
+    // the gateway's drain begins (its gateway_start signal aborts): the node refuses new work from then on
+    const drain = new AbortController()
+    calls.hooks.find(h => h.name === 'gateway_start').handler({ port: 18789 }, { abortSignal: drain.signal })
+    expect(runtime.current!.shutdown.shuttingDown).toBe(false)
+    drain.abort()
+    await waitFor('the node to be shutting down', () => runtime.current!.shutdown.shuttingDown)
+    expect(runtime.current!.shutdown.refusal()).toBe('alpha is shutting down')
     await service.stop(ctx)
     expect(runtime.current).toBeUndefined()
     await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
@@ -166,6 +178,21 @@ describe('the tools against real nodes', () => {
       api: 'openai-completions',
       models: [{ id: 'm1', name: 'm1 (clawmatrix: leaf)', input: ['text'] }]
     })
+
+    // the `clawmatrix` provider: its catalog is the cluster's models, from the node in this process or
+    // (a CLI process, no node) from the node's GET /v1/models; any id resolves; the key is synthetic
+    const openclawConfig = { plugins: { entries: { clawmatrix: { config: { nodeId: 'leaf', proxyPort: Number(new URL(leaf.http.url).port) } } } } }
+    const baseUrl = `${leaf.http.url}/v1`
+    for (const provider of [clawmatrixProvider(runtime), clawmatrixProvider(new MeshRuntime())] as any[]) {
+      const catalog = await provider.catalog.run({ config: openclawConfig })
+      expect(catalog.provider).toMatchObject({ baseUrl, api: 'openai-completions', models: [{ id: 'm1', name: 'm1 (clawmatrix: leaf)', input: ['text'] }] })
+      expect(provider.resolveSyntheticAuth({ config: openclawConfig })).toMatchObject({ apiKey: 'clawmatrix-local', mode: 'api-key' })
+      expect(provider.resolveDynamicModel({ config: openclawConfig, modelId: 'joined-later' })).toMatchObject({ id: 'joined-later', provider: 'clawmatrix', api: 'openai-completions', baseUrl })
+      expect(await provider.catalog.run({ config: {} })).toBeNull()
+    }
+    const withToken = { plugins: { entries: { clawmatrix: { config: { proxyPort: 1, proxyToken: 'tok-123' } } } } }
+    expect((clawmatrixProvider(runtime) as any).resolveSyntheticAuth({ config: withToken }).apiKey).toBe('tok-123')
+    expect((await (clawmatrixProvider(new MeshRuntime()) as any).catalog.run({ config: withToken })).provider).toMatchObject({ apiKey: 'clawmatrix-local', models: [] })
 
     const unknown = await exec!.execute('call-2', { node: 'nowhere', command: 'true' }).catch((err: Error) => err)
     expect(unknown).toBeInstanceOf(ToolInputError)

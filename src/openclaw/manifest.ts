@@ -5,6 +5,7 @@
  * build time; a test checks the committed file equals this.
  */
 import { ConfigSchema } from '../config/schema.js'
+import { PROVIDER_API_KEY, PROVIDER_ID } from './models.js'
 
 export const PLUGIN_ID = 'clawmatrix'
 export const PLUGIN_NAME = 'clawmatrix'
@@ -56,6 +57,11 @@ export interface PluginManifest {
   description: string
   version: string
   activation: { onStartup: boolean }
+  providers: string[]
+  syntheticAuthRefs: string[]
+  nonSecretAuthMarkers: string[]
+  modelCatalog: { discovery: Record<string, 'runtime'> }
+  modelPricing: { providers: Record<string, { external: false }> }
   configSchema: Record<string, unknown>
   uiHints: typeof UI_HINTS
   contracts: { tools: string[] }
@@ -70,6 +76,12 @@ export function buildManifest (version: string): PluginManifest {
     version,
     // The mesh node is a service: it must start with the gateway, not on first use.
     activation: { onStartup: true },
+    // `clawmatrix/<model>`: a provider whose catalog is the cluster's models now, needing no key
+    providers: [PROVIDER_ID],
+    syntheticAuthRefs: [PROVIDER_ID],
+    nonSecretAuthMarkers: [PROVIDER_API_KEY],
+    modelCatalog: { discovery: { [PROVIDER_ID]: 'runtime' } },
+    modelPricing: { providers: { [PROVIDER_ID]: { external: false } } },
     // TypeBox schemas are JSON Schema; the round trip drops TypeBox's non-enumerable markers.
     configSchema: JSON.parse(JSON.stringify(ConfigSchema)),
     uiHints: hintsForSchema(),

@@ -5,6 +5,7 @@ import { OpenClawAgentRunner, OpenClawMessageSink, type SubagentRuntime } from '
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
 import { openclawModelTargets } from './models.js'
 import { gatewayPortOf } from './ports.js'
+import { clawmatrixProvider } from './provider.js'
 import { meshRuntime, type MeshRuntime } from './runtime.js'
 import { clusterTools } from './tools/index.js'
 import { builtinToolRegistry } from '../services/tools/index.js'
@@ -50,6 +51,19 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
       await runtime.stop()
     }
   })
+
+  // The gateway aborts this signal when its drain begins (a restart or shutdown, not a plugin
+  // reload); the service's stop comes only after the drain, which can take minutes.
+  api.on('gateway_start', (_event, ctx) => {
+    const signal = ctx.abortSignal
+    if (signal == null) return
+    const begin = (): void => { void runtime.beginShutdown().catch(() => {}) }
+    if (signal.aborted) begin()
+    else signal.addEventListener('abort', begin, { once: true })
+  })
+
+  // `clawmatrix/<model>` for this gateway's agents: the cluster's models, live, with no key to set
+  api.registerProvider(clawmatrixProvider(runtime) as any)
 
   // A factory, so each run's tools know which agent and session call them.
   api.registerTool(ctx => clusterTools({ runtime, caller: { agentId: ctx.agentId, sessionKey: ctx.sessionKey } }) as any[], { names: [...TOOL_NAMES] })

@@ -1,0 +1,116 @@
+/**
+ * `clawmatrix` as an OpenClaw model provider: agents select
+ * `clawmatrix/<model-id>` and OpenClaw sends the turn to this node's local
+ * OpenAI-compatible proxy, which forwards it to whichever node hosts the
+ * model. Nothing is pasted into `models.providers`:
+ *
+ * - the catalog is the cluster's models now (from the running node in the
+ *   gateway process, from the node's `GET /v1/models` in a CLI process);
+ * - any model id resolves (`resolveDynamicModel`), so a model that joins the
+ *   cluster is usable at once, and one that left fails with the proxy's own
+ *   404, which lists what the cluster offers;
+ * - the key is synthetic (`resolveSyntheticAuth`): the proxy listens on
+ *   loopback, or takes the node's own `proxyToken`.
+ */
+import { DEFAULT_PROXY_PORT } from '../config/schema.js'
+import { PLUGIN_ID } from './manifest.js'
+import { PROVIDER_API_KEY, PROVIDER_ID, providerEntry, type ProviderModel } from './models.js'
+import type { MeshRuntime } from './runtime.js'
+
+/** How long a CLI process waits for the node's model list before showing none. */
+export const CATALOG_FETCH_TIMEOUT_MS = 3_000
+
+/** What OpenClaw assumes of a model it knows nothing more about (it shows them; the upstream decides). */
+const MODEL_DEFAULTS = {
+  reasoning: false,
+  input: ['text'] as Array<'text'>,
+  cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 },
+  contextWindow: 128_000,
+  maxTokens: 8_192
+}
+
+/** Where this gateway reaches its node's proxy, read from `plugins.entries.clawmatrix.config`. */
+export interface ProxyEndpoint {
+  baseUrl: string
+  /** The node's proxyToken, when it has one. */
+  token?: string
+}
+
+export function proxyEndpointOf (openclawConfig: unknown): ProxyEndpoint | undefined {
+  const entry = (openclawConfig as { plugins?: { entries?: Record<string, { config?: unknown, enabled?: unknown }> } } | undefined)?.plugins?.entries?.[PLUGIN_ID]
+  if (entry == null || entry.enabled === false || entry.config == null || typeof entry.config !== 'object') return undefined
+  const { proxyHost, proxyPort, proxyToken } = entry.config as { proxyHost?: unknown, proxyPort?: unknown, proxyToken?: unknown }
+  const host = typeof proxyHost === 'string' && !['0.0.0.0', '::', '[::]'].includes(proxyHost) ? proxyHost : '127.0.0.1'
+  const port = typeof proxyPort === 'number' ? proxyPort : DEFAULT_PROXY_PORT
+  const endpoint: ProxyEndpoint = { baseUrl: `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/v1` }
+  if (typeof proxyToken === 'string' && proxyToken !== '') endpoint.token = proxyToken
+  return endpoint
+}
+
+/**
+ * The cluster's models, as OpenClaw catalog rows: from the node itself when
+ * it runs in this process, else from its proxy (a CLI process); none when
+ * neither answers, which OpenClaw shows as an empty provider.
+ */
+export async function clusterModels (runtime: MeshRuntime, endpoint: ProxyEndpoint, signal?: AbortSignal): Promise<ProviderModel[]> {
+  const node = runtime.current
+  if (node != null) return providerEntry(node).models
+  try {
+    const res = await fetch(`${endpoint.baseUrl}/models`, {
+      headers: endpoint.token == null ? {} : { authorization: `Bearer ${endpoint.token}` },
+      signal: signal == null ? AbortSignal.timeout(CATALOG_FETCH_TIMEOUT_MS) : AbortSignal.any([signal, AbortSignal.timeout(CATALOG_FETCH_TIMEOUT_MS)])
+    })
+    if (!res.ok) return []
+    const body = await res.json() as { data?: Array<{ id?: unknown, clawmatrix?: { nodes?: unknown } }> }
+    return (body.data ?? []).filter(row => typeof row.id === 'string').map(row => {
+      const nodes = Array.isArray(row.clawmatrix?.nodes) ? row.clawmatrix.nodes.join(', ') : ''
+      return { id: row.id as string, name: `${String(row.id)} (clawmatrix: ${nodes})`, input: ['text'] }
+    })
+  } catch {
+    return []
+  }
+}
+
+/** A catalog row or a dynamically resolved model: OpenClaw's runtime model shape. */
+function runtimeModel (id: string, name: string, baseUrl: string): Record<string, unknown> {
+  return { id, name, provider: PROVIDER_ID, api: 'openai-completions', baseUrl, ...MODEL_DEFAULTS }
+}
+
+/** The argument of `api.registerProvider` (typed loosely: the SDK marks these hooks experimental). */
+export function clawmatrixProvider (runtime: MeshRuntime): Record<string, unknown> {
+  return {
+    id: PROVIDER_ID,
+    label: 'clawmatrix cluster',
+    auth: [],
+    catalog: {
+      // a plain provider: a hand-written models.providers.clawmatrix entry still wins
+      order: 'simple',
+      run: async (ctx: { config: unknown, signal?: AbortSignal }) => {
+        const endpoint = proxyEndpointOf(ctx.config)
+        if (endpoint == null) return null
+        const models = await clusterModels(runtime, endpoint, ctx.signal)
+        return {
+          provider: {
+            baseUrl: endpoint.baseUrl,
+            api: 'openai-completions',
+            // a marker, never the token: OpenClaw may write catalogs to disk; the token comes from resolveSyntheticAuth
+            apiKey: PROVIDER_API_KEY,
+            models: models.map(model => ({ ...MODEL_DEFAULTS, id: model.id, name: model.name }))
+          }
+        }
+      }
+    },
+    resolveSyntheticAuth: (ctx: { config?: unknown }) => {
+      const endpoint = proxyEndpointOf(ctx.config)
+      if (endpoint == null) return undefined
+      return { apiKey: endpoint.token ?? PROVIDER_API_KEY, source: `the clawmatrix node's model proxy (${endpoint.baseUrl})`, mode: 'api-key' }
+    },
+    // Any id: the proxy knows the cluster's models now, and answers 404 with the list for one it does not have.
+    resolveDynamicModel: (ctx: { config?: unknown, modelId: string }) => {
+      const endpoint = proxyEndpointOf(ctx.config)
+      if (endpoint == null) return undefined
+      return runtimeModel(ctx.modelId, `${ctx.modelId} (clawmatrix)`, endpoint.baseUrl)
+    },
+    buildMissingAuthMessage: () => 'clawmatrix needs no key: enable the clawmatrix plugin and set plugins.entries.clawmatrix.config'
+  }
+}
