@@ -21,6 +21,8 @@ export interface LocalHttpServerInit {
 export class LocalHttpServer implements Startable {
   private readonly log = logger('clawmatrix:http')
   private readonly routes = new Map<string, { handler: RouteHandler, open: boolean }>()
+  /** Routes for every path under a prefix ("/a2a/"), tried in order after the exact routes. */
+  private readonly prefixRoutes: Array<{ method: string, prefix: string, handler: RouteHandler, open: boolean }> = []
   private readonly server: Server
 
   constructor (private readonly init: LocalHttpServerInit) {
@@ -30,9 +32,23 @@ export class LocalHttpServer implements Startable {
   /**
    * Registers a handler for an exact method and path ("GET /clawmatrix/status").
    * An `open` route skips the bearer token: only for what holds no data, like a page shell.
+   * The returned function removes the route again.
    */
-  route (method: string, path: string, handler: RouteHandler, options: { open?: boolean } = {}): void {
-    this.routes.set(`${method} ${path}`, { handler, open: options.open === true })
+  route (method: string, path: string, handler: RouteHandler, options: { open?: boolean } = {}): () => void {
+    const key = `${method} ${path}`
+    const entry = { handler, open: options.open === true }
+    this.routes.set(key, entry)
+    return () => { if (this.routes.get(key) === entry) this.routes.delete(key) }
+  }
+
+  /** Registers a handler for every path under `prefix` (ending in "/"); the returned function removes it. */
+  routePrefix (method: string, prefix: string, handler: RouteHandler, options: { open?: boolean } = {}): () => void {
+    const entry = { method, prefix, handler, open: options.open === true }
+    this.prefixRoutes.push(entry)
+    return () => {
+      const at = this.prefixRoutes.indexOf(entry)
+      if (at >= 0) this.prefixRoutes.splice(at, 1)
+    }
   }
 
   async start (): Promise<void> {
@@ -68,7 +84,8 @@ export class LocalHttpServer implements Startable {
 
   private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    const route = this.routes.get(`${req.method} ${url.pathname}`)
+    const route = this.routes.get(`${req.method} ${url.pathname}`) ??
+      this.prefixRoutes.find(r => r.method === req.method && url.pathname.startsWith(r.prefix))
     if (route?.open !== true && !this.authorized(req)) {
       sendJson(res, 401, { error: { message: 'this endpoint needs "Authorization: Bearer <proxyToken>" (see the node\'s config)', type: 'invalid_request_error', code: 'invalid_api_key' } })
       return
