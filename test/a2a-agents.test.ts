@@ -51,6 +51,19 @@ describe('an external A2A agent as a cluster agent', () => {
     expect(failure.message).not.toContain(TOKEN)
   })
 
+  it('carries a conversation and input-required through tasks to the external agent', async () => {
+    const agent = await startExternalA2AAgent()
+    agents.push(agent)
+    const { home } = await offeredBy(agent)
+    const asked = await home.tasks.untilSettled((await home.tasks.submit('reverser', 'ask paint the shed')).id)
+    expect(asked).toMatchObject({ state: 'input-required', question: 'which colour?' })
+    await home.tasks.message(asked.id, 'green')
+    const done = await home.tasks.untilSettled(asked.id)
+    expect(done).toMatchObject({ state: 'completed', result: 'paint the shed in green' })
+    // The external agent saw one conversation: clawmatrix's contextId, both times.
+    expect(agent.contexts).toEqual([asked.contextId, asked.contextId])
+  })
+
   it('cancels the external task when the caller cancels the hand-off', async () => {
     const agent = await startExternalA2AAgent({ slow: true })
     agents.push(agent)

@@ -6,7 +6,7 @@
  */
 import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult } from '../agents/runner.js'
 import { A2AAgentError, A2AClient } from './client.js'
-import { answerOf, checkTask, stateFromWire, textOf, userMessage, type A2AArtifact, type A2AStreamEvent, type TaskState } from './wire.js'
+import { answerOf, checkTask, stateFromWire, textOf, userMessage, type A2AArtifact, type A2AStreamEvent } from './wire.js'
 import type { AgentConfig } from '../../config/schema.js'
 
 /** How long a cancel may take to reach the external agent before the run is let go. */
@@ -17,8 +17,13 @@ export interface A2AAgentRunnerInit {
   env?: NodeJS.ProcessEnv
 }
 
+/** External tasks waiting for input, remembered so the answer resumes the same task (oldest dropped first). */
+const MAX_WAITING_TASKS = 1000
+
 export class A2AAgentRunner implements AgentRunner {
   private readonly clients = new Map<string, A2AClient>()
+  /** contextId -> the external agent's task that asked for input in that conversation. */
+  private readonly waiting = new Map<string, string>()
 
   constructor (agents: AgentConfig[], init: A2AAgentRunnerInit = {}) {
     const env = init.env ?? process.env
@@ -36,7 +41,12 @@ export class A2AAgentRunner implements AgentRunner {
   async run (agentId: string, task: string, _context: unknown, options: AgentRunOptions): Promise<AgentRunResult> {
     const client = this.clients.get(agentId)
     if (client == null) throw new AgentRunError(`agent "${agentId}" is not an A2A agent on this node`, 'no-such-agent')
-    const run = new RemoteRun(options)
+    // A resumed task sends the caller's answer (the last turn) into the external task that asked.
+    const answer = options.resumed === true ? options.history?.at(-1)?.text : undefined
+    const resumes = options.contextId == null ? undefined : this.waiting.get(options.contextId)
+    if (options.contextId != null) this.waiting.delete(options.contextId)
+    const run = new RemoteRun(options, answer == null ? undefined : resumes)
+    const message = userMessage(answer ?? task, { contextId: options.contextId, ...(answer != null && resumes != null ? { taskId: resumes } : {}) })
     const cancelRemote = (): void => {
       if (run.taskId == null) return
       // Best effort: the fetch below is aborted either way, which ends a streaming run on most servers.
@@ -44,7 +54,7 @@ export class A2AAgentRunner implements AgentRunner {
     }
     options.signal.addEventListener('abort', cancelRemote, { once: true })
     try {
-      for await (const event of client.sendStreaming(userMessage(task), options.signal)) {
+      for await (const event of client.sendStreaming(message, options.signal)) {
         run.take(event)
         if (run.finished) break
       }
@@ -55,19 +65,27 @@ export class A2AAgentRunner implements AgentRunner {
     } finally {
       options.signal.removeEventListener('abort', cancelRemote)
     }
-    return run.result(agentId)
+    const result = run.result(agentId)
+    if (result.inputRequired === true && options.contextId != null && run.taskId != null) this.remember(options.contextId, run.taskId)
+    return result
+  }
+
+  private remember (contextId: string, taskId: string): void {
+    this.waiting.set(contextId, taskId)
+    if (this.waiting.size > MAX_WAITING_TASKS) this.waiting.delete(this.waiting.keys().next().value!)
   }
 }
 
 /** Folds one external task's events into progress and a final answer. */
 class RemoteRun {
   taskId?: string
-  private state: TaskState = 'submitted'
+  private state = 'submitted'
   private statusText = ''
   private readonly artifacts = new Map<string, string>()
   private directAnswer?: string
 
-  constructor (private readonly options: AgentRunOptions) {}
+  /** `resuming`: the external task this run answers; its first snapshot may still say input-required. */
+  constructor (private readonly options: AgentRunOptions, private readonly resuming?: string) {}
 
   get finished (): boolean {
     return this.directAnswer != null || ['completed', 'failed', 'canceled', 'rejected', 'input-required'].includes(this.state)
@@ -79,7 +97,8 @@ class RemoteRun {
     } else if ('task' in event) {
       const task = checkTask(event.task)
       this.taskId = task.id
-      this.setState(task.status.state, textOf(task.status.message))
+      const stale = task.id === this.resuming && stateFromWire(task.status.state) === 'input-required'
+      this.setState(stale ? 'working' : task.status.state, stale ? '' : textOf(task.status.message))
       for (const artifact of task.artifacts) this.artifacts.set(artifact.artifactId, textOf(artifact))
       if (this.finished && this.artifacts.size === 0) this.statusText = answerOf(task)
     } else if ('statusUpdate' in event) {
@@ -95,7 +114,7 @@ class RemoteRun {
     const answer = this.artifacts.size > 0 ? [...this.artifacts.values()].join('\n') : this.statusText
     switch (this.state) {
       case 'completed': return { text: answer }
-      case 'input-required': throw new AgentRunError(`A2A agent "${agentId}" needs input: ${this.statusText}`, 'input-required')
+      case 'input-required': return { text: this.statusText, inputRequired: true }
       case 'canceled': throw new AgentRunError(`A2A agent "${agentId}" canceled the task${this.statusText === '' ? '' : `: ${this.statusText}`}`)
       case 'rejected': throw new AgentRunError(`A2A agent "${agentId}" rejected the task${this.statusText === '' ? '' : `: ${this.statusText}`}`, 'refused')
       case 'failed': throw new AgentRunError(`A2A agent "${agentId}" failed${this.statusText === '' ? '' : `: ${this.statusText}`}`)

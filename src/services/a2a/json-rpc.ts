@@ -48,7 +48,10 @@ export function rpcErrorOf (err: any): JsonRpcError {
     case 'InvalidRequestError': return { code: JSON_RPC_ERRORS.invalidRequest, message: err.message }
     case 'MethodNotFoundError': return { code: JSON_RPC_ERRORS.methodNotFound, message: err.message }
     case InvalidA2AMessageError.name: return { code: JSON_RPC_ERRORS.invalidParams, message: err.message }
-    case 'TaskNotFoundError': return { code: JSON_RPC_ERRORS.taskNotFound, message: err.message }
+    // An unknown agent is a bad parameter of the request; an unknown task is A2A's own code.
+    case 'UnknownTargetError': return { code: JSON_RPC_ERRORS.invalidParams, message: err.message }
+    case 'TaskNotFoundError':
+    case 'UnknownTaskError': return { code: JSON_RPC_ERRORS.taskNotFound, message: err.message }
     case 'TaskNotCancelableError': return { code: JSON_RPC_ERRORS.taskNotCancelable, message: err.message }
     default: return { code: JSON_RPC_ERRORS.internal, message: String(err?.message ?? err) }
   }

@@ -7,11 +7,11 @@
  */
 import { randomUUID } from 'node:crypto'
 
-/** A2A's task states, as clawmatrix names them (docs/tasks.md). */
-export const TASK_STATES = ['submitted', 'working', 'input-required', 'completed', 'failed', 'canceled', 'rejected'] as const
-export type TaskState = typeof TASK_STATES[number]
-
-const WIRE_STATE: Record<TaskState, string> = {
+/**
+ * A2A's task states on the wire, by the names clawmatrix gives them (the
+ * task layer, src/tasks/task.ts, owns the states; this is only their spelling).
+ */
+const WIRE_STATE: Readonly<Record<string, string>> = {
   submitted: 'TASK_STATE_SUBMITTED',
   working: 'TASK_STATE_WORKING',
   'input-required': 'TASK_STATE_INPUT_REQUIRED',
@@ -21,18 +21,15 @@ const WIRE_STATE: Record<TaskState, string> = {
   rejected: 'TASK_STATE_REJECTED'
 }
 
-/** A task in one of these states is over: nothing more happens to it. */
-export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set(['completed', 'failed', 'canceled', 'rejected'])
-
-export function wireState (state: TaskState): string {
-  return WIRE_STATE[state]
+export function wireState (state: string): string {
+  return WIRE_STATE[state] ?? 'TASK_STATE_UNSPECIFIED'
 }
 
 /** The clawmatrix name of a wire state, accepting 1.0 (`TASK_STATE_WORKING`) and 0.3 (`working`) spellings. */
-export function stateFromWire (value: unknown): TaskState | undefined {
+export function stateFromWire (value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined
   const plain = value.replace(/^TASK_STATE_/, '').toLowerCase().replace(/_/g, '-')
-  return (TASK_STATES as readonly string[]).includes(plain) ? plain as TaskState : undefined
+  return plain in WIRE_STATE ? plain : undefined
 }
 
 export interface A2APart { text?: string, data?: unknown, url?: string, raw?: string, mediaType?: string, filename?: string, metadata?: Record<string, unknown> }
