@@ -1,6 +1,7 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { ClawmatrixNode, type InfoLog } from '../services/clawmatrix-node.js'
+import { attachA2A } from '../a2a/index.js'
 import { attachTasks } from '../tasks/index.js'
 import type { Config } from '../config/schema.js'
 
@@ -22,7 +23,7 @@ export const stderrLog: InfoLog = {
  */
 export async function runUntilSignal (config: Config, stateDir: string): Promise<void> {
   const node = await ClawmatrixNode.create({ config, stateDir, log: stderrLog })
-  attachTasks(node, stateDir)
+  attachA2A(node, attachTasks(node, stateDir))
   await node.start()
   await untilSignal()
   stderrLog.info(`stopping ${config.nodeId}`)

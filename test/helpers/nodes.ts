@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../../src/config/load.js'
 import { ClawmatrixNode, type InfoLog } from '../../src/services/clawmatrix-node.js'
+import { attachA2A } from '../../src/a2a/index.js'
 import { attachTasks, type TaskService } from '../../src/tasks/index.js'
 
 export const SECRET = 'test-secret-0123456789abcdef-unit'
@@ -40,6 +41,7 @@ export function testNodes (): { start: (input: Record<string, unknown>, stateDir
       const log = new LogLines()
       const node = await ClawmatrixNode.create({ config, stateDir: dir, log })
       const tasks = attachTasks(node, dir)
+      attachA2A(node, tasks)
       await node.start()
       const handle: TestNode = {
         node,
