@@ -11,6 +11,7 @@ import { inspectCommand } from './inspect.js'
 import { peersCommand } from './peers.js'
 import { initCommand, inviteCommand, joinCommand, MembershipCommandError, revokeCommand } from './membership.js'
 import { loadJoinedState, withJoinedState } from '../membership/index.js'
+import { submitTask, taskCommand, tasksCommand } from './tasks.js'
 import { callNode, contentOf, endpointHeaders, WorkCallError, type WorkEndpoint } from './work.js'
 import type { NodeStatus } from '../services/status.js'
 
@@ -31,7 +32,9 @@ managed clusters (certified names, revocation; see docs/gate.md):
   clawmatrix revoke <nodeId|peerId> [--authority-dir D] [--host H] [--port N]
 
 work, through a running node (its --port, default ${DEFAULT_PROXY_PORT}); a target is an agent id, a node id or tags:<tag>[,<tag>]:
-  clawmatrix handoff <target> <task> [--context TEXT] [--timeout SECONDS]
+  clawmatrix handoff <target> <task> [--context TEXT] [--timeout SECONDS] [--no-wait] [--context-id ID]
+  clawmatrix task <id> [--follow] [--message TEXT] [--cancel]   a task started from this node (docs/tasks.md)
+  clawmatrix tasks                                   the tasks started from this node, newest first
   clawmatrix send <target> <message>
   clawmatrix exec <node> <command> [--workdir DIR] [--timeout SECONDS]   exits with the remote exit code
   clawmatrix read <node> <path> [--offset LINE] [--limit LINES]
@@ -76,7 +79,7 @@ async function main (argv: string[]): Promise<void> {
       const { values, positionals } = parsePositional(rest, 1, '<nodeId|peerId>', { 'authority-dir': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } })
       return revokeCommand(positionals[0]!, { authorityDir: values['authority-dir'], host: values.host, port: portArg(values.port, '--port', DEFAULT_PROXY_PORT) })
     }
-    case 'handoff': case 'send': case 'exec': case 'read': case 'write': case 'tool':
+    case 'handoff': case 'send': case 'exec': case 'read': case 'write': case 'tool': case 'task': case 'tasks':
       return workCommand(command, rest)
     case undefined: case 'help': case '--help': case '-h':
       process.stdout.write(USAGE + '\n')
@@ -156,7 +159,12 @@ const WORK_OPTIONS = {
   offset: { type: 'string' },
   limit: { type: 'string' },
   content: { type: 'string' },
-  from: { type: 'string' }
+  from: { type: 'string' },
+  'no-wait': { type: 'boolean' },
+  'context-id': { type: 'string' },
+  follow: { type: 'boolean' },
+  message: { type: 'string' },
+  cancel: { type: 'boolean' }
 } as const
 
 /** The caller API from a shell: each command is one call to a running node's local endpoint. */
@@ -176,7 +184,22 @@ async function workCommand (command: string, args: string[]): Promise<void> {
   const timeoutMs = values.timeout == null ? undefined : positiveInt(values.timeout, '--timeout') * 1000
   const print = (text: string): void => { process.stdout.write(text.endsWith('\n') ? text : text + '\n') }
   switch (command) {
+    case 'task': {
+      const [id] = need(1, '<id>')
+      await taskCommand(endpoint, id!, { follow: values.follow, cancel: values.cancel, message: values.message })
+      return
+    }
+    case 'tasks':
+      await tasksCommand(endpoint)
+      return
     case 'handoff': {
+      if (values['no-wait'] === true || values['context-id'] != null) {
+        // A conversation is continued by its id alone: the task goes where the conversation is.
+        const [target, ...task] = values['context-id'] != null && positionals.length === 1 ? [undefined, ...positionals] : need(2, '<target> <task>')
+        // Without --no-wait a continued conversation is followed to its end, as a hand-off waits.
+        await submitTask(endpoint, { target, task: task.join(' '), context: values.context, contextId: values['context-id'], timeoutMs }, values['no-wait'] !== true)
+        return
+      }
       const [target, ...task] = need(2, '<target> <task>')
       const result = await callNode(endpoint, 'handoff', { target, task: task.join(' '), context: values.context, timeoutMs })
       print(endpoint.json ? JSON.stringify(result, null, 2) : result.reply)

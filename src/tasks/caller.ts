@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { firstAccepting, type OutboundExchange } from '../services/wire/index.js'
+import { REATTACH_INTERVAL_MS } from './constants.js'
 import { isActive, isTerminal, type TaskEvent, type TaskRecord } from './task.js'
 import type { TaskProtocol, TaskSnapshot } from './protocol.js'
 import type { TaskStore } from './store.js'
@@ -37,7 +38,11 @@ export interface TaskCallerInit {
   protocol: TaskProtocol
   client: ClusterClient
   view: ClusterView
+  /** libp2p's events: a new connection to an executor is a moment to reattach. */
+  connections: Pick<EventTarget, 'addEventListener' | 'removeEventListener'>
   log: Logger
+  /** Retry reattaching to away executors this often besides on their return. @default 30 s (REATTACH_INTERVAL_MS) */
+  reattachIntervalMs?: number
   deliver?: TaskDelivery
 }
 
@@ -62,20 +67,27 @@ export class TaskCaller {
   private readonly watching = new Map<string, AbortController>()
   private readonly listeners = new Map<string, Set<(event: TaskEvent) => void>>()
   private stopped = new AbortController()
+  private retryTimer?: ReturnType<typeof setInterval>
 
   constructor (private readonly init: TaskCallerInit) {}
 
   start (): void {
     this.stopped = new AbortController()
     this.init.view.addEventListener('node:joined', this.onJoined)
+    this.init.connections.addEventListener('peer:connect', this.onConnect)
+    this.retryTimer = setInterval(() => { this.reattachAll() }, this.init.reattachIntervalMs ?? REATTACH_INTERVAL_MS)
+    this.retryTimer.unref()
     for (const record of this.init.store.all()) {
-      if (this.needsExecutor(record)) void this.reattach(record)
+      // Right after a start the executor is usually not connected yet: no failure for that.
+      if (this.needsExecutor(record)) void this.reattach(record, undefined, false)
       else void this.deliver(record)
     }
   }
 
   async stop (): Promise<void> {
     this.init.view.removeEventListener('node:joined', this.onJoined)
+    this.init.connections.removeEventListener('peer:connect', this.onConnect)
+    clearInterval(this.retryTimer)
     this.stopped.abort(new Error(`${this.init.nodeId} is stopping`))
     for (const watch of this.watching.values()) watch.abort()
     this.watching.clear()
@@ -229,7 +241,7 @@ export class TaskCaller {
   }
 
   /** Asks the executor for the task again and follows it; if it cannot be reached, an active task is failed provisionally. */
-  private async reattach (record: TaskRecord, cause?: Error): Promise<void> {
+  private async reattach (record: TaskRecord, cause?: Error, failIfAway = true): Promise<void> {
     if (this.watching.has(record.id) || this.stopped.signal.aborted) return
     const placeholder = new AbortController()
     this.watching.set(record.id, placeholder)
@@ -240,7 +252,7 @@ export class TaskCaller {
       if (first.following === true) this.watch(record, exchange)
     } catch (err: any) {
       if (this.watching.get(record.id) === placeholder) this.watching.delete(record.id)
-      if (this.stopped.signal.aborted || !isActive(record.state)) return
+      if (this.stopped.signal.aborted || !isActive(record.state) || !failIfAway) return
       const why = cause?.message ?? err.message
       await this.change(record, {
         state: 'failed',
@@ -286,10 +298,18 @@ export class TaskCaller {
     for (const listener of [...this.listeners.get(event.id) ?? []]) listener(event)
   }
 
-  private readonly onJoined = (event: CustomEvent<Card>): void => {
-    const peerId = event.detail.peerId
+  /** Reattaches to the tasks of `peerId` (every away executor when absent) that still need it. */
+  private reattachAll (peerId?: string): void {
     for (const record of this.init.store.all()) {
-      if (record.peerId === peerId && this.needsExecutor(record)) void this.reattach(record)
+      if ((peerId == null || record.peerId === peerId) && this.needsExecutor(record)) void this.reattach(record)
     }
+  }
+
+  private readonly onJoined = (event: CustomEvent<Card>): void => {
+    this.reattachAll(event.detail.peerId)
+  }
+
+  private readonly onConnect = (event: Event): void => {
+    this.reattachAll(String((event as CustomEvent<unknown>).detail))
   }
 }

@@ -55,7 +55,7 @@ export class TaskService implements Startable {
       maxConcurrentTasks: init.maxConcurrentTasks, defaultTimeoutMs: init.defaultTimeoutMs
     })
     this.protocol = new TaskProtocol(libp2pComponents(node.swarm), { nodeId, executor: this.executor })
-    this.caller = new TaskCaller({ nodeId, peerId, store: callerStore, protocol: this.protocol, client: node.client, view: node.view, log, deliver: init.deliver })
+    this.caller = new TaskCaller({ nodeId, peerId, store: callerStore, protocol: this.protocol, client: node.client, view: node.view, connections: node.swarm, log, deliver: init.deliver })
     registerTaskRoutes(node.http, this)
   }
 
