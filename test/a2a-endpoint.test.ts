@@ -85,6 +85,16 @@ describe('the A2A endpoint, two hops from the agent', () => {
     expect(answerOf(second)).toMatch(/^again \(turns: 2; last: agent hello/)
   })
 
+  it('keeps a conversation under a contextId the client chose itself', async () => {
+    const { home } = await twoHops()
+    const client = await clientFor(home)
+    const first = await client.sendMessage({ message: { ...text('echo one'), contextId: 'ctx-oc-mine' } } as any) as Task
+    expect(first.contextId).toBe('ctx-oc-mine')
+    const second = await client.sendMessage({ message: { ...text('echo two'), contextId: 'ctx-oc-mine' } } as any) as Task
+    expect(second.contextId).toBe('ctx-oc-mine')
+    expect(answerOf(second)).toMatch(/^two \(turns: 2; last: agent one/)
+  })
+
   it('streams progress before the answer', async () => {
     const { home } = await twoHops()
     const client = await clientFor(home)

@@ -12,6 +12,7 @@ import { formatSseData } from '../services/models/sse.js'
 import { checkRequest, MethodNotFoundError, rpcError, rpcErrorOf, rpcResult, TaskNotCancelableError, type JsonRpcId } from '../services/a2a/json-rpc.js'
 import { checkId, checkMessage, InvalidA2AMessageError, stateFromWire, textOf, type A2AStreamEvent } from '../services/a2a/wire.js'
 import { agentCard, clusterAgents, clusterCard, type ClusterAgent } from './agent-card.js'
+import { ContextAliases } from './context-aliases.js'
 import { a2aTask, progressEvent, stateEvents } from './task-view.js'
 import { isTerminal, type TaskEvent, type TaskRecord } from '../tasks/task.js'
 import type { ClusterNode } from '../services/cluster/cluster-view.js'
@@ -56,6 +57,7 @@ class A2AEndpoint implements Startable {
   private readonly removeRoutes: Array<() => void> = []
   /** Open event streams, ended when the endpoint stops. */
   private readonly streams = new Set<ServerResponse>()
+  private readonly aliases = new ContextAliases()
 
   constructor (private readonly components: A2AEndpointComponents, init: A2AEndpointInit = {}) {
     this.maxRequestBytes = init.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES
@@ -149,23 +151,24 @@ class A2AEndpoint implements Startable {
         const gone = new AbortController()
         req.socket.once('close', () => { gone.abort() })
         const record = await this.send(agent, params, gone.signal)
-        return { task: a2aTask(record, historyLength(params.configuration)) }
+        return { task: a2aTask(this.asClient(record), historyLength(params.configuration)) }
       }
-      case 'GetTask': return a2aTask(tasks.get(requiredId(params)), historyLength(params))
+      case 'GetTask': return a2aTask(this.asClient(tasks.get(requiredId(params))), historyLength(params))
       case 'CancelTask': {
         const { record, stopped } = await tasks.cancel(requiredId(params))
         if (!stopped && record.state !== 'canceled') {
           throw new TaskNotCancelableError(`task ${record.id} could not be canceled: it is ${record.state}${record.note == null ? '' : ` (${record.note})`}`)
         }
-        return a2aTask(record)
+        return a2aTask(this.asClient(record))
       }
       case 'ListTasks': {
-        const contextId = checkId(params.contextId, 'contextId')
+        const given = checkId(params.contextId, 'contextId')
+        const contextId = given == null ? undefined : this.aliases.taskContext(given) ?? given
         const state = params.status == null || params.status === '' ? undefined : stateFromWire(params.status)
         const all = tasks.list().filter(r => (contextId == null || r.contextId === contextId) && (state == null || r.state === state))
         const pageSize = typeof params.pageSize === 'number' && params.pageSize > 0 ? Math.min(params.pageSize, 100) : 50
         const page = all.slice(0, pageSize)
-        return { tasks: page.map(r => a2aTask(r, 0)), nextPageToken: '', pageSize: page.length, totalSize: all.length }
+        return { tasks: page.map(r => a2aTask(this.asClient(r), 0)), nextPageToken: '', pageSize: page.length, totalSize: all.length }
       }
       default: throw new MethodNotFoundError(`method ${JSON.stringify(method)} is not one clawmatrix serves: SendMessage, SendStreamingMessage, GetTask, CancelTask, SubscribeToTask, ListTasks`)
     }
@@ -190,7 +193,11 @@ class A2AEndpoint implements Startable {
       record = await tasks.message(earlier.id, text)
     } else {
       const target = agent ?? agentOfMetadata(params, message.metadata) ?? this.onlyAgent()
-      record = await tasks.submit(target, text, { contextId: message.contextId })
+      const given = message.contextId
+      // A contextId of the client's own choosing starts a conversation here and continues it after.
+      const contextId = given == null || tasks.list().some(r => r.contextId === given) ? given : this.aliases.taskContext(given)
+      record = await tasks.submit(target, text, { contextId })
+      if (given != null && contextId == null) this.aliases.remember(given, record.contextId)
     }
     const configuration = params.configuration as Record<string, unknown> | undefined
     if (gone == null || configuration?.returnImmediately === true) return record
@@ -201,6 +208,12 @@ class A2AEndpoint implements Startable {
       if (!waited.aborted) throw err
       return tasks.get(record.id)
     }
+  }
+
+  /** The task as the client knows it: under the contextId the client chose, if it chose one. */
+  private asClient (record: TaskRecord): TaskRecord {
+    const contextId = this.aliases.clientContext(record.contextId)
+    return contextId === record.contextId ? record : { ...record, contextId }
   }
 
   private onlyAgent (): string {
@@ -221,20 +234,21 @@ class A2AEndpoint implements Startable {
       this.streams.delete(res)
       if (!res.writableEnded) res.end()
     }
-    send({ task: a2aTask(record) })
+    const seen = this.asClient(record)
+    send({ task: a2aTask(seen) })
     unfollow = this.components.tasks.follow(record.id, (event: TaskEvent) => {
       if (event.type === 'progress') {
-        send(progressEvent(record, event.message, event.at))
+        send(progressEvent(seen, event.message, event.at))
         return
       }
-      for (const update of stateEvents(event.task)) send(update)
+      for (const update of stateEvents(this.asClient(event.task))) send(update)
       if (settled(event.task.state)) end()
     })
     res.once('close', end)
     // It may have settled between the answer above and the follow.
     const now = this.components.tasks.get(record.id)
     if (settled(now.state)) {
-      if (now.updatedAt !== record.updatedAt || now.state !== record.state) for (const update of stateEvents(now)) send(update)
+      if (now.updatedAt !== record.updatedAt || now.state !== record.state) for (const update of stateEvents(this.asClient(now))) send(update)
       end()
     }
   }
