@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, parseConfig } from '../src/config/load.js'
 import { ConfigSchema } from '../src/config/schema.js'
-import { peerUrlToMultiaddr } from '../src/node/addresses.js'
+import { peerUrlToMultiaddr } from '../src/config/addresses.js'
 import { runCliToEnd } from './helpers/cli.js'
 
 const SECRET = 'a-perfectly-good-secret-9f8e7d6c'

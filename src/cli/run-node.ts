@@ -1,8 +1,9 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { ClawmatrixNode, type InfoLog } from '../services/clawmatrix-node.js'
+import { ClawmatrixNode } from '../services/clawmatrix-node.js'
 import { attachA2A } from '../a2a/index.js'
 import { attachTasks } from '../tasks/index.js'
+import type { InfoLog } from '../node/logging.js'
 import type { Config } from '../config/schema.js'
 
 export const SECRET_ENV = 'CLAWMATRIX_SECRET'

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { Value } from 'typebox/value'
-import { peerUrlToMultiaddr } from '../node/addresses.js'
+import { isLoopback, peerUrlToMultiaddr } from './addresses.js'
 import { ConfigSchema, MIN_SECRET_LENGTH, type Config } from './schema.js'
 
 /** Fields whose values never appear in an error. */
@@ -147,10 +147,6 @@ function semanticProblems (config: Config): string[] {
     }
   })
   return problems
-}
-
-function isLoopback (host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
 }
 
 function duplicates (values: string[]): string[] {

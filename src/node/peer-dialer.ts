@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { logger } from '@libp2p/logger'
-import { peerUrlToMultiaddr } from './addresses.js'
+import { peerUrlToMultiaddr } from '../config/addresses.js'
 import type { Swarm } from './swarm.js'
 import type { PeerConfig } from '../config/schema.js'
 import type { PeerId, Startable } from '@libp2p/interface'

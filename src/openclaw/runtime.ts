@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { parseConfig } from '../config/load.js'
-import { ClawmatrixNode, type ClawmatrixNodeInit, type InfoLog } from '../services/clawmatrix-node.js'
+import { ClawmatrixNode, type ClawmatrixNodeInit } from '../services/clawmatrix-node.js'
+import type { InfoLog } from '../node/logging.js'
 import { checkPortClash } from './ports.js'
 import type { ClusterClient } from './cluster-client.js'
 import type { Config } from '../config/schema.js'
@@ -63,10 +64,11 @@ export class MeshRuntime {
     return this.serialize(async () => {
       if (this.node != null) return this.node
       this.failure = undefined
+      let node: ClawmatrixNode | undefined
       try {
         const config = parseConfig(init.pluginConfig, 'plugins.entries.clawmatrix.config')
         checkPortClash(config, init.openclawConfig, init.env ?? process.env)
-        const node = await ClawmatrixNode.create({
+        node = await ClawmatrixNode.create({
           config,
           stateDir: join(init.stateDir, 'clawmatrix'),
           log: init.log,
@@ -77,6 +79,8 @@ export class MeshRuntime {
         this.node = node
         return node
       } catch (err: any) {
+        // A failed start has already stopped the parts it started; this stops whatever a later change may leave.
+        await node?.stop().catch(() => {})
         this.failure = err
         throw err
       }

@@ -1,40 +1,39 @@
 import { logger } from '@libp2p/logger'
-import { Heartbeat } from '../node/heartbeat.js'
-import { loadOrCreatePeerKey } from '../node/identity.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership, MembershipSetupError } from '../membership/index.js'
-import { registerMembershipRoutes } from './http/membership-routes.js'
+import { Heartbeat } from '../node/heartbeat.js'
+import { loadOrCreatePeerKey } from '../node/identity.js'
+import { startInOrder, stopInReverse, type NamedPart } from '../node/lifecycle.js'
+import { consoleLog, type InfoLog } from '../node/logging.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm, type SwarmOptions } from '../node/swarm.js'
 import { Announcer } from './cluster/announcer.js'
+import { ClusterLog } from './cluster/cluster-log.js'
 import { ClusterView } from './cluster/cluster-view.js'
+import { LocalCard } from './cluster/local-card.js'
+import { MembershipLink } from './cluster/membership-link.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
-import { bindReason, LocalHttpServer, sendJson } from './http/local-server.js'
-import { ModelProxyService, type ModelProxyOptions } from './model-proxy/index.js'
+import { ClusterClient } from './cluster-client.js'
+import { bindReason, LocalHttpServer } from './http/local-server.js'
+import { MembershipRoutes } from './http/membership-routes.js'
+import { WorkRoutes } from './http/work-routes.js'
 import { ClawmatrixMetrics } from './inspect/metrics.js'
 import { NodeInspection } from './inspect/node-inspection.js'
-import { nodeStatus, type NodeStatus } from './status.js'
-import { WorkProtocols, type WorkInit } from './work.js'
+import { ModelProxyService, type ModelProxyOptions } from './model-proxy/index.js'
 import { ShutdownState } from './shutdown.js'
-import { ClusterClient } from './cluster-client.js'
-import { registerWorkRoutes } from './http/work-routes.js'
+import { StatusRoute, type NodeStatus } from './status.js'
+import { WorkProtocols, type WorkInit } from './work.js'
 import type { Config } from '../config/schema.js'
-import type { Card } from './cluster/card.js'
 import type { PeerId, Startable } from '@libp2p/interface'
-
-/** Where info-level lines go: stderr for the CLI, OpenClaw's logger in the plugin. */
-export interface InfoLog {
-  info(message: string): void
-  warn(message: string): void
-}
 
 export interface ClawmatrixNodeInit {
   config: Config
   /** Swarm options beyond the config: only benches set them. */
   swarm?: Pick<SwarmOptions, 'releaseSockets'>
-  /** Holds the peer key (and later the announcement sequence). */
+  /** Holds the peer key and the announcement sequence. */
   stateDir: string
+  /** Where operator lines go; default: stderr. */
   log?: InfoLog
   /** Model proxy seams: upstream targets from the embedder's own provider config, a request observer. */
   modelProxy?: ModelProxyOptions
@@ -42,62 +41,136 @@ export interface ClawmatrixNodeInit {
   work?: WorkInit
 }
 
-const consoleLog: InfoLog = {
-  info: message => { console.error(message) },
-  warn: message => { console.error(`warning: ${message}`) }
+/** Every part of a node, built (but not started) by `ClawmatrixNode.create`. */
+interface NodeParts {
+  config: Config
+  log: InfoLog
+  metrics: ClawmatrixMetrics
+  swarm: Swarm
+  heartbeat: Heartbeat
+  view: ClusterView
+  connector: MeshConnector
+  clusterLog: ClusterLog
+  work: WorkProtocols
+  client: ClusterClient
+  modelProxy: ModelProxyService
+  inspection: NodeInspection
+  announcer: Announcer
+  dialer: PeerDialer
+  http: LocalHttpServer
+  status: StatusRoute
+  workRoutes: WorkRoutes
+  shutdown: ShutdownState
+  /** A managed cluster's certificates and revocations, the link to the view, the revocation routes. */
+  membership?: { membership: Membership, link: MembershipLink, routes: MembershipRoutes }
 }
 
 /**
- * One clawmatrix member: the libp2p swarm, the configured-peer dialer, the
- * heartbeat and the local HTTP endpoint, started and stopped together.
+ * One clawmatrix member: the libp2p swarm and everything that runs on it,
+ * built by `create` and started and stopped as one. A start that fails part
+ * way stops what it had started, so no port stays bound.
  */
 export class ClawmatrixNode {
   private readonly debug = logger('clawmatrix:node')
-  private startedAt = 0
-  /** Layers built on the node (tasks ...): started after it, stopped before it. */
-  private readonly layers: Startable[] = []
+  readonly config: Config
+  readonly swarm: Swarm
+  readonly heartbeat: Heartbeat
+  /** Every member this node knows, from their cards. */
   readonly view: ClusterView
   readonly announcer: Announcer
   readonly connector: MeshConnector
+  /** Keeps the configured peers connected. */
+  readonly dialer: PeerDialer
+  /** Hand-off, one-way message and tool proxy protocols. */
+  readonly work: WorkProtocols
   /** The caller API: hand-offs, messages and tool calls to other nodes. */
   readonly client: ClusterClient
   /** The models this node hosts, the model stream protocol and the OpenAI-compatible routes. */
   readonly modelProxy: ModelProxyService
   /** The view protocol, /metrics, /clawmatrix/peers and the mesh page. */
   readonly inspection: NodeInspection
+  readonly metrics: ClawmatrixMetrics
+  /** Set once the host starts to stop: new work is refused with `<nodeId> is shutting down`. */
+  readonly shutdown: ShutdownState
+  /** A managed cluster's certificates and revocations; undefined in an unmanaged cluster. */
+  readonly membership?: Membership
+  /** The local HTTP endpoint every route above is served on. */
+  readonly http: LocalHttpServer
+  /**
+   * The node's own parts in start order (see `parts`). A part starts after
+   * what it uses and before what uses it. Adding one (an audit log, a
+   * connection manager ...) is: build it in `create`, then name it here, in
+   * its place. A layer built on a node from outside (tasks, A2A) is `extend`ed.
+   */
+  private readonly core: readonly NamedPart[]
+  /** Layers added by `extend`: started after the core, before the HTTP endpoint opens. */
+  private readonly layers: NamedPart[] = []
+  private readonly log: InfoLog
+  private readonly statusRoute: StatusRoute
+  private running: NamedPart[] = []
 
-  private constructor (
-    readonly config: Config,
-    readonly swarm: Swarm,
-    readonly heartbeat: Heartbeat,
-    readonly dialer: PeerDialer,
-    readonly http: LocalHttpServer,
-    /** Hand-off, one-way message and tool proxy protocols. */
-    readonly work: WorkProtocols,
-    readonly metrics: ClawmatrixMetrics,
-    /** Set once the host starts to stop: new work is refused with `<nodeId> is shutting down`. */
-    readonly shutdown: ShutdownState,
-    sequence: AnnounceSequence,
-    private readonly log: InfoLog,
-    modelOptions: ModelProxyOptions = {},
-    /** A managed cluster's certificates and revocations; undefined in an unmanaged cluster. */
-    readonly membership?: Membership
-  ) {
-    const intervalMs = config.heartbeat.intervalMs
-    this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2), membership)
-    const certificate = membership == null ? undefined : () => membership.certificate
-    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, metrics, certificate }, log)
-    if (membership != null) registerMembershipRoutes(http, membership)
-    this.connector = new MeshConnector(swarm, this.view, intervalMs)
-    this.client = new ClusterClient(this)
-    registerWorkRoutes(http, this.client)
-    this.modelProxy = new ModelProxyService({ ...modelOptions, config, swarm, view: this.view, http, log, metrics, refuse: shutdown.refusal })
-    this.inspection = new NodeInspection(this)
-    http.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
+  private constructor (p: NodeParts) {
+    this.config = p.config
+    this.log = p.log
+    this.metrics = p.metrics
+    this.swarm = p.swarm
+    this.heartbeat = p.heartbeat
+    this.view = p.view
+    this.connector = p.connector
+    this.work = p.work
+    this.client = p.client
+    this.modelProxy = p.modelProxy
+    this.inspection = p.inspection
+    this.announcer = p.announcer
+    this.dialer = p.dialer
+    this.http = p.http
+    this.statusRoute = p.status
+    this.shutdown = p.shutdown
+    this.membership = p.membership?.membership
+    const managed = p.membership
+    this.core = [
+      ['swarm', listening(p.swarm, p.config)],
+      ['status', p.status],
+      ['heartbeat', p.heartbeat],
+      ['view', p.view],
+      ['connector', p.connector],
+      ['cluster log', p.clusterLog],
+      ...optional('membership', managed?.membership),
+      ...optional('membership routes', managed?.routes),
+      // Work is served before the card announces it.
+      ['work', p.work],
+      ['work routes', p.workRoutes],
+      ['model proxy', p.modelProxy],
+      ['inspection', p.inspection],
+      // Stopped early, while connections are up: peers drop this node at once.
+      ['announcer', p.announcer],
+      // Drops refused peers from the view and announces a renewed certificate.
+      ...optional('membership link', managed?.link),
+      ['dialer', p.dialer]
+    ]
   }
 
+  /**
+   * Every part in start order; `stop` runs them in reverse. The HTTP endpoint
+   * is last: it opens once every route behind it is registered, and closes first.
+   */
+  get parts (): readonly NamedPart[] {
+    return [...this.core, ...this.layers, ['http', this.http]]
+  }
+
+  /**
+   * Adds a layer that uses this node (the task layer, the A2A endpoint): started
+   * after the node's own parts, in the order added, and stopped before them.
+   */
+  extend (layer: Startable, name = `layer ${this.layers.length + 1}`): void {
+    this.layers.push([name, layer])
+  }
+
+  /** Builds every part of a node from its config; nothing listens until `start`. */
   static async create (init: ClawmatrixNodeInit): Promise<ClawmatrixNode> {
     let { config } = init
+    const log = init.log ?? consoleLog
+    const intervalMs = config.heartbeat.intervalMs
     const metrics = new ClawmatrixMetrics()
     // A managed node must have joined before it has a key: `join` installs the key its certificate names.
     const membership = config.authority == null
@@ -117,67 +190,50 @@ export class ClawmatrixNode {
       config = { ...config, tags: certificate.tags }
     }
     const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
-    membership?.attach(swarm)
     const shutdown = new ShutdownState(config.nodeId)
-    return new ClawmatrixNode(
+    membership?.attach(swarm)
+    const http = new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken })
+    const heartbeat = new Heartbeat(swarm, config.heartbeat)
+    const card = new LocalCard(swarm, { config, intervalMs, certificate: membership == null ? undefined : () => membership.certificate })
+    const view = new ClusterView(swarm, heartbeat, card, Math.max(100, intervalMs / 2), membership)
+    const work = new WorkProtocols(swarm, config, init.stateDir, init.work, shutdown)
+    const client = new ClusterClient({ config, view, work })
+    const dialer = new PeerDialer(swarm, config.peers, config.reconnect)
+    const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs })
+    const modelProxy = new ModelProxyService({ ...init.modelProxy, config, swarm, view, http, log, metrics, refuse: shutdown.refusal })
+    return new ClawmatrixNode({
       config,
-      swarm,
-      new Heartbeat(swarm, config.heartbeat),
-      new PeerDialer(swarm, config.peers, config.reconnect),
-      new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken }),
-      new WorkProtocols(swarm, config, init.stateDir, init.work, shutdown),
-      metrics,
       shutdown,
-      await AnnounceSequence.load(init.stateDir),
-      init.log ?? consoleLog,
-      init.modelProxy,
-      membership
-    )
-  }
-
-  /**
-   * Adds a layer that uses this node (the task layer): started at the end of
-   * start(), in the order added, and stopped first in stop().
-   */
-  extend (layer: Startable): void {
-    this.layers.push(layer)
+      log,
+      metrics,
+      swarm,
+      http,
+      heartbeat,
+      view,
+      work,
+      client,
+      dialer,
+      connector: new MeshConnector(swarm, view, intervalMs),
+      clusterLog: new ClusterLog({ swarm, view, heartbeat, log }, { maxMissed: config.heartbeat.maxMissed }),
+      modelProxy,
+      inspection: new NodeInspection({ config, swarm, view, http, metrics }),
+      announcer,
+      status: new StatusRoute(http, { config, swarm, heartbeat, view, dialer, modelProxy }),
+      workRoutes: new WorkRoutes(http, client),
+      membership: membership == null
+        ? undefined
+        : { membership, link: new MembershipLink({ membership, view, announcer, log }), routes: new MembershipRoutes(http, membership) }
+    })
   }
 
   get peerId (): PeerId {
     return this.swarm.peerId
   }
 
+  /** Starts every part in order; if one fails, stops those already started and throws its error. */
   async start (): Promise<void> {
-    this.startedAt = Date.now()
-    this.view.addEventListener('node:joined', this.onJoined)
-    this.view.addEventListener('node:left', this.onLeft)
-    this.view.addEventListener('conflict', this.onConflict)
-    this.heartbeat.addEventListener('peer:unresponsive', this.onUnresponsive)
-    try {
-      await this.swarm.start()
-    } catch (err: any) {
-      await Promise.resolve(this.swarm.stop()).catch(() => {})
-      const { listenHost, listenPort } = this.config
-      throw new Error(`cannot listen on ${listenHost}:${listenPort} (listenPort): ${bindReason(err)}`)
-    }
-    try {
-      await this.http.start()
-    } catch (err) {
-      await this.swarm.stop()
-      throw err
-    }
-    await this.work.start()
-    await this.modelProxy.start()
-    await this.inspection.start()
-    this.membership?.start()
-    this.membership?.addEventListener('peer:refused', this.onRefused)
-    this.membership?.addEventListener('certificate:renewed', this.onRenewed)
-    this.heartbeat.start()
-    this.view.start()
-    this.connector.start()
-    await this.announcer.start()
-    this.dialer.start()
-    for (const layer of this.layers) await layer.start()
+    if (this.running.length > 0) return
+    this.running = await startInOrder(this.parts, this.onStopError)
     const addresses = this.swarm.getMultiaddrs().map(String)
     this.log.info(`clawmatrix node ${this.config.nodeId} started: peer id ${this.peerId}; ` +
       `listening on ${addresses.length > 0 ? addresses.join(', ') : 'nothing (dial-out only)'}; ` +
@@ -201,61 +257,40 @@ export class ClawmatrixNode {
     await this.announcer.leave().catch(err => { this.debug('announcing the leave failed: %e', err) })
   }
 
-  /** Closes every connection gracefully, so peers see a close rather than a timeout. */
+  /** Stops the running parts in reverse; connections close gracefully, so peers see a close rather than a timeout. */
   async stop (): Promise<void> {
-    for (const layer of [...this.layers].reverse()) await layer.stop()
-    this.dialer.stop()
-    this.connector.stop()
-    await this.work.stop()
-    // Announced while the connections are still up, so peers drop this node at once.
-    await this.announcer.stop()
-    this.view.stop()
-    this.heartbeat.stop()
-    this.membership?.removeEventListener('peer:refused', this.onRefused)
-    this.membership?.removeEventListener('certificate:renewed', this.onRenewed)
-    this.membership?.stop()
-    this.view.removeEventListener('node:joined', this.onJoined)
-    this.view.removeEventListener('node:left', this.onLeft)
-    this.view.removeEventListener('conflict', this.onConflict)
-    this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
-    await this.inspection.stop()
-    await this.modelProxy.stop()
-    await this.http.stop()
-    await this.swarm.stop()
+    const running = this.running
+    this.running = []
+    await stopInReverse(running, this.onStopError)
     this.debug('stopped')
   }
 
   async status (): Promise<NodeStatus> {
-    return nodeStatus(this, this.startedAt)
+    return this.statusRoute.status()
   }
 
-  private readonly onJoined = (event: CustomEvent<Card>): void => {
-    const card = event.detail
-    const reach = this.view.reachOf(card.peerId)
-    const how = reach.reach === 'relayed' ? `relayed via ${reach.via?.nodeId ?? reach.via?.peerId ?? 'a relay'}` : reach.reach
-    this.log.info(`node joined: ${card.nodeId} (${how}, peer id ${card.peerId})`)
+  private readonly onStopError = (name: string, err: any): void => {
+    this.log.warn(`stopping the ${name} of ${this.config.nodeId} failed: ${err?.message ?? err}`)
   }
+}
 
-  private readonly onLeft = (event: CustomEvent<{ card: Card, reason: string }>): void => {
-    this.log.info(`node left: ${event.detail.card.nodeId} (${event.detail.reason})`)
-  }
+/** A part only some nodes have (a managed cluster's membership): named if present, else nothing. */
+function optional (name: string, part: Startable | undefined): NamedPart[] {
+  return part == null ? [] : [[name, part]]
+}
 
-  private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[] }>): void => {
-    const { nodeId, peerIds } = event.detail
-    this.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')})${peerIds.includes(this.peerId.toString()) ? ', this node among them' : ''}; requests to "${nodeId}" are refused until one is renamed`)
-  }
-
-  private readonly onRefused = (event: CustomEvent<{ peerId: string, nodeId?: string, reason: string }>): void => {
-    const { peerId, nodeId, reason } = event.detail
-    this.view.drop(peerId, reason)
-    this.log.warn(`${nodeId ?? 'peer'} (peer id ${peerId}) is no longer a member: ${reason}; disconnected`)
-  }
-
-  private readonly onRenewed = (): void => {
-    void this.announcer.publish()
-  }
-
-  private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {
-    this.log.warn(`peer ${event.detail} missed ${this.config.heartbeat.maxMissed} heartbeats; disconnected`)
+/** The swarm as a part: a bind failure says which address and field, in words. */
+function listening (swarm: Swarm, config: Config): Startable {
+  return {
+    async start () {
+      try {
+        await swarm.start()
+      } catch (err: any) {
+        throw new Error(`cannot listen on ${config.listenHost}:${config.listenPort} (listenPort): ${bindReason(err)}`)
+      }
+    },
+    async stop () {
+      await swarm.stop()
+    }
   }
 }

@@ -1,7 +1,13 @@
 import { VERSION } from '../version.js'
+import { RouteGroup, sendJson, type LocalHttpServer } from './http/local-server.js'
 import type { ClusterNode } from './cluster/cluster-view.js'
-import type { ConfiguredPeerState } from '../node/peer-dialer.js'
-import type { ClawmatrixNode } from './clawmatrix-node.js'
+import type { Config } from '../config/schema.js'
+import type { Heartbeat } from '../node/heartbeat.js'
+import type { ConfiguredPeerState, PeerDialer } from '../node/peer-dialer.js'
+import type { Swarm } from '../node/swarm.js'
+import type { ClusterView } from './cluster/cluster-view.js'
+import type { ModelProxy } from './model-proxy/model-proxy.js'
+import type { Startable } from '@libp2p/interface'
 
 /** A live libp2p connection to a peer. */
 export interface PeerStatus {
@@ -28,13 +34,23 @@ export interface NodeStatus {
   peers: PeerStatus[]
   configuredPeers: ConfiguredPeerState[]
   /** Model hosts that failed lately, and those skipped while they cool down. */
-  modelRouting: ReturnType<ClawmatrixNode['modelProxy']['proxy']['routingStatus']>
+  modelRouting: ReturnType<ModelProxy['routingStatus']>
+}
+
+/** What a status is read from: the parts of a running node. */
+export interface StatusSources {
+  config: Pick<Config, 'nodeId'>
+  swarm: Swarm
+  heartbeat: Pick<Heartbeat, 'get'>
+  view: Pick<ClusterView, 'nodeIdOf' | 'nodes'>
+  dialer: Pick<PeerDialer, 'list'>
+  modelProxy: { proxy: Pick<ModelProxy, 'routingStatus'> }
 }
 
 const NODE_IN_USER_AGENT = /\(node=([^)]+)\)/
 
 /** What `GET /clawmatrix/status` answers. Holds no secret by construction. */
-export async function nodeStatus (node: ClawmatrixNode, startedAt: number): Promise<NodeStatus> {
+export async function nodeStatus (node: StatusSources, startedAt: number): Promise<NodeStatus> {
   const { swarm } = node
   const peers = await Promise.all(swarm.getPeers().map(async (peerId): Promise<PeerStatus | undefined> => {
     const connection = swarm.getConnections(peerId).find(c => c.status === 'open')
@@ -65,5 +81,28 @@ export async function nodeStatus (node: ClawmatrixNode, startedAt: number): Prom
     peers: peers.filter(p => p != null).sort((a, b) => (a.nodeId ?? a.peerId).localeCompare(b.nodeId ?? b.peerId)),
     configuredPeers: node.dialer.list(),
     modelRouting: node.modelProxy.proxy.routingStatus()
+  }
+}
+
+/** `GET /clawmatrix/status`, and the uptime it reports: counted from this part's start. */
+export class StatusRoute implements Startable {
+  private readonly routes: RouteGroup
+  private startedAt = 0
+
+  constructor (http: Pick<LocalHttpServer, 'route'>, private readonly sources: StatusSources) {
+    this.routes = new RouteGroup(http)
+  }
+
+  start (): void {
+    this.startedAt = Date.now()
+    this.routes.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
+  }
+
+  stop (): void {
+    this.routes.clear()
+  }
+
+  async status (): Promise<NodeStatus> {
+    return nodeStatus(this.sources, this.startedAt)
   }
 }

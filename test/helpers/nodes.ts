@@ -2,9 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../../src/config/load.js'
-import { ClawmatrixNode, type InfoLog } from '../../src/services/clawmatrix-node.js'
+import { ClawmatrixNode } from '../../src/services/clawmatrix-node.js'
 import { attachA2A } from '../../src/a2a/index.js'
 import { attachTasks, type TaskService } from '../../src/tasks/index.js'
+import type { InfoLog } from '../../src/node/logging.js'
 
 export const SECRET = 'test-secret-0123456789abcdef-unit'
 

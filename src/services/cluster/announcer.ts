@@ -1,24 +1,37 @@
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { logger } from '@libp2p/logger'
-import { VERSION } from '../../version.js'
 import { ANNOUNCE_TOPIC, CARD_VERSION, decodeAnnouncement, encodeAnnouncement, type Card, type Link } from './card.js'
 import { isRelayed, type ClusterView } from './cluster-view.js'
+import type { LocalCard } from './local-card.js'
 import type { AnnounceSequence } from './sequence.js'
-import type { Config } from '../../config/schema.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
+import type { InfoLog } from '../../node/logging.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { InfoLog } from '../clawmatrix-node.js'
-import type { ClawmatrixMetrics } from '../inspect/metrics.js'
 import type { PeerId, Startable } from '@libp2p/interface'
 
+export type AnnouncementKind = 'card' | 'leave' | 'gone'
+export type AnnouncementVerdict = 'accepted' | 'rejected' | 'ignored'
+
+/** What the announcer counts; the node's metrics (src/services/inspect) implement it. */
+export interface AnnouncementMetrics {
+  announcementSent(kind: AnnouncementKind): void
+  announcementReceived(verdict: AnnouncementVerdict): void
+}
+
+export interface AnnouncerComponents {
+  swarm: Swarm
+  view: ClusterView
+  heartbeat: Heartbeat
+  sequence: AnnounceSequence
+  /** This node's card, renewed on every publish. */
+  card: LocalCard
+  log: InfoLog
+  metrics?: AnnouncementMetrics
+}
+
 export interface AnnouncerInit {
-  config: Pick<Config, 'nodeId' | 'agents' | 'models' | 'tags' | 'toolProxy'>
   /** How often the card is published again: gossip may drop a message, state must converge anyway. */
   intervalMs: number
-  /** Counts announcements sent and judged. */
-  metrics?: Pick<ClawmatrixMetrics, 'announcementSent' | 'announcementReceived'>
-  /** Managed clusters: this node's current certificate, carried in every card. */
-  certificate?: () => unknown
 }
 
 /** Coalesces bursts of triggers (a peer subscribing, an address change) into one publish. */
@@ -32,26 +45,32 @@ const PUBLISH_DEBOUNCE_MS = 50
  */
 export class Announcer implements Startable {
   private readonly debug = logger('clawmatrix:announcer')
-  private current: Card
   private timer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
   private started = false
   private left = false
 
-  constructor (
-    private readonly swarm: Swarm,
-    private readonly view: ClusterView,
-    private readonly heartbeat: Heartbeat,
-    private readonly sequence: AnnounceSequence,
-    private readonly init: AnnouncerInit,
-    private readonly log: InfoLog
-  ) {
-    this.current = { ...this.describeSelf(), seq: 0 }
+  private readonly swarm: Swarm
+  private readonly view: ClusterView
+  private readonly heartbeat: Heartbeat
+  private readonly sequence: AnnounceSequence
+  private readonly self: LocalCard
+  private readonly log: InfoLog
+  private readonly metrics?: AnnouncementMetrics
+
+  constructor (components: AnnouncerComponents, private readonly init: AnnouncerInit) {
+    this.swarm = components.swarm
+    this.view = components.view
+    this.heartbeat = components.heartbeat
+    this.sequence = components.sequence
+    this.self = components.card
+    this.log = components.log
+    this.metrics = components.metrics
   }
 
   /** The card this node announced last. */
   get card (): Card {
-    return this.current
+    return this.self.current
   }
 
   async start (): Promise<void> {
@@ -67,6 +86,7 @@ export class Announcer implements Startable {
     this.timer = setInterval(this.schedule, this.init.intervalMs)
     this.timer.unref()
     this.started = true
+    this.left = false
     await this.publish()
   }
 
@@ -95,13 +115,12 @@ export class Announcer implements Startable {
     this.left = true
     clearInterval(this.timer)
     clearTimeout(this.pending)
-    await this.send({ ...this.current, seq: this.sequence.next(), leaving: true })
+    await this.send({ ...this.self.current, seq: this.sequence.next(), leaving: true })
   }
 
   /** Publishes the card now (and refreshes links and addresses). */
   async publish (): Promise<void> {
-    this.current = { ...this.describeSelf(), links: await this.links(), seq: this.sequence.next() }
-    await this.send(this.current)
+    await this.send(this.self.renew(await this.links(), this.sequence.next()))
   }
 
   private readonly schedule = (): void => {
@@ -123,7 +142,7 @@ export class Announcer implements Startable {
   private async send (announcement: Card | Parameters<typeof encodeAnnouncement>[0]): Promise<void> {
     try {
       await this.swarm.services.pubsub.publish(ANNOUNCE_TOPIC, encodeAnnouncement(announcement))
-      this.init.metrics?.announcementSent(announcement.kind === 'gone' ? 'gone' : announcement.leaving === true ? 'leave' : 'card')
+      this.metrics?.announcementSent(announcement.kind === 'gone' ? 'gone' : announcement.leaving === true ? 'leave' : 'card')
     } catch (err: any) {
       this.debug('publishing %s failed: %s', announcement.kind, err.message)
     }
@@ -142,32 +161,12 @@ export class Announcer implements Startable {
     } catch (err: any) {
       verdict = { accept: false as const, reject: true, reason: `${err.message} (signed by ${signer})` }
     }
-    this.init.metrics?.announcementReceived(verdict.accept ? 'accepted' : verdict.reject ? 'rejected' : 'ignored')
+    this.metrics?.announcementReceived(verdict.accept ? 'accepted' : verdict.reject ? 'rejected' : 'ignored')
     if (verdict.accept) return TopicValidatorResult.Accept
     const line = `${verdict.reject ? 'rejected' : 'ignored'} announcement relayed by ${propagator}: ${verdict.reason}`
     if (verdict.quiet === true) this.debug(line)
     else this.log.warn(line)
     return verdict.reject ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
-  }
-
-  private describeSelf (): Omit<Card, 'seq'> {
-    const { nodeId, agents, models, tags, toolProxy } = this.init.config
-    return {
-      v: CARD_VERSION,
-      kind: 'card',
-      nodeId,
-      peerId: this.swarm.peerId.toString(),
-      version: VERSION,
-      intervalMs: this.init.intervalMs,
-      addresses: this.swarm.getMultiaddrs().map(String),
-      agents: agents.map(({ id, description, tags }) => ({ id, description, tags })),
-      // Only what callers need: upstream URLs and key names stay on this node.
-      models: models.map(({ id, provider, description, maxConcurrent, fallbacks }) => ({ id, provider, description, maxConcurrent, fallbacks })),
-      tags,
-      toolProxy: { enabled: toolProxy.enabled, allow: toolProxy.allow, deny: toolProxy.deny },
-      links: this.current?.links ?? [],
-      ...(this.init.certificate == null ? {} : { certificate: this.init.certificate() })
-    }
   }
 
   /** Every member this node is connected to, with the addresses it knows for it: how newcomers find the rest. */

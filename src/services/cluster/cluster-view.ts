@@ -76,13 +76,15 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   private timer?: ReturnType<typeof setInterval>
 
   /**
+   * @param self - this node's own card (./local-card.ts), listed first
+   * @param sweepIntervalMs - how often expired cards are dropped
    * @param membership - a managed cluster's certificates: a card is believed only with a valid one
    * for its signer, and the node's name and tags come from it
    */
   constructor (
     private readonly swarm: Swarm,
     private readonly heartbeat: Heartbeat,
-    private readonly selfCard: () => Card,
+    private readonly self: { readonly current: Card },
     private readonly sweepIntervalMs: number,
     private readonly membership?: Pick<Membership, 'accept' | 'certificateOf'>
   ) {
@@ -171,7 +173,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   }
 
   nodeIdOf (peerId: string): string | undefined {
-    if (peerId === this.swarm.peerId.toString()) return this.selfCard().nodeId
+    if (peerId === this.swarm.peerId.toString()) return this.self.current.nodeId
     const known = this.entries.get(peerId)?.card.nodeId
     if (known != null) return known
     // a node that just announced its leave: answers still in flight name it
@@ -190,7 +192,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
 
   /** This node and every node it knows, this node first, then by nodeId. */
   nodes (): ClusterNode[] {
-    const self = this.selfCard()
+    const self = this.self.current
     const others = [...this.entries.values()].map(({ card, receivedAt }) => this.describe(card, receivedAt))
     const all = [this.describe(self, Date.now()), ...others.sort((a, b) => a.nodeId.localeCompare(b.nodeId))]
     for (const node of all) {
@@ -278,7 +280,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   }
 
   private checkConflict (card: Card): void {
-    const claimants = [this.selfCard(), ...[...this.entries.values()].map(e => e.card)]
+    const claimants = [this.self.current, ...[...this.entries.values()].map(e => e.card)]
       .filter(other => other.nodeId === card.nodeId)
       .map(other => other.peerId)
     if (claimants.length < 2) return

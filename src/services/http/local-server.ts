@@ -105,6 +105,35 @@ export class LocalHttpServer implements Startable {
 }
 
 /**
+ * The routes one part serves: registered on the server when the part starts,
+ * all removed when it stops, so a stopped part answers nothing.
+ */
+export class RouteGroup {
+  private readonly removers: Array<() => void> = []
+
+  constructor (private readonly http: Pick<LocalHttpServer, 'route'> & Partial<Pick<LocalHttpServer, 'routePrefix'>>) {}
+
+  route (method: string, path: string, handler: RouteHandler, options?: { open?: boolean }): () => void {
+    return this.keep(this.http.route(method, path, handler, options))
+  }
+
+  routePrefix (method: string, prefix: string, handler: RouteHandler, options?: { open?: boolean }): () => void {
+    if (this.http.routePrefix == null) throw new Error('this server takes no prefix routes')
+    return this.keep(this.http.routePrefix(method, prefix, handler, options))
+  }
+
+  /** Removes every route registered through this group. */
+  clear (): void {
+    for (const remove of this.removers.splice(0)) remove()
+  }
+
+  private keep (remove: () => void): () => void {
+    this.removers.push(remove)
+    return remove
+  }
+}
+
+/**
  * A constant-time comparison of the bearer token, when one is set.
  * Anthropic's clients send their key as `x-api-key` instead.
  */

@@ -10,7 +10,8 @@ import { NodeIdConflictError } from '../cluster/cluster-view.js'
 import { SelfTargetError, type CallOptions, type ClusterClient } from '../cluster-client.js'
 import { RefusedError, NoCandidateAcceptedError } from '../wire/index.js'
 import { HttpRequestError, readJsonBody } from './body.js'
-import { sendJson, type LocalHttpServer } from './local-server.js'
+import { RouteGroup, sendJson, type LocalHttpServer } from './local-server.js'
+import type { Startable } from '@libp2p/interface'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
 export const MAX_WORK_BODY_BYTES = 16 * 1024 * 1024
@@ -23,17 +24,31 @@ export type WorkLine =
 
 type WorkCall = (body: Record<string, unknown>, options: CallOptions) => Promise<unknown>
 
-export function registerWorkRoutes (http: Pick<LocalHttpServer, 'route'>, client: ClusterClient): void {
-  const route = (name: string, call: WorkCall): void => {
-    http.route('POST', `/clawmatrix/${name}`, async (req, res) => { await serveWork(req, res, call) })
+/** POST /clawmatrix/{handoff,send,tool}, served from start to stop. */
+export class WorkRoutes implements Startable {
+  private readonly routes: RouteGroup
+
+  constructor (http: Pick<LocalHttpServer, 'route'>, private readonly client: ClusterClient) {
+    this.routes = new RouteGroup(http)
   }
-  route('handoff', async (body, options) => client.handoff(text(body, 'target'), text(body, 'task'), body.context, { ...options, timeoutMs: timeout(body) }))
-  route('send', async (body, options) => client.send(text(body, 'target'), text(body, 'message'), { ...options, timeoutMs: timeout(body) }))
-  route('tool', async (body, options) => {
-    const args = body.args ?? {}
-    if (typeof args !== 'object' || Array.isArray(args)) throw new HttpRequestError(400, 'args: expected a JSON object')
-    return client.tool(text(body, 'node'), text(body, 'tool'), args as Record<string, unknown>, { ...options, timeoutMs: timeout(body) })
-  })
+
+  start (): void {
+    const { client } = this
+    const route = (name: string, call: WorkCall): void => {
+      this.routes.route('POST', `/clawmatrix/${name}`, async (req, res) => { await serveWork(req, res, call) })
+    }
+    route('handoff', async (body, options) => client.handoff(text(body, 'target'), text(body, 'task'), body.context, { ...options, timeoutMs: timeout(body) }))
+    route('send', async (body, options) => client.send(text(body, 'target'), text(body, 'message'), { ...options, timeoutMs: timeout(body) }))
+    route('tool', async (body, options) => {
+      const args = body.args ?? {}
+      if (typeof args !== 'object' || Array.isArray(args)) throw new HttpRequestError(400, 'args: expected a JSON object')
+      return client.tool(text(body, 'node'), text(body, 'tool'), args as Record<string, unknown>, { ...options, timeoutMs: timeout(body) })
+    })
+  }
+
+  stop (): void {
+    this.routes.clear()
+  }
 }
 
 async function serveWork (req: IncomingMessage, res: ServerResponse, call: WorkCall): Promise<void> {

@@ -1,6 +1,6 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { logger } from '@libp2p/logger'
-import { peerUrlToMultiaddr } from '../../node/addresses.js'
+import { peerUrlToMultiaddr } from '../../config/addresses.js'
 import { createSwarm } from '../../node/swarm.js'
 import { isRelayed } from '../cluster/cluster-view.js'
 import { libp2pComponents } from '../wire/components.js'

@@ -2,6 +2,7 @@ import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { isRelayed, type ClusterNode } from '../cluster/cluster-view.js'
 import { DeadlineError, IdleTimeoutError, RefusedError, StreamCutError } from '../wire/errors.js'
+import type { AnnouncementKind, AnnouncementVerdict } from '../cluster/announcer.js'
 import type { Reach } from '../cluster/routing.js'
 import type { Connection, PeerId } from '@libp2p/interface'
 
@@ -29,8 +30,6 @@ export interface MetricsSources {
   connections: () => Connection[]
 }
 
-export type AnnouncementKind = 'card' | 'leave' | 'gone'
-export type AnnouncementVerdict = 'accepted' | 'rejected' | 'ignored'
 
 const REACHES: Reach[] = ['self', 'direct', 'relayed', 'unreachable']
 

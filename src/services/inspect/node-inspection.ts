@@ -1,5 +1,5 @@
 import { VERSION } from '../../version.js'
-import { sendJson } from '../http/local-server.js'
+import { RouteGroup, sendJson } from '../http/local-server.js'
 import { libp2pComponents } from '../wire/components.js'
 import { PAGE_REFRESH_MS } from './constants.js'
 import { meshReport } from './mesh.js'
@@ -29,18 +29,35 @@ export interface InspectableNode {
  */
 export class NodeInspection implements Startable {
   readonly view: ViewProtocol
+  private readonly routes: RouteGroup
 
-  constructor (node: InspectableNode) {
-    const { swarm, view, config, http, metrics } = node
+  constructor (private readonly node: InspectableNode) {
+    const { swarm, view, config } = node
     this.view = new ViewProtocol(libp2pComponents(swarm), {
       snapshot: () => ({ nodeId: config.nodeId, peerId: swarm.peerId.toString(), version: VERSION, nodes: view.nodes() })
     })
+    this.routes = new RouteGroup(node.http)
+  }
+
+  async start (): Promise<void> {
+    const { swarm, view, config, metrics } = this.node
+    await this.view.start()
     metrics.observe({
       nodes: () => view.nodes(),
       meshPeers: () => meshPeers(swarm),
       connections: () => swarm.getConnections()
     }, { nodeId: config.nodeId, peerId: swarm.peerId, version: VERSION })
+    this.serve()
+  }
 
+  async stop (): Promise<void> {
+    this.routes.clear()
+    await this.view.stop()
+  }
+
+  private serve (): void {
+    const { swarm, view, config, metrics } = this.node
+    const http = this.routes
     http.route('GET', '/metrics', async (_req, res) => {
       const text = await metrics.text()
       res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) })
@@ -62,14 +79,6 @@ export class NodeInspection implements Startable {
       res.writeHead(301, { location: '/clawmatrix/' })
       res.end()
     }, { open: true })
-  }
-
-  async start (): Promise<void> {
-    await this.view.start()
-  }
-
-  async stop (): Promise<void> {
-    await this.view.stop()
   }
 }
 

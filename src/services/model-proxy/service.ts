@@ -3,6 +3,7 @@
  * hosts, the mesh protocol that serves them to other nodes and carries this
  * node's requests to theirs, and the OpenAI-compatible HTTP routes.
  */
+import { isLoopback } from '../../config/addresses.js'
 import { libp2pComponents } from '../wire/index.js'
 import { LocalModels, type ResolveModelTarget } from './local-models.js'
 import { ModelStreamProtocol } from './model-protocol.js'
@@ -11,7 +12,7 @@ import { registerModelRoutes } from './http-routes.js'
 import { metricsObserver, type RequestMetrics } from './metrics.js'
 import { HostHealth } from './host-health.js'
 import { UsageLedger } from './usage.js'
-import { sendJson } from '../http/local-server.js'
+import { RouteGroup, sendJson } from '../http/local-server.js'
 import type { Config } from '../../config/schema.js'
 import type { ClusterView } from '../cluster/cluster-view.js'
 import type { LocalHttpServer } from '../http/local-server.js'
@@ -48,6 +49,7 @@ export class ModelProxyService implements Startable {
   /** Token usage through this node's proxy and served for others. */
   readonly usage = new UsageLedger()
   readonly health: HostHealth
+  private readonly routes: RouteGroup
   private started = false
 
   constructor (private readonly init: ModelProxyServiceInit) {
@@ -70,8 +72,7 @@ export class ModelProxyService implements Startable {
     this.health = new HostHealth({ cooldownFailures: config.modelRouting?.cooldownFailures, cooldownMs: config.modelRouting?.cooldownMs })
     if (init.metrics != null) observer = metricsObserver(init.metrics, this.protocol.protocol, init.observer, { nodeId: config.nodeId, nodeIdOf: peerId => init.view.nodeIdOf(peerId) ?? peerId, health: this.health })
     this.proxy = new ModelProxy({ view: init.view, protocol: this.protocol, local: this.local, observer, health: this.health, usage: this.usage, nodeId: config.nodeId })
-    registerModelRoutes(init.http, this.proxy)
-    init.http.route('GET', '/clawmatrix/usage', async (_req, res) => { sendJson(res, 200, { nodeId: config.nodeId, ...this.usage.report() }) })
+    this.routes = new RouteGroup(init.http)
   }
 
   async start (): Promise<void> {
@@ -82,10 +83,13 @@ export class ModelProxyService implements Startable {
     await this.local.start()
     await this.protocol.start()
     this.init.view.addEventListener('node:left', this.onLeft)
+    registerModelRoutes(this.routes, this.proxy)
+    this.routes.route('GET', '/clawmatrix/usage', async (_req, res) => { sendJson(res, 200, { nodeId: this.init.config.nodeId, ...this.usage.report() }) })
     this.started = true
   }
 
   async stop (): Promise<void> {
+    this.routes.clear()
     this.init.view.removeEventListener('node:left', this.onLeft)
     await this.protocol.stop()
     await this.local.stop()
@@ -99,8 +103,4 @@ export class ModelProxyService implements Startable {
   isStarted (): boolean {
     return this.started
   }
-}
-
-function isLoopback (host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }

@@ -39,3 +39,8 @@ export function peerUrlToMultiaddr (url: string): Multiaddr {
   const hostPart = family === 4 ? `/ip4/${host}` : family === 6 ? `/ip6/${host}` : `/dns/${host}`
   return multiaddr(`${hostPart}/tcp/${port}/${secure ? 'tls/ws' : 'ws'}`)
 }
+
+/** Whether a host name or address stays on this machine: `localhost`, `::1` or an IPv4 address in 127.0.0.0/8. */
+export function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}

@@ -1,0 +1,55 @@
+import type { Card } from './card.js'
+import type { ClusterView } from './cluster-view.js'
+import type { Heartbeat } from '../../node/heartbeat.js'
+import type { InfoLog } from '../../node/logging.js'
+import type { Swarm } from '../../node/swarm.js'
+import type { PeerId, Startable } from '@libp2p/interface'
+
+export interface ClusterLogComponents {
+  swarm: Pick<Swarm, 'peerId'>
+  view: ClusterView
+  heartbeat: Heartbeat
+  log: InfoLog
+}
+
+/** The operator's lines about the cluster: a node joined or left, a node id is claimed twice, a peer stopped answering. */
+export class ClusterLog implements Startable {
+  constructor (private readonly components: ClusterLogComponents, private readonly init: { maxMissed: number }) {}
+
+  start (): void {
+    const { view, heartbeat } = this.components
+    view.addEventListener('node:joined', this.onJoined)
+    view.addEventListener('node:left', this.onLeft)
+    view.addEventListener('conflict', this.onConflict)
+    heartbeat.addEventListener('peer:unresponsive', this.onUnresponsive)
+  }
+
+  stop (): void {
+    const { view, heartbeat } = this.components
+    view.removeEventListener('node:joined', this.onJoined)
+    view.removeEventListener('node:left', this.onLeft)
+    view.removeEventListener('conflict', this.onConflict)
+    heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
+  }
+
+  private readonly onJoined = (event: CustomEvent<Card>): void => {
+    const card = event.detail
+    const reach = this.components.view.reachOf(card.peerId)
+    const how = reach.reach === 'relayed' ? `relayed via ${reach.via?.nodeId ?? reach.via?.peerId ?? 'a relay'}` : reach.reach
+    this.components.log.info(`node joined: ${card.nodeId} (${how}, peer id ${card.peerId})`)
+  }
+
+  private readonly onLeft = (event: CustomEvent<{ card: Card, reason: string }>): void => {
+    this.components.log.info(`node left: ${event.detail.card.nodeId} (${event.detail.reason})`)
+  }
+
+  private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[] }>): void => {
+    const { nodeId, peerIds } = event.detail
+    const self = peerIds.includes(this.components.swarm.peerId.toString()) ? ', this node among them' : ''
+    this.components.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')})${self}; requests to "${nodeId}" are refused until one is renamed`)
+  }
+
+  private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {
+    this.components.log.warn(`peer ${event.detail} missed ${this.init.maxMissed} heartbeats; disconnected`)
+  }
+}
