@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import { logger } from '@libp2p/logger'
+import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { TypedEventEmitter } from 'main-event'
 import { MAX_CREDENTIAL_BYTES, type Admission } from '../node/admission.js'
@@ -11,7 +11,7 @@ import { loadJoinedState, MEMBERSHIP_FILE } from './invite.js'
 import { parsePublicKey } from './keys.js'
 import { RevocationList } from './revocations.js'
 import type { Swarm } from '../node/swarm.js'
-import type { PeerId, Startable } from '@libp2p/interface'
+import type { Logger, PeerId, Startable } from '@libp2p/interface'
 import type { KeyObject } from 'node:crypto'
 
 /** Revocations travel on this topic; every receiver verifies the authority's signature. */
@@ -51,7 +51,8 @@ interface Credential {
  * place a peer's certified name and tags are looked up.
  */
 export class Membership extends TypedEventEmitter<MembershipEvents> implements Admission, Startable {
-  private readonly log = logger('clawmatrix:membership')
+  /** Unscoped until `attach` gives it the node's logger. */
+  private log: Logger = defaultLogger().forComponent('clawmatrix:membership')
   private readonly authorityKey: KeyObject
   private readonly revocations: RevocationList
   /** Every valid certificate known, by peer id. */
@@ -96,6 +97,7 @@ export class Membership extends TypedEventEmitter<MembershipEvents> implements A
   /** Attaches the swarm whose gate this is; call before start. */
   attach (swarm: Swarm): void {
     this.swarm = swarm
+    this.log = swarm.logger.forComponent('clawmatrix:membership')
   }
 
   start (): void {

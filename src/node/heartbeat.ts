@@ -1,6 +1,5 @@
 import { TypedEventEmitter } from 'main-event'
-import type { PeerId, Startable } from '@libp2p/interface'
-import { logger } from '@libp2p/logger'
+import type { Logger, PeerId, Startable } from '@libp2p/interface'
 import type { Swarm } from './swarm.js'
 
 export interface HeartbeatInit {
@@ -28,7 +27,7 @@ export interface HeartbeatEvents {
  * would never answer a graceful close) and is reported unresponsive.
  */
 export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Startable {
-  private readonly log = logger('clawmatrix:heartbeat')
+  private readonly log: Logger
   private readonly liveness = new Map<string, PeerLiveness>()
   private readonly inFlight = new Set<string>()
   private readonly controller = new AbortController()
@@ -36,6 +35,7 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
 
   constructor (private readonly swarm: Swarm, private readonly init: HeartbeatInit) {
     super()
+    this.log = swarm.logger.forComponent('clawmatrix:heartbeat')
   }
 
   start (): void {

@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { logger } from '@libp2p/logger'
 import { peerUrlToMultiaddr } from '../config/addresses.js'
 import type { Swarm } from './swarm.js'
 import type { PeerConfig } from '../config/schema.js'
-import type { PeerId, Startable } from '@libp2p/interface'
+import type { Logger, PeerId, Startable } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface ReconnectInit {
@@ -34,11 +33,12 @@ export function backoffDelay (attempt: number, { minDelayMs, maxDelayMs }: Recon
  * (reset by every successful connection), for as long as the node runs.
  */
 export class PeerDialer implements Startable {
-  private readonly log = logger('clawmatrix:dialer')
+  private readonly log: Logger
   private readonly states = new Map<string, ConfiguredPeerState>()
   private controller = new AbortController()
 
   constructor (private readonly swarm: Swarm, private readonly peers: PeerConfig[], private readonly init: ReconnectInit) {
+    this.log = swarm.logger.forComponent('clawmatrix:dialer')
     for (const peer of peers) {
       this.states.set(peer.nodeId, { nodeId: peer.nodeId, url: peer.url, state: 'waiting', attempts: 0 })
     }

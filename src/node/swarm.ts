@@ -12,6 +12,7 @@ import { peerUrlToMultiaddr } from '../config/addresses.js'
 import * as c from './constants.js'
 import { gatePrologue } from './gate.js'
 import { webSocketTransport } from './websocket-transport.js'
+import { nodeLogger } from './logging.js'
 import type { Config } from '../config/schema.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
@@ -67,6 +68,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
 
   const options: Libp2pOptions<SwarmServices> = {
     privateKey,
+    // Every libp2p and clawmatrix debug line of this node says which node it is.
+    logger: nodeLogger(config.nodeId),
     nodeInfo: { name: 'clawmatrix', version: VERSION, userAgent: userAgent(config.nodeId) },
     addresses: {
       // A node without a listener still takes relay reservations, so others can reach it.

@@ -1,4 +1,3 @@
-import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership, MembershipSetupError } from '../membership/index.js'
 import { Heartbeat } from '../node/heartbeat.js'
@@ -25,7 +24,7 @@ import { ShutdownState } from './shutdown.js'
 import { StatusRoute, type NodeStatus } from './status.js'
 import { WorkProtocols, type WorkInit } from './work.js'
 import type { Config } from '../config/schema.js'
-import type { PeerId, Startable } from '@libp2p/interface'
+import type { Logger, PeerId, Startable } from '@libp2p/interface'
 
 export interface ClawmatrixNodeInit {
   config: Config
@@ -71,7 +70,7 @@ interface NodeParts {
  * way stops what it had started, so no port stays bound.
  */
 export class ClawmatrixNode {
-  private readonly debug = logger('clawmatrix:node')
+  private readonly debug: Logger
   readonly config: Config
   readonly swarm: Swarm
   readonly heartbeat: Heartbeat
@@ -128,6 +127,7 @@ export class ClawmatrixNode {
     this.shutdown = p.shutdown
     this.membership = p.membership?.membership
     const managed = p.membership
+    this.debug = p.swarm.logger.forComponent('clawmatrix:node')
     this.core = [
       ['swarm', listening(p.swarm, p.config)],
       ['status', p.status],
@@ -192,7 +192,7 @@ export class ClawmatrixNode {
     const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
     const shutdown = new ShutdownState(config.nodeId)
     membership?.attach(swarm)
-    const http = new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken })
+    const http = new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken, logger: swarm.logger })
     const heartbeat = new Heartbeat(swarm, config.heartbeat)
     const card = new LocalCard(swarm, { config, intervalMs, certificate: membership == null ? undefined : () => membership.certificate })
     const view = new ClusterView(swarm, heartbeat, card, Math.max(100, intervalMs / 2), membership)

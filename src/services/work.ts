@@ -32,7 +32,7 @@ export class WorkProtocols implements Startable {
     const components = libp2pComponents(swarm)
     const { nodeId } = config
     // External A2A agents run the same way whoever runs the node's own agents.
-    this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv })])
+    this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv, logger: swarm.logger })])
     const refuse = shutdown?.refusal
     this.handoff = new HandoffProtocol(components, { nodeId, refuse, runner: this.agents })
     this.messages = new SendProtocol(components, { nodeId, refuse, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })

@@ -1,12 +1,13 @@
 import { StringDecoder } from 'node:string_decoder'
 import { setTimeout as delay } from 'node:timers/promises'
-import { logger } from '@libp2p/logger'
+import { defaultLogger } from '@libp2p/logger'
 import { SECRET_ENV_VARS, STDIO_DRAIN_MS } from '../tools/constants.js'
 import { childEnv } from '../tools/env.js'
 import { utf8Prefix } from '../tools/output.js'
 import { spawnInGroup, terminateGroup } from '../tools/process-group.js'
 import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult } from './runner.js'
 import type { AgentConfig } from '../../config/schema.js'
+import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 export interface CommandAgentRunnerInit {
   /** Working directory of the commands; defaults to the process working directory. */
@@ -15,6 +16,8 @@ export interface CommandAgentRunnerInit {
   hiddenEnv?: string[]
   /** An answer longer than this (UTF-8 bytes) is cut with a marker. */
   maxAnswerBytes?: number
+  /** The node's logger; default: unscoped. */
+  logger?: ComponentLogger
 }
 
 /** Answers are cut here by default: they travel in a single result frame. */
@@ -31,12 +34,13 @@ const PROGRESS_LINE_CHARS = 500
  * process group, killed as a whole on cancellation.
  */
 export class CommandAgentRunner implements AgentRunner {
-  private readonly log = logger('clawmatrix:agents')
+  private readonly log: Logger
   private readonly commands = new Map<string, string[]>()
   private readonly hiddenEnv: string[]
   private readonly maxAnswerBytes: number
 
   constructor (agents: AgentConfig[], private readonly init: CommandAgentRunnerInit = {}) {
+    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:agents')
     for (const agent of agents) {
       if (agent.command != null) this.commands.set(agent.id, agent.command)
     }

@@ -1,5 +1,4 @@
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import { logger } from '@libp2p/logger'
 import { ANNOUNCE_TOPIC, CARD_VERSION, decodeAnnouncement, encodeAnnouncement, type Card, type Link } from './card.js'
 import { isRelayed, type ClusterView } from './cluster-view.js'
 import type { LocalCard } from './local-card.js'
@@ -7,7 +6,7 @@ import type { AnnounceSequence } from './sequence.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { InfoLog } from '../../node/logging.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { PeerId, Startable } from '@libp2p/interface'
+import type { Logger, PeerId, Startable } from '@libp2p/interface'
 
 export type AnnouncementKind = 'card' | 'leave' | 'gone'
 export type AnnouncementVerdict = 'accepted' | 'rejected' | 'ignored'
@@ -44,7 +43,7 @@ const PUBLISH_DEBOUNCE_MS = 50
  * every announcement that arrives, through the cluster view.
  */
 export class Announcer implements Startable {
-  private readonly debug = logger('clawmatrix:announcer')
+  private readonly debug: Logger
   private timer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
   private started = false
@@ -66,6 +65,7 @@ export class Announcer implements Startable {
     this.self = components.card
     this.log = components.log
     this.metrics = components.metrics
+    this.debug = this.swarm.logger.forComponent('clawmatrix:announcer')
   }
 
   /** The card this node announced last. */

@@ -1,4 +1,3 @@
-import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { TypedEventEmitter } from 'main-event'
 import { resolveModel, resolveTarget, UnknownTargetError, type Candidate, type Reach, type RoutableNode } from './routing.js'
@@ -6,7 +5,7 @@ import type { Card, GoneNotice } from './card.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { Startable } from '@libp2p/interface'
+import type { Logger, Startable } from '@libp2p/interface'
 
 /** Cards expire after this many of their sender's announce periods without a new one. */
 export const EXPIRY_PERIODS = 3
@@ -65,7 +64,7 @@ interface Entry {
  * carry a higher sequence number than the last one seen from that peer.
  */
 export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements Startable {
-  private readonly log = logger('clawmatrix:cluster')
+  private readonly log: Logger
   private readonly entries = new Map<string, Entry>()
   /** Kept after a node leaves or expires, so its old cards stay replays. */
   private readonly lastSeq = new Map<string, number>()
@@ -89,6 +88,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     private readonly membership?: Pick<Membership, 'accept' | 'certificateOf'>
   ) {
     super()
+    this.log = swarm.logger.forComponent('clawmatrix:cluster')
   }
 
   start (): void {

@@ -1,11 +1,10 @@
-import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DIAL_TIMEOUT_MS } from '../../node/constants.js'
 import type { Card } from './card.js'
 import type { ClusterView } from './cluster-view.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { Startable } from '@libp2p/interface'
+import type { Logger, Startable } from '@libp2p/interface'
 
 const RETRY_MIN_MS = 1_000
 
@@ -15,13 +14,15 @@ const RETRY_MIN_MS = 1_000
  * So a node that knows one bootstrap peer comes to know and reach them all.
  */
 export class MeshConnector implements Startable {
-  private readonly log = logger('clawmatrix:mesh')
+  private readonly log: Logger
   private readonly dialing = new Set<string>()
   private readonly failures = new Map<string, { at: number, count: number, addresses: string }>()
   private controller = new AbortController()
 
   /** @param maxRetryMs - the longest wait before a failed member is dialed again when a card names it */
-  constructor (private readonly swarm: Swarm, private readonly view: ClusterView, private readonly maxRetryMs: number) {}
+  constructor (private readonly swarm: Swarm, private readonly view: ClusterView, private readonly maxRetryMs: number) {
+    this.log = swarm.logger.forComponent('clawmatrix:mesh')
+  }
 
   start (): void {
     this.controller = new AbortController()

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { logger } from '@libp2p/logger'
-import type { Startable } from '@libp2p/interface'
+import { defaultLogger } from '@libp2p/logger'
+import type { ComponentLogger, Logger, Startable } from '@libp2p/interface'
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
 
@@ -12,6 +12,8 @@ export interface LocalHttpServerInit {
   portField: string
   /** When set, every request must carry `Authorization: Bearer <token>`. */
   token?: string
+  /** The node's logger; default: unscoped. */
+  logger?: ComponentLogger
 }
 
 /**
@@ -19,13 +21,14 @@ export interface LocalHttpServerInit {
  * bound to loopback unless configured otherwise.
  */
 export class LocalHttpServer implements Startable {
-  private readonly log = logger('clawmatrix:http')
+  private readonly log: Logger
   private readonly routes = new Map<string, { handler: RouteHandler, open: boolean }>()
   /** Routes for every path under a prefix ("/a2a/"), tried in order after the exact routes. */
   private readonly prefixRoutes: Array<{ method: string, prefix: string, handler: RouteHandler, open: boolean }> = []
   private readonly server: Server
 
   constructor (private readonly init: LocalHttpServerInit) {
+    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:http')
     this.server = createServer((req, res) => { void this.dispatch(req, res) })
   }
 

@@ -1,5 +1,4 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { logger } from '@libp2p/logger'
 import { peerUrlToMultiaddr } from '../../config/addresses.js'
 import { createSwarm } from '../../node/swarm.js'
 import { isRelayed } from '../cluster/cluster-view.js'
@@ -44,8 +43,6 @@ export class InspectError extends Error {
 
 /** The name a throwaway inspector gives itself in identify, so operators can tell it from members. */
 export const INSPECTOR_NODE_ID = 'clawmatrix-inspect'
-
-const log = logger('clawmatrix:inspect')
 
 /**
  * Dials a member with a throwaway swarm (fresh key, no listener, no relay
@@ -110,7 +107,7 @@ export async function inspectMember (target: string, secret: string, options: In
     if (err instanceof InspectError) throw err
     throw new InspectError(`cannot inspect ${address}: ${signal.aborted ? `no answer within ${timeoutMs / 1000} s` : err.message}`, { cause: err })
   } finally {
-    await Promise.resolve(swarm.stop()).catch((err: Error) => { log('stopping the inspector failed: %s', err.message) })
+    await Promise.resolve(swarm.stop()).catch((err: Error) => { swarm.logger.forComponent('clawmatrix:inspect')('stopping the inspector failed: %s', err.message) })
   }
 }
 

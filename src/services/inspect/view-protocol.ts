@@ -1,11 +1,10 @@
-import { logger } from '@libp2p/logger'
 import { InvalidDataLengthError, lpStream } from '@libp2p/utils'
 import { PROTOCOL_PREFIX } from '../wire/constants.js'
 import { protocolId } from '../wire/protocol-id.js'
 import * as c from './constants.js'
 import type { ClusterNode } from '../cluster/cluster-view.js'
 import type { ProtocolComponents } from '../wire/components.js'
-import type { AbortOptions, Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 
 /** What a member answers on the view protocol: who it is and every node it knows. */
 export interface ClusterViewSnapshot {
@@ -42,7 +41,7 @@ export class ViewFetchError extends Error {
  */
 export class ViewProtocol implements Startable {
   readonly protocol: string
-  private readonly log = logger('clawmatrix:view')
+  private readonly log: Logger
   private readonly snapshot?: () => ClusterViewSnapshot
   private readonly timeoutMs: number
   private readonly maxViewBytes: number
@@ -52,6 +51,7 @@ export class ViewProtocol implements Startable {
   private started = false
 
   constructor (private readonly components: ProtocolComponents, init: ViewProtocolInit = {}) {
+    this.log = components.logger.forComponent('clawmatrix:view')
     this.protocol = protocolId(init.protocolPrefix ?? PROTOCOL_PREFIX, c.VIEW_PROTOCOL_NAME, c.VIEW_PROTOCOL_VERSION)
     this.snapshot = init.snapshot
     this.timeoutMs = init.timeoutMs ?? c.VIEW_TIMEOUT_MS

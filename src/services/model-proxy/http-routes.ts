@@ -3,7 +3,7 @@
  * GET /v1/models and POST /v1/{chat/completions, completions, embeddings},
  * answered by whichever node hosts the requested model.
  */
-import { logger } from '@libp2p/logger'
+import { defaultLogger } from '@libp2p/logger'
 import { UpstreamError } from '../models/errors.js'
 import { formatSseData, SseParser } from '../models/sse.js'
 import { AnthropicEventWriter, anthropicError, anthropicEvent, anthropicMessageFromChat, chatRequestFromAnthropic } from '../models/anthropic-inbound.js'
@@ -13,14 +13,15 @@ import { drained, sendJson, type LocalHttpServer } from '../http/local-server.js
 import { MAX_REQUEST_BODY_BYTES } from './constants.js'
 import { asUpstreamError, badRequest } from './errors.js'
 import type { ModelProxy, ProxiedResponse } from './model-proxy.js'
+import type { ComponentLogger, Logger } from '@libp2p/interface'
 import type { ServerResponse } from 'node:http'
 
 /** The bearer token (proxyToken) is checked by the local server for every route. */
 export interface ModelRoutesInit {
+  /** The node's logger; default: unscoped. */
+  logger?: ComponentLogger
   maxBodyBytes?: number
 }
-
-const log = logger('clawmatrix:model-proxy:http')
 
 /** Why a request stopped being answered: its client went away. */
 class ClientGoneError extends Error {
@@ -29,6 +30,7 @@ class ClientGoneError extends Error {
 
 export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy: ModelProxy, init: ModelRoutesInit = {}): void {
   const maxBodyBytes = init.maxBodyBytes ?? MAX_REQUEST_BODY_BYTES
+  const log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy:http')
 
   http.route('GET', '/v1/models', async (_req, res) => {
     // OpenAI's list format; `clawmatrix` says where each model runs.
@@ -63,7 +65,7 @@ export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy
       }
       try {
         const answer = await proxy.request({ model: body.model, route, body }, { signal: client.signal })
-        await relay(answer, res, client.signal)
+        await relay(answer, res, client.signal, log)
       } catch (err) {
         if (client.signal.aborted) return
         sendError(res, asUpstreamError(err))
@@ -87,7 +89,7 @@ export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy
     const model = chat.model as string
     try {
       const answer = await proxy.request({ model, route: 'chat/completions', body: chat }, { signal: client.signal })
-      await relayAsAnthropic(answer, res, model, client.signal)
+      await relayAsAnthropic(answer, res, model, client.signal, log)
     } catch (err) {
       if (client.signal.aborted) return
       sendAnthropicError(res, asUpstreamError(err))
@@ -100,7 +102,7 @@ export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy
  * (message_start ... message_stop; an `error` event when it breaks off), a
  * whole answer as one message.
  */
-async function relayAsAnthropic (answer: ProxiedResponse, res: ServerResponse, model: string, signal: AbortSignal): Promise<void> {
+async function relayAsAnthropic (answer: ProxiedResponse, res: ServerResponse, model: string, signal: AbortSignal, log: Logger): Promise<void> {
   const headers = { 'x-clawmatrix-node': answer.host.nodeId, 'x-clawmatrix-model': answer.model }
   // The name the client asked for, unless a fallback answered.
   if (model !== answer.model && model !== `clawmatrix/${answer.model}`) model = answer.model
@@ -149,7 +151,7 @@ function sendAnthropicError (res: ServerResponse, error: UpstreamError): void {
  * stream then ends with an error event and no `[DONE]` (as OpenAI does),
  * a JSON answer with a cut connection. Never a short answer that looks whole.
  */
-async function relay (answer: ProxiedResponse, res: ServerResponse, signal: AbortSignal): Promise<void> {
+async function relay (answer: ProxiedResponse, res: ServerResponse, signal: AbortSignal, log: Logger): Promise<void> {
   const streaming = answer.contentType.startsWith('text/event-stream')
   const head = (): void => {
     res.writeHead(answer.status, {

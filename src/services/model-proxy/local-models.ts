@@ -5,7 +5,7 @@
  * a local request takes exactly the path a remote one does, minus the mesh.
  * Upstream URLs and keys stay in this object: nothing of it is announced.
  */
-import { logger } from '@libp2p/logger'
+import { defaultLogger } from '@libp2p/logger'
 import { createUpstream, resolveUpstreamTarget } from '../models/resolve.js'
 import { UpstreamError } from '../models/errors.js'
 import { MAX_CONCURRENT_REQUESTS } from './constants.js'
@@ -13,7 +13,7 @@ import type { ModelConfig } from '../../config/schema.js'
 import { askForUsage, readUsage } from './usage.js'
 import type { ModelRequest, ModelResponse, ModelUpstream, TokenUsage, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
 import type { RejectCode } from './messages.js'
-import type { Startable } from '@libp2p/interface'
+import type { ComponentLogger, Logger, Startable } from '@libp2p/interface'
 
 /**
  * Where a model's upstream is and which key it takes. The default reads the
@@ -31,6 +31,8 @@ export interface LocalModelsInit {
   maxConcurrentRequests?: number
   /** Where a model that cannot be served is reported at start (the node's info log). */
   warn?(message: string): void
+  /** The node's logger; default: unscoped. */
+  logger?: ComponentLogger
 }
 
 /** How busy a model is on this node: requests running, and its `maxConcurrent` when it has one. */
@@ -46,7 +48,7 @@ export interface Refusal {
 }
 
 export class LocalModels implements Startable {
-  private readonly log = logger('clawmatrix:model-proxy:local')
+  private readonly log: Logger
   private readonly upstreams = new Map<string, ModelUpstream>()
   /** Configured models that could not be set up, with the reason (never a key). */
   private readonly unavailable = new Map<string, string>()
@@ -59,13 +61,14 @@ export class LocalModels implements Startable {
 
   constructor (private readonly init: LocalModelsInit) {
     this.limits = new Map(init.models.flatMap(model => model.maxConcurrent == null ? [] : [[model.id, model.maxConcurrent]]))
+    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy:local')
   }
 
   async start (): Promise<void> {
     const resolve = this.init.resolveTarget ?? (async (model: ModelConfig) => resolveUpstreamTarget(model))
     for (const model of this.init.models) {
       try {
-        this.upstreams.set(model.id, createUpstream(await resolve(model), this.init.upstream))
+        this.upstreams.set(model.id, createUpstream(await resolve(model), { logger: this.init.logger, ...this.init.upstream }))
       } catch (err: any) {
         // The node still starts: its other models and every other service work, and
         // callers are told why this one is refused (and fail over to another host).

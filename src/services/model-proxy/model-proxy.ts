@@ -5,7 +5,7 @@
  * served without the mesh.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { logger } from '@libp2p/logger'
+import { defaultLogger } from '@libp2p/logger'
 import { firstAccepting, NoCandidateAcceptedError } from '../wire/index.js'
 import { UpstreamError } from '../models/errors.js'
 import { MODEL_PREFIX, UnknownTargetError, type Candidate } from '../cluster/routing.js'
@@ -18,6 +18,7 @@ import type { ModelResponse, ModelRoute, TokenUsage } from '../models/upstream.j
 import type { LocalModels } from './local-models.js'
 import type { HostResponse, ModelStreamProtocol, ServedRequest } from './model-protocol.js'
 import type { UsageLedger } from './usage.js'
+import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 export interface ProxyRequest {
   /** `id` or `clawmatrix/id`. */
@@ -90,6 +91,8 @@ export interface ModelProxyInit {
   usage?: UsageLedger
   /** This node's id: the calling node in usage rows. */
   nodeId?: string
+  /** The node's logger; default: unscoped. */
+  logger?: ComponentLogger
 }
 
 /** `clawmatrix` in a request body holds options for the proxy; it never reaches an upstream. */
@@ -105,10 +108,11 @@ export interface ProxyOptions {
 }
 
 export class ModelProxy {
-  private readonly log = logger('clawmatrix:model-proxy')
+  private readonly log: Logger
   readonly health: HostHealth
 
   constructor (private readonly init: ModelProxyInit) {
+    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy')
     this.health = init.health ?? new HostHealth()
   }
 

@@ -32,7 +32,7 @@ export interface ModelProxyOptions {
 
 export interface ModelProxyServiceInit extends ModelProxyOptions {
   config: Pick<Config, 'nodeId' | 'models' | 'proxyHost' | 'proxyToken'> & { modelRouting?: Partial<Config['modelRouting']> }
-  swarm: Pick<Swarm, 'handle' | 'unhandle' | 'dialProtocol'>
+  swarm: Pick<Swarm, 'handle' | 'unhandle' | 'dialProtocol' | 'logger'>
   view: ClusterView
   http: Pick<LocalHttpServer, 'route'>
   log: { warn(message: string): void }
@@ -59,7 +59,8 @@ export class ModelProxyService implements Startable {
       models: config.models,
       resolveTarget: init.resolveTarget,
       upstream: init.upstream,
-      warn: message => { init.log.warn(message) }
+      warn: message => { init.log.warn(message) },
+      logger: init.swarm.logger
     })
     this.protocol = new ModelStreamProtocol(libp2pComponents(init.swarm), {
       models: this.local,
@@ -71,7 +72,7 @@ export class ModelProxyService implements Startable {
     })
     this.health = new HostHealth({ cooldownFailures: config.modelRouting?.cooldownFailures, cooldownMs: config.modelRouting?.cooldownMs })
     if (init.metrics != null) observer = metricsObserver(init.metrics, this.protocol.protocol, init.observer, { nodeId: config.nodeId, nodeIdOf: peerId => init.view.nodeIdOf(peerId) ?? peerId, health: this.health })
-    this.proxy = new ModelProxy({ view: init.view, protocol: this.protocol, local: this.local, observer, health: this.health, usage: this.usage, nodeId: config.nodeId })
+    this.proxy = new ModelProxy({ view: init.view, protocol: this.protocol, local: this.local, observer, health: this.health, usage: this.usage, nodeId: config.nodeId, logger: init.swarm.logger })
     this.routes = new RouteGroup(init.http)
   }
 
@@ -83,7 +84,7 @@ export class ModelProxyService implements Startable {
     await this.local.start()
     await this.protocol.start()
     this.init.view.addEventListener('node:left', this.onLeft)
-    registerModelRoutes(this.routes, this.proxy)
+    registerModelRoutes(this.routes, this.proxy, { logger: this.init.swarm.logger })
     this.routes.route('GET', '/clawmatrix/usage', async (_req, res) => { sendJson(res, 200, { nodeId: this.init.config.nodeId, ...this.usage.report() }) })
     this.started = true
   }

@@ -34,6 +34,7 @@ export class AnthropicUpstream implements ModelUpstream {
       defaultMaxTokens: this.init.defaultMaxTokens ?? DEFAULT_ANTHROPIC_MAX_TOKENS
     })
     const response = await postUpstream({
+      log: this.init.logger?.forComponent('clawmatrix:models:http'),
       url: this.messagesUrl,
       headers: {
         ...this.target.headers,

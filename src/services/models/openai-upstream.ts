@@ -26,6 +26,7 @@ export class OpenAIUpstream implements ModelUpstream {
     }
     const streaming = request.body.stream === true
     const response = await postUpstream({
+      log: this.init.logger?.forComponent('clawmatrix:models:http'),
       url: `${this.baseUrl}/${request.route}`,
       headers: {
         ...this.target.headers,

@@ -3,10 +3,11 @@
  * timeout between body chunks, the caller's AbortSignal, and failures turned
  * into UpstreamErrors that name what happened without the key.
  */
-import { logger } from '@libp2p/logger'
+import { defaultLogger } from '@libp2p/logger'
 import { UpstreamError } from './errors.js'
+import type { Logger } from '@libp2p/interface'
 
-const log = logger('clawmatrix:models:http')
+const unscoped = defaultLogger().forComponent('clawmatrix:models:http')
 
 export interface UpstreamPostInit {
   url: string
@@ -17,6 +18,8 @@ export interface UpstreamPostInit {
   idleTimeoutMs: number
   /** Strips the key from anything surfaced. */
   redact: (text: string) => string
+  /** The node's `clawmatrix:models:http` logger; default: unscoped. */
+  log?: Logger
 }
 
 /** Reason used to abort the fetch when one of our own timers fires. */
@@ -143,6 +146,7 @@ export async function postUpstream (init: UpstreamPostInit): Promise<UpstreamHtt
   } catch (err) {
     throw classify(err, controller, init, 'before answering')
   }
+  const log = init.log ?? unscoped
   log('POST %s -> %d %s', safeUrl(init.url), response.status, response.headers.get('content-type'))
   return new UpstreamHttpResponse(response.status, response.headers, response, controller, init)
 }

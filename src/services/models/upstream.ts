@@ -4,6 +4,7 @@
  * upstream's own dialect is.
  */
 import type { ModelDialect } from '../../config/schema.js'
+import type { ComponentLogger } from '@libp2p/interface'
 
 /** The OpenAI-compatible routes a model can be asked for, relative to /v1. */
 export const MODEL_ROUTES = ['chat/completions', 'completions', 'embeddings', 'responses'] as const
@@ -31,6 +32,8 @@ export interface UpstreamInit {
   idleTimeoutMs?: number
   /** Anthropic only: max_tokens when the client sets none (default DEFAULT_ANTHROPIC_MAX_TOKENS). */
   defaultMaxTokens?: number
+  /** The node's logger; default: unscoped. */
+  logger?: ComponentLogger
 }
 
 export interface ModelRequest {

@@ -1,4 +1,4 @@
-import { logger, type Logger } from '@libp2p/logger'
+import type { Logger } from '@libp2p/logger'
 import {
   ACCEPT_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, MAX_FRAME_BYTES, PROTOCOL_PREFIX, REQUEST_TIMEOUT_MS,
   protocolId, serveInbound, type FrameStream, type Frame, type OutboundInit, type ProtocolComponents
@@ -59,7 +59,7 @@ export abstract class StreamProtocol implements Startable {
     }
     this.refuse = init.refuse
     this.protocol = protocolId(this.settings.protocolPrefix, name, version)
-    this.log = logger(`clawmatrix:${name}`)
+    this.log = components.logger.forComponent(`clawmatrix:${name}`)
   }
 
   async start (): Promise<void> {

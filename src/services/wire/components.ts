@@ -1,11 +1,12 @@
-import type { AbortOptions, DialProtocolOptions, Libp2p, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, DialProtocolOptions, Libp2p, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 
 /**
  * What a clawmatrix protocol needs from libp2p: the registrar and
  * connection-manager methods js-libp2p hands its services, narrowed to the
- * three used here.
+ * three used here, and the node's logger.
  */
 export interface ProtocolComponents {
+  logger: ComponentLogger
   registrar: {
     handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>
     unhandle(protocol: string, options?: AbortOptions): Promise<void>
@@ -16,8 +17,9 @@ export interface ProtocolComponents {
 }
 
 /** The components of an existing libp2p node, for protocols created outside its `services`. */
-export function libp2pComponents (node: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>): ProtocolComponents {
+export function libp2pComponents (node: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'logger'>): ProtocolComponents {
   return {
+    logger: node.logger,
     registrar: {
       handle: async (protocol, handler, options) => { await node.handle(protocol, handler, options) },
       unhandle: async (protocol, options) => { await node.unhandle(protocol, options) }

@@ -3,7 +3,7 @@ import { ClawmatrixProtocolError, StreamCutError } from './errors.js'
 import { FrameStream } from './frame-stream.js'
 import type { Frame } from './frame.js'
 import type { Connection, Stream } from '@libp2p/interface'
-import type { Logger } from '@libp2p/logger'
+import type { Logger } from '@libp2p/interface'
 
 export interface InboundInit {
   maxFrameBytes: number
@@ -25,19 +25,21 @@ export async function serveInbound (
 ): Promise<void> {
   const frames = new FrameStream(stream, { maxFrameBytes: init.maxFrameBytes })
   const remote = connection.remotePeer
+  // Lines name the connection and stream, so one request can be followed among many; scoped only when enabled.
+  const log = init.log.enabled ? init.log.newScope(`${connection.id}:${stream.id}`) : init.log
   let request: Frame
   try {
     request = await frames.read({ signal: AbortSignal.timeout(init.requestTimeoutMs) })
   } catch (err: any) {
     if (err instanceof StreamCutError) {
-      init.log('%p closed the stream before sending a request', remote)
+      log('%p closed the stream before sending a request', remote)
       frames.abort(err)
       return
     }
     const [code, message] = err instanceof ClawmatrixProtocolError
       ? [err.code, err.message]
       : err.name === 'TimeoutError' ? ['timeout', `no request within ${init.requestTimeoutMs} ms`] : ['internal', err.message]
-    init.log('bad request from %p: %s', remote, message)
+    log('bad request from %p: %s', remote, message)
     await frames.fail(code, message)
     return
   }
@@ -45,7 +47,7 @@ export async function serveInbound (
     await serve(frames, request)
   } catch (err: any) {
     const code = err instanceof ClawmatrixProtocolError ? err.code : 'internal'
-    init.log.error('%s stream from %p failed: %e', stream.protocol, remote, err)
+    log.error('%s stream from %p failed: %e', stream.protocol, remote, err)
     if (stream.status === 'open' && stream.writeStatus === 'writable') {
       await frames.fail(code, err.message)
     } else {
