@@ -117,7 +117,9 @@ describe('managed membership', () => {
     const malloryDir = await joined('mallory')
     const mallory = await member(malloryDir, { peers: [{ nodeId: 'hub', url: hub.wsAddress() }], agents: [{ id: 'coder', description: 'fake' }] })
     await waitFor('hub to see office and mallory', () => names(hub).join() === 'mallory,office')
-    ;(mallory.node.announcer as any).init.config = { ...(mallory.node.announcer as any).init.config, nodeId: 'office' }
+    // The node's own card is its LocalCard, which the announcer publishes.
+    const card = (mallory.node.announcer as any).self
+    card.init = { ...card.init, config: { ...card.init.config, nodeId: 'office' } }
     await mallory.node.announcer.publish()
     await waitFor('hub to ignore the false card', () => hub.log.has(/names it "office", but its certificate names it "mallory"/))
     await waitFor('office to ignore it too', () => office.log.has(/names it "office", but its certificate names it "mallory"/))

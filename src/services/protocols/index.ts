@@ -1,7 +1,0 @@
-export * from './constants.js'
-export * from './common.js'
-export * from './messages.js'
-export * from './handoff-runs.js'
-export * from './handoff.js'
-export * from './send.js'
-export * from './tool.js'
