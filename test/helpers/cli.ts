@@ -25,7 +25,9 @@ export function runCli (args: string[], env: Record<string, string> = {}): CliPr
   return {
     child,
     output: () => text,
-    waitForOutput: async (pattern, timeoutMs = 20_000) => waitFor(`output matching ${pattern}; so far:\n${text}`, () => text.match(pattern), { timeoutMs }),
+    // The output so far is read when the wait fails, not when it starts.
+    waitForOutput: async (pattern, timeoutMs = 60_000) => waitFor(`output matching ${pattern}`, () => text.match(pattern), { timeoutMs })
+      .catch((err: Error) => { throw new Error(`${err.message}; so far:\n${text}`) }),
     exited,
     stop: async () => {
       if (child.exitCode == null && child.signalCode == null) {
