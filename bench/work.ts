@@ -27,8 +27,9 @@ import { timed, waitFor } from './lib/wait.js'
 import { COMMAND_AGENT, ECHO_AGENT_COMMAND, EXECUTOR, IN_PROCESS_AGENT, startWorkPath, type WorkPath } from './lib/work-nodes.js'
 import type { BenchResult, Measurement, Variant } from './lib/report.js'
 
-const { CommandAgentRunner } = await importDist<typeof import('../src/services/agents/index.js')>('services/agents/index.js')
-const { ToolExecutor, builtinToolRegistry } = await importDist<typeof import('../src/services/tools/index.js')>('services/tools/index.js')
+const { CommandAgentRunner } = await importDist<typeof import('../src/services/agents/command-runner.js')>('services/agents/command-runner.js')
+const { ToolExecutor } = await importDist<typeof import('../src/services/tools/executor.js')>('services/tools/executor.js')
+const { builtinToolRegistry } = await importDist<typeof import('../src/services/tools/builtin.js')>('services/tools/builtin.js')
 const { DEFAULT_MAX_OUTPUT_BYTES } = await importDist<typeof import('../src/config/schema.js')>('config/schema.js')
 
 export interface WorkBenchOptions {

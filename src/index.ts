@@ -52,5 +52,6 @@ export { MembershipSetupError } from './membership/errors.js'
 
 // What an embedder may plug in to run work from other nodes (the OpenClaw plugin runs hand-offs as agent runs).
 export type { WorkInit } from './services/work.js'
-export type { AgentRunner, MessageSink } from './services/agents/index.js'
+export type { AgentRunner } from './services/agents/runner.js'
+export type { MessageSink } from './services/agents/message-sink.js'
 export type { ModelProxyOptions } from './services/model-proxy/index.js'

@@ -19,7 +19,7 @@ let project: string
 beforeAll(async () => {
   project = await mkdtemp(join(tmpdir(), 'clawmatrix-package-'))
   const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', project], { cwd: root })
-  const [{ filename }] = JSON.parse(stdout) as Array<{ filename: string }>
+  const [{ filename }] = JSON.parse(stdout) as [{ filename: string }]
   const modules = join(project, 'node_modules')
   await mkdir(modules)
   await run('tar', ['xzf', join(project, filename), '-C', modules])

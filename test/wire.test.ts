@@ -1,10 +1,12 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  encodeFrame, encodeVarint, firstAccepting, FrameStream, FrameTooLargeError, IdleTimeoutError, KeepAlive,
-  MalformedFrameError, NoCandidateAcceptedError, readUntil, RefusedError, RemoteError, serveInbound, StreamCutError,
-  type Frame
-} from '../src/services/wire/index.js'
+import { FrameTooLargeError, IdleTimeoutError, MalformedFrameError, NoCandidateAcceptedError, RefusedError, RemoteError, StreamCutError } from '../src/services/wire/errors.js'
+import { firstAccepting } from '../src/services/wire/failover.js'
+import { encodeFrame, encodeVarint, type Frame } from '../src/services/wire/frame.js'
+import { FrameStream } from '../src/services/wire/frame-stream.js'
+import { serveInbound } from '../src/services/wire/inbound.js'
+import { KeepAlive } from '../src/services/wire/keep-alive.js'
+import { readUntil } from '../src/services/wire/read-frames.js'
 import { connect, startSwarm, waitFor } from './fixtures/proto-harness.js'
 import type { Swarm } from '../src/node/swarm.js'
 import type { Stream } from '@libp2p/interface'

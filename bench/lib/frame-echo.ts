@@ -18,7 +18,7 @@ import { importDist } from './dist.js'
 import type { Swarm } from '../../src/node/swarm.js'
 import type { PeerId, Stream } from '@libp2p/interface'
 
-const { FrameStream } = await importDist<typeof import('../../src/services/wire/index.js')>('services/wire/index.js')
+const { FrameStream } = await importDist<typeof import('../../src/services/wire/frame-stream.js')>('services/wire/frame-stream.js')
 const { OUTPUT_CHUNK_CHARS } = await importDist<typeof import('../../src/services/tools/constants.js')>('services/tools/constants.js')
 
 /** The tool proxy's output piece size, as the baseline sends it: for labels. */

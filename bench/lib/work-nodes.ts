@@ -16,11 +16,11 @@ import { join } from 'node:path'
 import { importDist } from './dist.js'
 import { waitFor } from './wait.js'
 import type { ClawmatrixNode } from '../../src/services/clawmatrix-node.js'
-import type { AgentRunner, AgentRunOptions, AgentRunResult } from '../../src/services/agents/index.js'
+import type { AgentRunner, AgentRunOptions, AgentRunResult } from '../../src/services/agents/runner.js'
 import type { Connection } from '@libp2p/interface'
 
 const { ClawmatrixNode: Node } = await importDist<typeof import('../../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
-const { CommandAgentRunner } = await importDist<typeof import('../../src/services/agents/index.js')>('services/agents/index.js')
+const { CommandAgentRunner } = await importDist<typeof import('../../src/services/agents/command-runner.js')>('services/agents/command-runner.js')
 const { parseConfig } = await importDist<typeof import('../../src/config/load.js')>('config/load.js')
 
 export type PathKind = 'direct' | 'relayed'

@@ -4,7 +4,8 @@
  * session, through OpenClaw's plugin runtime (`api.runtime.subagent`).
  * The services side sees only its own AgentRunner and MessageSink.
  */
-import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult, type DeliverOptions, type MessageOrigin, type MessageSink } from '../services/agents/index.js'
+import { type DeliverOptions, type MessageOrigin, type MessageSink } from '../services/agents/message-sink.js'
+import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult } from '../services/agents/runner.js'
 
 /** The part of `api.runtime.subagent` used here. */
 export interface SubagentRuntime {

@@ -8,7 +8,7 @@ import { gatewayPortOf } from './ports.js'
 import { clawmatrixProvider } from './provider.js'
 import { meshRuntime, type MeshRuntime } from './runtime.js'
 import { clusterTools } from './tools/index.js'
-import { builtinToolRegistry } from '../services/tools/index.js'
+import { builtinToolRegistry } from '../services/tools/builtin.js'
 import type { OpenClawPluginApi } from 'openclaw/plugin-sdk/plugin-entry'
 
 export const SERVICE_ID = 'clawmatrix-mesh'

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { RefusedError, NoCandidateAcceptedError } from './wire/index.js'
+import { RefusedError, NoCandidateAcceptedError } from './wire/errors.js'
 import type { ClusterNode, ClusterView } from './cluster/cluster-view.js'
 import type { Candidate } from './cluster/routing.js'
 import type { WorkProtocols } from './work.js'

@@ -2,7 +2,7 @@ import { leftMessage, NodeIdConflictError } from '../../services/cluster/cluster
 import { UnknownTargetError } from '../../services/cluster/routing.js'
 import { RemoteWorkError, SelfTargetError } from '../../services/cluster-client.js'
 import { toolPolicyRefusal } from '../../services/tools/policy.js'
-import { NoCandidateAcceptedError, RefusedError } from '../../services/wire/index.js'
+import { NoCandidateAcceptedError, RefusedError } from '../../services/wire/errors.js'
 import { MeshNotRunningError } from '../runtime.js'
 import type { ClusterClient } from '../cluster-client.js'
 import type { ClusterNode } from '../../services/cluster/cluster-view.js'

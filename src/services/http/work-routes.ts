@@ -8,7 +8,7 @@
 import { UnknownTargetError } from '../cluster/routing.js'
 import { NodeIdConflictError } from '../cluster/cluster-view.js'
 import { SelfTargetError, type CallOptions, type ClusterClient } from '../cluster-client.js'
-import { RefusedError, NoCandidateAcceptedError } from '../wire/index.js'
+import { RefusedError, NoCandidateAcceptedError } from '../wire/errors.js'
 import { HttpRequestError, readJsonBody } from './body.js'
 import { RouteGroup, sendJson, type LocalHttpServer } from './local-server.js'
 import type { Startable } from '@libp2p/interface'

@@ -4,4 +4,3 @@ export { ModelStreamProtocol, type ModelProtocolInit, type ServedRequest } from 
 export { LocalModels, type LocalModelsInit, type ResolveModelTarget } from './local-models.js'
 export { registerModelRoutes, type ModelRoutesInit } from './http-routes.js'
 export { HostRefusedError } from './errors.js'
-export * from './constants.js'

@@ -1,8 +1,13 @@
 import { setMaxListeners } from 'node:events'
-import {
-  checkFrame, FrameStream, FrameTooLargeError, GOODBYE_TIMEOUT_MS, KeepAlive, MalformedFrameError, readUntil, RefusedError, watchCaller,
-  type Frame, type ProtocolComponents
-} from '../wire/index.js'
+import { type ProtocolComponents } from '../wire/components.js'
+import { GOODBYE_TIMEOUT_MS } from '../wire/constants.js'
+import { FrameTooLargeError, MalformedFrameError, RefusedError } from '../wire/errors.js'
+import { type Frame } from '../wire/frame.js'
+import { FrameStream } from '../wire/frame-stream.js'
+import { watchCaller } from '../wire/inbound.js'
+import { KeepAlive } from '../wire/keep-alive.js'
+import { readUntil } from '../wire/read-frames.js'
+import { checkFrame } from '../wire/request.js'
 import { UpstreamError } from '../models/errors.js'
 import { StreamProtocol, type StreamProtocolInit } from '../protocols/common.js'
 import * as c from './constants.js'

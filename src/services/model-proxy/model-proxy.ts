@@ -6,7 +6,8 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { defaultLogger } from '@libp2p/logger'
-import { firstAccepting, NoCandidateAcceptedError } from '../wire/index.js'
+import { NoCandidateAcceptedError } from '../wire/errors.js'
+import { firstAccepting } from '../wire/failover.js'
 import { UpstreamError } from '../models/errors.js'
 import { MODEL_PREFIX, UnknownTargetError, type Candidate } from '../cluster/routing.js'
 import { badRequest, clusterSaturated, HostRefusedError, noHostAvailable, unknownModel } from './errors.js'

@@ -4,7 +4,7 @@
  * node's requests to theirs, and the OpenAI-compatible HTTP routes.
  */
 import { isLoopback } from '../../config/addresses.js'
-import { libp2pComponents } from '../wire/index.js'
+import { libp2pComponents } from '../wire/components.js'
 import { LocalModels, type ResolveModelTarget } from './local-models.js'
 import { ModelStreamProtocol } from './model-protocol.js'
 import { ModelProxy, type ModelProxyObserver } from './model-proxy.js'

@@ -1,8 +1,11 @@
 import type { Logger } from '@libp2p/logger'
-import {
-  ACCEPT_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, MAX_FRAME_BYTES, PROTOCOL_PREFIX, REQUEST_TIMEOUT_MS,
-  protocolId, serveInbound, type FrameStream, type Frame, type OutboundInit, type ProtocolComponents
-} from '../wire/index.js'
+import { type ProtocolComponents } from '../wire/components.js'
+import { ACCEPT_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, MAX_FRAME_BYTES, PROTOCOL_PREFIX, REQUEST_TIMEOUT_MS } from '../wire/constants.js'
+import { type Frame } from '../wire/frame.js'
+import { type FrameStream } from '../wire/frame-stream.js'
+import { serveInbound } from '../wire/inbound.js'
+import { type OutboundInit } from '../wire/outbound.js'
+import { protocolId } from '../wire/protocol-id.js'
 import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
 import { SHUTTING_DOWN } from '../shutdown.js'
 import type { Connection, Startable, Stream } from '@libp2p/interface'

@@ -1,8 +1,14 @@
 import { randomUUID } from 'node:crypto'
-import {
-  candidatesOf, checkFrame, DeadlineError, firstAccepting, GOODBYE_TIMEOUT_MS, KeepAlive, OutboundExchange,
-  watchCaller, type Frame, type FrameStream, type ProtocolComponents, type Target
-} from '../wire/index.js'
+import { type ProtocolComponents } from '../wire/components.js'
+import { GOODBYE_TIMEOUT_MS } from '../wire/constants.js'
+import { DeadlineError } from '../wire/errors.js'
+import { candidatesOf, firstAccepting, type Target } from '../wire/failover.js'
+import { type Frame } from '../wire/frame.js'
+import { type FrameStream } from '../wire/frame-stream.js'
+import { watchCaller } from '../wire/inbound.js'
+import { KeepAlive } from '../wire/keep-alive.js'
+import { OutboundExchange } from '../wire/outbound.js'
+import { checkFrame } from '../wire/request.js'
 import { utf8Prefix } from '../tools/output.js'
 import { AgentRunError, type AgentRunner } from '../agents/runner.js'
 import { StreamProtocol, withDeadline, type StreamProtocolInit } from './common.js'

@@ -1,8 +1,13 @@
 import { randomUUID } from 'node:crypto'
-import {
-  candidatesOf, checkFrame, DeadlineError, firstAccepting, KeepAlive, OutboundExchange, watchCaller,
-  type Frame, type FrameStream, type ProtocolComponents, type Target
-} from '../wire/index.js'
+import { type ProtocolComponents } from '../wire/components.js'
+import { DeadlineError } from '../wire/errors.js'
+import { candidatesOf, firstAccepting, type Target } from '../wire/failover.js'
+import { type Frame } from '../wire/frame.js'
+import { type FrameStream } from '../wire/frame-stream.js'
+import { watchCaller } from '../wire/inbound.js'
+import { KeepAlive } from '../wire/keep-alive.js'
+import { OutboundExchange } from '../wire/outbound.js'
+import { checkFrame } from '../wire/request.js'
 import { StreamProtocol, withDeadline, type StreamProtocolInit } from './common.js'
 import * as c from './constants.js'
 import { ToolRequestFrame, ToolResultFrame, type ErrorInfo, type RunStatus } from './messages.js'
