@@ -2,7 +2,6 @@
  * The A2A endpoint on a node's local HTTP server (docs/a2a.md), built on the
  * node's task layer.
  */
-import { logger } from '@libp2p/logger'
 import { a2aEndpoint, type A2AEndpointInit } from './endpoint.js'
 import type { ClawmatrixNode } from '../services/clawmatrix-node.js'
 import type { TaskService } from '../tasks/service.js'
@@ -13,7 +12,7 @@ export type { A2AEndpointInit } from './endpoint.js'
 /** Serves the cluster's agents over A2A from `node`'s endpoint while it runs. */
 export function attachA2A (node: ClawmatrixNode, tasks: TaskService, init?: A2AEndpointInit): Startable {
   const { nodeId } = node.config
-  const endpoint = a2aEndpoint({ nodeId, http: node.http, view: node.view, tasks, log: logger(`clawmatrix:a2a:${nodeId}`) }, init)
+  const endpoint = a2aEndpoint({ nodeId, http: node.http, view: node.view, tasks, log: node.swarm.logger.forComponent('clawmatrix:a2a') }, init)
   node.extend(endpoint)
   return endpoint
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { firstAccepting, type OutboundExchange } from '../services/wire/index.js'
+import { firstAccepting } from '../services/wire/failover.js'
+import { type OutboundExchange } from '../services/wire/outbound.js'
 import { REATTACH_INTERVAL_MS } from './constants.js'
 import { isActive, isTerminal, type TaskEvent, type TaskRecord } from './task.js'
 import type { TaskProtocol, TaskSnapshot } from './protocol.js'

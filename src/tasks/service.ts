@@ -1,6 +1,5 @@
 import { join } from 'node:path'
-import { logger } from '@libp2p/logger'
-import { libp2pComponents } from '../services/wire/index.js'
+import { libp2pComponents } from '../services/wire/components.js'
 import * as c from './constants.js'
 import { TaskCaller, type SubmitOptions, type TaskDelivery } from './caller.js'
 import { TaskExecutor } from './executor.js'
@@ -41,7 +40,7 @@ export class TaskService implements Startable {
   constructor (node: ClawmatrixNode, stateDir: string, init: TaskServiceInit = {}) {
     const { nodeId } = node.config
     const peerId = node.peerId.toString()
-    const log = logger(`clawmatrix:tasks:${nodeId}`)
+    const log = node.swarm.logger.forComponent('clawmatrix:tasks')
     const store = (role: string): TaskStore => new TaskStore({
       dir: join(stateDir, c.TASKS_DIR, role),
       maxAgeMs: init.maxAgeMs ?? c.TASK_MAX_AGE_MS,
