@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 import { ConfigError, parseConfig } from '../config/load.js'
 import { DEFAULT_LISTEN_PORT, DEFAULT_PROXY_PORT } from '../config/schema.js'
+import { escapeControl } from '../node/escape.js'
 import { VERSION } from '../version.js'
 import { runDemo } from './demo.js'
 import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
@@ -290,6 +291,8 @@ main(process.argv.slice(2)).then(() => {
 }, (err: any) => {
   const known = err instanceof UsageError || err instanceof ConfigError || err instanceof WorkCallError || err instanceof MembershipCommandError ||
     ['MembershipSetupError', 'InvalidCredentialError'].includes(err.name) || /^cannot /.test(err.message)
-  process.stderr.write(`clawmatrix: ${known ? err.message : err.stack}\n`)
+  // A work error carries what the remote node wrote: one escaped line.
+  const message = err instanceof WorkCallError ? escapeControl(err.message) : known ? err.message : err.stack
+  process.stderr.write(`clawmatrix: ${message}\n`)
   process.exit(err instanceof UsageError ? 2 : err instanceof WorkCallError ? err.exitCode : 1)
 })

@@ -1,5 +1,6 @@
 import { logger } from '@libp2p/logger'
 import { Heartbeat } from '../node/heartbeat.js'
+import { escapingLog } from '../node/escape.js'
 import { loadOrCreatePeerKey } from '../node/identity.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership, MembershipSetupError } from '../membership/index.js'
@@ -14,7 +15,7 @@ import { bindReason, LocalHttpServer, sendJson } from './http/local-server.js'
 import { ModelProxyService, type ModelProxyOptions } from './model-proxy/index.js'
 import { ClawmatrixMetrics } from './inspect/metrics.js'
 import { NodeInspection } from './inspect/node-inspection.js'
-import { nodeStatus, type NodeStatus } from './status.js'
+import { MANAGED, nodeStatus, UNMANAGED, type MembershipStatus, type NodeStatus } from './status.js'
 import { WorkProtocols, type WorkInit } from './work.js'
 import { ShutdownState } from './shutdown.js'
 import { ClusterClient } from './cluster-client.js'
@@ -129,7 +130,8 @@ export class ClawmatrixNode {
       metrics,
       shutdown,
       await AnnounceSequence.load(init.stateDir),
-      init.log ?? consoleLog,
+      // Lines carry what members wrote (names, reasons): escaped here, once, for every sink.
+      escapingLog(init.log ?? consoleLog),
       init.modelProxy,
       membership
     )
@@ -141,6 +143,11 @@ export class ClawmatrixNode {
    */
   extend (layer: Startable): void {
     this.layers.push(layer)
+  }
+
+  /** Who may be a member and under which name, for status and the start line. */
+  get membershipStatus (): MembershipStatus {
+    return this.membership == null ? UNMANAGED : MANAGED
   }
 
   get peerId (): PeerId {
@@ -181,7 +188,8 @@ export class ClawmatrixNode {
     const addresses = this.swarm.getMultiaddrs().map(String)
     this.log.info(`clawmatrix node ${this.config.nodeId} started: peer id ${this.peerId}; ` +
       `listening on ${addresses.length > 0 ? addresses.join(', ') : 'nothing (dial-out only)'}; ` +
-      `status at ${this.http.url}/clawmatrix/status`)
+      `status at ${this.http.url}/clawmatrix/status; ` +
+      `membership ${this.membershipStatus.mode}: ${this.membershipStatus.note}`)
   }
 
   /**
@@ -240,9 +248,13 @@ export class ClawmatrixNode {
     this.log.info(`node left: ${event.detail.card.nodeId} (${event.detail.reason})`)
   }
 
-  private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[] }>): void => {
-    const { nodeId, peerIds } = event.detail
-    this.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')})${peerIds.includes(this.peerId.toString()) ? ', this node among them' : ''}; requests to "${nodeId}" are refused until one is renamed`)
+  private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[], holder: string }>): void => {
+    const { nodeId, peerIds, holder } = event.detail
+    const self = this.peerId.toString()
+    // A node always holds its own name in its own view; elsewhere the first peer seen with it does.
+    const holds = holder === self ? 'this node' : `${holder} (seen first)`
+    this.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')}); it stays with ${holds}; ` +
+      'the others are reached by peer id until renamed. Unmanaged cluster: any secret holder can claim any name')
   }
 
   private readonly onRefused = (event: CustomEvent<{ peerId: string, nodeId?: string, reason: string }>): void => {
