@@ -6,6 +6,7 @@ import { DEFAULT_LISTEN_PORT, DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { escapeControl } from '../node/escape.js'
 import { VERSION } from '../version.js'
 import { runDemo } from './demo.js'
+import { COMMAND_HELP, wantsHelp } from './help.js'
 import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
 import { formatStatus } from '../services/status-format.js'
 import { inspectCommand } from './inspect.js'
@@ -45,7 +46,8 @@ work, through a running node (its --port, default ${DEFAULT_PROXY_PORT}); a targ
 
 The secret comes from the config file or the ${SECRET_ENV} environment variable, never from argv.
 Commands that talk to a node whose config sets proxyToken read it from CLAWMATRIX_PROXY_TOKEN.
-Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).`
+Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).
+clawmatrix <command> --help says what a command does and what each of its options does.`
 
 /** A failure the user can fix: printed without a stack trace. */
 class UsageError extends Error {}
@@ -54,6 +56,10 @@ async function main (argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (rest.some(arg => arg === '--secret' || arg.startsWith('--secret='))) {
     throw new UsageError(`the secret is never taken from the command line (it would show in ps and shell history); set ${SECRET_ENV} or put it in the config file`)
+  }
+  if (command != null && wantsHelp(rest) && COMMAND_HELP[command] != null) {
+    process.stdout.write(COMMAND_HELP[command] + '\n')
+    return
   }
   switch (command) {
     case 'demo': return runDemo()
@@ -82,7 +88,10 @@ async function main (argv: string[]): Promise<void> {
     }
     case 'handoff': case 'send': case 'exec': case 'read': case 'write': case 'tool': case 'task': case 'tasks':
       return workCommand(command, rest)
-    case undefined: case 'help': case '--help': case '-h':
+    case 'help': case '--help': case '-h':
+      process.stdout.write((COMMAND_HELP[rest[0] ?? ''] ?? USAGE) + '\n')
+      return
+    case undefined:
       process.stdout.write(USAGE + '\n')
       return
     case '--version': case '-v':
