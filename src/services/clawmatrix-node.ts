@@ -5,6 +5,7 @@ import { loadOrCreatePeerKey } from '../node/identity.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership, MembershipSetupError } from '../membership/index.js'
 import { registerMembershipRoutes } from './http/membership-routes.js'
+import { CallerPolicy } from './caller-policy.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm, type SwarmOptions } from '../node/swarm.js'
 import { Announcer } from './cluster/announcer.js'
@@ -118,6 +119,7 @@ export class ClawmatrixNode {
       config = { ...config, tags: certificate.tags }
     }
     const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
+    const policy = membership == null ? undefined : new CallerPolicy(config, membership)
     membership?.attach(swarm)
     const shutdown = new ShutdownState(config.nodeId)
     return new ClawmatrixNode(
@@ -126,13 +128,13 @@ export class ClawmatrixNode {
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken }),
-      new WorkProtocols(swarm, config, init.stateDir, init.work, shutdown),
+      new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, shutdown),
       metrics,
       shutdown,
       await AnnounceSequence.load(init.stateDir),
       // Lines carry what members wrote (names, reasons): escaped here, once, for every sink.
       escapingLog(init.log ?? consoleLog),
-      init.modelProxy,
+      { ...init.modelProxy, admit: policy?.admit },
       membership
     )
   }

@@ -1,6 +1,7 @@
 import { A2AAgentRunner } from './a2a/agent-runner.js'
 import { AgentRunners, CommandAgentRunner, InboxMessageSink, type AgentRunner, type MessageSink } from './agents/index.js'
 import { HandoffProtocol, SendProtocol, ToolProtocol } from './protocols/index.js'
+import type { StreamProtocolInit } from './protocols/common.js'
 import { builtinToolRegistry, ToolExecutor, type ToolRegistry } from './tools/index.js'
 import { libp2pComponents } from './wire/index.js'
 import type { Config } from '../config/schema.js'
@@ -16,6 +17,8 @@ export interface WorkInit {
   messageSink?: MessageSink
   /** Tools the tool proxy offers; default: exec, read, write, edit. */
   tools?: ToolRegistry
+  /** Per-caller policy (managed clusters' allowFrom): a refusal before a request is served. */
+  admit?: StreamProtocolInit['admit']
 }
 
 /** The three work protocols a node serves and calls: hand-off, one-way message, tool proxy. */
@@ -34,10 +37,11 @@ export class WorkProtocols implements Startable {
     // External A2A agents run the same way whoever runs the node's own agents.
     this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv })])
     const refuse = shutdown?.refusal
-    this.handoff = new HandoffProtocol(components, { nodeId, refuse, runner: this.agents })
-    this.messages = new SendProtocol(components, { nodeId, refuse, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
+    const { admit } = init
+    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, runner: this.agents })
+    this.messages = new SendProtocol(components, { nodeId, refuse, admit, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
-    this.tools = new ToolProtocol(components, { nodeId, refuse, executor })
+    this.tools = new ToolProtocol(components, { nodeId, refuse, admit, executor })
   }
 
   async start (): Promise<void> {

@@ -92,7 +92,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     private readonly heartbeat: Heartbeat,
     private readonly selfCard: () => Card,
     private readonly sweepIntervalMs: number,
-    private readonly membership?: Pick<Membership, 'accept' | 'certificateOf'>
+    private readonly membership?: Pick<Membership, 'accept' | 'certificateOf' | 'nameOf'>
   ) {
     super()
   }
@@ -188,8 +188,11 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     return this.entries.get(peerId)?.card
   }
 
+  /** A peer's name: in a managed cluster the certified one, else the one its card claims. */
   nodeIdOf (peerId: string): string | undefined {
     if (peerId === this.swarm.peerId.toString()) return this.selfCard().nodeId
+    const certified = this.membership?.nameOf(peerId)
+    if (certified != null) return certified
     const known = this.entries.get(peerId)?.card.nodeId
     if (known != null) return known
     // a node that just announced its leave: answers still in flight name it

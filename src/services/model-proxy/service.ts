@@ -3,6 +3,7 @@
  * hosts, the mesh protocol that serves them to other nodes and carries this
  * node's requests to theirs, and the OpenAI-compatible HTTP routes.
  */
+import type { StreamProtocolInit } from '../protocols/common.js'
 import { libp2pComponents } from '../wire/index.js'
 import { LocalModels, type ResolveModelTarget } from './local-models.js'
 import { ModelStreamProtocol } from './model-protocol.js'
@@ -27,6 +28,8 @@ export interface ModelProxyOptions {
   observer?: ModelProxyObserver
   /** Timeouts of the upstream adapters. */
   upstream?: UpstreamInit
+  /** Per-caller policy (managed clusters' models[].allowFrom): a refusal before a request is served. */
+  admit?: StreamProtocolInit['admit']
 }
 
 export interface ModelProxyServiceInit extends ModelProxyOptions {
@@ -62,6 +65,7 @@ export class ModelProxyService implements Startable {
     this.protocol = new ModelStreamProtocol(libp2pComponents(init.swarm), {
       models: this.local,
       refuse: init.refuse,
+      admit: init.admit,
       onServed: served => {
         if (served.usage != null) this.usage.record('served', { model: served.model, host: config.nodeId, caller: init.view.nodeIdOf(served.from) ?? served.from }, served.usage)
         observer?.served?.(served)
