@@ -48,10 +48,11 @@ export class CallerPolicy {
       case 'tool':
         return toolProxy.allowFrom == null ? undefined : { what: String(request.tool), field: 'toolProxy.allowFrom', allowFrom: toolProxy.allowFrom }
       case 'handoff':
+      case 'task-submit':
       case 'send': {
         const agent = agents.find(a => a.id === request.agent)
         if (agent?.allowFrom == null) return undefined
-        return { what: `${request.type === 'send' ? 'a message to' : 'a hand-off to'} ${agent.id}`, field: `agents[${agent.id}].allowFrom`, allowFrom: agent.allowFrom }
+        return { what: `${request.type === 'send' ? 'a message to' : request.type === 'task-submit' ? 'a task for' : 'a hand-off to'} ${agent.id}`, field: `agents[${agent.id}].allowFrom`, allowFrom: agent.allowFrom }
       }
       case 'model': {
         const model = models.find(m => m.id === request.model)

@@ -28,6 +28,8 @@ export class WorkProtocols implements Startable {
   readonly tools: ToolProtocol
   /** How this node runs its agents (for hand-offs, and for the task layer). */
   readonly agents: AgentRunner
+  /** The per-caller policy every protocol that runs work here applies (the task layer too). */
+  readonly admit: StreamProtocolInit['admit']
 
   constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}, shutdown?: ShutdownState) {
     // Remote commands never see the cluster secret or the model keys of this node.
@@ -37,7 +39,7 @@ export class WorkProtocols implements Startable {
     // External A2A agents run the same way whoever runs the node's own agents.
     this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv })])
     const refuse = shutdown?.refusal
-    const { admit } = init
+    const admit = this.admit = init.admit
     this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, runner: this.agents })
     this.messages = new SendProtocol(components, { nodeId, refuse, admit, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
