@@ -270,6 +270,6 @@ export class ClawmatrixNode {
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {
-    this.log.warn(`peer ${event.detail} missed ${this.config.heartbeat.maxMissed} heartbeats; disconnected`)
+    this.log.warn(`${this.view.nodeIdOf(event.detail.toString()) ?? 'a peer without a card'} (peer id ${event.detail}) missed ${this.config.heartbeat.maxMissed} heartbeats; disconnected`)
   }
 }

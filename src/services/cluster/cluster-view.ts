@@ -61,6 +61,16 @@ export interface ClusterViewEvents {
   'conflict': CustomEvent<{ nodeId: string, peerIds: string[], holder: string }>
 }
 
+/** How many departed nodes the view remembers for error messages. */
+const MAX_DEPARTED = 256
+
+export interface Departure {
+  peerId: string
+  /** Epoch ms. */
+  at: number
+  reason: string
+}
+
 interface Entry {
   card: Card
   receivedAt: number
@@ -80,6 +90,8 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   private readonly reportedConflicts = new Set<string>()
   /** nodeId -> when it announced its leave (a graceful stop), until it is back or forgotten. */
   private readonly left = new Map<string, { at: number, peerId: string }>()
+  /** Nodes that left, newest last, so an error can say when and why (bounded: MAX_DEPARTED). */
+  private readonly departed = new Map<string, Departure>()
   private timer?: ReturnType<typeof setInterval>
   private started = false
 
@@ -182,6 +194,11 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   /** Forgets a node now (its certificate was revoked or expired). */
   drop (peerId: string, reason: string): void {
     this.remove(peerId, reason)
+  }
+
+  /** When and why the node last called `nodeId` left this view, if it did and is not back. */
+  departure (nodeId: string): Departure | undefined {
+    return [...this.entries.values()].some(e => e.card.nodeId === nodeId) ? undefined : this.departed.get(nodeId)
   }
 
   card (peerId: string): Card | undefined {
@@ -353,6 +370,12 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     if (entry == null) return
     this.entries.delete(peerId)
     if (reason === 'left') this.rememberLeft(entry.card.nodeId, peerId)
+    this.departed.delete(entry.card.nodeId)
+    this.departed.set(entry.card.nodeId, { peerId, at: Date.now(), reason })
+    for (const oldest of this.departed.keys()) {
+      if (this.departed.size <= MAX_DEPARTED) break
+      this.departed.delete(oldest)
+    }
     this.log('node %s left: %s', entry.card.nodeId, reason)
     this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
   }
