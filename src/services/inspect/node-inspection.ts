@@ -4,7 +4,9 @@ import { libp2pComponents } from '../wire/components.js'
 import { PAGE_REFRESH_MS } from './constants.js'
 import { meshReport } from './mesh.js'
 import { meshPage, PAGE_CSP } from './page.js'
+import { health } from './health.js'
 import { peersReport } from './peers.js'
+import { RelayMetrics } from './relay-metrics.js'
 import { ViewProtocol } from './view-protocol.js'
 import type { ClawmatrixMetrics } from './metrics.js'
 import type { Config } from '../../config/schema.js'
@@ -24,11 +26,12 @@ export interface InspectableNode {
 /**
  * What lets operators see a node without reading its logs: the view protocol
  * for `clawmatrix inspect`, and on the loopback HTTP server `GET /metrics`,
- * `GET /clawmatrix/peers`, `GET /clawmatrix/mesh` and the mesh page at
- * `GET /clawmatrix/`.
+ * `GET /clawmatrix/peers`, `GET /clawmatrix/mesh`, the mesh page at
+ * `GET /clawmatrix/`, and the open `GET /healthz`.
  */
 export class NodeInspection implements Startable {
   readonly view: ViewProtocol
+  readonly relay: RelayMetrics
 
   constructor (node: InspectableNode) {
     const { swarm, view, config, http, metrics } = node
@@ -41,6 +44,12 @@ export class NodeInspection implements Startable {
       connections: () => swarm.getConnections()
     }, { nodeId: config.nodeId, peerId: swarm.peerId, version: VERSION })
 
+    this.relay = new RelayMetrics(swarm, metrics.registry)
+    // Open, and it says only ok or a fixed reason (./health.ts): probes carry no token.
+    http.route('GET', '/healthz', (_req, res) => {
+      const result = health(swarm)
+      sendJson(res, result.status === 'ok' ? 200 : 503, result)
+    }, { open: true })
     http.route('GET', '/metrics', async (_req, res) => {
       const text = await metrics.text()
       res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) })
@@ -66,9 +75,11 @@ export class NodeInspection implements Startable {
 
   async start (): Promise<void> {
     await this.view.start()
+    await this.relay.start()
   }
 
   async stop (): Promise<void> {
+    this.relay.stop()
     await this.view.stop()
   }
 }
