@@ -7,7 +7,13 @@
  *    (no mesh), one hop (host reached directly), relayed (host reached
  *    through a relay);
  * 2. chunks per second of a long answer on the same four paths;
- * 3. 100 concurrent streams with a paced upstream, direct, one hop and relayed.
+ * 3. 100 concurrent streams with a paced upstream, direct, one hop and relayed;
+ * 4. CPU per streamed request, from /proc, of every process on the path;
+ * 5. requests per second of small non-streamed answers, 32 at a time.
+ *
+ * Portkey's gateway (@portkey-ai/gateway, ./lib/portkey.ts) runs beside
+ * them as the yardstick: as shipped, and without its 25 ms wait before a
+ * stream's first event.
  *
  * Every party is its own process: a fake OpenAI upstream, a relay, the node
  * whose proxy the client calls (dial-out only), a listening host and a
@@ -23,6 +29,7 @@ import { spawnNodeUntilReady, type ReadyChild } from './lib/child.js'
 import { importDist } from './lib/dist.js'
 import { CLI, REPO_ROOT, requireBuilt } from './lib/paths.js'
 import { waitFor } from './lib/wait.js'
+import { cpuMs, installPortkey, portkeyHeaders, PORTKEY_VERSION, startPortkey } from './lib/portkey.js'
 import type { BenchResult, Measurement, Variant } from './lib/report.js'
 import type { NodeStatus } from '../src/services/status.js'
 
@@ -42,21 +49,32 @@ export interface ModelProxyBenchOptions {
   rounds: number
   pacedChunks: number
   paceMs: number
+  /** CPU: rounds per path, streamed requests per round. */
+  cpuRounds: number
+  cpuRequests: number
+  /** Throughput: rounds per path, concurrent clients, requests per client per round. */
+  throughputRounds: number
+  throughputClients: number
+  throughputRequests: number
   progress: (line: string) => void
 }
 
 export const MODEL_PROXY_DEFAULTS: Omit<ModelProxyBenchOptions, 'progress'> = {
-  requests: 200, warmup: 20, shortChunks: 20, longRuns: 10, longChunks: 5_000, concurrency: 100, rounds: 3, pacedChunks: 20, paceMs: 10
+  requests: 200, warmup: 20, shortChunks: 20, longRuns: 10, longChunks: 5_000, concurrency: 100, rounds: 3, pacedChunks: 20, paceMs: 10,
+  cpuRounds: 5, cpuRequests: 100, throughputRounds: 5, throughputClients: 32, throughputRequests: 20
 }
 /** Enough to see that every part works, in about 15 s; the figures mean little. */
 export const MODEL_PROXY_QUICK: Omit<ModelProxyBenchOptions, 'progress'> = {
-  requests: 10, warmup: 2, shortChunks: 20, longRuns: 2, longChunks: 1_000, concurrency: 20, rounds: 1, pacedChunks: 10, paceMs: 10
+  requests: 10, warmup: 2, shortChunks: 20, longRuns: 2, longChunks: 1_000, concurrency: 20, rounds: 1, pacedChunks: 10, paceMs: 10,
+  cpuRounds: 1, cpuRequests: 20, throughputRounds: 1, throughputClients: 32, throughputRequests: 5
 }
 
 const DIRECT = 'direct to the upstream'
 const LOCAL = 'proxy, model on this node'
 const ONE_HOP = 'proxy, one hop'
 const RELAYED = 'proxy, relayed'
+const PORTKEY = `Portkey ${PORTKEY_VERSION}`
+const PORTKEY_NO_WAIT = `Portkey ${PORTKEY_VERSION}, no 25 ms wait`
 const REQUEST_TIMEOUT_MS = 60_000
 
 /** Where the client sends a request for each variant: a base URL and the model name there. */
@@ -64,6 +82,9 @@ interface Path {
   name: string
   baseUrl: string
   model: string
+  headers?: Record<string, string>
+  /** The processes that do the path's work (the upstream and the client aside), for CPU. */
+  pids: number[]
 }
 
 /** Timings of one streamed answer, from just before fetch(). */
@@ -87,6 +108,9 @@ const server = new FakeOpenAIServer({
   })
 })
 await server.start()
+// Idle keep-alive sockets closed by the server race with their reuse on a loaded machine
+// (UND_ERR_SOCKET "other side closed"): a real upstream's problem, not what is measured here.
+server.server.keepAliveTimeout = 120_000
 process.stderr.write('upstream at ' + server.url + '\\n')
 `
 
@@ -97,11 +121,19 @@ export async function modelProxyBench (options: ModelProxyBenchOptions): Promise
   try {
     options.progress('starting the upstream, a relay, the proxy node and two hosts')
     const paths = await startCluster(secret, dir, children)
+    const gateway = await installPortkey(options.progress)
+    for (const [name, noWait] of [[PORTKEY, false], [PORTKEY_NO_WAIT, true]] as const) {
+      const portkey = await startPortkey(gateway, noWait)
+      children.push(portkey.child)
+      paths.push({ name, baseUrl: portkey.url, model: 'bench', headers: portkeyHeaders(paths[0]!.baseUrl), pids: [portkey.child.pid] })
+    }
     const measurements: Measurement[] = []
     measurements.push(...await shortStreams(options, paths))
     measurements.push(await longStreams(options, paths))
-    measurements.push(...await concurrentStreams(options, paths.filter(p => p.name !== LOCAL)))
-    return { name: 'model-proxy', title: 'model proxy vs calling the upstream directly (streamed chat completions)', measurements }
+    measurements.push(...await concurrentStreams(options, paths.filter(p => p.name !== LOCAL && p.name !== PORTKEY)))
+    measurements.push(await cpuPerRequest(options, paths.filter(p => p.name !== DIRECT)))
+    measurements.push(await throughput(options, paths.filter(p => p.name !== PORTKEY_NO_WAIT)))
+    return { name: 'model-proxy', title: 'model proxy vs calling the upstream directly and vs Portkey\'s gateway (streamed chat completions)', measurements }
   } finally {
     await Promise.allSettled(children.reverse().map(async child => { await child.stop() }))
     await rm(dir, { recursive: true, force: true })
@@ -128,8 +160,8 @@ async function startCluster (secret: string, dir: string, children: ReadyChild[]
     children.push(child)
     return child
   }
-  await node('host-direct', { listen: true, models: [model('bench-direct')] })
-  await node('host-relayed', { models: [model('bench-relayed')] })
+  const hostDirect = await node('host-direct', { listen: true, models: [model('bench-direct')] })
+  const hostRelayed = await node('host-relayed', { models: [model('bench-relayed')] })
   const proxy = await node('proxy', { models: [model('bench-local')] })
   const proxyUrl = proxy.match[3]!
 
@@ -140,10 +172,10 @@ async function startCluster (secret: string, dir: string, children: ReadyChild[]
   }, { timeoutMs: 30_000, intervalMs: 100 })
 
   return [
-    { name: DIRECT, baseUrl: upstreamUrl, model: 'bench' },
-    { name: LOCAL, baseUrl: `${proxyUrl}/v1`, model: 'bench-local' },
-    { name: ONE_HOP, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-direct' },
-    { name: RELAYED, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-relayed' }
+    { name: DIRECT, baseUrl: upstreamUrl, model: 'bench', pids: [] },
+    { name: LOCAL, baseUrl: `${proxyUrl}/v1`, model: 'bench-local', pids: [proxy.pid] },
+    { name: ONE_HOP, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-direct', pids: [proxy.pid, hostDirect.pid] },
+    { name: RELAYED, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-relayed', pids: [proxy.pid, relay.pid, hostRelayed.pid] }
   ]
 }
 
@@ -152,7 +184,7 @@ async function stream (path: Path, chunks: number, delayMs = 0): Promise<StreamT
   const start = performance.now()
   const response = await fetch(`${path.baseUrl}/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...path.headers },
     body: JSON.stringify({ model: path.model, stream: true, max_tokens: chunks, bench_delay_ms: delayMs, messages: [{ role: 'user', content: 'bench' }] }),
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS)
   })
@@ -234,6 +266,68 @@ async function concurrentStreams (options: ModelProxyBenchOptions, paths: Path[]
     { what: `${options.concurrency} concurrent streams: total time of each`, unit: 'ms', variants: variants(paths, total), note: `${pacing}; the floor is ${options.pacedChunks * options.paceMs} ms` },
     { what: `${options.concurrency} concurrent streams: until the last one ended`, unit: 'ms', variants: variants(paths, wall), note: `one sample per round (${options.rounds} rounds)` }
   ]
+}
+
+/** One small non-streamed chat completion; fails unless it is whole JSON. */
+async function whole (path: Path): Promise<void> {
+  const response = await fetch(`${path.baseUrl}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...path.headers },
+    body: JSON.stringify({ model: path.model, max_tokens: 5, messages: [{ role: 'user', content: 'bench' }] }),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+  })
+  const text = await response.text()
+  if (!response.ok) throw new Error(`${path.name}: HTTP ${response.status} ${text.slice(0, 200)}`)
+  JSON.parse(text)
+}
+
+/**
+ * CPU time the path's processes spent per streamed request: each round runs
+ * one path alone, sequentially, and reads utime + stime from /proc before
+ * and after. Idle work in the same processes (timers, heartbeats) counts
+ * too, spread over the round.
+ */
+async function cpuPerRequest (options: ModelProxyBenchOptions, paths: Path[]): Promise<Measurement> {
+  options.progress(`CPU per request: ${options.cpuRounds} rounds of ${options.cpuRequests} streamed requests per path`)
+  const samples = new Map(paths.map(p => [p.name, [] as number[]]))
+  for (let round = -1; round < options.cpuRounds; round++) {
+    for (const path of rotate(paths, round)) {
+      const before = await Promise.all(path.pids.map(cpuMs))
+      for (let i = 0; i < options.cpuRequests; i++) await stream(path, options.shortChunks)
+      const after = await Promise.all(path.pids.map(cpuMs))
+      const spent = after.reduce((sum, ms, i) => sum + ms - before[i]!, 0)
+      if (round >= 0) samples.get(path.name)!.push(spent / options.cpuRequests)
+    }
+  }
+  const local = paths.find(p => p.name === LOCAL)!
+  return {
+    what: `CPU per streamed request (${options.shortChunks} chunks), every process on the path`,
+    unit: 'ms',
+    variants: paths.map(p => ({ name: p.name, samples: samples.get(p.name)!, baseline: p === local })),
+    note: `one sample per round of ${options.cpuRequests} sequential requests; /proc utime+stime at 10 ms resolution; one hop = proxy node + host, relayed = proxy node + relay + host`
+  }
+}
+
+/** Small non-streamed requests, `throughputClients` at a time: requests per second per round. */
+async function throughput (options: ModelProxyBenchOptions, paths: Path[]): Promise<Measurement> {
+  const { throughputClients: clients, throughputRequests: each } = options
+  options.progress(`throughput: ${options.throughputRounds} rounds of ${clients} clients x ${each} small non-streamed requests per path`)
+  const samples = new Map(paths.map(p => [p.name, [] as number[]]))
+  for (let round = -1; round < options.throughputRounds; round++) {
+    for (const path of rotate(paths, round)) {
+      const start = performance.now()
+      await Promise.all(Array.from({ length: clients }, async () => {
+        for (let i = 0; i < each; i++) await whole(path)
+      }))
+      if (round >= 0) samples.get(path.name)!.push(clients * each / ((performance.now() - start) / 1000))
+    }
+  }
+  return {
+    what: `requests per second, ${clients} clients at once, small non-streamed answers`,
+    unit: 'req/s',
+    variants: variants(paths, samples),
+    note: `one sample per round of ${clients * each} requests; the client shares the machine's two cores with every process`
+  }
 }
 
 /** The paths in a different order each iteration, so none always follows the same one. */

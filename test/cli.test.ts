@@ -106,7 +106,7 @@ describe('standalone CLI', () => {
     child.child.kill('SIGSTOP')
     try {
       await waitFor('the hub to drop the frozen node', () => hub.node.swarm.getPeers().length === 0)
-      expect(hub.log.has(new RegExp(`peer ${frozenPeer.toString()} missed 3 heartbeats; disconnected`))).toBe(true)
+      expect(hub.log.has(new RegExp(`\\(peer id ${frozenPeer.toString()}\\) missed 3 heartbeats; disconnected`))).toBe(true)
       expect((await hub.node.status()).peers).toEqual([])
     } finally {
       child.child.kill('SIGKILL')

@@ -192,16 +192,18 @@ describe('announcement checks', () => {
     await waitFor('the observer to log it', () => observer.log.has(/rejected announcement relayed by \w+: announcement is not JSON/))
   })
 
-  it('reports two live peers claiming one nodeId on both sides, and refuses to route to it', async () => {
+  it('reports two live peers claiming one nodeId on both sides; the name stays with the peer seen first', async () => {
     const { honest, observer } = await pair()
     const impostor = await nodes.start({ nodeId: 'honest', peers: [{ nodeId: 'x', url: honest.wsAddress() }] })
     const clash = /node id "honest" is claimed by 2 live peers/
     await waitFor('both claimants and the observer to report the clash', () => honest.log.has(clash) && impostor.log.has(clash) && observer.log.has(clash))
-    expect(honest.log.lines.find(l => clash.test(l))).toMatch(/this node among them/)
+    expect(honest.log.lines.find(l => clash.test(l))).toMatch(/it stays with this node/)
+    expect(impostor.log.lines.find(l => clash.test(l))).toMatch(/it stays with this node/)
     const seen = observer.node.view.nodes().filter(n => n.nodeId === 'honest')
     expect(seen.map(n => n.peerId).sort()).toEqual([honest.node.peerId.toString(), impostor.node.peerId.toString()].sort())
-    expect(() => observer.node.view.resolve('honest')).toThrow(/node id "honest" is claimed by 2 live peers/)
+    expect(observer.node.view.resolve('honest').map(c => c.peerId)).toEqual([honest.node.peerId.toString()])
     // Neither card overwrote the other.
     expect(seen.every(n => n.conflictsWith?.length === 1)).toBe(true)
+    expect(seen.find(n => n.peerId === impostor.node.peerId.toString())!.nameHeldBy).toBe(honest.node.peerId.toString())
   })
 })

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { escapeLines } from '../node/escape.js'
 import { inspectMember, type InspectReport } from '../services/inspect/inspector.js'
 import { clusterTable } from '../services/status-format.js'
 import { SECRET_ENV } from './run-node.js'
@@ -25,7 +26,7 @@ export async function inspectCommand (args: string[]): Promise<void> {
   if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new Error(`cannot inspect: --timeout: got "${values.timeout}"; expected a number of seconds above 0`)
 
   const report = await inspectMember(positionals[0]!, secret, { timeoutMs: timeoutSeconds * 1000 })
-  process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : formatInspect(report)) + '\n')
+  process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : escapeLines(formatInspect(report))) + '\n')
 }
 
 export function formatInspect (report: InspectReport): string {

@@ -3,8 +3,10 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 import { ConfigError, parseConfig } from '../config/load.js'
 import { DEFAULT_LISTEN_PORT, DEFAULT_PROXY_PORT } from '../config/schema.js'
+import { escapeControl } from '../node/escape.js'
 import { VERSION } from '../version.js'
 import { runDemo } from './demo.js'
+import { COMMAND_HELP, wantsHelp } from './help.js'
 import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
 import { formatStatus } from '../services/status-format.js'
 import { inspectCommand } from './inspect.js'
@@ -44,7 +46,8 @@ work, through a running node (its --port, default ${DEFAULT_PROXY_PORT}); a targ
 
 The secret comes from the config file or the ${SECRET_ENV} environment variable, never from argv.
 Commands that talk to a node whose config sets proxyToken read it from CLAWMATRIX_PROXY_TOKEN.
-Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).`
+Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).
+clawmatrix <command> --help says what a command does and what each of its options does.`
 
 /** A failure the user can fix: printed without a stack trace. */
 class UsageError extends Error {}
@@ -53,6 +56,10 @@ async function main (argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (rest.some(arg => arg === '--secret' || arg.startsWith('--secret='))) {
     throw new UsageError(`the secret is never taken from the command line (it would show in ps and shell history); set ${SECRET_ENV} or put it in the config file`)
+  }
+  if (command != null && wantsHelp(rest) && COMMAND_HELP[command] != null) {
+    process.stdout.write(COMMAND_HELP[command] + '\n')
+    return
   }
   switch (command) {
     case 'demo': return runDemo()
@@ -81,7 +88,10 @@ async function main (argv: string[]): Promise<void> {
     }
     case 'handoff': case 'send': case 'exec': case 'read': case 'write': case 'tool': case 'task': case 'tasks':
       return workCommand(command, rest)
-    case undefined: case 'help': case '--help': case '-h':
+    case 'help': case '--help': case '-h':
+      process.stdout.write((COMMAND_HELP[rest[0] ?? ''] ?? USAGE) + '\n')
+      return
+    case undefined:
       process.stdout.write(USAGE + '\n')
       return
     case '--version': case '-v':
@@ -290,6 +300,8 @@ main(process.argv.slice(2)).then(() => {
 }, (err: any) => {
   const known = err instanceof UsageError || err instanceof ConfigError || err instanceof WorkCallError || err instanceof MembershipCommandError ||
     ['MembershipSetupError', 'InvalidCredentialError'].includes(err.name) || /^cannot /.test(err.message)
-  process.stderr.write(`clawmatrix: ${known ? err.message : err.stack}\n`)
+  // A work error carries what the remote node wrote: one escaped line.
+  const message = err instanceof WorkCallError ? escapeControl(err.message) : known ? err.message : err.stack
+  process.stderr.write(`clawmatrix: ${message}\n`)
   process.exit(err instanceof UsageError ? 2 : err instanceof WorkCallError ? err.exitCode : 1)
 })

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { escapeLines } from '../node/escape.js'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { formatDuration, table } from '../services/status-format.js'
 import { endpointHeaders } from './work.js'
@@ -25,7 +26,7 @@ export async function peersCommand (args: string[]): Promise<void> {
   } catch (err: any) {
     throw new Error(`cannot list peers: no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
   }
-  process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : formatPeers(report)) + '\n')
+  process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : escapeLines(formatPeers(report))) + '\n')
 }
 
 export function formatPeers (report: PeersReport): string {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { escapeControl } from '../node/escape.js'
 import type { WorkLine } from '../services/http/work-routes.js'
 
 export interface WorkEndpoint {
@@ -70,7 +71,7 @@ async function followLines (res: Response, endpoint: WorkEndpoint): Promise<unkn
           if (!endpoint.json) (line.channel === 'stderr' ? process.stderr : process.stdout).write(line.text)
           break
         case 'progress':
-          if (!endpoint.json) process.stderr.write(`[progress] ${line.message}\n`)
+          if (!endpoint.json) process.stderr.write(`[progress] ${escapeControl(String(line.message))}\n`)
           break
         case 'error':
           throw new WorkCallError(line.message)

@@ -84,7 +84,7 @@ function schemaProblems (input: object): string[] {
         const expected = field === 'secret' && error.keyword === 'minLength'
           ? `expected at least ${MIN_SECRET_LENGTH} characters`
           : error.keyword === 'pattern'
-            ? 'expected letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit)'
+            ? params.pattern === PRINTABLE_PATTERN ? 'expected text without control characters' : `expected ${NAME_RULE}`
             : error.keyword === 'enum'
               ? `expected one of ${(params.allowedValues as unknown[]).map(v => JSON.stringify(v)).join(', ')}`
               : `expected ${error.message.replace(/^must (be )?/, '')}`

@@ -17,8 +17,25 @@ export const DEFAULT_COOLDOWN_FAILURES = 3
 export const DEFAULT_COOLDOWN_MS = 60_000
 export const MIN_SECRET_LENGTH = 16
 
-const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
-const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, description })
+/**
+ * The one pattern for node ids (and agent ids), wherever they are read: this
+ * config, cards from the wire, frames, identify user agents, invites. It
+ * keeps every name printable and free of separators a log or table relies on.
+ */
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+const NAME = new RegExp(NAME_PATTERN)
+/** What NAME_PATTERN asks for, in words, for error messages. */
+export const NAME_RULE = 'letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit)'
+export const Name = (description?: string) => Type.String({ pattern: NAME_PATTERN, ...(description == null ? {} : { description }) })
+
+/** True when `value` is a valid node (or agent) id; the check every reader of a name uses. */
+export function isName (value: unknown): value is string {
+  return typeof value === 'string' && NAME.test(value)
+}
+
+/** Free text other nodes see (model ids, tags, providers): no control characters. */
+export const PRINTABLE_PATTERN = '^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$'
+
 const Port = (fallback: number, description: string) =>
   Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: fallback, description }))
 /** Who may call: node ids, `tags:<tag>` or `*`, matched against the caller's certified name (managed clusters only). */
@@ -26,7 +43,7 @@ const AllowFrom = (what: string) => Type.Optional(Type.Array(Type.String({ patte
   maxItems: 256,
   description: `Managed clusters: who may ${what}: node ids, tags:<tag> or "*", checked against the caller's certificate; unset allows every member`
 }))
-const Strings = (description: string) => Type.Optional(Type.Array(Type.String({ minLength: 1 }), { default: [], description }))
+const Strings = (description: string) => Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: PRINTABLE_PATTERN }), { default: [], description }))
 
 export const PeerSchema = Type.Object({
   nodeId: Name('The peer\'s nodeId, as set in its own config'),
@@ -53,7 +70,7 @@ export const AgentSchema = Type.Object({
 export const MODEL_DIALECTS = ['openai', 'anthropic'] as const
 
 export const ModelSchema = Type.Object({
-  id: Type.String({ minLength: 1, description: 'Model id as other nodes will request it' }),
+  id: Type.String({ minLength: 1, pattern: PRINTABLE_PATTERN, description: 'Model id as other nodes will request it' }),
   provider: Type.String({ minLength: 1, description: 'Provider that serves the model on this node' }),
   description: Type.Optional(Type.String({ description: 'Shown to other nodes' })),
   baseUrl: Type.Optional(Type.String({ minLength: 1, description: 'Upstream API base URL on this node, e.g. http://127.0.0.1:11434/v1' })),

@@ -30,6 +30,7 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
   private readonly log: Logger
   private readonly liveness = new Map<string, PeerLiveness>()
   private readonly inFlight = new Set<string>()
+  private readonly checks = new Map<string, Promise<boolean>>()
   private readonly controller = new AbortController()
   private timer?: ReturnType<typeof setInterval>
 
@@ -55,6 +56,36 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
   /** Liveness of a connected peer, if it was beaten at least once. */
   get (peer: PeerId): PeerLiveness | undefined {
     return this.liveness.get(peer.toString())
+  }
+
+  /** Checks (see `check`) running now. */
+  get checking (): number {
+    return this.checks.size
+  }
+
+  /**
+   * Checks now whether this node still reaches `peer`: one ping over any
+   * connection it has (relayed included), else over a fresh dial to the
+   * addresses it knows. True when the peer answered. Concurrent checks of one
+   * peer share one ping, so a flood of hints costs one round trip.
+   */
+  async check (peer: PeerId): Promise<boolean> {
+    const key = peer.toString()
+    let pending = this.checks.get(key)
+    if (pending == null) {
+      // As patient as the heartbeat itself, which gives a peer maxMissed beats before giving up.
+      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.init.intervalMs * this.init.maxMissed)])
+      pending = this.swarm.services.ping.ping(peer, { signal }).then(rttMs => {
+        const state = this.liveness.get(key)
+        if (state != null) Object.assign(state, { rttMs, lastSeen: Date.now(), missed: 0 })
+        return true
+      }, (err: any) => {
+        this.log('check of %p failed: %s', peer, err.message)
+        return false
+      }).finally(() => this.checks.delete(key))
+      this.checks.set(key, pending)
+    }
+    return pending
   }
 
   /** A new peer is beaten at once, so routing knows its round-trip time from the start. */

@@ -16,8 +16,11 @@ export interface ConfiguredPeerState {
   state: 'connected' | 'dialing' | 'waiting'
   peerId?: string
   attempts: number
+  /** Why the last dial failed or the connection ended, in words (./dial-errors.ts); set whenever not connected after a first try. */
   lastError?: string
   nextAttemptAt?: number
+  /** When a connection to it was last open (epoch ms). */
+  lastConnectedAt?: number
 }
 
 /** Exponential backoff with jitter: attempt 0 waits about minDelay, doubling to maxDelay. */
@@ -55,6 +58,12 @@ export class PeerDialer implements Startable {
     this.controller.abort()
   }
 
+  /** The configured peer with this node id, if any. */
+  get (nodeId: string): ConfiguredPeerState | undefined {
+    const state = this.states.get(nodeId)
+    return state == null ? undefined : { ...state }
+  }
+
   list (): ConfiguredPeerState[] {
     return [...this.states.values()].map(state => ({ ...state }))
   }
@@ -71,13 +80,17 @@ export class PeerDialer implements Startable {
         state.state = 'connected'
         state.peerId = connection.remotePeer.toString()
         state.lastError = undefined
+        state.lastConnectedAt = Date.now()
         failures = 0
         this.log('connected to configured peer %s at %a', peer.nodeId, address)
         await this.disconnected(connection.remotePeer, signal)
+        state.lastConnectedAt = Date.now()
+        state.lastError = 'the connection closed'
         delay = backoffDelay(0, this.init)
       } catch (err: any) {
         if (signal.aborted) return
-        state.lastError = err.message
+        state.lastError = await explainDialFailure(err, address)
+        if (signal.aborted) return
         delay = backoffDelay(failures++, this.init)
         this.log('dial %s at %a failed (%s), retrying in %d ms', peer.nodeId, address, err.message, delay)
       }

@@ -3,6 +3,7 @@ import { Membership, MembershipSetupError } from '../membership/index.js'
 import { Heartbeat } from '../node/heartbeat.js'
 import { loadOrCreatePeerKey } from '../node/identity.js'
 import { startInOrder, stopInReverse, type NamedPart } from '../node/lifecycle.js'
+import { escapingLog } from '../node/escape.js'
 import { consoleLog, type InfoLog } from '../node/logging.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm, type SwarmOptions } from '../node/swarm.js'
@@ -13,6 +14,7 @@ import { LocalCard } from './cluster/local-card.js'
 import { MembershipLink } from './cluster/membership-link.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
+import { CallerPolicy } from './caller-policy.js'
 import { ClusterClient } from './cluster-client.js'
 import { bindReason, LocalHttpServer } from './http/local-server.js'
 import { MembershipRoutes } from './http/membership-routes.js'
@@ -21,7 +23,7 @@ import { ClawmatrixMetrics } from './inspect/metrics.js'
 import { NodeInspection } from './inspect/node-inspection.js'
 import { ModelProxyService, type ModelProxyOptions } from './model-proxy/index.js'
 import { ShutdownState } from './shutdown.js'
-import { StatusRoute, type NodeStatus } from './status.js'
+import { MANAGED, StatusRoute, UNMANAGED, type MembershipStatus, type NodeStatus } from './status.js'
 import { WorkProtocols, type WorkInit } from './work.js'
 import type { Config } from '../config/schema.js'
 import type { Logger, PeerId, Startable } from '@libp2p/interface'
@@ -169,7 +171,8 @@ export class ClawmatrixNode {
   /** Builds every part of a node from its config; nothing listens until `start`. */
   static async create (init: ClawmatrixNodeInit): Promise<ClawmatrixNode> {
     let { config } = init
-    const log = init.log ?? consoleLog
+    // Lines carry what members wrote (names, reasons): escaped here, once, for every sink.
+    const log = escapingLog(init.log ?? consoleLog)
     const intervalMs = config.heartbeat.intervalMs
     const metrics = new ClawmatrixMetrics()
     // A managed node must have joined before it has a key: `join` installs the key its certificate names.
@@ -191,16 +194,17 @@ export class ClawmatrixNode {
     }
     const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
     const shutdown = new ShutdownState(config.nodeId)
+    const policy = membership == null ? undefined : new CallerPolicy(config, membership)
     membership?.attach(swarm)
     const http = new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken, logger: swarm.logger })
     const heartbeat = new Heartbeat(swarm, config.heartbeat)
     const card = new LocalCard(swarm, { config, intervalMs, certificate: membership == null ? undefined : () => membership.certificate })
     const view = new ClusterView(swarm, heartbeat, card, Math.max(100, intervalMs / 2), membership)
-    const work = new WorkProtocols(swarm, config, init.stateDir, init.work, shutdown)
+    const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, shutdown)
     const client = new ClusterClient({ config, view, work })
     const dialer = new PeerDialer(swarm, config.peers, config.reconnect)
     const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs })
-    const modelProxy = new ModelProxyService({ ...init.modelProxy, config, swarm, view, http, log, metrics, refuse: shutdown.refusal })
+    const modelProxy = new ModelProxyService({ ...init.modelProxy, admit: policy?.admit, config, swarm, view, http, log, metrics, refuse: shutdown.refusal })
     return new ClawmatrixNode({
       config,
       shutdown,
@@ -218,12 +222,17 @@ export class ClawmatrixNode {
       modelProxy,
       inspection: new NodeInspection({ config, swarm, view, http, metrics }),
       announcer,
-      status: new StatusRoute(http, { config, swarm, heartbeat, view, dialer, modelProxy }),
+      status: new StatusRoute(http, { config, swarm, heartbeat, view, dialer, modelProxy, membershipStatus: membership == null ? UNMANAGED : MANAGED }),
       workRoutes: new WorkRoutes(http, client),
       membership: membership == null
         ? undefined
         : { membership, link: new MembershipLink({ membership, view, announcer, log }), routes: new MembershipRoutes(http, membership) }
     })
+  }
+
+  /** Who may be a member and under which name, for status and the start line. */
+  get membershipStatus (): MembershipStatus {
+    return this.membership == null ? UNMANAGED : MANAGED
   }
 
   get peerId (): PeerId {
@@ -237,7 +246,8 @@ export class ClawmatrixNode {
     const addresses = this.swarm.getMultiaddrs().map(String)
     this.log.info(`clawmatrix node ${this.config.nodeId} started: peer id ${this.peerId}; ` +
       `listening on ${addresses.length > 0 ? addresses.join(', ') : 'nothing (dial-out only)'}; ` +
-      `status at ${this.http.url}/clawmatrix/status`)
+      `status at ${this.http.url}/clawmatrix/status; ` +
+      `membership ${this.membershipStatus.mode}: ${this.membershipStatus.note}`)
   }
 
   /**

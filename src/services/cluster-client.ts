@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { RefusedError, NoCandidateAcceptedError } from './wire/errors.js'
+import { describeDialError } from '../node/dial-errors.js'
+import { NodeOfflineError, NodeStates, type NodeStateSources } from './cluster/node-state.js'
+import { UnknownTargetError } from './cluster/routing.js'
+import { ClawmatrixProtocolError, RefusedError, NoCandidateAcceptedError } from './wire/errors.js'
 import type { ClusterNode, ClusterView } from './cluster/cluster-view.js'
 import type { Candidate } from './cluster/routing.js'
 import type { WorkProtocols } from './work.js'
@@ -51,6 +54,16 @@ export interface ToolOutcome {
   details: Record<string, unknown>
 }
 
+/** A node the view lists could not be reached when the work was sent. */
+export class NodeUnreachableError extends Error {
+  readonly code = 'NODE_UNREACHABLE'
+
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'NodeUnreachableError'
+  }
+}
+
 /** The work ran, but ended badly (the agent failed, the tool failed, it was cancelled or timed out remotely). */
 export class RemoteWorkError extends Error {
   constructor (readonly code: string, message: string, readonly nodeId: string) {
@@ -69,7 +82,7 @@ export class SelfTargetError extends Error {
   }
 }
 
-export interface ClusterClientNode {
+export interface ClusterClientNode extends NodeStateSources {
   config: { nodeId: string }
   view: ClusterView
   work: WorkProtocols
@@ -82,7 +95,12 @@ export interface ClusterClientNode {
  * candidate when one refuses or cannot be reached before accepting.
  */
 export class ClusterClient {
-  constructor (private readonly node: ClusterClientNode) {}
+  /** Names nodes and says their state in every error this API throws. */
+  readonly states: NodeStates
+
+  constructor (private readonly node: ClusterClientNode) {
+    this.states = new NodeStates(node)
+  }
 
   /** Every node in the cluster, this one first, with what it offers and how it is reached. */
   peers (): ClusterNode[] {
@@ -172,7 +190,7 @@ export class ClusterClient {
   /** Candidates with an agent for a hand-off or a message; a node id stands for the node's only agent. */
   private agentCandidates (target: string): Candidate[] {
     const problems: string[] = []
-    const candidates = this.others(target, this.node.view.resolve(target)).flatMap(candidate => {
+    const candidates = this.others(target, this.resolve(target)).flatMap(candidate => {
       if (candidate.agentId != null) return [candidate]
       const agents = this.node.view.card(candidate.peerId)?.agents.map(a => a.id) ?? []
       if (agents.length === 1) return [{ ...candidate, agentId: agents[0] }]
@@ -187,7 +205,7 @@ export class ClusterClient {
 
   /** A tool call names a node: its id, or `tags:...` for any node that has them. */
   private nodeCandidates (node: string): PeerId[] {
-    const byNode = this.node.view.resolve(node).filter(c => c.agentId == null || node.startsWith('tags:') || c.nodeId === node)
+    const byNode = this.resolve(node).filter(c => c.agentId == null || node.startsWith('tags:') || c.nodeId === node)
     return this.others(node, byNode).map(c => peerIdFromString(c.peerId))
   }
 
@@ -212,14 +230,55 @@ export class ClusterClient {
     throw failures.at(-1)
   }
 
+  /** The view's candidates; a node it knows of but cannot reach now is named with its state, not "unknown". */
+  private resolve (target: string): Candidate[] {
+    try {
+      return this.node.view.resolve(target)
+    } catch (err) {
+      if (!(err instanceof UnknownTargetError) || this.node.view.leftAt(target.trim()) != null) throw err
+      const state = this.states.describe(target.trim())
+      if (state == null) throw err
+      throw new NodeOfflineError(target.trim(), state)
+    }
+  }
+
   private async tracked<T> (peers: PeerId[], call: () => Promise<T>): Promise<T> {
     // Counted against the first choice: it is where the work most likely lands.
     const release = this.node.view.track(peers[0]!.toString())
     try {
       return await call()
+    } catch (err) {
+      throw this.named(err, peers)
     } finally {
       release()
     }
+  }
+
+  /**
+   * The same error with nodes named and their state said: a raw libp2p
+   * failure to reach a single candidate becomes `<state>: <why, in words>`,
+   * each candidate of a failover is listed by name, and peer ids in any
+   * other message become node names.
+   */
+  private named (err: unknown, peers: PeerId[]): unknown {
+    if (!(err instanceof Error) || err.name === 'AbortError') return err
+    const label = (peer: string): string => {
+      const nodeId = this.node.view.nodeIdOf(peer)
+      return nodeId == null ? this.states.nameOf(peer) : (this.states.describe(nodeId) ?? nodeId)
+    }
+    if (err instanceof NoCandidateAcceptedError && err.failures.length > 0) {
+      err.message = `no node accepted: ${err.failures.map(f =>
+        f.error instanceof ClawmatrixProtocolError ? `${this.states.nameOf(f.peer)}: ${f.error.message}` : `${label(f.peer)}: ${describeDialError(f.error)}`).join('; ')}`
+      return err
+    }
+    if (!(err instanceof ClawmatrixProtocolError) && peers.length === 1) {
+      return new NodeUnreachableError(`${label(peers[0]!.toString())}, and a stream to it failed: ${describeDialError(err)}`, { cause: err })
+    }
+    for (const peer of peers) {
+      const id = peer.toString()
+      if (err.message.includes(id)) err.message = err.message.replaceAll(id, this.states.nameOf(id))
+    }
+    return err
   }
 }
 

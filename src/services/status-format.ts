@@ -1,3 +1,4 @@
+import { escapeControl } from '../node/escape.js'
 import type { ClusterNode } from './cluster/cluster-view.js'
 import type { NodeStatus } from './status.js'
 
@@ -6,6 +7,7 @@ export function formatStatus (status: NodeStatus): string {
   const lines = [
     `node      ${status.nodeId}  (clawmatrix ${status.version}, up ${formatDuration(status.uptimeMs)})`,
     `peer id   ${status.peerId}`,
+    `members   ${status.membership.mode}: ${status.membership.note}`,
     `listening ${status.listenAddresses.length > 0 ? status.listenAddresses.join('\n          ') : '- (dial-out only)'}`,
     '',
     `cluster (${status.cluster.length} nodes)`
@@ -33,7 +35,7 @@ export function formatStatus (status: NodeStatus): string {
 /** Every known node: how it is reached, what it offers, how busy it is. */
 export function clusterTable (nodes: ClusterNode[]): string[] {
   return table(['NODE', 'REACH', 'RTT', 'AGENTS', 'MODELS', 'TAGS', 'TOOLS', 'IN FLIGHT', 'LAST SEEN'], nodes.map(n => [
-    n.conflictsWith == null ? n.nodeId : `${n.nodeId} (CLASH)`,
+    n.conflictsWith == null ? n.nodeId : `${n.nodeId} (${n.nameHeldBy == null ? 'CONTESTED, holds the name' : 'CONTESTED, by peer id only'})`,
     n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach,
     n.rttMs == null ? '-' : `${n.rttMs} ms`,
     list(n.agents.map(a => a.id)),
@@ -56,8 +58,10 @@ function list (values: string[]): string {
   return values.length === 0 ? '-' : values.join(',')
 }
 
-export function table (header: string[], rows: string[][]): string[] {
-  if (rows.length === 0) return ['  (none)']
+/** Cells hold what other members wrote: escaped, so a row stays one row. */
+export function table (header: string[], cells: string[][]): string[] {
+  if (cells.length === 0) return ['  (none)']
+  const rows = cells.map(row => row.map(escapeControl))
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
   const line = (cells: string[]): string => '  ' + cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
   return [line(header), ...rows.map(line)]

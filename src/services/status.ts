@@ -1,3 +1,4 @@
+import { isName } from '../config/schema.js'
 import { VERSION } from '../version.js'
 import { RouteGroup, sendJson, type LocalHttpServer } from './http/local-server.js'
 import type { ClusterNode } from './cluster/cluster-view.js'
@@ -23,8 +24,26 @@ export interface PeerStatus {
   streams: number
 }
 
+/** Who may be a member and under which name. */
+export interface MembershipStatus {
+  mode: 'unmanaged' | 'managed'
+  /** One sentence on what the mode lets a member do. */
+  note: string
+}
+
+export const UNMANAGED: MembershipStatus = {
+  mode: 'unmanaged',
+  note: 'any holder of the cluster secret can join and claim any name'
+}
+
+export const MANAGED: MembershipStatus = {
+  mode: 'managed',
+  note: 'only peers with a certificate from the cluster authority are members; names and tags come from certificates'
+}
+
 export interface NodeStatus {
   nodeId: string
+  membership: MembershipStatus
   peerId: string
   version: string
   uptimeMs: number
@@ -45,9 +64,16 @@ export interface StatusSources {
   view: Pick<ClusterView, 'nodeIdOf' | 'nodes'>
   dialer: Pick<PeerDialer, 'list'>
   modelProxy: { proxy: Pick<ModelProxy, 'routingStatus'> }
+  membershipStatus: MembershipStatus
 }
 
 const NODE_IN_USER_AGENT = /\(node=([^)]+)\)/
+
+/** The node id a peer's identify user agent claims, if it is a valid one: the peer wrote it. */
+function nodeIdInUserAgent (agentVersion: string | undefined): string | undefined {
+  const claimed = agentVersion?.match(NODE_IN_USER_AGENT)?.[1]
+  return isName(claimed) ? claimed : undefined
+}
 
 /** What `GET /clawmatrix/status` answers. Holds no secret by construction. */
 export async function nodeStatus (node: StatusSources, startedAt: number): Promise<NodeStatus> {
@@ -61,7 +87,7 @@ export async function nodeStatus (node: StatusSources, startedAt: number): Promi
     const liveness = node.heartbeat.get(peerId)
     return {
       peerId: peerId.toString(),
-      nodeId: node.view.nodeIdOf(peerId.toString()) ?? agentVersion?.match(NODE_IN_USER_AGENT)?.[1],
+      nodeId: node.view.nodeIdOf(peerId.toString()) ?? nodeIdInUserAgent(agentVersion),
       agentVersion,
       direction: connection.direction,
       address: connection.remoteAddr.toString(),
@@ -73,6 +99,7 @@ export async function nodeStatus (node: StatusSources, startedAt: number): Promi
   }))
   return {
     nodeId: node.config.nodeId,
+    membership: node.membershipStatus,
     peerId: swarm.peerId.toString(),
     version: VERSION,
     uptimeMs: startedAt === 0 ? 0 : Date.now() - startedAt,

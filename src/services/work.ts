@@ -9,6 +9,7 @@ import { builtinToolRegistry } from './tools/builtin.js'
 import { ToolExecutor } from './tools/executor.js'
 import { type ToolRegistry } from './tools/registry.js'
 import { libp2pComponents } from './wire/components.js'
+import type { StreamProtocolInit } from './protocols/common.js'
 import type { Config } from '../config/schema.js'
 import type { Swarm } from '../node/swarm.js'
 import type { ShutdownState } from './shutdown.js'
@@ -22,6 +23,8 @@ export interface WorkInit {
   messageSink?: MessageSink
   /** Tools the tool proxy offers; default: exec, read, write, edit. */
   tools?: ToolRegistry
+  /** Per-caller policy (managed clusters' allowFrom): a refusal before a request is served. */
+  admit?: StreamProtocolInit['admit']
 }
 
 /** The three work protocols a node serves and calls: hand-off, one-way message, tool proxy. */
@@ -31,6 +34,8 @@ export class WorkProtocols implements Startable {
   readonly tools: ToolProtocol
   /** How this node runs its agents (for hand-offs, and for the task layer). */
   readonly agents: AgentRunner
+  /** The per-caller policy every protocol that runs work here applies (the task layer too). */
+  readonly admit: StreamProtocolInit['admit']
 
   constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}, shutdown?: ShutdownState) {
     // Remote commands never see the cluster secret or the model keys of this node.
@@ -40,10 +45,11 @@ export class WorkProtocols implements Startable {
     // External A2A agents run the same way whoever runs the node's own agents.
     this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv, logger: swarm.logger })])
     const refuse = shutdown?.refusal
-    this.handoff = new HandoffProtocol(components, { nodeId, refuse, runner: this.agents })
-    this.messages = new SendProtocol(components, { nodeId, refuse, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
+    const admit = this.admit = init.admit
+    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, runner: this.agents })
+    this.messages = new SendProtocol(components, { nodeId, refuse, admit, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
-    this.tools = new ToolProtocol(components, { nodeId, refuse, executor })
+    this.tools = new ToolProtocol(components, { nodeId, refuse, admit, executor })
   }
 
   async start (): Promise<void> {

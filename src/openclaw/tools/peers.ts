@@ -26,7 +26,7 @@ export function formatPeers (nodes: ClusterNode[]): string {
   const self = nodes.find(n => n.self)
   const lines = [`clawmatrix cluster: ${nodes.length} node${nodes.length === 1 ? '' : 's'}${self == null ? '' : `; this gateway is node "${self.nodeId}"`}`]
   for (const n of nodes) {
-    lines.push('', `node ${n.nodeId}${n.self ? ' (this node)' : ''}${n.conflictsWith == null ? '' : ' (id CLAIMED BY SEVERAL PEERS: unusable as a target)'}`)
+    lines.push('', `node ${n.nodeId}${n.self ? ' (this node)' : ''}${n.conflictsWith == null ? '' : n.nameHeldBy == null ? ' (id also claimed by another peer; this one keeps it)' : ` (id held by another peer: target this one by its peer id ${n.peerId})`}`)
     if (!n.self) lines.push(`  reach: ${reach(n)}`)
     lines.push(`  agents: ${n.agents.length === 0 ? 'none' : n.agents.map(a => `${a.id}${a.tags.length > 0 ? ` [${a.tags.join(', ')}]` : ''}${a.description === '' ? '' : ` - ${a.description}`}`).join('; ')}`)
     lines.push(`  models: ${n.models.length === 0 ? 'none' : n.models.map(m => `clawmatrix/${m.id}${m.description == null || m.description === '' ? '' : ` - ${m.description}`}`).join('; ')}`)

@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox'
 import { Value } from 'typebox/value'
+import { Name, PRINTABLE_PATTERN } from '../../config/schema.js'
 
 /**
  * What a node announces about itself on the announcement topic. Cards travel
@@ -10,12 +11,15 @@ export const ANNOUNCE_TOPIC = '/clawmatrix/announce/1.0.0'
 export const CARD_VERSION = 1
 export const MAX_CARD_BYTES = 64 * 1024
 
-const Id = Type.String({ minLength: 1, maxLength: 256 })
-const Ids = Type.Array(Id, { maxItems: 256 })
+/** Peer ids as strings (base58btc or base32 CIDs): letters and digits only. */
+const PeerIdText = Type.String({ pattern: '^[A-Za-z0-9]{1,128}$' })
+/** Anything shown to an operator: no control characters, so nothing can forge a log line or table row. */
+const Text = (maxLength: number) => Type.String({ maxLength, pattern: PRINTABLE_PATTERN })
+const Ids = Type.Array(Text(256), { maxItems: 256 })
 const Addresses = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64 })
 
 export const LinkSchema = Type.Object({
-  peerId: Id,
+  peerId: PeerIdText,
   /** Addresses the announcing node knows for that peer; a hint for dialing, checked by Noise on dial. */
   addresses: Addresses,
   relayed: Type.Boolean()
@@ -24,23 +28,24 @@ export const LinkSchema = Type.Object({
 export const CardSchema = Type.Object({
   v: Type.Literal(CARD_VERSION),
   kind: Type.Literal('card'),
-  nodeId: Id,
-  peerId: Id,
-  version: Type.String({ maxLength: 64 }),
+  nodeId: Name(),
+  peerId: PeerIdText,
+  version: Text(64),
   /** Grows with every card, across restarts too; older cards are replays. */
   seq: Type.Integer({ minimum: 0 }),
   /** The sender re-announces this often; it expires after three silent periods. */
   intervalMs: Type.Integer({ minimum: 100 }),
   addresses: Addresses,
-  agents: Type.Array(Type.Object({ id: Id, description: Type.String({ maxLength: 4096 }), tags: Ids }), { maxItems: 256 }),
+  // Descriptions may hold newlines; whoever prints one escapes it (src/node/escape.ts).
+  agents: Type.Array(Type.Object({ id: Name(), description: Type.String({ maxLength: 4096 }), tags: Ids }), { maxItems: 256 }),
   models: Type.Array(Type.Object({
-    id: Id,
-    provider: Type.String({ maxLength: 256 }),
+    id: Text(256),
+    provider: Text(256),
     description: Type.Optional(Type.String({ maxLength: 4096 })),
     /** Requests the node serves at once for this model; callers route around a host they know is full. */
     maxConcurrent: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Models to try when no host of this one can take a request. */
-    fallbacks: Type.Optional(Type.Array(Id, { maxItems: 16 }))
+    fallbacks: Type.Optional(Type.Array(Text(256), { maxItems: 16 }))
   }), { maxItems: 256 }),
   tags: Ids,
   toolProxy: Type.Object({ enabled: Type.Boolean(), allow: Ids, deny: Ids }),
@@ -58,9 +63,9 @@ export const CardSchema = Type.Object({
 export const GoneSchema = Type.Object({
   v: Type.Literal(CARD_VERSION),
   kind: Type.Literal('gone'),
-  peerId: Id,
+  peerId: PeerIdText,
   seq: Type.Integer({ minimum: 0 }),
-  gonePeerId: Id
+  gonePeerId: PeerIdText
 })
 
 export type Card = Static<typeof CardSchema>

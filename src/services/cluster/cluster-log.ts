@@ -43,13 +43,16 @@ export class ClusterLog implements Startable {
     this.components.log.info(`node left: ${event.detail.card.nodeId} (${event.detail.reason})`)
   }
 
-  private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[] }>): void => {
-    const { nodeId, peerIds } = event.detail
-    const self = peerIds.includes(this.components.swarm.peerId.toString()) ? ', this node among them' : ''
-    this.components.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')})${self}; requests to "${nodeId}" are refused until one is renamed`)
+  private readonly onConflict = (event: CustomEvent<{ nodeId: string, peerIds: string[], holder: string }>): void => {
+    const { nodeId, peerIds, holder } = event.detail
+    const self = this.components.swarm.peerId.toString()
+    // A node always holds its own name in its own view; elsewhere the first peer seen with it does.
+    const holds = holder === self ? 'this node' : `${holder} (seen first)`
+    this.components.log.warn(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')}); it stays with ${holds}; ` +
+      'the others are reached by peer id until renamed. Unmanaged cluster: any secret holder can claim any name')
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {
-    this.components.log.warn(`peer ${event.detail} missed ${this.init.maxMissed} heartbeats; disconnected`)
+    this.components.log.warn(`${this.components.view.nodeIdOf(event.detail.toString()) ?? 'a peer without a card'} (peer id ${event.detail}) missed ${this.init.maxMissed} heartbeats; disconnected`)
   }
 }

@@ -33,6 +33,13 @@ export interface ClusterNode {
   inFlight: number
   /** Other live peers that claim the same nodeId. */
   conflictsWith?: string[]
+  /**
+   * Set when another peer holds this node's nodeId (this node saw it first,
+   * or it is this node itself): the peer id of the holder. Such a node is
+   * reached only by its peer id; names, agents, models and tags route to the
+   * holder, so a second claimant can never take the holder's place.
+   */
+  nameHeldBy?: string
 }
 
 /** `quiet`: not worth an operator's attention (gossip delivering an older card late). */
@@ -49,8 +56,18 @@ export interface ClusterViewEvents {
   'node:joined': CustomEvent<Card>
   'node:updated': CustomEvent<Card>
   'node:left': CustomEvent<{ card: Card, reason: string }>
-  /** Two live peers claim one nodeId. */
-  'conflict': CustomEvent<{ nodeId: string, peerIds: string[] }>
+  /** Two live peers claim one nodeId; `holder` keeps it (see ClusterNode.nameHeldBy). */
+  'conflict': CustomEvent<{ nodeId: string, peerIds: string[], holder: string }>
+}
+
+/** How many departed nodes the view remembers for error messages. */
+const MAX_DEPARTED = 256
+
+export interface Departure {
+  peerId: string
+  /** Epoch ms. */
+  at: number
+  reason: string
 }
 
 interface Entry {
@@ -72,7 +89,10 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   private readonly reportedConflicts = new Set<string>()
   /** nodeId -> when it announced its leave (a graceful stop), until it is back or forgotten. */
   private readonly left = new Map<string, { at: number, peerId: string }>()
+  /** Nodes that left, newest last, so an error can say when and why (bounded: MAX_DEPARTED). */
+  private readonly departed = new Map<string, Departure>()
   private timer?: ReturnType<typeof setInterval>
+  private started = false
 
   /**
    * @param self - this node's own card (./local-card.ts), listed first
@@ -85,18 +105,20 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     private readonly heartbeat: Heartbeat,
     private readonly self: { readonly current: Card },
     private readonly sweepIntervalMs: number,
-    private readonly membership?: Pick<Membership, 'accept' | 'certificateOf'>
+    private readonly membership?: Pick<Membership, 'accept' | 'certificateOf' | 'nameOf'>
   ) {
     super()
     this.log = swarm.logger.forComponent('clawmatrix:cluster')
   }
 
   start (): void {
+    this.started = true
     this.timer = setInterval(() => { this.expire(Date.now()) }, this.sweepIntervalMs)
     this.timer.unref()
   }
 
   stop (): void {
+    this.started = false
     clearInterval(this.timer)
   }
 
@@ -136,7 +158,13 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     return { accept: true }
   }
 
-  /** Applies a peer's report that another peer stopped answering heartbeats. */
+  /**
+   * Applies a peer's report that another peer stopped answering heartbeats.
+   * The report proves nothing (any member can sign one about anyone): it only
+   * makes this node check the peer itself, at once, over whatever path it has.
+   * The peer leaves this view only if that check fails too; a fresh notice
+   * while a check runs joins it, so repeating notices costs one ping.
+   */
   applyGone (notice: GoneNotice, signer: string): Verdict {
     if (notice.peerId !== signer) {
       return { accept: false, reject: true, reason: `gone notice from ${notice.peerId} was signed by another peer, ${signer}` }
@@ -146,10 +174,12 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     }
     const stale = this.checkSequence(signer, notice.seq)
     if (stale != null) return stale
-    const self = this.swarm.peerId.toString()
-    // A report is only a hint: a node we still reach directly stays.
-    if (notice.gonePeerId !== self && this.reachOf(notice.gonePeerId).reach !== 'direct' && this.entries.has(notice.gonePeerId)) {
-      this.remove(notice.gonePeerId, `reported gone by ${this.nodeIdOf(signer) ?? signer}`)
+    const gone = notice.gonePeerId
+    if (gone !== this.swarm.peerId.toString() && this.entries.has(gone)) {
+      const reporter = this.nodeIdOf(signer) ?? signer
+      void this.heartbeat.check(peerIdFromString(gone)).then(reached => {
+        if (!reached && this.started) this.remove(gone, `reported gone by ${reporter}, and this node cannot reach it either`)
+      })
     }
     return { accept: true }
   }
@@ -168,12 +198,20 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     this.remove(peerId, reason)
   }
 
+  /** When and why the node last called `nodeId` left this view, if it did and is not back. */
+  departure (nodeId: string): Departure | undefined {
+    return [...this.entries.values()].some(e => e.card.nodeId === nodeId) ? undefined : this.departed.get(nodeId)
+  }
+
   card (peerId: string): Card | undefined {
     return this.entries.get(peerId)?.card
   }
 
+  /** A peer's name: in a managed cluster the certified one, else the one its card claims. */
   nodeIdOf (peerId: string): string | undefined {
     if (peerId === this.swarm.peerId.toString()) return this.self.current.nodeId
+    const certified = this.membership?.nameOf(peerId)
+    if (certified != null) return certified
     const known = this.entries.get(peerId)?.card.nodeId
     if (known != null) return known
     // a node that just announced its leave: answers still in flight name it
@@ -193,24 +231,37 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   /** This node and every node it knows, this node first, then by nodeId. */
   nodes (): ClusterNode[] {
     const self = this.self.current
+    // Entries keep the order they were first seen in: the first claimant of a name holds it.
     const others = [...this.entries.values()].map(({ card, receivedAt }) => this.describe(card, receivedAt))
+    const holders = new Map<string, string>()
+    for (const node of [this.describe(self, Date.now()), ...others]) {
+      if (!holders.has(node.nodeId)) holders.set(node.nodeId, node.peerId)
+    }
     const all = [this.describe(self, Date.now()), ...others.sort((a, b) => a.nodeId.localeCompare(b.nodeId))]
     for (const node of all) {
       const claimants = all.filter(other => other.nodeId === node.nodeId && other.peerId !== node.peerId)
-      if (claimants.length > 0) node.conflictsWith = claimants.map(c => c.peerId)
+      if (claimants.length === 0) continue
+      node.conflictsWith = claimants.map(c => c.peerId)
+      const holder = holders.get(node.nodeId)
+      if (holder !== node.peerId) node.nameHeldBy = holder
     }
     return all
   }
 
-  /** Candidates for an agent id, node id or `tags:...` target, best first. */
+  /**
+   * Candidates for a peer id, an agent id, a node id or a `tags:...` target,
+   * best first. A node whose name another peer holds answers to its peer id
+   * only; a target that only it would match says so instead of "unknown".
+   */
   resolve (target: string): Candidate[] {
     const nodes = this.nodes()
-    const clash = nodes.find(n => n.nodeId === target.trim() && n.conflictsWith != null)
-    if (clash != null) {
-      throw new NodeIdConflictError(clash.nodeId, [clash.peerId, ...clash.conflictsWith!])
+    const byPeerId = nodes.find(n => n.peerId === target.trim())
+    if (byPeerId != null) {
+      const { nodeId, peerId, reach, rttMs, inFlight } = byPeerId
+      return [{ nodeId, peerId, reach, rttMs, inFlight }]
     }
     try {
-      return resolveTarget(target, routable(nodes))
+      return this.routeAroundClaimants(nodes, routable => resolveTarget(target, routable))
     } catch (err) {
       const leftAt = err instanceof UnknownTargetError ? this.leftAt(target.trim()) : undefined
       if (leftAt == null) throw err
@@ -220,7 +271,24 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
 
   /** Nodes hosting a model, best first. */
   resolveModel (model: string): Candidate[] {
-    return resolveModel(model, routable(this.nodes()))
+    return this.routeAroundClaimants(this.nodes(), routable => resolveModel(model, routable))
+  }
+
+  private routeAroundClaimants (nodes: ClusterNode[], route: (nodes: RoutableNode[]) => Candidate[]): Candidate[] {
+    const claimants = nodes.filter(n => n.nameHeldBy != null)
+    try {
+      return route(nodes.filter(n => n.nameHeldBy == null))
+    } catch (err) {
+      if (!(err instanceof UnknownTargetError) || claimants.length === 0) throw err
+      let matched: Candidate[]
+      try {
+        matched = route(claimants)
+      } catch {
+        throw err
+      }
+      const claimant = nodes.find(n => n.peerId === matched[0]?.peerId)!
+      throw new NodeIdConflictError(claimant.nodeId, claimant.nameHeldBy!, claimant.peerId)
+    }
   }
 
   /** Counts a request in flight to `peerId` until the returned function is called. */
@@ -287,7 +355,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     const key = `${card.nodeId} ${[...claimants].sort().join(' ')}`
     if (this.reportedConflicts.has(key)) return
     this.reportedConflicts.add(key)
-    this.safeDispatchEvent('conflict', { detail: { nodeId: card.nodeId, peerIds: claimants } })
+    this.safeDispatchEvent('conflict', { detail: { nodeId: card.nodeId, peerIds: claimants, holder: claimants[0] } })
   }
 
   private rememberLeft (nodeId: string, peerId: string): void {
@@ -304,6 +372,12 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     if (entry == null) return
     this.entries.delete(peerId)
     if (reason === 'left') this.rememberLeft(entry.card.nodeId, peerId)
+    this.departed.delete(entry.card.nodeId)
+    this.departed.set(entry.card.nodeId, { peerId, at: Date.now(), reason })
+    for (const oldest of this.departed.keys()) {
+      if (this.departed.size <= MAX_DEPARTED) break
+      this.departed.delete(oldest)
+    }
     this.log('node %s left: %s', entry.card.nodeId, reason)
     this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
   }
@@ -314,16 +388,12 @@ export function leftMessage (nodeId: string, leftAt: number, now = Date.now()): 
   return `${nodeId} is shutting down (it announced its leave ${Math.max(0, Math.round((now - leftAt) / 1000))} s ago)`
 }
 
-/** A nodeId claimed by two peers is not routable until the clash is resolved. */
-function routable (nodes: ClusterNode[]): RoutableNode[] {
-  return nodes.filter(n => n.conflictsWith == null)
-}
-
 export class NodeIdConflictError extends Error {
   readonly code = 'NODE_ID_CONFLICT'
 
-  constructor (nodeId: string, peerIds: string[]) {
-    super(`node id "${nodeId}" is claimed by ${peerIds.length} live peers (${peerIds.join(', ')}); rename one of them`)
+  constructor (readonly nodeId: string, readonly holder: string, readonly claimant: string) {
+    super(`node id "${nodeId}" is claimed by two live peers: ${holder} holds it (seen first) and ${claimant} also claims it; ` +
+      `what only ${claimant} offers is reached by its peer id until one of them is renamed`)
     this.name = 'NodeIdConflictError'
   }
 }

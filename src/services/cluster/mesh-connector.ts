@@ -43,7 +43,12 @@ export class MeshConnector implements Startable {
   private connect (peer: string, addresses: string[]): void {
     const self = this.swarm.peerId.toString()
     if (peer === self || this.dialing.has(peer)) return
-    const peerId = peerIdFromString(peer)
+    let peerId
+    try {
+      peerId = peerIdFromString(peer)
+    } catch {
+      return // a link another member listed; its card schema only checked the characters
+    }
     if (this.swarm.getConnections(peerId).length > 0) return
     // After a failure, wait (1 s, doubling) unless the card now offers other addresses, e.g. a new relay reservation.
     const failed = this.failures.get(peer)

@@ -7,6 +7,7 @@
  */
 import { UnknownTargetError } from '../cluster/routing.js'
 import { NodeIdConflictError } from '../cluster/cluster-view.js'
+import { NodeOfflineError } from '../cluster/node-state.js'
 import { SelfTargetError, type CallOptions, type ClusterClient } from '../cluster-client.js'
 import { RefusedError, NoCandidateAcceptedError } from '../wire/errors.js'
 import { HttpRequestError, readJsonBody } from './body.js'
@@ -84,7 +85,7 @@ function statusOf (err: unknown): number {
   if (err instanceof UnknownTargetError || err instanceof NodeIdConflictError) return 404
   if (err instanceof SelfTargetError) return 400
   if (err instanceof RefusedError) return 403
-  if (err instanceof NoCandidateAcceptedError) return 503
+  if (err instanceof NoCandidateAcceptedError || err instanceof NodeOfflineError) return 503
   return 502
 }
 

@@ -4,7 +4,9 @@ import { libp2pComponents } from '../wire/components.js'
 import { PAGE_REFRESH_MS } from './constants.js'
 import { meshReport } from './mesh.js'
 import { meshPage, PAGE_CSP } from './page.js'
+import { health } from './health.js'
 import { peersReport } from './peers.js'
+import { RelayMetrics } from './relay-metrics.js'
 import { ViewProtocol } from './view-protocol.js'
 import type { ClawmatrixMetrics } from './metrics.js'
 import type { Config } from '../../config/schema.js'
@@ -24,11 +26,12 @@ export interface InspectableNode {
 /**
  * What lets operators see a node without reading its logs: the view protocol
  * for `clawmatrix inspect`, and on the loopback HTTP server `GET /metrics`,
- * `GET /clawmatrix/peers`, `GET /clawmatrix/mesh` and the mesh page at
- * `GET /clawmatrix/`.
+ * `GET /clawmatrix/peers`, `GET /clawmatrix/mesh`, the mesh page at
+ * `GET /clawmatrix/`, and the open `GET /healthz`.
  */
 export class NodeInspection implements Startable {
   readonly view: ViewProtocol
+  readonly relay: RelayMetrics
   private readonly routes: RouteGroup
 
   constructor (private readonly node: InspectableNode) {
@@ -36,12 +39,14 @@ export class NodeInspection implements Startable {
     this.view = new ViewProtocol(libp2pComponents(swarm), {
       snapshot: () => ({ nodeId: config.nodeId, peerId: swarm.peerId.toString(), version: VERSION, nodes: view.nodes() })
     })
+    this.relay = new RelayMetrics(swarm, node.metrics.registry)
     this.routes = new RouteGroup(node.http)
   }
 
   async start (): Promise<void> {
     const { swarm, view, config, metrics } = this.node
     await this.view.start()
+    await this.relay.start()
     metrics.observe({
       nodes: () => view.nodes(),
       meshPeers: () => meshPeers(swarm),
@@ -52,12 +57,18 @@ export class NodeInspection implements Startable {
 
   async stop (): Promise<void> {
     this.routes.clear()
+    this.relay.stop()
     await this.view.stop()
   }
 
   private serve (): void {
     const { swarm, view, config, metrics } = this.node
     const http = this.routes
+    // Open, and it says only ok or a fixed reason (./health.ts): probes carry no token.
+    http.route('GET', '/healthz', (_req, res) => {
+      const result = health(swarm)
+      sendJson(res, result.status === 'ok' ? 200 : 503, result)
+    }, { open: true })
     http.route('GET', '/metrics', async (_req, res) => {
       const text = await metrics.text()
       res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) })

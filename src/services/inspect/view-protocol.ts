@@ -1,4 +1,5 @@
 import { InvalidDataLengthError, lpStream } from '@libp2p/utils'
+import { isName } from '../../config/schema.js'
 import { PROTOCOL_PREFIX } from '../wire/constants.js'
 import { protocolId } from '../wire/protocol-id.js'
 import * as c from './constants.js'
@@ -146,12 +147,12 @@ function parseObject (data: { subarray: () => Uint8Array }, what: string): Recor
 /** Enough of a shape check that a display cannot trip over what a peer sent. */
 function checkSnapshot (value: Record<string, unknown>): ClusterViewSnapshot {
   const isString = (v: unknown): v is string => typeof v === 'string'
-  if (!isString(value.nodeId) || !isString(value.peerId) || !isString(value.version) || !Array.isArray(value.nodes)) {
-    throw new ViewFetchError('the view lacks nodeId, peerId, version or nodes')
+  if (!isName(value.nodeId) || !isString(value.peerId) || !isString(value.version) || !Array.isArray(value.nodes)) {
+    throw new ViewFetchError('the view lacks a valid nodeId, peerId, version or nodes')
   }
   for (const [i, node] of value.nodes.entries()) {
     const wellFormed = node != null && typeof node === 'object' &&
-      isString(node.nodeId) && isString(node.peerId) && isString(node.reach) && isString(node.lastSeen) &&
+      isName(node.nodeId) && isString(node.peerId) && isString(node.reach) && isString(node.lastSeen) &&
       Array.isArray(node.agents) && Array.isArray(node.models) && Array.isArray(node.tags) &&
       node.toolProxy != null && Array.isArray(node.toolProxy.allow) && Array.isArray(node.toolProxy.deny)
     if (!wellFormed) throw new ViewFetchError(`the view's node ${i} is malformed`)

@@ -5,6 +5,7 @@
  */
 import { isLoopback } from '../../config/addresses.js'
 import { libp2pComponents } from '../wire/components.js'
+import type { StreamProtocolInit } from '../protocols/common.js'
 import { LocalModels, type ResolveModelTarget } from './local-models.js'
 import { ModelStreamProtocol } from './model-protocol.js'
 import { ModelProxy, type ModelProxyObserver } from './model-proxy.js'
@@ -28,6 +29,8 @@ export interface ModelProxyOptions {
   observer?: ModelProxyObserver
   /** Timeouts of the upstream adapters. */
   upstream?: UpstreamInit
+  /** Per-caller policy (managed clusters' models[].allowFrom): a refusal before a request is served. */
+  admit?: StreamProtocolInit['admit']
 }
 
 export interface ModelProxyServiceInit extends ModelProxyOptions {
@@ -65,6 +68,7 @@ export class ModelProxyService implements Startable {
     this.protocol = new ModelStreamProtocol(libp2pComponents(init.swarm), {
       models: this.local,
       refuse: init.refuse,
+      admit: init.admit,
       onServed: served => {
         if (served.usage != null) this.usage.record('served', { model: served.model, host: config.nodeId, caller: init.view.nodeIdOf(served.from) ?? served.from }, served.usage)
         observer?.served?.(served)

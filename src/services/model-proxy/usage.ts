@@ -55,7 +55,21 @@ export function askForUsage (route: ModelRoute, body: Record<string, unknown>): 
   return { body: { ...body, stream_options: { ...(options as object | undefined), include_usage: true } }, strip: true }
 }
 
-const USAGE = Buffer.from('"usage"')
+const USAGE = Buffer.from('"usage":')
+
+/**
+ * Whether the bytes hold a usage object: `"usage":` followed by `{`.
+ * Streams asked for usage carry `"usage":null` in every chunk (OpenAI's
+ * format), and those must not cost a parse.
+ */
+function holdsUsage (buffer: Buffer): boolean {
+  for (let at = buffer.indexOf(USAGE); at !== -1; at = buffer.indexOf(USAGE, at + USAGE.length)) {
+    let next = at + USAGE.length
+    while (buffer[next] === 0x20) next++
+    if (buffer[next] === 0x7b) return true
+  }
+  return false
+}
 
 /**
  * Passes an OpenAI-format body through, reading its usage on the way.
@@ -65,7 +79,7 @@ const USAGE = Buffer.from('"usage"')
 export async function * readUsage (body: AsyncIterable<Uint8Array>, streaming: boolean, strip: boolean, found: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
   for await (const bytes of body) {
     const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    if (buffer.indexOf(USAGE) === -1) {
+    if (!holdsUsage(buffer)) {
       yield bytes
       continue
     }
@@ -78,7 +92,7 @@ export async function * readUsage (body: AsyncIterable<Uint8Array>, streaming: b
     let dropped = false
     const kept: string[] = []
     for (const event of buffer.toString('utf8').split(/(?<=\n\n)/)) {
-      if (!event.includes('"usage"')) {
+      if (!holdsUsage(Buffer.from(event))) {
         kept.push(event)
         continue
       }

@@ -32,9 +32,11 @@ export interface StreamProtocolInit {
    * `shutting-down`, so a caller moves on to its next candidate.
    */
   refuse?: () => string | undefined
+  /** Receiver: a refusal for one request before it is served (per-caller policy); default: serve everything. */
+  admit?: (request: Frame, connection: Connection) => { code: string, message: string } | undefined
 }
 
-type Settings = Required<Omit<StreamProtocolInit, 'refuse'>>
+type Settings = Required<Omit<StreamProtocolInit, 'refuse' | 'admit'>>
 
 /**
  * What the three protocols share, after js-libp2p's ping: a protocol id from
@@ -46,6 +48,7 @@ export abstract class StreamProtocol implements Startable {
   protected readonly settings: Settings
   protected readonly log: Logger
   private readonly refuse?: () => string | undefined
+  private readonly admit: StreamProtocolInit['admit']
   private started = false
 
   constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit) {
@@ -61,6 +64,7 @@ export abstract class StreamProtocol implements Startable {
       requestTimeoutMs: init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
     }
     this.refuse = init.refuse
+    this.admit = init.admit
     this.protocol = protocolId(this.settings.protocolPrefix, name, version)
     this.log = components.logger.forComponent(`clawmatrix:${name}`)
   }
@@ -103,10 +107,11 @@ export abstract class StreamProtocol implements Startable {
       requestTimeoutMs: this.settings.requestTimeoutMs,
       log: this.log
     }, async (frames, request) => {
-      const refusal = this.refuse?.()
+      const shutdown = this.refuse?.()
+      const refusal = shutdown != null ? { code: SHUTTING_DOWN, message: shutdown } : this.admit?.(request, connection)
       if (refusal != null) {
-        this.log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal)
-        await frames.write({ type: 'rejected', ...(typeof request.id === 'string' ? { id: request.id } : {}), code: SHUTTING_DOWN, message: refusal })
+        this.log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal.message)
+        await frames.write({ type: 'rejected', ...(typeof request.id === 'string' ? { id: request.id } : {}), ...refusal })
         await frames.close()
         return
       }

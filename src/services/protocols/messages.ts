@@ -5,9 +5,10 @@
  */
 import Type, { type Static } from 'typebox'
 import { MAX_TIMEOUT_MS } from './constants.js'
+import { Name, PRINTABLE_PATTERN } from '../../config/schema.js'
 
 export const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$', description: 'Unique per request, e.g. a UUID' })
-const AgentId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' })
+const AgentId = Name()
 const TimeoutMs = Type.Integer({ minimum: 1, maximum: MAX_TIMEOUT_MS })
 const ErrorInfo = Type.Object({ code: Type.String(), message: Type.String() })
 export const Status = Type.Enum(['ok', 'error', 'cancelled', 'timeout'])
@@ -53,7 +54,7 @@ export const SendRequestFrame = Type.Object({
   id: Id,
   agent: AgentId,
   message: Type.String(),
-  from: Type.Optional(Type.String({ maxLength: 256 }))
+  from: Type.Optional(Type.String({ maxLength: 256, pattern: PRINTABLE_PATTERN }))
 })
 
 export const DeliveredFrame = Type.Object({
@@ -66,7 +67,7 @@ export const DeliveredFrame = Type.Object({
 export const ToolRequestFrame = Type.Object({
   type: Type.Literal('tool'),
   id: Id,
-  tool: Type.String({ minLength: 1, maxLength: 64 }),
+  tool: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' }),
   params: Type.Unknown(),
   timeoutMs: Type.Optional(TimeoutMs)
 })

@@ -49,6 +49,8 @@ export interface GatewayInit {
   providers?: Record<string, unknown>
   /** The agents' default model; `fake/fake-model` otherwise. */
   model?: string
+  /** Changes to the generated openclaw.json (e.g. a channel), applied last. */
+  configure?: (config: Record<string, any>) => void
 }
 
 export interface CommandResult {
@@ -224,6 +226,7 @@ export class Gateway {
         entries: { clawmatrix: { enabled: true, config: init.clawmatrix }, 'memory-core': { enabled: false } }
       }
     }
+    init.configure?.(base)
     return base
   }
 }

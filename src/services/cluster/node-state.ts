@@ -1,0 +1,76 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { ClusterView } from './cluster-view.js'
+import type { Heartbeat } from '../../node/heartbeat.js'
+import type { PeerDialer } from '../../node/peer-dialer.js'
+
+export interface NodeStateSources {
+  view: ClusterView
+  /** The configured peers and their retry state. */
+  dialer?: Pick<PeerDialer, 'get'>
+  heartbeat?: Pick<Heartbeat, 'get'>
+}
+
+/** A target names a node this one knows of but cannot reach now. */
+export class NodeOfflineError extends Error {
+  readonly code = 'NODE_OFFLINE'
+
+  constructor (readonly nodeId: string, message: string) {
+    super(message)
+    this.name = 'NodeOfflineError'
+  }
+}
+
+/**
+ * How errors and status name a node and say its state: from the cluster
+ * view (cards, reach, departures), the configured-peer dialer (attempts,
+ * last error) and the heartbeat (last answer). One place, so every message
+ * reads the same: `office is offline (configured; last connected 2 min ago;
+ * retrying in 8 s: connection refused)`.
+ */
+export class NodeStates {
+  constructor (private readonly sources: NodeStateSources) {}
+
+  /** A peer by its node id; a peer without a card by a short peer id. */
+  nameOf (peerId: string): string {
+    const nodeId = this.sources.view.nodeIdOf(peerId)
+    if (nodeId == null) return `an unannounced peer (${peerId})`
+    const contested = this.sources.view.nodes().find(n => n.peerId === peerId)?.nameHeldBy != null
+    return contested ? `${nodeId} (peer ${peerId}, which does not hold that name)` : nodeId
+  }
+
+  /** One phrase for the state of the node called `nodeId`, or undefined when nothing is known of it. */
+  describe (nodeId: string, now = Date.now()): string | undefined {
+    const { view, dialer, heartbeat } = this.sources
+    const node = view.nodes().find(n => n.nodeId === nodeId && n.nameHeldBy == null)
+    const configured = dialer?.get(nodeId)
+    const facts: string[] = []
+    if (configured != null) {
+      facts.push('configured')
+      facts.push(configured.lastConnectedAt == null ? 'never connected' : `last connected ${ago(configured.lastConnectedAt, now)}`)
+      if (configured.state === 'dialing') facts.push(`connecting now${configured.lastError == null ? '' : ` (last try: ${configured.lastError})`}`)
+      if (configured.state === 'waiting') {
+        const wait = configured.nextAttemptAt == null ? '' : ` in ${Math.max(0, Math.round((configured.nextAttemptAt - now) / 1000))} s`
+        facts.push(`retrying${wait}: ${configured.lastError ?? 'the connection closed'}`)
+      }
+    }
+    if (node != null && node.reach !== 'unreachable') {
+      const liveness = node.self ? undefined : heartbeat?.get(peerIdFromString(node.peerId))
+      const path = node.reach === 'relayed' ? `relayed via ${node.via?.nodeId ?? 'a relay'}` : node.reach
+      return `${nodeId} is online (${path}${liveness?.rttMs == null ? '' : `, ${liveness.rttMs} ms`})`
+    }
+    if (node != null) {
+      facts.unshift(`announced ${ago(Date.parse(node.lastSeen), now)}, but no connection to it is open`)
+      return `${nodeId} is unreachable (${facts.join('; ')})`
+    }
+    const departure = view.departure(nodeId)
+    if (departure != null) facts.push(`left ${ago(departure.at, now)}: ${departure.reason}`)
+    return facts.length === 0 ? undefined : `${nodeId} is offline (${facts.join('; ')})`
+  }
+}
+
+function ago (at: number, now: number): string {
+  const s = Math.max(0, Math.round((now - at) / 1000))
+  if (s < 90) return `${s} s ago`
+  if (s < 90 * 60) return `${Math.round(s / 60)} min ago`
+  return `${Math.round(s / 3600)} h ago`
+}
