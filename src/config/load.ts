@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { Value } from 'typebox/value'
 import { isLoopback, peerUrlToMultiaddr } from './addresses.js'
-import { ConfigSchema, MIN_SECRET_LENGTH, type Config } from './schema.js'
+import { ConfigSchema, MIN_SECRET_LENGTH, NAME_RULE, PRINTABLE_PATTERN, type Config } from './schema.js'
 
 /** Fields whose values never appear in an error. */
 const SECRET_FIELDS = ['secret', 'proxyToken']

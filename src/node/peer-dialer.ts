@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { peerUrlToMultiaddr } from '../config/addresses.js'
+import { explainDialFailure } from './dial-errors.js'
 import type { Swarm } from './swarm.js'
 import type { PeerConfig } from '../config/schema.js'
 import type { Logger, PeerId, Startable } from '@libp2p/interface'

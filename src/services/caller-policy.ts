@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.js'
 import type { Certificate } from '../membership/index.js'
-import type { Frame } from './wire/index.js'
+import type { Frame } from './wire/frame.js'
 import type { Connection } from '@libp2p/interface'
 
 /** A refusal sent back as the request's `rejected` frame. */
