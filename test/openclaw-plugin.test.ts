@@ -19,6 +19,7 @@ import { clusterTools, ToolAuthorizationError, ToolInputError } from '../src/ope
 import { handoffMessage, lastAssistantText, OpenClawMessageSink, type SubagentRuntime } from '../src/openclaw/host.js'
 import { openclawModelTargets, providerEntry } from '../src/openclaw/models.js'
 import { clawmatrixProvider } from '../src/openclaw/provider.js'
+import { openclawAgentIds, unknownAgentWarnings } from '../src/openclaw/agents.js'
 import { VERSION } from '../src/version.js'
 import { SECRET, testNodes } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
@@ -96,7 +97,7 @@ describe('register(api)', () => {
     const runtime = new MeshRuntime()
     const stateDir = await mkdtemp(join(tmpdir(), 'clawmatrix-plugin-'))
     cleanups.push(async () => { await runtime.stop(); await rm(stateDir, { recursive: true, force: true }) })
-    const { api, calls } = recordingApi({ nodeId: 'alpha', secret: SECRET, listenHost: '127.0.0.1', proxyPort: 0 })
+    const { api, calls } = recordingApi({ nodeId: 'alpha', secret: SECRET, listenHost: '127.0.0.1', proxyPort: 0, agents: [{ id: 'main', description: 'x' }, { id: 'ghost', description: 'y' }] })
     registerClawmatrix(api, runtime)
     const service = calls.services[0]
     const lines: string[] = []
@@ -104,6 +105,8 @@ describe('register(api)', () => {
     await service.start(ctx)
     expect(runtime.current?.config.nodeId).toBe('alpha')
     expect(lines.some(l => /clawmatrix node alpha started/.test(l))).toBe(true)
+    // an offered agent this gateway does not have is a warning naming the ones it has (none configured: main)
+    expect(lines.filter(l => /is not an agent of this OpenClaw gateway/.test(l))).toEqual([expect.stringMatching(/^clawmatrix agents: "ghost" is not an agent of this OpenClaw gateway, which has "main"; .*agents\.ownership: "explicit"/)])
     const status: any[] = []
     await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
     expect(status[0][0]).toBe(true)
@@ -200,6 +203,21 @@ describe('the tools against real nodes', () => {
     const denied = await exec!.execute('call-3', { node: 'hub', command: 'true' }).catch((err: Error) => err)
     expect(denied).toBeInstanceOf(ToolAuthorizationError)
     expect(denied).toMatchObject({ status: 403, message: 'tool "exec" denied by policy on hub (toolProxy.deny)' })
+  })
+})
+
+describe('offered agents against the gateway\'s own', () => {
+  it('reads OpenClaw\'s roster (entries, or the legacy list; main without one) and skips a2a and command agents', () => {
+    expect(openclawAgentIds(undefined)).toEqual(['main'])
+    expect(openclawAgentIds({ agents: { entries: { home: {}, coder: {} } } })).toEqual(['coder', 'home'])
+    expect(openclawAgentIds({ agents: { list: [{ id: 'main' }, { id: 'ops' }] } })).toEqual(['main', 'ops'])
+    const offered = [
+      { id: 'coder', description: '', tags: [] },
+      { id: 'remote', description: '', tags: [], a2a: { url: 'http://x' } },
+      { id: 'script', description: '', tags: [], command: ['true'] }
+    ] as any[]
+    expect(unknownAgentWarnings(offered, { agents: { entries: { coder: {} } } })).toEqual([])
+    expect(unknownAgentWarnings(offered, { agents: { entries: { home: {}, work: {} } } })).toEqual([expect.stringMatching(/^clawmatrix agents: "coder" is not an agent of this OpenClaw gateway, which has "home", "work"/)])
   })
 })
 
