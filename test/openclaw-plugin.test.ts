@@ -225,6 +225,9 @@ describe('hand-offs as OpenClaw agent runs', () => {
   it('the prompt carries task and context; the reply is the last assistant text', () => {
     expect(handoffMessage('fix the build', { repo: 'x' })).toBe('[task handed off through clawmatrix]\nfix the build\n\nContext:\n{\n  "repo": "x"\n}')
     expect(handoffMessage('fix the build', undefined)).toBe('[task handed off through clawmatrix]\nfix the build')
+    // the calling node by name (the peer id only when the view does not know it), then its agent
+    expect(handoffMessage('x', undefined, { peerId: '12D3KooWpeer', nodeId: 'home', label: 'main' })).toBe('[task handed off through clawmatrix from home/main]\nx')
+    expect(handoffMessage('x', undefined, { peerId: '12D3KooWpeer' })).toBe('[task handed off through clawmatrix from 12D3KooWpeer]\nx')
     expect(lastAssistantText([
       { role: 'user', content: 'q' },
       { role: 'assistant', content: [{ type: 'text', text: 'first' }] },
@@ -246,7 +249,7 @@ describe('messages into an OpenClaw session', () => {
     }
     return { runs, runtime: runtime as SubagentRuntime }
   }
-  const from = { peerId: '12D3KooWpeer', label: 'agent main' }
+  const from = { peerId: '12D3KooWpeer', nodeId: 'home', label: 'main' }
 
   it('go into the agent\'s main session, acknowledged once OpenClaw admits the run; an admission failure is the sender\'s', async () => {
     const { runs, runtime } = subagent()
@@ -255,7 +258,7 @@ describe('messages into an OpenClaw session', () => {
     expect(sink.has('other')).toBe(false)
     const delivered = sink.deliver('main', 'hello', from, { id: 'm1', signal: AbortSignal.timeout(60_000) })
     await waitFor('the run', () => runs.length === 1)
-    expect(runs[0]!.params).toEqual({ sessionKey: 'agent:main:main', message: '[clawmatrix message from agent main (12D3KooWpeer)]\nhello', deliver: false, idempotencyKey: 'm1' })
+    expect(runs[0]!.params).toEqual({ sessionKey: 'agent:main:main', message: '[clawmatrix message from home/main]\nhello', deliver: false, idempotencyKey: 'm1' })
     runs[0]!.settle(true)
     await delivered
     const refused = sink.deliver('main', 'hello', from, { id: 'm2', signal: AbortSignal.timeout(60_000) })

@@ -122,13 +122,16 @@ export class ClawmatrixNode {
     const policy = membership == null ? undefined : new CallerPolicy(config, membership)
     membership?.attach(swarm)
     const shutdown = new ShutdownState(config.nodeId)
-    return new ClawmatrixNode(
+    // the work protocols name their callers through the view, which the node builds
+    let node: ClawmatrixNode | undefined
+    const nodeIdOf = (peerId: string): string | undefined => node?.view.nodeIdOf(peerId)
+    node = new ClawmatrixNode(
       config,
       swarm,
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken }),
-      new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, shutdown),
+      new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, { shutdown, nodeIdOf }),
       metrics,
       shutdown,
       await AnnounceSequence.load(init.stateDir),
@@ -137,6 +140,7 @@ export class ClawmatrixNode {
       { ...init.modelProxy, admit: policy?.admit },
       membership
     )
+    return node
   }
 
   /**
