@@ -24,6 +24,7 @@ export function parseConfig (input: unknown, source?: string): Config {
   }
   const withSections = inferDialects({ toolProxy: {}, modelRouting: {}, heartbeat: {}, reconnect: {}, ...input })
   const problems = schemaProblems(withSections)
+  if ((withSections as Record<string, unknown>).secret == null) problems.push('secret: missing; it is required')
   if (problems.length === 0) {
     problems.push(...semanticProblems(Value.Default(ConfigSchema, structuredClone(withSections)) as Config))
   }

@@ -113,7 +113,9 @@ export const TlsSchema = Type.Object({
 
 export const ConfigSchema = Type.Object({
   nodeId: Name('This node\'s name in the cluster'),
-  secret: Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire. A node that joined with `clawmatrix join` has it in its state directory' }),
+  // Optional in the schema only so that OpenClaw accepts the config of a gateway that joined with an invite;
+  // parseConfig (./load.ts) requires it once the joined state was merged in.
+  secret: Type.Optional(Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire. Required, unless this node joined a managed cluster with `clawmatrix join` (its state directory then holds it)' })),
   authority: Type.Optional(Type.String({ pattern: '^ed25519:[A-Za-z0-9_-]{43}$', description: 'Managed cluster: the authority\'s public key (from `clawmatrix init`); every peer must then hold a certificate it signed. A joined state directory provides it' })),
   listen: Type.Optional(Type.Boolean({ default: false, description: 'Accept inbound WebSocket connections' })),
   listenHost: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface to listen on' })),
