@@ -106,6 +106,14 @@ export const ReconnectSchema = Type.Object({
   maxDelayMs: Type.Optional(Type.Integer({ minimum: 10, default: DEFAULT_RECONNECT_MAX_MS, description: 'Largest retry delay' }))
 }, { additionalProperties: false })
 
+export const DEFAULT_UPGRADES_PER_IP_PER_MINUTE = 600
+export const DEFAULT_PENDING_HANDSHAKES_PER_IP = 32
+
+export const LimitsSchema = Type.Object({
+  upgradesPerIpPerMinute: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_UPGRADES_PER_IP_PER_MINUTE, description: 'Inbound WebSocket connections one IP address may open per minute; more are dropped before the Noise handshake, with a log line' })),
+  pendingHandshakesPerIp: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_PENDING_HANDSHAKES_PER_IP, description: 'Inbound connections from one IP address that may be in their handshake at once; more are dropped, with a log line' }))
+}, { additionalProperties: false })
+
 export const TlsSchema = Type.Object({
   certFile: Type.String({ minLength: 1, description: 'PEM certificate chain for serving wss directly' }),
   keyFile: Type.String({ minLength: 1, description: 'PEM private key for serving wss directly' })
@@ -132,7 +140,8 @@ export const ConfigSchema = Type.Object({
   toolProxy: Type.Optional(ToolProxySchema),
   modelRouting: Type.Optional(ModelRoutingSchema),
   heartbeat: Type.Optional(HeartbeatSchema),
-  reconnect: Type.Optional(ReconnectSchema)
+  reconnect: Type.Optional(ReconnectSchema),
+  limits: Type.Optional(LimitsSchema)
 }, { additionalProperties: false })
 
 export type ConfigInput = Static<typeof ConfigSchema>
@@ -149,7 +158,7 @@ export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'wor
 export type TlsConfig = Static<typeof TlsSchema>
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect' | 'limits'> {
   tls?: TlsConfig
   proxyToken?: string
   authority?: string
@@ -159,4 +168,5 @@ export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken'
   modelRouting: Resolved<Static<typeof ModelRoutingSchema>>
   heartbeat: Resolved<Static<typeof HeartbeatSchema>>
   reconnect: Resolved<Static<typeof ReconnectSchema>>
+  limits: Resolved<Static<typeof LimitsSchema>>
 }

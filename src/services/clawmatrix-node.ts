@@ -118,7 +118,7 @@ export class ClawmatrixNode {
       // Tags are certified too: the card carries the certificate's, whatever the config says.
       config = { ...config, tags: certificate.tags }
     }
-    const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
+    const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership, onInboundRefused: message => { (init.log ?? consoleLog).warn(message) } })
     const policy = membership == null ? undefined : new CallerPolicy(config, membership)
     membership?.attach(swarm)
     const shutdown = new ShutdownState(config.nodeId)
