@@ -60,8 +60,8 @@ export interface ModelProxyBenchOptions {
 }
 
 export const MODEL_PROXY_DEFAULTS: Omit<ModelProxyBenchOptions, 'progress'> = {
-  requests: 200, warmup: 20, shortChunks: 20, longRuns: 10, longChunks: 5_000, concurrency: 100, rounds: 3, pacedChunks: 20, paceMs: 10,
-  cpuRounds: 5, cpuRequests: 100, throughputRounds: 5, throughputClients: 32, throughputRequests: 20
+  requests: 100, warmup: 10, shortChunks: 20, longRuns: 5, longChunks: 5_000, concurrency: 100, rounds: 2, pacedChunks: 20, paceMs: 10,
+  cpuRounds: 5, cpuRequests: 50, throughputRounds: 3, throughputClients: 32, throughputRequests: 10
 }
 /** Enough to see that every part works, in about 15 s; the figures mean little. */
 export const MODEL_PROXY_QUICK: Omit<ModelProxyBenchOptions, 'progress'> = {

@@ -19,6 +19,7 @@ import { clusterTools, ToolAuthorizationError, ToolInputError } from '../src/ope
 import { handoffMessage, lastAssistantText, OpenClawMessageSink, type SubagentRuntime } from '../src/openclaw/host.js'
 import { openclawModelTargets, providerEntry } from '../src/openclaw/models.js'
 import { clawmatrixProvider } from '../src/openclaw/provider.js'
+import { openclawAgentIds, unknownAgentWarnings } from '../src/openclaw/agents.js'
 import { VERSION } from '../src/version.js'
 import { SECRET, testNodes } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
@@ -35,7 +36,8 @@ describe('openclaw.plugin.json', () => {
     const manifest = buildManifest(VERSION)
     expect(manifest.id).toBe('clawmatrix')
     expect(manifest.configSchema).toEqual(JSON.parse(JSON.stringify(ConfigSchema)))
-    expect(manifest.configSchema).toMatchObject({ type: 'object', additionalProperties: false, required: ['nodeId', 'secret'] })
+    expect(manifest.configSchema).toMatchObject({ type: 'object', additionalProperties: false, required: ['nodeId'] })
+    // secret is not in the schema's required list so a gateway that joined a managed cluster needs none; parseConfig requires it otherwise
     expect(manifest.contracts.tools).toEqual(['cluster_peers', 'cluster_handoff', 'cluster_send', 'cluster_exec', 'cluster_read', 'cluster_write', 'cluster_tool'])
     expect(manifest.cliCommands).toEqual([{ name: 'clawmatrix', description: expect.any(String), hasSubcommands: true }])
     expect(manifest.uiHints.secret).toMatchObject({ sensitive: true })
@@ -96,7 +98,7 @@ describe('register(api)', () => {
     const runtime = new MeshRuntime()
     const stateDir = await mkdtemp(join(tmpdir(), 'clawmatrix-plugin-'))
     cleanups.push(async () => { await runtime.stop(); await rm(stateDir, { recursive: true, force: true }) })
-    const { api, calls } = recordingApi({ nodeId: 'alpha', secret: SECRET, listenHost: '127.0.0.1', proxyPort: 0 })
+    const { api, calls } = recordingApi({ nodeId: 'alpha', secret: SECRET, listenHost: '127.0.0.1', proxyPort: 0, agents: [{ id: 'main', description: 'x' }, { id: 'ghost', description: 'y' }] })
     registerClawmatrix(api, runtime)
     const service = calls.services[0]
     const lines: string[] = []
@@ -104,6 +106,8 @@ describe('register(api)', () => {
     await service.start(ctx)
     expect(runtime.current?.config.nodeId).toBe('alpha')
     expect(lines.some(l => /clawmatrix node alpha started/.test(l))).toBe(true)
+    // an offered agent this gateway does not have is a warning naming the ones it has (none configured: main)
+    expect(lines.filter(l => /is not an agent of this OpenClaw gateway/.test(l))).toEqual([expect.stringMatching(/^clawmatrix agents: "ghost" is not an agent of this OpenClaw gateway, which has "main"; .*agents\.ownership: "explicit"/)])
     const status: any[] = []
     await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
     expect(status[0][0]).toBe(true)
@@ -203,10 +207,28 @@ describe('the tools against real nodes', () => {
   })
 })
 
+describe('offered agents against the gateway\'s own', () => {
+  it('reads OpenClaw\'s roster (entries, or the legacy list; main without one) and skips a2a and command agents', () => {
+    expect(openclawAgentIds(undefined)).toEqual(['main'])
+    expect(openclawAgentIds({ agents: { entries: { home: {}, coder: {} } } })).toEqual(['coder', 'home'])
+    expect(openclawAgentIds({ agents: { list: [{ id: 'main' }, { id: 'ops' }] } })).toEqual(['main', 'ops'])
+    const offered = [
+      { id: 'coder', description: '', tags: [] },
+      { id: 'remote', description: '', tags: [], a2a: { url: 'http://x' } },
+      { id: 'script', description: '', tags: [], command: ['true'] }
+    ] as any[]
+    expect(unknownAgentWarnings(offered, { agents: { entries: { coder: {} } } })).toEqual([])
+    expect(unknownAgentWarnings(offered, { agents: { entries: { home: {}, work: {} } } })).toEqual([expect.stringMatching(/^clawmatrix agents: "coder" is not an agent of this OpenClaw gateway, which has "home", "work"/)])
+  })
+})
+
 describe('hand-offs as OpenClaw agent runs', () => {
   it('the prompt carries task and context; the reply is the last assistant text', () => {
     expect(handoffMessage('fix the build', { repo: 'x' })).toBe('[task handed off through clawmatrix]\nfix the build\n\nContext:\n{\n  "repo": "x"\n}')
     expect(handoffMessage('fix the build', undefined)).toBe('[task handed off through clawmatrix]\nfix the build')
+    // the calling node by name (the peer id only when the view does not know it), then its agent
+    expect(handoffMessage('x', undefined, { peerId: '12D3KooWpeer', nodeId: 'home', label: 'main' })).toBe('[task handed off through clawmatrix from home/main]\nx')
+    expect(handoffMessage('x', undefined, { peerId: '12D3KooWpeer' })).toBe('[task handed off through clawmatrix from 12D3KooWpeer]\nx')
     expect(lastAssistantText([
       { role: 'user', content: 'q' },
       { role: 'assistant', content: [{ type: 'text', text: 'first' }] },
@@ -228,7 +250,7 @@ describe('messages into an OpenClaw session', () => {
     }
     return { runs, runtime: runtime as SubagentRuntime }
   }
-  const from = { peerId: '12D3KooWpeer', label: 'agent main' }
+  const from = { peerId: '12D3KooWpeer', nodeId: 'home', label: 'main' }
 
   it('go into the agent\'s main session, acknowledged once OpenClaw admits the run; an admission failure is the sender\'s', async () => {
     const { runs, runtime } = subagent()
@@ -237,7 +259,7 @@ describe('messages into an OpenClaw session', () => {
     expect(sink.has('other')).toBe(false)
     const delivered = sink.deliver('main', 'hello', from, { id: 'm1', signal: AbortSignal.timeout(60_000) })
     await waitFor('the run', () => runs.length === 1)
-    expect(runs[0]!.params).toEqual({ sessionKey: 'agent:main:main', message: '[clawmatrix message from agent main (12D3KooWpeer)]\nhello', deliver: false, idempotencyKey: 'm1' })
+    expect(runs[0]!.params).toEqual({ sessionKey: 'agent:main:main', message: '[clawmatrix message from home/main]\nhello', deliver: false, idempotencyKey: 'm1' })
     runs[0]!.settle(true)
     await delivered
     const refused = sink.deliver('main', 'hello', from, { id: 'm2', signal: AbortSignal.timeout(60_000) })

@@ -64,7 +64,7 @@ describe('work through the CLI, across a relayed path', () => {
     expect(output).toBe('delivered to coder on office\n')
     expect(code).toBe(0)
     const inbox = await readFile(join(office.stateDir, 'inbox', 'coder.jsonl'), 'utf8')
-    expect(JSON.parse(inbox.trim())).toMatchObject({ message: 'please review' })
+    expect(JSON.parse(inbox.trim())).toMatchObject({ message: 'please review', from: { nodeId: 'home' } })
   })
 
   it('runs exec, write and read on the remote node, with its output and exit code', async () => {

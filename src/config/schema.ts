@@ -106,6 +106,14 @@ export const ReconnectSchema = Type.Object({
   maxDelayMs: Type.Optional(Type.Integer({ minimum: 10, default: DEFAULT_RECONNECT_MAX_MS, description: 'Largest retry delay' }))
 }, { additionalProperties: false })
 
+export const DEFAULT_UPGRADES_PER_IP_PER_MINUTE = 600
+export const DEFAULT_PENDING_HANDSHAKES_PER_IP = 32
+
+export const LimitsSchema = Type.Object({
+  upgradesPerIpPerMinute: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_UPGRADES_PER_IP_PER_MINUTE, description: 'Inbound WebSocket connections one IP address may open per minute; more are dropped before the Noise handshake, with a log line' })),
+  pendingHandshakesPerIp: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_PENDING_HANDSHAKES_PER_IP, description: 'Inbound connections from one IP address that may be in their handshake at once; more are dropped, with a log line' }))
+}, { additionalProperties: false })
+
 export const TlsSchema = Type.Object({
   certFile: Type.String({ minLength: 1, description: 'PEM certificate chain for serving wss directly' }),
   keyFile: Type.String({ minLength: 1, description: 'PEM private key for serving wss directly' })
@@ -113,7 +121,9 @@ export const TlsSchema = Type.Object({
 
 export const ConfigSchema = Type.Object({
   nodeId: Name('This node\'s name in the cluster'),
-  secret: Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire. A node that joined with `clawmatrix join` has it in its state directory' }),
+  // Optional in the schema only so that OpenClaw accepts the config of a gateway that joined with an invite;
+  // parseConfig (./load.ts) requires it once the joined state was merged in.
+  secret: Type.Optional(Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire. Required, unless this node joined a managed cluster with `clawmatrix join` (its state directory then holds it)' })),
   authority: Type.Optional(Type.String({ pattern: '^ed25519:[A-Za-z0-9_-]{43}$', description: 'Managed cluster: the authority\'s public key (from `clawmatrix init`); every peer must then hold a certificate it signed. A joined state directory provides it' })),
   listen: Type.Optional(Type.Boolean({ default: false, description: 'Accept inbound WebSocket connections' })),
   listenHost: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface to listen on' })),
@@ -130,7 +140,8 @@ export const ConfigSchema = Type.Object({
   toolProxy: Type.Optional(ToolProxySchema),
   modelRouting: Type.Optional(ModelRoutingSchema),
   heartbeat: Type.Optional(HeartbeatSchema),
-  reconnect: Type.Optional(ReconnectSchema)
+  reconnect: Type.Optional(ReconnectSchema),
+  limits: Type.Optional(LimitsSchema)
 }, { additionalProperties: false })
 
 export type ConfigInput = Static<typeof ConfigSchema>
@@ -147,7 +158,7 @@ export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'wor
 export type TlsConfig = Static<typeof TlsSchema>
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect' | 'limits'> {
   tls?: TlsConfig
   proxyToken?: string
   authority?: string
@@ -157,4 +168,5 @@ export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken'
   modelRouting: Resolved<Static<typeof ModelRoutingSchema>>
   heartbeat: Resolved<Static<typeof HeartbeatSchema>>
   reconnect: Resolved<Static<typeof ReconnectSchema>>
+  limits: Resolved<Static<typeof LimitsSchema>>
 }

@@ -11,8 +11,10 @@ import { admissionGater, admitting, type Admission } from './admission.js'
 import { peerUrlToMultiaddr } from '../config/addresses.js'
 import * as c from './constants.js'
 import { gatePrologue } from './gate.js'
+import { InboundAdmission } from './inbound-admission.js'
 import { webSocketTransport } from './websocket-transport.js'
 import { nodeLogger } from './logging.js'
+import { DEFAULT_PENDING_HANDSHAKES_PER_IP, DEFAULT_UPGRADES_PER_IP_PER_MINUTE } from '../config/schema.js'
 import type { Config } from '../config/schema.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
@@ -28,7 +30,7 @@ export interface SwarmServices {
 
 export type Swarm = Libp2p<SwarmServices>
 
-export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'>
+export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'> & Partial<Pick<Config, 'limits'>>
 
 export interface SwarmOptions {
   /** libp2p's `metrics` option, e.g. Prometheus metrics in the node's own registry. */
@@ -44,6 +46,18 @@ export interface SwarmOptions {
    * @default true
    */
   releaseSockets?: boolean
+  /** Told when a per-IP limit (config.limits) drops an inbound connection; at most once a minute per address. */
+  onInboundRefused?: (message: string) => void
+}
+
+/** Per-IP limits on inbound WebSocket connections before Noise (./inbound-admission.ts), for a listening node. */
+function inboundAdmission (config: SwarmConfig, options: SwarmOptions): InboundAdmission | undefined {
+  if (!config.listen) return undefined
+  return new InboundAdmission({
+    upgradesPerIpPerMinute: config.limits?.upgradesPerIpPerMinute ?? DEFAULT_UPGRADES_PER_IP_PER_MINUTE,
+    pendingHandshakesPerIp: config.limits?.pendingHandshakesPerIp ?? DEFAULT_PENDING_HANDSHAKES_PER_IP,
+    onRefused: refusal => { options.onInboundRefused?.(refusal.message) }
+  })
 }
 
 /** The user agent other peers see in identify: names the software and this node. */
@@ -77,7 +91,7 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
       announce: config.announceAddresses.map(url => peerUrlToMultiaddr(url).toString())
     },
     // The WebSocket transport, with aborted connections' sockets released (./websocket-transport.ts).
-    transports: [webSocketTransport({ https, releaseSockets: swarmOptions.releaseSockets }), circuitRelayTransport()],
+    transports: [webSocketTransport({ https, releaseSockets: swarmOptions.releaseSockets, admission: inboundAdmission(config, swarmOptions) }), circuitRelayTransport()],
     connectionEncrypters: [swarmOptions.admission == null ? encrypter : admitting(encrypter, swarmOptions.admission)],
     connectionGater: swarmOptions.admission == null ? undefined : admissionGater(swarmOptions.admission),
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],

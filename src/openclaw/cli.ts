@@ -3,11 +3,13 @@
  * node of its own, so every subcommand asks the running gateway through a
  * gateway method (./gateway-methods.ts).
  */
+import { join } from 'node:path'
 import { formatStatus } from '../services/status-format.js'
 import { CLI_COMMAND } from './manifest.js'
 import { METHOD_MODELS, METHOD_STATUS } from './gateway-methods.js'
 import { PROVIDER_ID, type ProviderEntry } from './models.js'
 import type { NodeStatus } from '../services/status.js'
+import { initCommand, inviteCommand, joinCommand, revokeCommand } from '../cli/membership.js'
 
 /** The part of Commander's Command the CLI uses (OpenClaw hands us its own instance). */
 export interface CommandLike {
@@ -37,6 +39,8 @@ export async function registerClawmatrixCli (program: CommandLike): Promise<void
       })
     })
 
+  await registerMembershipVerbs(root)
+
   withGatewayOptions(root.command('models')
     .description(`The models.providers.${PROVIDER_ID} entry that lets agents use clawmatrix/<model>, from the live cluster`)
     .option('--json', 'Print only the provider entry as JSON', false))
@@ -46,6 +50,54 @@ export async function registerClawmatrixCli (program: CommandLike): Promise<void
         return opts.json === true ? JSON.stringify(entry, null, 2) : formatProviderEntry(entry)
       })
     })
+}
+
+/**
+ * The managed-membership verbs, as `clawmatrix init|invite|join|revoke`
+ * (docs/gate.md). They need no gateway: init and invite work on the
+ * authority directory, join on this gateway's state directory (the node picks
+ * it up at its next start), revoke on the running node's local endpoint.
+ */
+async function registerMembershipVerbs (root: CommandLike): Promise<void> {
+  const { resolveStateDir } = await import('openclaw/plugin-sdk/state-paths')
+  const clawmatrixStateDir = (): string => join(resolveStateDir(), 'clawmatrix')
+  root.command('init')
+    .description('Create a cluster authority and secret (keep the directory off the running nodes)')
+    .option('--authority-dir <dir>', 'Where the authority key goes (default ~/.clawmatrix/authority)')
+    .action(async (opts: Record<string, string | undefined>) => { await runVerb(async () => initCommand({ authorityDir: opts.authorityDir })) })
+  root.command('invite <nodeId>')
+    .description('Print an invite token for a node: its key, certificate and the cluster secret')
+    .option('--tags <a,b>', 'Tags the certificate grants')
+    .option('--expires <30d>', 'Certificate lifetime (d, h, m or s; default 365d)')
+    .option('--bootstrap <url>', 'A peer the new node dials first')
+    .option('--new-key', 'A new key even if the node holds a live certificate', false)
+    .option('--authority-dir <dir>', 'The authority directory')
+    .action(async (nodeId: string, opts: Record<string, any>) => {
+      await runVerb(async () => inviteCommand({ nodeId, tags: opts.tags, expires: opts.expires, bootstrap: opts.bootstrap, newKey: opts.newKey === true, authorityDir: opts.authorityDir }))
+    })
+  root.command('join <token>')
+    .description('Install an invite in this gateway\'s clawmatrix state ("-" reads the token from stdin)')
+    .option('--state-dir <dir>', 'Default: <OpenClaw state dir>/clawmatrix')
+    .action(async (token: string, opts: Record<string, string | undefined>) => {
+      await runVerb(async () => joinCommand(token, { stateDir: opts.stateDir ?? clawmatrixStateDir() }))
+    })
+  root.command('revoke <nodeIdOrPeerId>')
+    .description('Sign a revocation and hand it to the running node, which publishes it to the cluster')
+    .option('--authority-dir <dir>', 'The authority directory')
+    .option('--host <host>', 'The node\'s local endpoint host', '127.0.0.1')
+    .option('--port <port>', 'The node\'s proxyPort')
+    .action(async (target: string, opts: Record<string, string | undefined>) => {
+      await runVerb(async () => revokeCommand(target, { authorityDir: opts.authorityDir, host: opts.host, port: opts.port == null ? undefined : Number(opts.port) }))
+    })
+}
+
+async function runVerb (verb: () => Promise<void>): Promise<void> {
+  try {
+    await verb()
+  } catch (err: any) {
+    process.stderr.write(`clawmatrix: ${err?.message ?? String(err)}\n`)
+    process.exitCode = 1
+  }
 }
 
 export function formatProviderEntry (entry: ProviderEntry): string {

@@ -6,6 +6,7 @@
  */
 import { type DeliverOptions, type MessageOrigin, type MessageSink } from '../services/agents/message-sink.js'
 import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult } from '../services/agents/runner.js'
+import { describeOrigin } from '../services/agents/message-sink.js'
 
 /** The part of `api.runtime.subagent` used here. */
 export interface SubagentRuntime {
@@ -39,7 +40,7 @@ export class OpenClawAgentRunner implements AgentRunner {
   async run (agentId: string, task: string, context: unknown, options: AgentRunOptions): Promise<AgentRunResult> {
     const key = sessionKey(agentId, `clawmatrix-${options.id}`)
     options.signal.throwIfAborted()
-    const { runId, sessionKey: accepted = key } = await this.subagent.run({ sessionKey: key, message: handoffMessage(task, context), deliver: false, idempotencyKey: options.id })
+    const { runId, sessionKey: accepted = key } = await this.subagent.run({ sessionKey: key, message: handoffMessage(task, context, options.from), deliver: false, idempotencyKey: options.id })
     options.onProgress?.(`agent ${agentId} started (run ${runId})`)
     try {
       while (true) {
@@ -88,7 +89,7 @@ export class OpenClawMessageSink implements MessageSink {
 
   async deliver (agentId: string, message: string, from: MessageOrigin, options: DeliverOptions): Promise<void> {
     options.signal.throwIfAborted()
-    const sender = from.label == null ? from.peerId : `${from.label} (${from.peerId})`
+    const sender = describeOrigin(from)
     const admitted = this.subagent.run({
       sessionKey: sessionKey(agentId, 'main'),
       message: `[clawmatrix message from ${sender}]\n${message}`,
@@ -107,9 +108,9 @@ export class OpenClawMessageSink implements MessageSink {
   }
 }
 
-export function handoffMessage (task: string, context: unknown): string {
+export function handoffMessage (task: string, context: unknown, from?: MessageOrigin): string {
   const background = context == null || context === '' ? '' : `\n\nContext:\n${typeof context === 'string' ? context : JSON.stringify(context, null, 2)}`
-  return `[task handed off through clawmatrix]\n${task}${background}`
+  return `[task handed off through clawmatrix${from == null ? '' : ` from ${describeOrigin(from)}`}]\n${task}${background}`
 }
 
 /** The text of the last assistant message in an OpenClaw transcript. */

@@ -1,3 +1,4 @@
+import { unknownAgentWarnings, type OpenClawAgentsConfig } from './agents.js'
 import { registerClawmatrixCli, type CommandLike } from './cli.js'
 import { gatewayMethods } from './gateway-methods.js'
 import { gatewayTools } from './gateway-tools.js'
@@ -36,6 +37,7 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
           const port = gatewayPortOf(gateway, process.env)
           const token = gateway?.gateway?.auth?.token
           if (port != null) tools.setFallback(gatewayTools({ port, token: typeof token === 'string' ? token : undefined }))
+          for (const warning of unknownAgentWarnings(config.agents, ctx.config as OpenClawAgentsConfig)) ctx.logger.warn(warning)
           if (subagent == null) return { tools }
           const agents = new Set(config.agents.map(agent => agent.id))
           return {

@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import { parseConfig } from '../config/load.js'
+import { loadJoinedState, withJoinedState } from '../membership/index.js'
 import { ClawmatrixNode, type ClawmatrixNodeInit } from '../services/clawmatrix-node.js'
 import type { InfoLog } from '../node/logging.js'
 import { checkPortClash } from './ports.js'
@@ -66,11 +67,17 @@ export class MeshRuntime {
       this.failure = undefined
       let node: ClawmatrixNode | undefined
       try {
-        const config = parseConfig(init.pluginConfig, 'plugins.entries.clawmatrix.config')
+        const stateDir = join(init.stateDir, 'clawmatrix')
+        // A gateway that ran `openclaw clawmatrix join` takes its name, secret and authority from there.
+        const raw = init.pluginConfig
+        const pluginConfig = raw != null && typeof raw === 'object' && !Array.isArray(raw)
+          ? withJoinedState(raw as Record<string, unknown>, await loadJoinedState(stateDir))
+          : raw
+        const config = parseConfig(pluginConfig, 'plugins.entries.clawmatrix.config')
         checkPortClash(config, init.openclawConfig, init.env ?? process.env)
         node = await ClawmatrixNode.create({
           config,
-          stateDir: join(init.stateDir, 'clawmatrix'),
+          stateDir,
           log: init.log,
           work: init.work?.(config),
           modelProxy: init.modelProxy?.(config)

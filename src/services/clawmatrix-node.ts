@@ -192,7 +192,7 @@ export class ClawmatrixNode {
       // Tags are certified too: the card carries the certificate's, whatever the config says.
       config = { ...config, tags: certificate.tags }
     }
-    const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership })
+    const swarm = await createSwarm(config, peerKey, { ...init.swarm, metrics: metrics.libp2pMetrics(), admission: membership, onInboundRefused: message => { log.warn(message) } })
     const shutdown = new ShutdownState(config.nodeId)
     const policy = membership == null ? undefined : new CallerPolicy(config, membership)
     membership?.attach(swarm)
@@ -200,7 +200,7 @@ export class ClawmatrixNode {
     const heartbeat = new Heartbeat(swarm, config.heartbeat)
     const card = new LocalCard(swarm, { config, intervalMs, certificate: membership == null ? undefined : () => membership.certificate })
     const view = new ClusterView(swarm, heartbeat, card, Math.max(100, intervalMs / 2), membership)
-    const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, shutdown)
+    const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, { shutdown, nodeIdOf: peerId => view.nodeIdOf(peerId) })
     const client = new ClusterClient({ config, view, work })
     const dialer = new PeerDialer(swarm, config.peers, config.reconnect)
     const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs })

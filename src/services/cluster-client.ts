@@ -114,7 +114,7 @@ export class ClusterClient {
     const groups = groupByAgent(this.agentCandidates(target))
     // Candidates are grouped by agent (a tags: target may match several); the same id keeps a retry from running twice.
     return this.firstGroup(groups, async (agent, peers) => {
-      const result = await this.tracked(peers, async () => this.node.work.handoff.handoff(peers, { id, agent, task, context, timeoutMs }, {
+      const result = await this.tracked(peers, async () => this.node.work.handoff.handoff(peers, { id, agent, task, context, timeoutMs, from: options.from }, {
         signal: options.signal,
         onProgress: progress => options.onProgress?.(progress.message)
       }))

@@ -27,6 +27,14 @@ export interface WorkInit {
   admit?: StreamProtocolInit['admit']
 }
 
+/** What the work protocols learn from the node they serve. */
+export interface WorkNode {
+  /** New work is refused while the node shuts down. */
+  shutdown?: ShutdownState
+  /** Callers are named by the cluster view: agents are told who asked (`home/main`). */
+  nodeIdOf?(peerId: string): string | undefined
+}
+
 /** The three work protocols a node serves and calls: hand-off, one-way message, tool proxy. */
 export class WorkProtocols implements Startable {
   readonly handoff: HandoffProtocol
@@ -37,17 +45,18 @@ export class WorkProtocols implements Startable {
   /** The per-caller policy every protocol that runs work here applies (the task layer too). */
   readonly admit: StreamProtocolInit['admit']
 
-  constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}, shutdown?: ShutdownState) {
+  constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}, node: WorkNode = {}) {
     // Remote commands never see the cluster secret or the model keys of this node.
     const hiddenEnv = config.models.flatMap(m => m.apiKeyEnv == null ? [] : [m.apiKeyEnv])
     const components = libp2pComponents(swarm)
     const { nodeId } = config
     // External A2A agents run the same way whoever runs the node's own agents.
     this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv, logger: swarm.logger })])
-    const refuse = shutdown?.refusal
+    const refuse = node.shutdown?.refusal
+    const { nodeIdOf } = node
     const admit = this.admit = init.admit
-    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, runner: this.agents })
-    this.messages = new SendProtocol(components, { nodeId, refuse, admit, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
+    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, nodeIdOf, runner: this.agents })
+    this.messages = new SendProtocol(components, { nodeId, refuse, admit, nodeIdOf, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
     this.tools = new ToolProtocol(components, { nodeId, refuse, admit, executor })
   }

@@ -10,6 +10,7 @@
  *
  * Gateways start once for the file, in parallel.
  */
+import { join } from 'node:path'
 import { readFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers/wait.js'
@@ -134,6 +135,22 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     const result = await idle.cli(['clawmatrix', 'status', '--timeout', '3000'])
     expect(result.code).not.toBe(0)
     expect(result.stderr).toMatch(/^clawmatrix: no OpenClaw gateway answered: Gateway not reachable at ws:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)\.; clawmatrix runs inside the gateway: start it with `openclaw gateway run`, or point at it with --url\/--port$/m)
+  }, CLI_TEST_MS)
+
+  it('openclaw clawmatrix init, invite and join install a managed membership in the gateway\'s state', async () => {
+    const authorityDir = join(idle.dir, 'authority')
+    const init = await idle.cli(['clawmatrix', 'init', '--authority-dir', authorityDir])
+    expect(init.code, init.stderr).toBe(0)
+    expect(init.stdout).toMatch(/authority: ed25519:[\w-]{43}/)
+    const invite = await idle.cli(['clawmatrix', 'invite', 'idle', '--tags', 'ops', '--authority-dir', authorityDir])
+    expect(invite.code, invite.stderr).toBe(0)
+    const token = invite.stdout.trim()
+    expect(token).toMatch(/^clawmatrix-invite-v1\.[\w-]+$/)
+    const joined = await idle.cli(['clawmatrix', 'join', token])
+    expect(joined.code, joined.stderr).toBe(0)
+    expect(joined.stdout + joined.stderr).not.toContain(token)
+    const state = JSON.parse(await readFile(join(idle.dir, 'state', 'clawmatrix', 'membership.json'), 'utf8'))
+    expect(state.certificate).toMatchObject({ nodeId: 'idle', tags: ['ops'] })
   }, CLI_TEST_MS)
 
   it('openclaw clawmatrix models prints the provider entry for clawmatrix/<model>', async () => {

@@ -49,7 +49,8 @@ export interface ToolScope {
 
 /** The caller as the remote side records it: `agent <id>` or the session key. */
 export function callerLabel (caller: ToolCaller): string | undefined {
-  return caller.agentId != null ? `agent ${caller.agentId}` : caller.sessionKey
+  // the receiving node puts this node's name in front: `home/main`
+  return caller.agentId ?? caller.sessionKey
 }
 
 /**

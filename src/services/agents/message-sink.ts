@@ -6,8 +6,16 @@ import type { AgentConfig } from '../../config/schema.js'
 export interface MessageOrigin {
   /** The sending node's peer id, as authenticated by the connection. */
   peerId: string
-  /** What the sender calls itself (node or agent id); informational, not authenticated. */
+  /** What the sender calls itself (its agent or session); informational, not authenticated. */
   label?: string
+  /** The sending node's name in the cluster view, found by its authenticated peer id. */
+  nodeId?: string
+}
+
+/** `home/main`: the sending node (by name when the view knows it) and what the sender calls itself. */
+export function describeOrigin (from: MessageOrigin): string {
+  const node = from.nodeId ?? from.peerId
+  return from.label == null || from.label === '' ? node : `${node}/${from.label}`
 }
 
 export interface DeliverOptions {

@@ -19,6 +19,8 @@ export interface AgentRunner {
   stopsOnCancel?(agentId: string): boolean | Promise<boolean>
 }
 
+import type { MessageOrigin } from './message-sink.js'
+
 export interface AgentRunOptions {
   signal: AbortSignal
   /** Reports what the agent is doing; forwarded to the caller as progress frames. */
@@ -38,6 +40,8 @@ export interface AgentRunOptions {
   history?: Array<{ role: 'user' | 'agent', text: string }>
   /** Tasks only: this run resumes a task that asked for input; the answer is the last turn of `history`. */
   resumed?: boolean
+  /** Who handed the task over: the calling node and, when it said, its agent. */
+  from?: MessageOrigin
 }
 
 export interface AgentRunResult {

@@ -11,6 +11,7 @@ import { OutboundExchange } from '../wire/outbound.js'
 import { checkFrame } from '../wire/request.js'
 import { utf8Prefix } from '../tools/output.js'
 import { AgentRunError, type AgentRunner } from '../agents/runner.js'
+import type { MessageOrigin } from '../agents/message-sink.js'
 import { StreamProtocol, withDeadline, type StreamProtocolInit } from './common.js'
 import * as c from './constants.js'
 import { HandoffRuns, type HandoffOutcome, type HandoffRun } from './handoff-runs.js'
@@ -28,6 +29,8 @@ export interface HandoffInit extends StreamProtocolInit {
   resultTtlMs?: number
   maxRememberedResults?: number
   maxResultBytes?: number
+  /** The name of the node with this peer id, as the cluster view knows it. */
+  nodeIdOf?(peerId: string): string | undefined
   /** Policy hook: a reason to refuse this hand-off from `from` ("policy"), or undefined to allow it. */
   authorize?(request: HandoffRequest, from: PeerId): string | undefined | Promise<string | undefined>
 }
@@ -40,6 +43,8 @@ export interface HandoffRequest {
   context?: unknown
   /** How long the remote may run the agent; also bounds the wait here. */
   timeoutMs?: number
+  /** What the caller calls itself (its agent), shown to the remote agent with this node's name. */
+  from?: string
 }
 
 export interface HandoffOptions {
@@ -104,7 +109,7 @@ export class HandoffProtocol extends StreamProtocol {
   async handoff (target: Target, request: HandoffRequest, options: HandoffOptions = {}): Promise<HandoffResult> {
     const id = request.id ?? randomUUID()
     const timeoutMs = request.timeoutMs ?? options.timeoutMs
-    const frame: Frame = { type: 'handoff', id, agent: request.agent, task: request.task, context: request.context, timeoutMs }
+    const frame: Frame = { type: 'handoff', id, agent: request.agent, task: request.task, context: request.context, timeoutMs, ...(request.from == null ? {} : { from: request.from }) }
     const { signal, deadline } = withDeadline(options.signal, timeoutMs == null ? undefined : timeoutMs + c.DEADLINE_SLACK_MS)
     let peer: PeerId | undefined
     try {
@@ -153,7 +158,9 @@ export class HandoffProtocol extends StreamProtocol {
         await reject('busy', `${nodeId} is already running ${this.runs.running} hand-offs (its limit)`)
         return
       }
-      run = this.runs.start(request.id, request.agent, request.task, async (signal, onProgress) => this.execute(request, signal, onProgress))
+      const peerId = connection.remotePeer.toString()
+      const from = { peerId, nodeId: this.init.nodeIdOf?.(peerId), label: request.from }
+      run = this.runs.start(request.id, request.agent, request.task, async (signal, onProgress) => this.execute(request, signal, onProgress, from))
     } else if (run.agent !== request.agent || run.task !== request.task) {
       await reject('id-conflict', `id ${request.id} is already used on ${nodeId} by a different hand-off`)
       return
@@ -189,13 +196,13 @@ export class HandoffProtocol extends StreamProtocol {
     }
   }
 
-  private async execute (request: { id: string, agent: string, task: string, context?: unknown, timeoutMs?: number }, signal: AbortSignal, onProgress: (message: string) => void): Promise<HandoffOutcome> {
+  private async execute (request: { id: string, agent: string, task: string, context?: unknown, timeoutMs?: number }, signal: AbortSignal, onProgress: (message: string) => void, from?: MessageOrigin): Promise<HandoffOutcome> {
     const timeoutMs = Math.min(request.timeoutMs ?? this.init.defaultTimeoutMs ?? c.HANDOFF_TIMEOUT_MS, c.MAX_TIMEOUT_MS)
     const deadline = AbortSignal.timeout(timeoutMs)
     const runSignal = AbortSignal.any([signal, deadline])
     this.log('running hand-off %s on agent %s', request.id, request.agent)
     try {
-      const { text } = await this.init.runner.run(request.agent, request.task, request.context, { signal: runSignal, onProgress, id: request.id })
+      const { text } = await this.init.runner.run(request.agent, request.task, request.context, { signal: runSignal, onProgress, id: request.id, from })
       runSignal.throwIfAborted()
       return { status: 'ok', text: fitText(text, this.init.maxResultBytes ?? c.MAX_RESULT_BYTES) }
     } catch (err: any) {

@@ -33,7 +33,9 @@ export const HandoffRequestFrame = Type.Object({
   agent: AgentId,
   task: Type.String(),
   context: Type.Optional(Type.Unknown()),
-  timeoutMs: Type.Optional(TimeoutMs)
+  timeoutMs: Type.Optional(TimeoutMs),
+  /** What the caller calls itself (its agent or session); informational, the node is known by its peer id. */
+  from: Type.Optional(Type.String({ maxLength: 256 }))
 })
 
 export const HandoffProgressFrame = Type.Object({

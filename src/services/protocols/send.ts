@@ -15,6 +15,8 @@ import type { Connection, PeerId } from '@libp2p/interface'
 export interface SendInit extends StreamProtocolInit {
   nodeId: string
   sink: MessageSink
+  /** The name of the node with this peer id, as the cluster view knows it. */
+  nodeIdOf?(peerId: string): string | undefined
   deliverTimeoutMs?: number
   maxRememberedMessages?: number
 }
@@ -109,7 +111,8 @@ export class SendProtocol extends StreamProtocol {
   }
 
   private async deliver (request: { id: string, agent: string, message: string, from?: string }, connection: Connection, answer: (reply: Frame) => Promise<void>): Promise<void> {
-    const from = { peerId: connection.remotePeer.toString(), label: request.from }
+    const peerId = connection.remotePeer.toString()
+    const from = { peerId, nodeId: this.init.nodeIdOf?.(peerId), label: request.from }
     const delivering = this.init.sink.deliver(request.agent, request.message, from, {
       id: request.id,
       signal: AbortSignal.timeout(this.init.deliverTimeoutMs ?? c.DELIVER_TIMEOUT_MS)
