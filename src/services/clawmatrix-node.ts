@@ -1,6 +1,8 @@
 import { logger } from '@libp2p/logger'
 import { Heartbeat } from '../node/heartbeat.js'
 import { escapingLog } from '../node/escape.js'
+import { AuditLog, readAudit } from './audit/audit-log.js'
+import type { WorkAudit } from './audit/served-work.js'
 import { loadOrCreatePeerKey } from '../node/identity.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership, MembershipSetupError } from '../membership/index.js'
@@ -96,6 +98,10 @@ export class ClawmatrixNode {
     this.modelProxy = new ModelProxyService({ ...modelOptions, config, swarm, view: this.view, http, log, metrics, refuse: shutdown.refusal })
     this.inspection = new NodeInspection(this)
     http.route('GET', '/clawmatrix/status', async (_req, res) => { sendJson(res, 200, await this.status()) })
+    http.route('GET', '/clawmatrix/audit', async (req, res) => {
+      const after = Number(new URL(req.url ?? '/', 'http://local').searchParams.get('after') ?? 0)
+      sendJson(res, 200, work.audit == null ? { entries: [], next: 0 } : await readAudit(work.audit.log.path, Number.isSafeInteger(after) && after > 0 ? after : 0))
+    })
   }
 
   static async create (init: ClawmatrixNodeInit): Promise<ClawmatrixNode> {
@@ -122,16 +128,20 @@ export class ClawmatrixNode {
     const policy = membership == null ? undefined : new CallerPolicy(config, membership)
     membership?.attach(swarm)
     const shutdown = new ShutdownState(config.nodeId)
-    // the work protocols name their callers through the view, which the node builds
+    // The work protocols name their callers through the node, which is built below: ClawmatrixNode.callerName.
     let node: ClawmatrixNode | undefined
-    const nodeIdOf = (peerId: string): string | undefined => node?.view.nodeIdOf(peerId)
+    const nodeIdOf = (peerId: string): string | undefined => node?.callerName(peerId)
+    const audit: WorkAudit = {
+      log: new AuditLog({ stateDir: init.stateDir, onEntry: entry => { metrics.audited(entry.kind, entry.outcome) } }),
+      callerName: nodeIdOf
+    }
     node = new ClawmatrixNode(
       config,
       swarm,
       new Heartbeat(swarm, config.heartbeat),
       new PeerDialer(swarm, config.peers, config.reconnect),
       new LocalHttpServer({ host: config.proxyHost, port: config.proxyPort, portField: 'proxyPort', token: config.proxyToken }),
-      new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, { shutdown, nodeIdOf }),
+      new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf }),
       metrics,
       shutdown,
       await AnnounceSequence.load(init.stateDir),
@@ -149,6 +159,15 @@ export class ClawmatrixNode {
    */
   extend (layer: Startable): void {
     this.layers.push(layer)
+  }
+
+  /**
+   * The name of the node a request came from, as audit lines and per-caller
+   * decisions record it: the certified name in a managed cluster, the name
+   * its card claims otherwise. The one place a caller's name is resolved.
+   */
+  callerName (peerId: string): string | undefined {
+    return this.membership != null ? this.membership.nameOf(peerId) : this.view.nodeIdOf(peerId)
   }
 
   /** Who may be a member and under which name, for status and the start line. */
