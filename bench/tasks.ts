@@ -165,7 +165,7 @@ async function followLatency (pair: Pair, ticks: number): Promise<{ http: number
   })
   const cli = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'cli', 'main.js'), 'task', task.id, '--follow', '--port', port], { stdio: ['ignore', 'pipe', 'inherit'] })
   createInterface({ input: cli.stdout }).on('line', line => {
-    const message = line.match(/^\[progress\] (tick-\d+)$/)?.[1]
+    const message = line.match(/^\[progress\] (tick-\S+)$/)?.[1]
     if (message != null) (seen.get(message) ?? seen.set(message, {}).get(message)!).cli = performance.now()
   })
   const result = { http: [] as number[], cli: [] as number[] }
