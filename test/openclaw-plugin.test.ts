@@ -32,13 +32,13 @@ describe('openclaw.plugin.json', () => {
     expect(onDisk, 'openclaw.plugin.json is stale: run `npm run build` and commit it').toBe(manifestText(VERSION))
   })
 
-  it('carries ConfigSchema as its configSchema, the seven tools and the CLI command', () => {
+  it('carries ConfigSchema as its configSchema, the eight tools and the CLI command', () => {
     const manifest = buildManifest(VERSION)
     expect(manifest.id).toBe('clawmatrix')
     expect(manifest.configSchema).toEqual(JSON.parse(JSON.stringify(ConfigSchema)))
     expect(manifest.configSchema).toMatchObject({ type: 'object', additionalProperties: false, required: ['nodeId'] })
     // secret is not in the schema's required list so a gateway that joined a managed cluster needs none; parseConfig requires it otherwise
-    expect(manifest.contracts.tools).toEqual(['cluster_peers', 'cluster_handoff', 'cluster_send', 'cluster_exec', 'cluster_read', 'cluster_write', 'cluster_tool'])
+    expect(manifest.contracts.tools).toEqual(['cluster_peers', 'cluster_handoff', 'cluster_send', 'cluster_exec', 'cluster_read', 'cluster_write', 'cluster_tool', 'cluster_task'])
     expect(manifest.cliCommands).toEqual([{ name: 'clawmatrix', description: expect.any(String), hasSubcommands: true }])
     expect(manifest.uiHints.secret).toMatchObject({ sensitive: true })
     expect(manifest.activation).toEqual({ onStartup: true })

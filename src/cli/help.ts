@@ -51,6 +51,17 @@ Prints a running node's status: its peers, how each is reached, the cluster's no
 and models, and the configured peers' dial state.
 ${ENDPOINT}`,
 
+  audit: `usage: clawmatrix audit [--state-dir D | --host H --port N] [--follow] [--json]
+
+Prints the calls this node executed for other nodes (hand-offs, messages, tool calls), one per line:
+time, caller name and peer id, what ran (agent, or tool with its command or path), outcome, bytes in/out
+and duration. Message bodies, tasks, prompts and the secret are never recorded.
+  --state-dir D  read D/audit.jsonl directly (the node need not run); default: ask the running node
+  --host H       the node's local endpoint host (default 127.0.0.1)
+  --port N       the node's local endpoint port, its proxyPort (default ${DEFAULT_PROXY_PORT})
+  --follow       keep printing new entries as they are appended, until Ctrl-C
+  --json         one JSON object per line, as stored`,
+
   peers: `usage: clawmatrix peers [--host H] [--port N] [--json]
 
 Prints a running node's live libp2p connections: direction, relayed or direct, and their open streams.

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 import { ConfigError, parseConfig } from '../config/load.js'
 import { DEFAULT_LISTEN_PORT, DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { escapeControl } from '../node/escape.js'
+import { AUDIT_FILE, formatAuditEntry, readAudit, type AuditEntry } from '../services/audit/audit-log.js'
 import { VERSION } from '../version.js'
 import { runDemo } from './demo.js'
 import { COMMAND_HELP, wantsHelp } from './help.js'
@@ -25,6 +28,7 @@ usage:
   clawmatrix relay [--listen-host H] [--listen-port P] [--proxy-port P] [--node-id ID] [--state-dir D]
   clawmatrix status [--host H] [--port N] [--json]
   clawmatrix peers [--host H] [--port N] [--json]     live libp2p connections and their streams
+  clawmatrix audit [--state-dir D | --port N] [--follow] [--json]   calls this node ran for others
   clawmatrix inspect <url|multiaddr> [--json]         identify, ping and the cluster view of a member
 
 managed clusters (certified names, revocation; see docs/gate.md):
@@ -66,6 +70,7 @@ async function main (argv: string[]): Promise<void> {
     case 'node': return nodeCommand(rest)
     case 'relay': return relayCommand(rest)
     case 'status': return statusCommand(rest)
+    case 'audit': return auditCommand(rest)
     case 'peers': return peersCommand(rest)
     case 'inspect': return inspectCommand(rest)
     case 'init': {
@@ -158,6 +163,42 @@ async function statusCommand (args: string[]): Promise<void> {
   }
   process.stdout.write((values.json === true ? JSON.stringify(status, null, 2) : formatStatus(status)) + '\n')
 }
+
+/** Prints the audit log, from the state directory or the running node, once or as it grows. */
+async function auditCommand (args: string[]): Promise<void> {
+  const { values } = parse(args, { 'state-dir': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, follow: { type: 'boolean' }, json: { type: 'boolean' } })
+  const stateDir = values['state-dir']
+  const url = `http://${values.host ?? '127.0.0.1'}:${portArg(values.port, '--port', DEFAULT_PROXY_PORT)}/clawmatrix/audit`
+  const read = async (after: number): Promise<{ entries: AuditEntry[], next: number }> => {
+    if (stateDir != null) return readAudit(join(stateDir, AUDIT_FILE), after)
+    try {
+      const res = await fetch(`${url}?after=${after}`, { headers: endpointHeaders(), signal: AbortSignal.timeout(10_000) })
+      if (!res.ok) throw new Error(`HTTP ${res.status}`)
+      return await res.json() as { entries: AuditEntry[], next: number }
+    } catch (err: any) {
+      throw new UsageError(`no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort? (or read a state directory with --state-dir)`)
+    }
+  }
+  const stop = new AbortController()
+  const onSignal = (): void => { stop.abort() }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    let after = 0
+    do {
+      const { entries, next } = await read(after)
+      after = next
+      // Entries hold what callers sent (commands, paths): one escaped line each.
+      for (const entry of entries) process.stdout.write(escapeControl(values.json === true ? JSON.stringify(entry) : formatAuditEntry(entry)) + '\n')
+      if (values.follow === true) await sleep(AUDIT_FOLLOW_INTERVAL_MS, undefined, { signal: stop.signal }).catch(() => {})
+    } while (values.follow === true && !stop.signal.aborted)
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+const AUDIT_FOLLOW_INTERVAL_MS = 500
 
 const WORK_OPTIONS = {
   host: { type: 'string' },

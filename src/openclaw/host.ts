@@ -24,39 +24,85 @@ export function sessionKey (agentId: string, session: string): string {
   return `agent:${agentId}:${session}`
 }
 
+/** The part of `api.runtime.events` used here: OpenClaw's agent events (assistant text, tool steps). */
+export interface AgentEvents {
+  onAgentEvent(listener: (event: { runId: string, stream: string, sessionKey?: string, data: Record<string, unknown> }) => void): () => void
+}
+
+/** Assistant text is reported as progress at most this often (the final answer is the result anyway). */
+const ASSISTANT_PROGRESS_MS = 250
+
 /**
- * Runs a hand-off as a fresh OpenClaw session of the named agent (one per
- * hand-off id, so a retried hand-off lands in the same session) and answers
- * with the agent's last reply. OpenClaw offers plugins no way to abort a
- * run: on cancellation the session is deleted and the caller is released.
+ * Runs a hand-off as an OpenClaw session of the named agent and answers
+ * with the agent's last reply. A one-call hand-off gets a fresh session
+ * (one per hand-off id, so a retried hand-off lands in the same one); a task
+ * gets one session per conversation (`clawmatrix-<contextId>`), so a
+ * follow-up sees the earlier turns. Progress comes from OpenClaw's agent
+ * events: tool steps and the assistant's text so far. OpenClaw offers
+ * plugins no way to abort a subagent run (`stopsOnCancel` is false): on
+ * cancellation the caller is released and the run goes on.
  */
 export class OpenClawAgentRunner implements AgentRunner {
-  constructor (private readonly subagent: SubagentRuntime, private readonly agents: ReadonlySet<string>) {}
+  constructor (private readonly subagent: SubagentRuntime, private readonly agents: ReadonlySet<string>, private readonly events?: AgentEvents) {}
 
   has (agentId: string): boolean {
     return this.agents.has(agentId)
   }
 
+  stopsOnCancel (): boolean {
+    return false
+  }
+
   async run (agentId: string, task: string, context: unknown, options: AgentRunOptions): Promise<AgentRunResult> {
-    const key = sessionKey(agentId, `clawmatrix-${options.id}`)
+    const conversation = options.contextId != null
+    const key = sessionKey(agentId, `clawmatrix-${options.contextId ?? options.id}`)
     options.signal.throwIfAborted()
-    const { runId, sessionKey: accepted = key } = await this.subagent.run({ sessionKey: key, message: handoffMessage(task, context, options.from), deliver: false, idempotencyKey: options.id })
-    options.onProgress?.(`agent ${agentId} started (run ${runId})`)
+    // A resumed task sends only the caller's answer: the session holds the task and the question.
+    const message = options.resumed === true ? options.history?.at(-1)?.text ?? task : handoffMessage(task, context, options.from)
+    const idempotencyKey = options.resumed === true ? `${options.id}-${options.history?.length ?? 0}` : options.id
+    const stopProgress = this.followProgress(key, options)
     try {
-      while (true) {
-        options.signal.throwIfAborted()
-        const wait = await this.subagent.waitForRun({ runId, timeoutMs: WAIT_SLICE_MS })
-        if (wait.status === 'ok') break
-        if (wait.status === 'error') throw new AgentRunError(`agent ${agentId} failed: ${wait.error ?? 'no reason given'}`)
+      const { runId, sessionKey: accepted = key } = await this.subagent.run({ sessionKey: key, message, deliver: false, idempotencyKey })
+      options.onProgress?.(`agent ${agentId} started (run ${runId})`)
+      try {
+        while (true) {
+          options.signal.throwIfAborted()
+          const wait = await this.subagent.waitForRun({ runId, timeoutMs: WAIT_SLICE_MS })
+          if (wait.status === 'ok') break
+          if (wait.status === 'error') throw new AgentRunError(`agent ${agentId} failed: ${wait.error ?? 'no reason given'}`)
+        }
+      } catch (err) {
+        // A one-call hand-off's session is its own; a conversation's session stays for its next turn.
+        if (options.signal.aborted && !conversation) await this.subagent.deleteSession({ sessionKey: accepted, deleteTranscript: false }).catch(() => {})
+        throw err
       }
-    } catch (err) {
-      if (options.signal.aborted) await this.subagent.deleteSession({ sessionKey: accepted, deleteTranscript: false }).catch(() => {})
-      throw err
+      const { messages } = await this.subagent.getSessionMessages({ sessionKey: accepted, limit: 20 })
+      const text = lastAssistantText(messages)
+      if (text == null) throw new AgentRunError(`agent ${agentId} finished without a reply`, 'no-reply')
+      return { text }
+    } finally {
+      stopProgress()
     }
-    const { messages } = await this.subagent.getSessionMessages({ sessionKey: accepted, limit: 20 })
-    const text = lastAssistantText(messages)
-    if (text == null) throw new AgentRunError(`agent ${agentId} finished without a reply`, 'no-reply')
-    return { text }
+  }
+
+  /** Reports the session's tool steps and assistant text as progress while the run goes on. */
+  private followProgress (key: string, options: AgentRunOptions): () => void {
+    if (this.events == null || options.onProgress == null) return () => {}
+    let lastText = 0
+    try {
+      return this.events.onAgentEvent(event => {
+        if (event.sessionKey !== key) return
+        const data = event.data ?? {}
+        if (event.stream === 'tool' && typeof data.name === 'string' && (data.phase === 'start' || data.phase === 'result')) {
+          options.onProgress!(`tool ${data.name} ${data.phase === 'start' ? 'started' : 'finished'}`)
+        } else if (event.stream === 'assistant' && typeof data.text === 'string' && data.text !== '' && Date.now() - lastText >= ASSISTANT_PROGRESS_MS) {
+          lastText = Date.now()
+          options.onProgress!(data.text)
+        }
+      })
+    } catch {
+      return () => {}
+    }
   }
 }
 

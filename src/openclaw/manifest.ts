@@ -19,7 +19,8 @@ export const TOOL_NAMES = [
   'cluster_exec',
   'cluster_read',
   'cluster_write',
-  'cluster_tool'
+  'cluster_tool',
+  'cluster_task'
 ] as const
 
 export type ToolName = typeof TOOL_NAMES[number]

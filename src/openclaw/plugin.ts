@@ -2,7 +2,8 @@ import { unknownAgentWarnings, type OpenClawAgentsConfig } from './agents.js'
 import { registerClawmatrixCli, type CommandLike } from './cli.js'
 import { gatewayMethods } from './gateway-methods.js'
 import { gatewayTools } from './gateway-tools.js'
-import { OpenClawAgentRunner, OpenClawMessageSink, type SubagentRuntime } from './host.js'
+import { OpenClawAgentRunner, OpenClawMessageSink, type AgentEvents, type SubagentRuntime } from './host.js'
+import { announceTask } from './task-delivery.js'
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
 import { openclawModelTargets } from './models.js'
 import { gatewayPortOf } from './ports.js'
@@ -41,11 +42,13 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
           if (subagent == null) return { tools }
           const agents = new Set(config.agents.map(agent => agent.id))
           return {
-            agentRunner: new OpenClawAgentRunner(subagent, agents),
+            agentRunner: new OpenClawAgentRunner(subagent, agents, api.runtime?.events as AgentEvents | undefined),
             messageSink: new OpenClawMessageSink(subagent, agents, message => { ctx.logger.warn(message) }),
             tools
           }
         },
+        // a task started here with wait:false comes back into the session that started it
+        tasks: () => ({ deliver: subagent == null ? undefined : announceTask(subagent) }),
         modelProxy: () => ({ resolveTarget: openclawModelTargets(ctx.config as Parameters<typeof openclawModelTargets>[0]) })
       })
     },

@@ -4,6 +4,7 @@ import { loadJoinedState, withJoinedState } from '../membership/index.js'
 import { ClawmatrixNode, type ClawmatrixNodeInit } from '../services/clawmatrix-node.js'
 import type { InfoLog } from '../node/logging.js'
 import { checkPortClash } from './ports.js'
+import { attachTasks, type TaskService, type TaskServiceInit } from '../tasks/index.js'
 import type { ClusterClient } from './cluster-client.js'
 import type { Config } from '../config/schema.js'
 
@@ -21,6 +22,8 @@ export interface MeshStartInit {
    * (the plugin runs hand-offs as OpenClaw agent runs).
    */
   work?: (config: Config) => ClawmatrixNodeInit['work']
+  /** The task layer's seams (delivery of settled tasks into the calling session), likewise. */
+  tasks?: (config: Config) => TaskServiceInit
   /** Model proxy seams, likewise. */
   modelProxy?: (config: Config) => ClawmatrixNodeInit['modelProxy']
 }
@@ -44,6 +47,7 @@ export class MeshNotRunningError extends Error {
  */
 export class MeshRuntime {
   private node?: ClawmatrixNode
+  private tasks?: TaskService
   private transition: Promise<unknown> = Promise.resolve()
   private failure?: Error
   /** Replaces the running node's caller API for the tools (tests, embedders); `node.client` otherwise. */
@@ -59,6 +63,13 @@ export class MeshRuntime {
     if (this.node != null) return this.node
     if (this.failure != null) throw new MeshNotRunningError(`the clawmatrix node is not running on this gateway: it failed to start: ${this.failure.message}`)
     throw new MeshNotRunningError('the clawmatrix node is not running on this gateway (the service has not started, or is stopping)')
+  }
+
+  /** The running node's task layer, or an error saying why there is none. */
+  requireTasks (): TaskService {
+    const node = this.requireNode()
+    if (this.tasks == null) throw new MeshNotRunningError(`the task layer of ${node.config.nodeId} is not running`)
+    return this.tasks
   }
 
   async start (init: MeshStartInit): Promise<ClawmatrixNode> {
@@ -82,8 +93,10 @@ export class MeshRuntime {
           work: init.work?.(config),
           modelProxy: init.modelProxy?.(config)
         })
+        const tasks = attachTasks(node, join(init.stateDir, 'clawmatrix'), init.tasks?.(config))
         await node.start()
         this.node = node
+        this.tasks = tasks
         return node
       } catch (err: any) {
         // A failed start has already stopped the parts it started; this stops whatever a later change may leave.
@@ -108,6 +121,7 @@ export class MeshRuntime {
     await this.serialize(async () => {
       const node = this.node
       this.node = undefined
+      this.tasks = undefined
       await node?.stop()
     })
   }

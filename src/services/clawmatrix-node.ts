@@ -14,9 +14,10 @@ import { LocalCard } from './cluster/local-card.js'
 import { MembershipLink } from './cluster/membership-link.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
+import { AuditLog, readAudit } from './audit/audit-log.js'
 import { CallerPolicy } from './caller-policy.js'
 import { ClusterClient } from './cluster-client.js'
-import { bindReason, LocalHttpServer } from './http/local-server.js'
+import { bindReason, LocalHttpServer, RouteGroup, sendJson } from './http/local-server.js'
 import { MembershipRoutes } from './http/membership-routes.js'
 import { WorkRoutes } from './http/work-routes.js'
 import { ClawmatrixMetrics } from './inspect/metrics.js'
@@ -25,6 +26,7 @@ import { ModelProxyService, type ModelProxyOptions } from './model-proxy/index.j
 import { ShutdownState } from './shutdown.js'
 import { MANAGED, StatusRoute, UNMANAGED, type MembershipStatus, type NodeStatus } from './status.js'
 import { WorkProtocols, type WorkInit } from './work.js'
+import type { WorkAudit } from './audit/served-work.js'
 import type { Config } from '../config/schema.js'
 import type { Logger, PeerId, Startable } from '@libp2p/interface'
 
@@ -61,6 +63,7 @@ interface NodeParts {
   http: LocalHttpServer
   status: StatusRoute
   workRoutes: WorkRoutes
+  auditRoute: Startable
   shutdown: ShutdownState
   /** A managed cluster's certificates and revocations, the link to the view, the revocation routes. */
   membership?: { membership: Membership, link: MembershipLink, routes: MembershipRoutes }
@@ -142,6 +145,7 @@ export class ClawmatrixNode {
       // Work is served before the card announces it.
       ['work', p.work],
       ['work routes', p.workRoutes],
+      ['audit route', p.auditRoute],
       ['model proxy', p.modelProxy],
       ['inspection', p.inspection],
       // Stopped early, while connections are up: peers drop this node at once.
@@ -200,7 +204,13 @@ export class ClawmatrixNode {
     const heartbeat = new Heartbeat(swarm, config.heartbeat)
     const card = new LocalCard(swarm, { config, intervalMs, certificate: membership == null ? undefined : () => membership.certificate })
     const view = new ClusterView(swarm, heartbeat, card, Math.max(100, intervalMs / 2), membership)
-    const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit }, { shutdown, nodeIdOf: peerId => view.nodeIdOf(peerId) })
+    // The one place a caller's name is resolved: the certified name in a managed cluster, the card's otherwise.
+    const callerName = (peerId: string): string | undefined => membership != null ? membership.nameOf(peerId) : view.nodeIdOf(peerId)
+    const audit: WorkAudit = {
+      log: new AuditLog({ stateDir: init.stateDir, onEntry: entry => { metrics.audited(entry.kind, entry.outcome) } }),
+      callerName
+    }
+    const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName })
     const client = new ClusterClient({ config, view, work })
     const dialer = new PeerDialer(swarm, config.peers, config.reconnect)
     const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs })
@@ -224,6 +234,7 @@ export class ClawmatrixNode {
       announcer,
       status: new StatusRoute(http, { config, swarm, heartbeat, view, dialer, modelProxy, membershipStatus: membership == null ? UNMANAGED : MANAGED }),
       workRoutes: new WorkRoutes(http, client),
+      auditRoute: auditRoute(http, work),
       membership: membership == null
         ? undefined
         : { membership, link: new MembershipLink({ membership, view, announcer, log }), routes: new MembershipRoutes(http, membership) }
@@ -233,6 +244,15 @@ export class ClawmatrixNode {
   /** Who may be a member and under which name, for status and the start line. */
   get membershipStatus (): MembershipStatus {
     return this.membership == null ? UNMANAGED : MANAGED
+  }
+
+  /**
+   * The name of the node a request came from, as audit lines and per-caller
+   * decisions record it: the certified name in a managed cluster, the name
+   * its card claims otherwise.
+   */
+  callerName (peerId: string): string | undefined {
+    return this.membership != null ? this.membership.nameOf(peerId) : this.view.nodeIdOf(peerId)
   }
 
   get peerId (): PeerId {
@@ -287,6 +307,20 @@ export class ClawmatrixNode {
 /** A part only some nodes have (a managed cluster's membership): named if present, else nothing. */
 function optional (name: string, part: Startable | undefined): NamedPart[] {
   return part == null ? [] : [[name, part]]
+}
+
+/** `GET /clawmatrix/audit?after=<n>`: the work served for other nodes, from the audit log. */
+function auditRoute (http: LocalHttpServer, work: WorkProtocols): Startable {
+  const routes = new RouteGroup(http)
+  return {
+    start () {
+      routes.route('GET', '/clawmatrix/audit', async (req, res) => {
+        const after = Number(new URL(req.url ?? '/', 'http://local').searchParams.get('after') ?? 0)
+        sendJson(res, 200, work.audit == null ? { entries: [], next: 0 } : await readAudit(work.audit.log.path, Number.isSafeInteger(after) && after > 0 ? after : 0))
+      })
+    },
+    stop () { routes.clear() }
+  }
 }
 
 /** The swarm as a part: a bind failure says which address and field, in words. */

@@ -13,6 +13,7 @@ import type { StreamProtocolInit } from './protocols/common.js'
 import type { Config } from '../config/schema.js'
 import type { Swarm } from '../node/swarm.js'
 import type { ShutdownState } from './shutdown.js'
+import type { WorkAudit } from './audit/served-work.js'
 import type { Startable } from '@libp2p/interface'
 
 /** What an embedder (the OpenClaw plugin) supplies to run work; standalone defaults otherwise. */
@@ -25,6 +26,8 @@ export interface WorkInit {
   tools?: ToolRegistry
   /** Per-caller policy (managed clusters' allowFrom): a refusal before a request is served. */
   admit?: StreamProtocolInit['admit']
+  /** Appends every call served here to the node's audit log. */
+  audit?: WorkAudit
 }
 
 /** What the work protocols learn from the node they serve. */
@@ -44,6 +47,8 @@ export class WorkProtocols implements Startable {
   readonly agents: AgentRunner
   /** The per-caller policy every protocol that runs work here applies (the task layer too). */
   readonly admit: StreamProtocolInit['admit']
+  /** The audit every protocol that runs work here records to (the task layer too). */
+  readonly audit?: WorkAudit
 
   constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}, node: WorkNode = {}) {
     // Remote commands never see the cluster secret or the model keys of this node.
@@ -55,10 +60,11 @@ export class WorkProtocols implements Startable {
     const refuse = node.shutdown?.refusal
     const { nodeIdOf } = node
     const admit = this.admit = init.admit
-    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, nodeIdOf, runner: this.agents })
-    this.messages = new SendProtocol(components, { nodeId, refuse, admit, nodeIdOf, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
+    const audit = this.audit = init.audit
+    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, audit, nodeIdOf, runner: this.agents })
+    this.messages = new SendProtocol(components, { nodeId, refuse, admit, audit, nodeIdOf, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
-    this.tools = new ToolProtocol(components, { nodeId, refuse, admit, executor })
+    this.tools = new ToolProtocol(components, { nodeId, refuse, admit, audit, executor })
   }
 
   async start (): Promise<void> {

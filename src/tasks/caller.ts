@@ -21,6 +21,8 @@ export interface SubmitOptions {
   timeoutMs?: number
   /** The calling session; a task that ends is delivered there (see TaskDelivery). */
   session?: string
+  /** Deliver settled states into `session` (default true); false when the caller waits for the outcome itself. */
+  announce?: boolean
   /** Aborting gives up submitting; once accepted, the task no longer depends on it. */
   signal?: AbortSignal
 }
@@ -130,7 +132,7 @@ export class TaskCaller {
           role: 'caller',
           node: this.init.client.nodeIdOf(exchange.peer),
           peerId: exchange.peer.toString(),
-          owner: { nodeId: this.init.nodeId, peerId: this.init.peerId, session: options.session },
+          owner: { nodeId: this.init.nodeId, peerId: this.init.peerId, session: options.session, ...(options.announce === false ? { announce: false } : {}) },
           context: options.context,
           timeoutMs: options.timeoutMs,
           createdAt: now,
@@ -147,6 +149,18 @@ export class TaskCaller {
       }
     }
     throw failures.at(-1)
+  }
+
+  /**
+   * Turns delivery into the owner's session on or off: on once a caller that
+   * waited stops waiting (the state it saw counts as delivered; later ones go
+   * to the session).
+   */
+  async setAnnounce (id: string, announce: boolean): Promise<void> {
+    const record = this.get(id)
+    record.owner.announce = announce ? undefined : false
+    if (announce) record.delivered = deliveryKey(record)
+    await this.init.store.save(record)
   }
 
   /** Reads the task from its executor now (a record here is updated). */
@@ -284,8 +298,8 @@ export class TaskCaller {
 
   private async deliver (record: TaskRecord): Promise<void> {
     const { deliver } = this.init
-    const key = `${record.state}@${record.turns.length}${record.provisional === true ? ':provisional' : ''}`
-    if (deliver == null || record.owner.session == null || record.delivered === key || isActive(record.state)) return
+    const key = deliveryKey(record)
+    if (deliver == null || record.owner.session == null || record.owner.announce === false || record.delivered === key || isActive(record.state)) return
     try {
       await deliver(record)
       record.delivered = key
@@ -313,4 +327,9 @@ export class TaskCaller {
   private readonly onConnect = (event: Event): void => {
     this.reattachAll(String((event as CustomEvent<unknown>).detail))
   }
+}
+
+/** Names a settled state of a task once: a resumed task's next question or answer is a new one. */
+function deliveryKey (record: TaskRecord): string {
+  return `${record.state}@${record.turns.length}${record.provisional === true ? ':provisional' : ''}`
 }

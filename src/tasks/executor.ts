@@ -220,6 +220,8 @@ export class TaskExecutor {
         contextId: record.contextId,
         history: this.history(record),
         resumed,
+        // What the caller calls itself is informational; its peer id is authenticated.
+        from: { peerId: record.owner.peerId, label: record.owner.session == null ? record.owner.nodeId : `${record.owner.nodeId}/${record.owner.session}` },
         onProgress: message => { this.progress(record, message) }
       })
       signal.throwIfAborted()

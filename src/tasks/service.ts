@@ -100,6 +100,11 @@ export class TaskService implements Startable {
     return this.caller.cancel(id, signal)
   }
 
+  /** Turns delivery of a task's settled states into its owner's session on or off. */
+  async setAnnounce (id: string, announce: boolean): Promise<void> {
+    await this.caller.setAnnounce(id, announce)
+  }
+
   /** Progress and state changes of a task as they reach this node. */
   follow (id: string, listener: (event: TaskEvent) => void): () => void {
     return this.caller.follow(id, listener)

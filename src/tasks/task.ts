@@ -37,6 +37,11 @@ export interface TaskOwner {
   peerId: string
   /** The calling OpenClaw session key, or what the caller calls itself (informational). */
   session?: string
+  /**
+   * Caller records only: whether settled states are delivered into `session`
+   * (default true; false while a caller waits for the task itself).
+   */
+  announce?: boolean
 }
 
 /** One progress report of the executing agent, as it came. */

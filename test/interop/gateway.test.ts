@@ -233,11 +233,44 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     worker.upstream.reply = request => JSON.stringify(request.body?.messages ?? '').includes('alpha beta gamma') ? { chunks: ['worker did: ', 'alpha beta gamma'] } : {}
     const response = await home.invokeTool('cluster_handoff', { target: 'tags:gpu', task: 'alpha beta gamma', context: 'from the interop test' })
     expect(response.httpStatus, JSON.stringify(response.body)).toBe(200)
-    expect(response.body.result!.content[0]!.text).toBe('main on worker answered:\n\nworker did: alpha beta gamma')
-    expect(response.body.result!.details).toMatchObject({ node: 'worker', agent: 'main' })
+    expect(response.body.result!.content[0]!.text).toMatch(/^main on worker answered:\n\nworker did: alpha beta gamma\n\n\(contextId [\w-]+: pass it to cluster_handoff to continue this conversation\)$/)
+    expect(response.body.result!.details).toMatchObject({ node: 'worker', agent: 'main', state: 'completed' })
     const prompt = JSON.stringify(worker.upstream.requests.at(-1)!.body.messages)
     expect(prompt).toContain('[task handed off through clawmatrix]')
     expect(prompt).toContain('from the interop test')
+  })
+
+  // (3b) tasks: wait:false returns at once; the answer comes back into the calling session, and a follow-up with the
+  // contextId lands in the same session on worker, which holds the earlier turn
+  it('cluster_handoff wait:false returns a task id at once; the answer arrives in the calling session and through cluster_task; contextId continues it', { timeout: 240_000 }, async () => {
+    const told = (request: any): string => JSON.stringify(request.body?.messages ?? '')
+    worker.upstream.reply = request => told(request).includes('zeta eta theta') && !told(request).includes('[clawmatrix task')
+      ? { chunks: ['worker did: ', 'zeta eta theta'] }
+      : {}
+    const response = await home.invokeTool('cluster_handoff', { target: 'tags:gpu', task: 'zeta eta theta', wait: false })
+    expect(response.httpStatus, JSON.stringify(response.body)).toBe(200)
+    const { taskId, contextId } = response.body.result!.details
+    expect(response.body.result!.content[0]!.text).toMatch(new RegExp(`^task ${taskId} handed to main on worker \\(contextId ${contextId}\\); its answer will be delivered into this session`))
+    expect(['submitted', 'working']).toContain(response.body.result!.details.state)
+
+    // home's session gets the answer as a turn: home's model (clawmatrix/worker-model, served by worker's upstream) reads it
+    const announced = await waitFor('the answer to reach home\'s session', () =>
+      worker.upstream.requests.find(r => told(r).includes(`[clawmatrix task ${taskId} completed`)), { timeoutMs: 150_000, intervalMs: 250 })
+    expect(told(announced)).toContain('worker did: zeta eta theta')
+    const status = await home.invokeTool('cluster_task', { action: 'status', id: taskId })
+    expect(status.body.result!.content[0]!.text).toMatch(/^main on worker answered:\n\nworker did: zeta eta theta\n/)
+    const list = await home.invokeTool('cluster_task', { action: 'list' })
+    expect(list.body.result!.content[0]!.text).toContain(`${taskId} completed main@worker: zeta eta theta`)
+
+    worker.upstream.reply = request => told(request).includes('iota kappa') ? { chunks: ['second turn done'] } : {}
+    const second = await home.invokeTool('cluster_handoff', { contextId, task: 'iota kappa' })
+    expect(second.httpStatus, JSON.stringify(second.body)).toBe(200)
+    expect(second.body.result!.content[0]!.text).toMatch(/^main on worker answered:\n\nsecond turn done\n/)
+    expect(second.body.result!.details.contextId).toBe(contextId)
+    // the same OpenClaw session on worker: the model is given the earlier turn with the new one
+    const prompt = told(worker.upstream.requests.filter(r => told(r).includes('iota kappa') && !told(r).includes('[clawmatrix task')).at(-1))
+    expect(prompt).toContain('zeta eta theta')
+    expect(prompt).toContain('worker did: zeta eta theta')
   })
 
   // (4) an agent on home runs on clawmatrix/worker-model: home's proxy -> the swarm -> worker's upstream

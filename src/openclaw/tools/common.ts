@@ -4,6 +4,7 @@ import { RemoteWorkError, SelfTargetError } from '../../services/cluster-client.
 import { toolPolicyRefusal } from '../../services/tools/policy.js'
 import { NoCandidateAcceptedError, RefusedError } from '../../services/wire/errors.js'
 import { MeshNotRunningError } from '../runtime.js'
+import { UnknownTaskError } from '../../tasks/caller.js'
 import type { ClusterClient } from '../cluster-client.js'
 import type { ClusterNode } from '../../services/cluster/cluster-view.js'
 import type { MeshRuntime } from '../runtime.js'
@@ -89,7 +90,7 @@ const POLICY_CODES = new Set(['denied', 'tool-disabled'])
  */
 export function exposedError (err: unknown): Error | undefined {
   if (err instanceof UnknownTargetError || err instanceof NodeIdConflictError ||
-    err instanceof SelfTargetError || err instanceof MeshNotRunningError) {
+    err instanceof SelfTargetError || err instanceof MeshNotRunningError || err instanceof UnknownTaskError) {
     return new ToolInputError(err.message, err.code, { cause: err })
   }
   const refusal = err instanceof NoCandidateAcceptedError && err.failures.length > 0 && err.failures.every(f => f.error instanceof RefusedError)

@@ -1,12 +1,13 @@
 import { peersTool } from './peers.js'
 import { execTool, readTool, remoteTool, writeTool } from './remote.js'
+import { taskTool } from './tasks.js'
 import { handoffTool, sendTool } from './work.js'
 import { guarded, type ClusterTool, type ToolScope } from './common.js'
 
 export { ToolAuthorizationError, ToolInputError, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
 export { formatPeers } from './peers.js'
 
-/** The seven cluster tools, in the order of TOOL_NAMES (../manifest.ts). */
+/** The eight cluster tools, in the order of TOOL_NAMES (../manifest.ts). */
 export function clusterTools (scope: ToolScope): ClusterTool[] {
   const tools: ClusterTool[] = [
     peersTool(scope),
@@ -15,7 +16,8 @@ export function clusterTools (scope: ToolScope): ClusterTool[] {
     execTool(scope),
     readTool(scope),
     writeTool(scope),
-    remoteTool(scope)
+    remoteTool(scope),
+    taskTool(scope)
   ] as ClusterTool[]
   return tools.map(guarded)
 }

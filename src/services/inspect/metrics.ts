@@ -55,12 +55,14 @@ export class ClawmatrixMetrics {
   private readonly streams: Counter<'protocol' | 'direction' | 'path'>
   private readonly announcementsSent: Counter<'kind'>
   private readonly announcementsReceived: Counter<'verdict'>
+  private readonly auditedCalls: Counter<'kind' | 'outcome'>
   private readonly info: Gauge<'node_id' | 'peer_id' | 'version'>
   private readonly modelTokensTotal: Counter<'model' | 'host' | 'caller' | 'kind'>
   private modelHealth?: () => { cooling: Array<{ model: string, host: string }>, cooldowns: number }
 
   constructor () {
     const registers = [this.registry]
+    this.auditedCalls = new Counter({ name: 'clawmatrix_audited_calls_total', help: 'Calls this node executed for other nodes, as appended to audit.jsonl', labelNames: ['kind', 'outcome'], registers })
     this.requests = new Counter({ name: 'clawmatrix_requests_total', help: 'Requests over clawmatrix stream protocols, by how they ended', labelNames: ['protocol', 'direction', 'outcome'], registers })
     this.duration = new Histogram({ name: 'clawmatrix_request_duration_seconds', help: 'Time from opening a request stream to its final frame', labelNames: ['protocol', 'direction'], buckets: DURATION_BUCKETS_SECONDS, registers })
     this.bytesSent = new Counter({ name: 'clawmatrix_request_sent_bytes_total', help: 'Payload bytes written on request streams', labelNames: ['protocol', 'direction'], registers })
@@ -177,6 +179,10 @@ export class ClawmatrixMetrics {
 
   announcementSent (kind: AnnouncementKind): void {
     this.announcementsSent.inc({ kind })
+  }
+
+  audited (kind: string, outcome: string): void {
+    this.auditedCalls.inc({ kind, outcome })
   }
 
   announcementReceived (verdict: AnnouncementVerdict): void {

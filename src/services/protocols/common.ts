@@ -8,6 +8,7 @@ import { type OutboundInit } from '../wire/outbound.js'
 import { protocolId } from '../wire/protocol-id.js'
 import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
 import { SHUTTING_DOWN } from '../shutdown.js'
+import { auditServed, type WorkAudit } from '../audit/served-work.js'
 import type { Connection, Startable, Stream } from '@libp2p/interface'
 
 /** Options every clawmatrix work protocol takes; all have defaults. */
@@ -34,9 +35,11 @@ export interface StreamProtocolInit {
   refuse?: () => string | undefined
   /** Receiver: a refusal for one request before it is served (per-caller policy); default: serve everything. */
   admit?: (request: Frame, connection: Connection) => { code: string, message: string } | undefined
+  /** Receiver: appends every served request to the node's audit log. */
+  audit?: WorkAudit
 }
 
-type Settings = Required<Omit<StreamProtocolInit, 'refuse' | 'admit'>>
+type Settings = Required<Omit<StreamProtocolInit, 'refuse' | 'admit' | 'audit'>>
 
 /**
  * What the three protocols share, after js-libp2p's ping: a protocol id from
@@ -49,6 +52,7 @@ export abstract class StreamProtocol implements Startable {
   protected readonly log: Logger
   private readonly refuse?: () => string | undefined
   private readonly admit: StreamProtocolInit['admit']
+  private readonly audit?: WorkAudit
   private started = false
 
   constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit) {
@@ -65,6 +69,7 @@ export abstract class StreamProtocol implements Startable {
     }
     this.refuse = init.refuse
     this.admit = init.admit
+    this.audit = init.audit
     this.protocol = protocolId(this.settings.protocolPrefix, name, version)
     this.log = components.logger.forComponent(`clawmatrix:${name}`)
   }
@@ -107,16 +112,30 @@ export abstract class StreamProtocol implements Startable {
       requestTimeoutMs: this.settings.requestTimeoutMs,
       log: this.log
     }, async (frames, request) => {
-      const shutdown = this.refuse?.()
-      const refusal = shutdown != null ? { code: SHUTTING_DOWN, message: shutdown } : this.admit?.(request, connection)
-      if (refusal != null) {
-        this.log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal.message)
-        await frames.write({ type: 'rejected', ...(typeof request.id === 'string' ? { id: request.id } : {}), ...refusal })
-        await frames.close()
-        return
+      const audited = this.audit == null ? undefined : auditServed(this.audit, frames, request, connection)
+      let failure: unknown
+      try {
+        await this.serveAdmitted(frames, request, connection)
+      } catch (err) {
+        failure = err
+        throw err
+      } finally {
+        audited?.end(failure)
       }
-      await this.serve(frames, request, connection)
     })
+  }
+
+  /** Refuses when the node is shutting down or the caller's policy says no; serves otherwise. */
+  private async serveAdmitted (frames: FrameStream, request: Frame, connection: Connection): Promise<void> {
+    const shutdown = this.refuse?.()
+    const refusal = shutdown != null ? { code: SHUTTING_DOWN, message: shutdown } : this.admit?.(request, connection)
+    if (refusal != null) {
+      this.log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal.message)
+      await frames.write({ type: 'rejected', ...(typeof request.id === 'string' ? { id: request.id } : {}), ...refusal })
+      await frames.close()
+      return
+    }
+    await this.serve(frames, request, connection)
   }
 }
 
