@@ -85,9 +85,6 @@ describe('cluster view', () => {
     const t = await fiveNodeTopology({ intervalMs: 10_000, maxMissed: 3 })
     await waitFor('home to reach office through relay-b', () => reachTable(t.home!.node).some(([id, reach]) => id === 'office' && reach === 'relayed'))
     const officePeer = t.office!.node.peerId
-    const connection = t.home!.node.swarm.getConnections(officePeer).find(c => c.remoteAddr.toString().includes('p2p-circuit'))!
-    expect(connection.limits).toBeUndefined() // a limited relay connection would end at 128 KiB / 2 min
-
     const protocol = '/clawmatrix-test/sink/1.0.0'
     await t.office!.node.swarm.handle(protocol, async stream => {
       let received = 0
@@ -98,7 +95,10 @@ describe('cluster view', () => {
 
     const total = 50 * 1024 * 1024
     const chunk = new Uint8Array(64 * 1024).fill(7)
+    // Connections are made on demand: this stream opens the relayed one.
     const stream = await t.home!.node.swarm.dialProtocol(officePeer, protocol, { runOnLimitedConnection: true })
+    const connection = t.home!.node.swarm.getConnections(officePeer).find(c => c.remoteAddr.toString().includes('p2p-circuit'))!
+    expect(connection.limits).toBeUndefined() // a limited relay connection would end at 128 KiB / 2 min
     for (let sent = 0; sent < total; sent += chunk.byteLength) {
       // The 'drain' event, not stream.onDrain(): in @libp2p/utils 7.4 that promise is not renewed after the first drain.
       if (!stream.send(chunk)) {

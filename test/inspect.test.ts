@@ -30,6 +30,8 @@ beforeAll(async () => {
   })
   beta = await nodes.start({ nodeId: 'beta', peers, tags: ['office'] })
   await waitFor('alpha to reach beta through hub', () => alpha.node.view.nodes().find(n => n.nodeId === 'beta')?.reach === 'relayed')
+  // Connections between members are made on demand: these tests inspect a relayed one, so open it.
+  await alpha.node.swarm.dial(beta.node.peerId)
   await waitFor('every node to know all three', () => [hub, alpha, beta].every(t => t.node.view.nodes().length === 3))
 })
 afterAll(async () => { await nodes.cleanup() })

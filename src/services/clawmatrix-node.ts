@@ -12,6 +12,7 @@ import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm, type SwarmOptions } from '../node/swarm.js'
 import { Announcer } from './cluster/announcer.js'
 import { ClusterView } from './cluster/cluster-view.js'
+import { IdleCloser } from './cluster/idle-closer.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
 import { bindReason, LocalHttpServer, sendJson } from './http/local-server.js'
@@ -46,6 +47,12 @@ export interface ClawmatrixNodeInit {
   work?: WorkInit
 }
 
+/** This node holds a reservation on `peer`: its listen addresses include a circuit through it. */
+function isReservedRelay (swarm: Swarm, peer: PeerId): boolean {
+  const through = `/p2p/${peer.toString()}/p2p-circuit`
+  return swarm.getMultiaddrs().some(a => a.toString().includes(through))
+}
+
 const consoleLog: InfoLog = {
   info: message => { console.error(message) },
   warn: message => { console.error(`warning: ${message}`) }
@@ -63,6 +70,8 @@ export class ClawmatrixNode {
   readonly view: ClusterView
   readonly announcer: Announcer
   readonly connector: MeshConnector
+  /** Closes connections opened for work once idle (on-demand mode only). */
+  readonly idleCloser?: IdleCloser
   /** The caller API: hand-offs, messages and tool calls to other nodes. */
   readonly client: ClusterClient
   /** The models this node hosts, the model stream protocol and the OpenAI-compatible routes. */
@@ -90,9 +99,17 @@ export class ClawmatrixNode {
     const intervalMs = config.heartbeat.intervalMs
     this.view = new ClusterView(swarm, heartbeat, () => this.announcer.card, Math.max(100, intervalMs / 2), membership)
     const certificate = membership == null ? undefined : () => membership.certificate
-    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, metrics, certificate }, log)
+    const { mode, relays, idleCloseMs } = config.mesh
+    this.announcer = new Announcer(swarm, this.view, heartbeat, sequence, { config, intervalMs, mode, metrics, certificate }, log)
     if (membership != null) registerMembershipRoutes(http, membership)
-    this.connector = new MeshConnector(swarm, this.view, intervalMs)
+    this.connector = new MeshConnector(swarm, this.view, { mode, relays, listens: config.listen, maxRetryMs: intervalMs })
+    if (mode === 'on-demand') {
+      this.idleCloser = new IdleCloser(swarm, {
+        idleMs: idleCloseMs,
+        keep: peer => this.connector.isRelay(peer) || dialer.isConfigured(peer) || isReservedRelay(swarm, peer),
+        lastWork: peer => this.view.workWith(peer.toString())
+      })
+    }
     this.client = new ClusterClient(this)
     registerWorkRoutes(http, this.client)
     this.modelProxy = new ModelProxyService({ ...modelOptions, config, swarm, view: this.view, http, log, metrics, refuse: shutdown.refusal })
@@ -207,6 +224,7 @@ export class ClawmatrixNode {
     this.heartbeat.start()
     this.view.start()
     this.connector.start()
+    this.idleCloser?.start()
     await this.announcer.start()
     this.dialer.start()
     for (const layer of this.layers) await layer.start()
@@ -239,6 +257,7 @@ export class ClawmatrixNode {
     for (const layer of [...this.layers].reverse()) await layer.stop()
     this.dialer.stop()
     this.connector.stop()
+    this.idleCloser?.stop()
     await this.work.stop()
     // Announced while the connections are still up, so peers drop this node at once.
     await this.announcer.stop()
