@@ -207,6 +207,7 @@ describe('GET /metrics', () => {
     expect(hubSamples.get('clawmatrix_announcements_received_total{verdict="accepted"}')).toBeGreaterThan(0)
 
     // Each node has its own registry: alpha reaches beta through the relay, the hub reaches nobody that way.
+    await alpha.node.swarm.dial(beta.node.peerId) // on demand: the relayed link exists while used
     const alphaSamples = (await metricsOf(alpha)).samples
     expect(alphaSamples.get('clawmatrix_known_nodes{reach="relayed"}')).toBe(1)
     const relayedConnections = alpha.node.swarm.getConnections(beta.node.peerId).length
@@ -258,6 +259,7 @@ describe('GET /metrics', () => {
 
 describe('the mesh routes', () => {
   it('GET /clawmatrix/mesh has every node\'s links; the page is self-contained', async () => {
+    await alpha.node.swarm.dial(beta.node.peerId) // on demand: the relayed link exists while used
     const mesh = await getJson<MeshReport>(alpha, '/clawmatrix/mesh')
     const hubId = hub.node.peerId.toString()
     const alphaId = alpha.node.peerId.toString()
