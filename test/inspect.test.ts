@@ -30,6 +30,8 @@ beforeAll(async () => {
   })
   beta = await nodes.start({ nodeId: 'beta', peers, tags: ['office'] })
   await waitFor('alpha to reach beta through hub', () => alpha.node.view.nodes().find(n => n.nodeId === 'beta')?.reach === 'relayed')
+  // Connections between members are made on demand: these tests inspect a relayed one, so open it.
+  await alpha.node.swarm.dial(beta.node.peerId)
   await waitFor('every node to know all three', () => [hub, alpha, beta].every(t => t.node.view.nodes().length === 3))
 })
 afterAll(async () => { await nodes.cleanup() })
@@ -205,6 +207,7 @@ describe('GET /metrics', () => {
     expect(hubSamples.get('clawmatrix_announcements_received_total{verdict="accepted"}')).toBeGreaterThan(0)
 
     // Each node has its own registry: alpha reaches beta through the relay, the hub reaches nobody that way.
+    await alpha.node.swarm.dial(beta.node.peerId) // on demand: the relayed link exists while used
     const alphaSamples = (await metricsOf(alpha)).samples
     expect(alphaSamples.get('clawmatrix_known_nodes{reach="relayed"}')).toBe(1)
     const relayedConnections = alpha.node.swarm.getConnections(beta.node.peerId).length
@@ -256,6 +259,7 @@ describe('GET /metrics', () => {
 
 describe('the mesh routes', () => {
   it('GET /clawmatrix/mesh has every node\'s links; the page is self-contained', async () => {
+    await alpha.node.swarm.dial(beta.node.peerId) // on demand: the relayed link exists while used
     const mesh = await getJson<MeshReport>(alpha, '/clawmatrix/mesh')
     const hubId = hub.node.peerId.toString()
     const alphaId = alpha.node.peerId.toString()

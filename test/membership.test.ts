@@ -1,3 +1,4 @@
+import { ANNOUNCE_TOPIC } from '../src/services/cluster/card.js'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -118,6 +119,12 @@ describe('managed membership', () => {
     const malloryDir = await joined('mallory')
     const mallory = await member(malloryDir, { peers: [{ nodeId: 'hub', url: hub.wsAddress() }], agents: [{ id: 'coder', description: 'fake' }] })
     await waitFor('hub to see office and mallory', () => names(hub).join() === 'mallory,office')
+    // Members connect on demand, and hub drops the card it ignores: mallory talks to office directly.
+    await waitFor('mallory to know office\'s address through hub', () =>
+      mallory.node.view.card(office.node.peerId.toString())?.addresses.some(a => a.includes('/p2p-circuit')) === true)
+    await mallory.node.swarm.dial(office.node.peerId)
+    await waitFor('mallory to see office subscribed', () =>
+      mallory.node.swarm.services.pubsub.getSubscribers(ANNOUNCE_TOPIC).some(p => p.equals(office.node.peerId)))
     // The node's own card is its LocalCard, which the announcer publishes.
     const card = (mallory.node.announcer as any).self
     card.init = { ...card.init, config: { ...card.init.config, nodeId: 'office' } }

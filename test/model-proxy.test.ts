@@ -235,7 +235,8 @@ describe('model proxy over the mesh', () => {
     await waitFor('a to see c', () => a.node.view.nodes().some(n => n.nodeId === 'c' && n.reach === 'direct'))
     // Killed, not stopped: no leave announcement, its listener gone.
     await c.node.swarm.stop()
-    await waitFor('a to lose c', () => a.node.view.nodes().some(n => n.nodeId === 'c' && n.reach === 'unreachable'))
+    // Still in the view, reach as its card says (direct, on demand), but no connection any more.
+    await waitFor('a to lose c', () => a.node.view.nodes().some(n => n.nodeId === 'c' && !n.connected))
 
     const { status, json } = await post(a, '/v1/chat/completions', JSON.stringify({ model: 'm', messages: USER }))
     expect(status).toBe(503)

@@ -22,7 +22,7 @@ export function parseConfig (input: unknown, source?: string): Config {
   if (input == null || typeof input !== 'object' || Array.isArray(input)) {
     throw new ConfigError([`the config must be a JSON object, got ${describe(input)}`], source)
   }
-  const withSections = inferDialects({ toolProxy: {}, modelRouting: {}, heartbeat: {}, reconnect: {}, limits: {}, ...input })
+  const withSections = inferDialects({ toolProxy: {}, modelRouting: {}, heartbeat: {}, reconnect: {}, limits: {}, mesh: {}, ...input })
   const problems = schemaProblems(withSections)
   if ((withSections as Record<string, unknown>).secret == null) problems.push('secret: missing; it is required')
   if (problems.length === 0) {

@@ -16,6 +16,9 @@ export const DEFAULT_RECONNECT_MAX_MS = 60_000
 export const DEFAULT_COOLDOWN_FAILURES = 3
 export const DEFAULT_COOLDOWN_MS = 60_000
 export const MIN_SECRET_LENGTH = 16
+export const MESH_MODES = ['on-demand', 'full'] as const
+export const DEFAULT_IDLE_CLOSE_MS = 60_000
+export const DEFAULT_MAX_RELAYS = 2
 
 /**
  * The one pattern for node ids (and agent ids), wherever they are read: this
@@ -114,6 +117,15 @@ export const LimitsSchema = Type.Object({
   pendingHandshakesPerIp: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_PENDING_HANDSHAKES_PER_IP, description: 'Inbound connections from one IP address that may be in their handshake at once; more are dropped, with a log line' }))
 }, { additionalProperties: false })
 
+export const MeshSchema = Type.Object({
+  mode: Type.Optional(Type.Enum([...MESH_MODES], {
+    default: 'on-demand',
+    description: 'on-demand: stay connected to configured peers and relays only, learn the other members by gossip and connect to one when there is work for it; full: connect to every member (the old behaviour, for small clusters)'
+  })),
+  idleCloseMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_IDLE_CLOSE_MS, description: 'An on-demand connection with no work for this long is closed' })),
+  relays: Type.Optional(Type.Integer({ minimum: 0, maximum: 8, default: DEFAULT_MAX_RELAYS, description: 'Relays a node that does not listen holds reservations on (as many as it knows, up to this)' }))
+}, { additionalProperties: false })
+
 export const TlsSchema = Type.Object({
   certFile: Type.String({ minLength: 1, description: 'PEM certificate chain for serving wss directly' }),
   keyFile: Type.String({ minLength: 1, description: 'PEM private key for serving wss directly' })
@@ -141,7 +153,8 @@ export const ConfigSchema = Type.Object({
   modelRouting: Type.Optional(ModelRoutingSchema),
   heartbeat: Type.Optional(HeartbeatSchema),
   reconnect: Type.Optional(ReconnectSchema),
-  limits: Type.Optional(LimitsSchema)
+  limits: Type.Optional(LimitsSchema),
+  mesh: Type.Optional(MeshSchema)
 }, { additionalProperties: false })
 
 export type ConfigInput = Static<typeof ConfigSchema>
@@ -156,9 +169,11 @@ export type ModelDialect = typeof MODEL_DIALECTS[number]
 export type ModelConfig = Omit<Static<typeof ModelSchema>, 'dialect'> & { dialect: ModelDialect }
 export type ToolProxyConfig = Resolved<Omit<Static<typeof ToolProxySchema>, 'workdir' | 'allowFrom'>> & { workdir?: string, allowFrom?: string[] }
 export type TlsConfig = Static<typeof TlsSchema>
+export type MeshMode = typeof MESH_MODES[number]
+export type MeshConfig = Omit<Resolved<Static<typeof MeshSchema>>, 'mode'> & { mode: MeshMode }
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect' | 'limits'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect' | 'limits' | 'mesh'> {
   tls?: TlsConfig
   proxyToken?: string
   authority?: string
@@ -169,4 +184,5 @@ export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken'
   heartbeat: Resolved<Static<typeof HeartbeatSchema>>
   reconnect: Resolved<Static<typeof ReconnectSchema>>
   limits: Resolved<Static<typeof LimitsSchema>>
+  mesh: MeshConfig
 }

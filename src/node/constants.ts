@@ -17,3 +17,14 @@ export const MAX_RELAY_RESERVATIONS = 1024
 
 /** Relayed connections one member may hold through one relay (HOP streams per connection). */
 export const MAX_RELAYED_CONNECTIONS_PER_PEER = 1024
+
+/** gossipsub's Dhi when connections are made on demand: a relay keeps every member that grafts it. */
+export const UNBOUNDED_GOSSIP_MESH = 100_000
+
+/**
+ * Streams a peer may open on a new connection before this side has set it up.
+ * Connections are made on demand, so a burst of requests (20 model streams at
+ * once) opens its streams on a connection seconds old; past the default of 10
+ * libp2p aborts the whole connection and every request on it fails.
+ */
+export const MAX_EARLY_STREAMS = 256

@@ -65,6 +65,13 @@ export class PeerDialer implements Startable {
     return state == null ? undefined : { ...state }
   }
 
+  /** Whether `peer` is one of the configured peers (once connected, its peer id is known). */
+  isConfigured (peer: PeerId): boolean {
+    const id = peer.toString()
+    for (const state of this.states.values()) if (state.peerId === id) return true
+    return false
+  }
+
   list (): ConfiguredPeerState[] {
     return [...this.states.values()].map(state => ({ ...state }))
   }

@@ -18,7 +18,7 @@ import { DEFAULT_PENDING_HANDSHAKES_PER_IP, DEFAULT_UPGRADES_PER_IP_PER_MINUTE }
 import type { Config } from '../config/schema.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { Libp2p, Libp2pEvents, PrivateKey, TypedEventTarget } from '@libp2p/interface'
 import type { Ping } from '@libp2p/ping'
 
 export interface SwarmServices {
@@ -30,7 +30,7 @@ export interface SwarmServices {
 
 export type Swarm = Libp2p<SwarmServices>
 
-export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'> & Partial<Pick<Config, 'limits'>>
+export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'> & Partial<Pick<Config, 'limits'>> & { mesh?: Pick<Config['mesh'], 'mode' | 'relays'> }
 
 export interface SwarmOptions {
   /** libp2p's `metrics` option, e.g. Prometheus metrics in the node's own registry. */
@@ -77,7 +77,10 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
     : { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) }
   const wsProtocol = https == null ? 'ws' : 'tls/ws'
   const host = config.listenHost.includes(':') ? `/ip6/${config.listenHost}` : `/ip4/${config.listenHost}`
-  const circuit = swarmOptions.relayReservations === false ? [] : ['/p2p-circuit']
+  const mode = config.mesh?.mode ?? 'on-demand'
+  // One `/p2p-circuit` listen address per reservation: the relay transport holds as many as it lists.
+  const reservations = swarmOptions.relayReservations === false ? 0 : config.listen ? 1 : Math.max(1, config.mesh?.relays ?? 1)
+  const circuit = Array.from({ length: reservations }, () => '/p2p-circuit')
   const encrypter = noise({ prologueBytes: gatePrologue(config.secret) })
 
   const options: Libp2pOptions<SwarmServices> = {
@@ -94,7 +97,7 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
     transports: [webSocketTransport({ https, releaseSockets: swarmOptions.releaseSockets, admission: inboundAdmission(config, swarmOptions) }), circuitRelayTransport()],
     connectionEncrypters: [swarmOptions.admission == null ? encrypter : admitting(encrypter, swarmOptions.admission)],
     connectionGater: swarmOptions.admission == null ? undefined : admissionGater(swarmOptions.admission),
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],
+    streamMuxers: [yamux({ maxEarlyStreams: c.MAX_EARLY_STREAMS, streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],
     connectionManager: {
       inboundUpgradeTimeout: c.INBOUND_UPGRADE_TIMEOUT_MS,
       maxIncomingPendingConnections: c.MAX_INCOMING_PENDING_CONNECTIONS,
@@ -106,6 +109,7 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
     services: {
       identify: identify({ runOnLimitedConnection: true }),
       ping: ping({ runOnLimitedConnection: true }),
+      noDiscoveryDials,
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         runOnLimitedConnection: true,
@@ -113,7 +117,12 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
         // Every peer passed the gate, and many share an IP (an office NAT, or a relay: a relayed
         // connection's remote address is the relay's). gossipsub's IP-colocation penalty would score
         // members below its graylist past ~14 peers per IP and stop delivering cards.
-        scoreParams: { IPColocationFactorWeight: 0 }
+        scoreParams: { IPColocationFactorWeight: 0 },
+        // On demand, members connect to a few relays only, and a relay forwards a card to its mesh peers
+        // alone: with the default Dhi (12) the members past the twelfth got cards by lazy gossip, late or
+        // never (docs/cluster.md). A mesh without an upper bound reaches them all in one hop. A full mesh
+        // keeps the default, or every card would go to every member from every member.
+        ...(mode === 'on-demand' ? { Dhi: c.UNBOUNDED_GOSSIP_MESH } : {})
       }),
       ...(config.listen
         ? {
@@ -131,4 +140,19 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
     start: false
   }
   return createLibp2p(options)
+}
+
+/**
+ * Members are learnt from their cards (services/cluster) and connected to on
+ * demand. libp2p announces each peer new to the peer store as discovered,
+ * and while the circuit transport has a reservation slot to fill it dials
+ * every discovered peer to probe it for a relay service: with fewer relays
+ * than slots that is every member, a full mesh again. This service stops
+ * those announcements on the components' event bus, before the transport's
+ * listener (registered later, when it starts looking); relays are still
+ * found among the peers this node connects to.
+ */
+function noDiscoveryDials (components: { events: TypedEventTarget<Libp2pEvents> }): object {
+  components.events.addEventListener('peer:discovery', event => { event.stopImmediatePropagation() })
+  return {}
 }

@@ -42,8 +42,8 @@ export async function registerClawmatrixCli (program: CommandLike): Promise<void
   await registerMembershipVerbs(root)
 
   withGatewayOptions(root.command('models')
-    .description(`The models.providers.${PROVIDER_ID} entry that lets agents use clawmatrix/<model>, from the live cluster`)
-    .option('--json', 'Print only the provider entry as JSON', false))
+    .description(`The models the cluster offers now, which agents use as ${PROVIDER_ID}/<model>`)
+    .option('--json', `Print them as a models.providers.${PROVIDER_ID} entry (JSON)`, false))
     .action(async (opts: Record<string, unknown>) => {
       await run(async () => {
         const entry = await ask(caller(opts), METHOD_MODELS, gateway.isGatewayTransportError) as ProviderEntry
@@ -107,9 +107,9 @@ export function formatProviderEntry (entry: ProviderEntry): string {
     `models the cluster offers, through ${entry.baseUrl}:`,
     models,
     '',
-    'to let agents on this gateway use them, add the provider entry:',
-    `  openclaw config set models.providers.${PROVIDER_ID} '${json.replaceAll('\'', '\'\\\'\'')}' --strict-json --merge`,
-    `then select one, e.g. agents.defaults.model: "${PROVIDER_ID}/${entry.models[0]?.id ?? '<model-id>'}"`
+    `agents on this gateway use them by name, e.g. agents.defaults.model: "${PROVIDER_ID}/${entry.models[0]?.id ?? '<model-id>'}"`,
+    `(the plugin's ${PROVIDER_ID} provider follows the cluster; to pin this list instead:`,
+    `  openclaw config set models.providers.${PROVIDER_ID} '${json.replaceAll('\'', '\'\\\'\'')}' --strict-json --merge)`
   ].join('\n')
 }
 

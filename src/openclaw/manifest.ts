@@ -49,7 +49,8 @@ export const UI_HINTS: Record<string, { label?: string, help?: string, placehold
   announceAddresses: { advanced: true },
   proxyHost: { advanced: true },
   heartbeat: { advanced: true },
-  reconnect: { advanced: true }
+  reconnect: { advanced: true },
+  mesh: { advanced: true }
 }
 
 export interface PluginManifest {

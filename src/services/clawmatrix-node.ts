@@ -12,6 +12,7 @@ import { ClusterLog } from './cluster/cluster-log.js'
 import { ClusterView } from './cluster/cluster-view.js'
 import { LocalCard } from './cluster/local-card.js'
 import { MembershipLink } from './cluster/membership-link.js'
+import { IdleCloser } from './cluster/idle-closer.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
 import { AuditLog, readAudit } from './audit/audit-log.js'
@@ -44,6 +45,12 @@ export interface ClawmatrixNodeInit {
   work?: WorkInit
 }
 
+/** This node holds a reservation on `peer`: its listen addresses include a circuit through it. */
+function isReservedRelay (swarm: Swarm, peer: PeerId): boolean {
+  const through = `/p2p/${peer.toString()}/p2p-circuit`
+  return swarm.getMultiaddrs().some(a => a.toString().includes(through))
+}
+
 /** Every part of a node, built (but not started) by `ClawmatrixNode.create`. */
 interface NodeParts {
   config: Config
@@ -65,6 +72,8 @@ interface NodeParts {
   workRoutes: WorkRoutes
   auditRoute: Startable
   shutdown: ShutdownState
+  /** Closes connections opened for work once idle (on-demand mode only). */
+  idleCloser?: IdleCloser
   /** A managed cluster's certificates and revocations, the link to the view, the revocation routes. */
   membership?: { membership: Membership, link: MembershipLink, routes: MembershipRoutes }
 }
@@ -87,6 +96,8 @@ export class ClawmatrixNode {
   readonly dialer: PeerDialer
   /** Hand-off, one-way message and tool proxy protocols. */
   readonly work: WorkProtocols
+  /** Closes connections opened for work once idle (on-demand mode only). */
+  readonly idleCloser?: IdleCloser
   /** The caller API: hand-offs, messages and tool calls to other nodes. */
   readonly client: ClusterClient
   /** The models this node hosts, the model stream protocol and the OpenAI-compatible routes. */
@@ -130,6 +141,7 @@ export class ClawmatrixNode {
     this.http = p.http
     this.statusRoute = p.status
     this.shutdown = p.shutdown
+    this.idleCloser = p.idleCloser
     this.membership = p.membership?.membership
     const managed = p.membership
     this.debug = p.swarm.logger.forComponent('clawmatrix:node')
@@ -139,6 +151,7 @@ export class ClawmatrixNode {
       ['heartbeat', p.heartbeat],
       ['view', p.view],
       ['connector', p.connector],
+      ...optional('idle closer', p.idleCloser),
       ['cluster log', p.clusterLog],
       ...optional('membership', managed?.membership),
       ...optional('membership routes', managed?.routes),
@@ -213,7 +226,16 @@ export class ClawmatrixNode {
     const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName })
     const client = new ClusterClient({ config, view, work })
     const dialer = new PeerDialer(swarm, config.peers, config.reconnect)
-    const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs })
+    const { mode, relays, idleCloseMs } = config.mesh
+    const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs, mode })
+    const connector = new MeshConnector(swarm, view, { mode, relays, listens: config.listen, maxRetryMs: intervalMs })
+    const idleCloser = mode !== 'on-demand'
+      ? undefined
+      : new IdleCloser(swarm, {
+        idleMs: idleCloseMs,
+        keep: peer => connector.isRelay(peer) || dialer.isConfigured(peer) || isReservedRelay(swarm, peer),
+        lastWork: peer => view.workWith(peer.toString())
+      })
     const modelProxy = new ModelProxyService({ ...init.modelProxy, admit: policy?.admit, config, swarm, view, http, log, metrics, refuse: shutdown.refusal })
     return new ClawmatrixNode({
       config,
@@ -227,7 +249,8 @@ export class ClawmatrixNode {
       work,
       client,
       dialer,
-      connector: new MeshConnector(swarm, view, intervalMs),
+      connector,
+      idleCloser,
       clusterLog: new ClusterLog({ swarm, view, heartbeat, log }, { maxMissed: config.heartbeat.maxMissed }),
       modelProxy,
       inspection: new NodeInspection({ config, swarm, view, http, metrics }),

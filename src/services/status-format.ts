@@ -34,17 +34,31 @@ export function formatStatus (status: NodeStatus): string {
 
 /** Every known node: how it is reached, what it offers, how busy it is. */
 export function clusterTable (nodes: ClusterNode[]): string[] {
-  return table(['NODE', 'REACH', 'RTT', 'AGENTS', 'MODELS', 'TAGS', 'TOOLS', 'IN FLIGHT', 'LAST SEEN'], nodes.map(n => [
+  return table(['NODE', 'REACH', 'RTT', 'AGENTS', 'MODELS', 'TAGS', 'TOOLS', 'IN FLIGHT', 'LAST SEEN', 'LAST REACHED'], nodes.map(n => [
     n.conflictsWith == null ? n.nodeId : `${n.nodeId} (${n.nameHeldBy == null ? 'CONTESTED, holds the name' : 'CONTESTED, by peer id only'})`,
-    n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach,
+    reachText(n),
     n.rttMs == null ? '-' : `${n.rttMs} ms`,
     list(n.agents.map(a => a.id)),
     list(n.models.map(m => m.id)),
     list(n.tags),
     toolPolicy(n.toolProxy),
     String(n.inFlight),
-    n.self ? '-' : `${formatDuration(Date.now() - Date.parse(n.lastSeen))} ago`
+    n.self ? '-' : `${formatDuration(Date.now() - Date.parse(n.lastSeen))} ago`,
+    lastReachedText(n)
   ]))
+}
+
+/** `direct`, `relayed via hub`, with `(on demand)` when no connection is open now. */
+export function reachText (n: Pick<ClusterNode, 'reach' | 'via' | 'connected'>): string {
+  const how = n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach
+  return n.reach === 'self' || n.reach === 'unreachable' || n.connected ? how : `${how} (on demand)`
+}
+
+function lastReachedText (n: ClusterNode): string {
+  const last = n.lastReached
+  if (n.self || last == null) return '-'
+  const how = last.reach === 'relayed' ? `relayed via ${last.via?.nodeId ?? last.via?.peerId ?? '?'}` : last.reach
+  return n.connected ? `${how}, now` : `${how}, ${formatDuration(Date.now() - Date.parse(last.at))} ago`
 }
 
 /** `off`, `all`, or the allowed tools, with denied ones after a minus: `read,exec -write`. */

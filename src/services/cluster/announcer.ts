@@ -3,6 +3,7 @@ import { ANNOUNCE_TOPIC, CARD_VERSION, decodeAnnouncement, encodeAnnouncement, t
 import { isRelayed, type ClusterView } from './cluster-view.js'
 import type { LocalCard } from './local-card.js'
 import type { AnnounceSequence } from './sequence.js'
+import type { MeshMode } from '../../config/schema.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { InfoLog } from '../../node/logging.js'
 import type { Swarm } from '../../node/swarm.js'
@@ -31,10 +32,26 @@ export interface AnnouncerComponents {
 export interface AnnouncerInit {
   /** How often the card is published again: gossip may drop a message, state must converge anyway. */
   intervalMs: number
+  /**
+   * `on-demand`: connections come and go with work, so they do not trigger a
+   * card (links refresh with the next period), and a card goes out when a
+   * newcomer joins, which no direct subscription would reveal. `full`: a
+   * card on every connection change and subscription.
+   */
+  mode?: MeshMode
 }
 
 /** Coalesces bursts of triggers (a peer subscribing, an address change) into one publish. */
 const PUBLISH_DEBOUNCE_MS = 50
+/**
+ * On demand, a newcomer learns the others from the cards they publish when
+ * they see its own: at most one such card per node per this long, plus up to
+ * as much again at random, so a crowd starting at once does not make every
+ * node publish for each newcomer, nor all in the same instant.
+ */
+export const JOIN_REPUBLISH_MS = 1_000
+/** A card lists at most this many links (the schema's limit). */
+const MAX_LINKS = 1024
 
 /**
  * Publishes this node's card on the announcement topic (at start, on any
@@ -46,6 +63,8 @@ export class Announcer implements Startable {
   private readonly debug: Logger
   private timer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
+  private joinPending?: ReturnType<typeof setTimeout>
+  private lastJoinPublish = 0
   private started = false
   private left = false
 
@@ -79,9 +98,13 @@ export class Announcer implements Startable {
     pubsub.subscribe(ANNOUNCE_TOPIC)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.swarm.addEventListener('self:peer:update', this.schedule)
-    this.swarm.addEventListener('connection:open', this.schedule)
-    // Links change when a peer goes away too; without this a card lists it until the next period.
-    this.swarm.addEventListener('peer:disconnect', this.schedule)
+    if (this.onDemand) {
+      this.view.addEventListener('node:joined', this.onJoined)
+    } else {
+      this.swarm.addEventListener('connection:open', this.schedule)
+      // Links change when a peer goes away too; without this a card lists it until the next period.
+      this.swarm.addEventListener('peer:disconnect', this.schedule)
+    }
     this.heartbeat.addEventListener('peer:unresponsive', this.onUnresponsive)
     this.timer = setInterval(this.schedule, this.init.intervalMs)
     this.timer.unref()
@@ -95,6 +118,9 @@ export class Announcer implements Startable {
     this.started = false
     clearInterval(this.timer)
     clearTimeout(this.pending)
+    clearTimeout(this.joinPending)
+    this.joinPending = undefined
+    this.view.removeEventListener('node:joined', this.onJoined)
     const { pubsub } = this.swarm.services
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     this.swarm.removeEventListener('self:peer:update', this.schedule)
@@ -131,8 +157,25 @@ export class Announcer implements Startable {
     }, PUBLISH_DEBOUNCE_MS)
   }
 
-  private readonly onSubscriptionChange = (event: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    if (event.detail.subscriptions.some(s => s.topic === ANNOUNCE_TOPIC && s.subscribe)) this.schedule()
+  private get onDemand (): boolean {
+    return (this.init.mode ?? 'on-demand') === 'on-demand'
+  }
+
+  private readonly onSubscriptionChange = (event: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    if (!event.detail.subscriptions.some(s => s.topic === ANNOUNCE_TOPIC && s.subscribe)) return
+    // On demand a member opening a connection for work already has this card; a newcomer does not.
+    if (this.onDemand && this.view.card(event.detail.peerId.toString()) != null) return
+    this.schedule()
+  }
+
+  private readonly onJoined = (): void => {
+    if (!this.started || this.joinPending != null) return
+    const wait = Math.max(PUBLISH_DEBOUNCE_MS, this.lastJoinPublish + JOIN_REPUBLISH_MS - Date.now()) + Math.random() * JOIN_REPUBLISH_MS
+    this.joinPending = setTimeout(() => {
+      this.joinPending = undefined
+      this.lastJoinPublish = Date.now()
+      this.schedule()
+    }, wait)
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {
@@ -169,13 +212,19 @@ export class Announcer implements Startable {
     return verdict.reject ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
   }
 
-  /** Every member this node is connected to, with the addresses it knows for it: how newcomers find the rest. */
+  /**
+   * Every member this node is connected to, for the mesh page. In a full
+   * mesh also the addresses it knows for each: how newcomers find the rest.
+   * On demand every card carries its own addresses, and a relay's links to
+   * hundreds of members would otherwise outgrow the card's size limit.
+   */
   private async links (): Promise<Link[]> {
     const self = this.swarm.peerId.toString()
-    return Promise.all(this.swarm.getPeers().map(async peerId => {
-      const known = await this.swarm.peerStore.get(peerId).then(p => p.addresses.map(a => a.multiaddr.toString()), () => [])
+    const peers = this.swarm.getPeers().filter(p => p.toString() !== self).slice(0, MAX_LINKS)
+    return Promise.all(peers.map(async peerId => {
+      const known = this.onDemand ? [] : await this.swarm.peerStore.get(peerId).then(p => p.addresses.map(a => a.multiaddr.toString()), () => [])
       const relayed = this.swarm.getConnections(peerId).every(c => isRelayed(c.remoteAddr.toString()))
       return { peerId: peerId.toString(), addresses: known.slice(0, 16), relayed }
-    })).then(links => links.filter(l => l.peerId !== self))
+    }))
   }
 }

@@ -5,7 +5,7 @@ import type { Card, GoneNotice } from './card.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { Logger, Startable } from '@libp2p/interface'
+import type { Connection, Logger, Startable } from '@libp2p/interface'
 
 /** Cards expire after this many of their sender's announce periods without a new one. */
 export const EXPIRY_PERIODS = 3
@@ -25,9 +25,14 @@ export interface ClusterNode {
   models: Card['models']
   tags: string[]
   toolProxy: Card['toolProxy']
+  /** How it would be reached now: over the open connection, or else how a request would dial it. */
   reach: Reach
-  /** The relay a relayed node is reached through. */
+  /** The relay a relayed node is (or would be) reached through. */
   via?: { peerId: string, nodeId?: string }
+  /** Whether a connection to it is open now (connections are made on demand). */
+  connected: boolean
+  /** The last time a connection to it was open, and how it went. */
+  lastReached?: LastReached
   rttMs?: number
   lastSeen: string
   inFlight: number
@@ -40,6 +45,13 @@ export interface ClusterNode {
    * holder, so a second claimant can never take the holder's place.
    */
   nameHeldBy?: string
+}
+
+export interface LastReached {
+  /** ISO time the connection was last seen open. */
+  at: string
+  reach: Exclude<Reach, 'self' | 'unreachable'>
+  via?: { peerId: string, nodeId?: string }
 }
 
 /** `quiet`: not worth an operator's attention (gossip delivering an older card late). */
@@ -86,6 +98,9 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   /** Kept after a node leaves or expires, so its old cards stay replays. */
   private readonly lastSeq = new Map<string, number>()
   private readonly inFlight = new Map<string, number>()
+  /** When the last request to each peer ended (epoch ms); the idle closer reads it. */
+  private readonly lastWorkAt = new Map<string, number>()
+  private readonly lastReached = new Map<string, { at: number, reach: 'direct' | 'relayed', via?: string }>()
   private readonly reportedConflicts = new Set<string>()
   /** nodeId -> when it announced its leave (a graceful stop), until it is back or forgotten. */
   private readonly left = new Map<string, { at: number, peerId: string }>()
@@ -115,11 +130,22 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     this.started = true
     this.timer = setInterval(() => { this.expire(Date.now()) }, this.sweepIntervalMs)
     this.timer.unref()
+    this.swarm.addEventListener('connection:open', this.onConnection)
+    this.swarm.addEventListener('connection:close', this.onConnection)
   }
 
   stop (): void {
     this.started = false
     clearInterval(this.timer)
+    this.swarm.removeEventListener('connection:open', this.onConnection)
+    this.swarm.removeEventListener('connection:close', this.onConnection)
+  }
+
+  private readonly onConnection = (event: CustomEvent<Connection>): void => {
+    const connection = event.detail
+    const address = connection.remoteAddr.toString()
+    const relayed = isRelayed(address)
+    this.lastReached.set(connection.remotePeer.toString(), { at: Date.now(), reach: relayed ? 'relayed' : 'direct', via: relayed ? relayOf(address) : undefined })
   }
 
   /** Applies a card received from the announcement topic, signed by `signer`. */
@@ -190,6 +216,10 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       if (now - entry.receivedAt > EXPIRY_PERIODS * entry.card.intervalMs) {
         this.remove(peerId, `expired: no announcement for ${Math.round((now - entry.receivedAt) / 1000)} s`)
       }
+    }
+    // Peers that never sent a card (an inspector, a relay before its card) are forgotten once disconnected.
+    for (const peerId of this.lastReached.keys()) {
+      if (!this.entries.has(peerId) && this.swarm.getConnections(peerIdFromString(peerId)).length === 0) this.lastReached.delete(peerId)
     }
   }
 
@@ -298,25 +328,52 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     return () => {
       if (released) return
       released = true
+      if (this.entries.has(peerId)) this.lastWorkAt.set(peerId, Date.now())
       const left = (this.inFlight.get(peerId) ?? 1) - 1
       if (left <= 0) this.inFlight.delete(peerId)
       else this.inFlight.set(peerId, left)
     }
   }
 
-  /** How this node reaches a peer right now: over an open direct connection, a relay, or not at all. */
-  reachOf (peerId: string): { reach: Reach, via?: { peerId: string, nodeId?: string } } {
+  /** Whether work runs to `peerId` now, and when the last of it ended: the idle closer's input. */
+  workWith (peerId: string): { busy: boolean, at?: number } {
+    return { busy: (this.inFlight.get(peerId) ?? 0) > 0, at: this.lastWorkAt.get(peerId) }
+  }
+
+  /** How this node reaches a peer over the connections open right now, if any. */
+  connectionTo (peerId: string): { reach: Reach, via?: { peerId: string, nodeId?: string } } {
     if (peerId === this.swarm.peerId.toString()) return { reach: 'self' }
     const connections = this.swarm.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
     if (connections.some(c => !isRelayed(c.remoteAddr.toString()))) return { reach: 'direct' }
     const relayed = connections[0]
     if (relayed == null) return { reach: 'unreachable' }
-    const relayPeer = relayed.remoteAddr.toString().match(/\/p2p\/(\w+)\/p2p-circuit/)?.[1]
-    return { reach: 'relayed', via: relayPeer == null ? undefined : { peerId: relayPeer, nodeId: this.nodeIdOf(relayPeer) } }
+    return { reach: 'relayed', via: this.relayNamed(relayOf(relayed.remoteAddr.toString())) }
+  }
+
+  /**
+   * How this node reaches a peer: over the open connection if there is one;
+   * otherwise how a request would dial it from its card: directly where it
+   * listens, else through a relay it holds a reservation on (one this node
+   * is connected to first), else not at all.
+   */
+  reachOf (peerId: string): { reach: Reach, via?: { peerId: string, nodeId?: string }, connected: boolean } {
+    const now = this.connectionTo(peerId)
+    if (now.reach !== 'unreachable') return { ...now, connected: now.reach !== 'self' }
+    const addresses = this.entries.get(peerId)?.card.addresses ?? []
+    if (addresses.some(a => !isRelayed(a))) return { reach: 'direct', connected: false }
+    const relays = addresses.map(relayOf).filter((r): r is string => r != null && r !== this.swarm.peerId.toString())
+    const relay = relays.find(r => this.swarm.getConnections(peerIdFromString(r)).length > 0) ?? relays[0]
+    if (relay == null) return { reach: 'unreachable', connected: false }
+    return { reach: 'relayed', via: this.relayNamed(relay), connected: false }
+  }
+
+  private relayNamed (peerId: string | undefined): { peerId: string, nodeId?: string } | undefined {
+    return peerId == null ? undefined : { peerId, nodeId: this.nodeIdOf(peerId) }
   }
 
   private describe (card: Card, receivedAt: number): ClusterNode {
-    const { reach, via } = this.reachOf(card.peerId)
+    const { reach, via, connected } = this.reachOf(card.peerId)
+    const last = this.lastReached.get(card.peerId)
     const liveness = reach === 'self' ? undefined : this.heartbeat.get(peerIdFromString(card.peerId))
     return {
       nodeId: card.nodeId,
@@ -330,6 +387,8 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       toolProxy: card.toolProxy,
       reach,
       via,
+      connected,
+      lastReached: last == null ? undefined : { at: new Date(last.at).toISOString(), reach: last.reach, via: this.relayNamed(last.via) },
       rttMs: liveness?.rttMs,
       lastSeen: new Date(Math.max(receivedAt, liveness?.lastSeen ?? 0)).toISOString(),
       inFlight: this.inFlight.get(card.peerId) ?? 0
@@ -378,6 +437,8 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       if (this.departed.size <= MAX_DEPARTED) break
       this.departed.delete(oldest)
     }
+    this.lastWorkAt.delete(peerId)
+    this.lastReached.delete(peerId)
     this.log('node %s left: %s', entry.card.nodeId, reason)
     this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
   }
@@ -400,4 +461,9 @@ export class NodeIdConflictError extends Error {
 
 export function isRelayed (address: string): boolean {
   return address.includes('/p2p-circuit')
+}
+
+/** The relay's peer id in a circuit address (`.../p2p/<relay>/p2p-circuit/...`). */
+export function relayOf (address: string): string | undefined {
+  return address.match(/\/p2p\/(\w+)\/p2p-circuit/)?.[1]
 }

@@ -1,46 +1,146 @@
+import { createHash } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DIAL_TIMEOUT_MS } from '../../node/constants.js'
+import { isRelayed, type ClusterView } from './cluster-view.js'
 import type { Card } from './card.js'
-import type { ClusterView } from './cluster-view.js'
+import type { MeshMode } from '../../config/schema.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { Logger, Startable } from '@libp2p/interface'
+import type { Logger, PeerId, Startable } from '@libp2p/interface'
 
 const RETRY_MIN_MS = 1_000
 
+export interface MeshConnectorInit {
+  /**
+   * `full`: dial every member. `on-demand`: only keep `relays` relays
+   * connected (a node that does not listen), and leave every other
+   * connection to the work that needs it.
+   */
+  mode: MeshMode
+  /** Relays a node that does not listen keeps connected (its reservations). */
+  relays: number
+  /** Whether this node listens: then it needs no relay to be reached. */
+  listens: boolean
+  /** The longest wait before a failed member is dialed again when a card names it. */
+  maxRetryMs: number
+}
+
 /**
- * Forms the mesh: every member found in a card, or in the links a card lists,
- * is dialed, directly where it listens and through a relay where it does not.
- * So a node that knows one bootstrap peer comes to know and reach them all.
+ * Keeps the connections the cluster needs, and puts every member's
+ * addresses in the peer store, so a request to any member can dial it.
+ *
+ * In `full` mode every member found in a card, or in the links a card lists,
+ * is dialed. In `on-demand` mode (the default) a node that does not listen
+ * keeps up to `relays` listening members connected, preferring those it
+ * already holds; they are its relays (the circuit transport reserves a slot
+ * on each) and, with its configured peers, the paths its gossip takes.
  */
 export class MeshConnector implements Startable {
   private readonly log: Logger
   private readonly dialing = new Set<string>()
   private readonly failures = new Map<string, { at: number, count: number, addresses: string }>()
+  /** The addresses last put in the peer store per member, so an unchanged card costs nothing. */
+  private readonly stored = new Map<string, string>()
+  /** Relays this node chose to stay connected to (on demand, not listening). */
+  private readonly relays = new Set<string>()
   private controller = new AbortController()
+  private timer?: ReturnType<typeof setInterval>
 
-  /** @param maxRetryMs - the longest wait before a failed member is dialed again when a card names it */
-  constructor (private readonly swarm: Swarm, private readonly view: ClusterView, private readonly maxRetryMs: number) {
+  constructor (private readonly swarm: Swarm, private readonly view: ClusterView, private readonly init: MeshConnectorInit) {
     this.log = swarm.logger.forComponent('clawmatrix:mesh')
   }
 
   start (): void {
     this.controller = new AbortController()
     this.view.addEventListener('node:updated', this.onCard)
+    this.view.addEventListener('node:left', this.onLeft)
+    if (this.keepsRelays) {
+      this.swarm.addEventListener('peer:disconnect', this.onDisconnect)
+      this.timer = setInterval(() => { this.keepRelays() }, this.init.maxRetryMs)
+      this.timer.unref()
+    }
   }
 
   stop (): void {
+    clearInterval(this.timer)
     this.view.removeEventListener('node:updated', this.onCard)
+    this.view.removeEventListener('node:left', this.onLeft)
+    this.swarm.removeEventListener('peer:disconnect', this.onDisconnect)
     this.controller.abort()
+    this.stored.clear()
+    this.relays.clear()
+  }
+
+  /** A relay this node keeps connected on purpose: never closed for being idle. */
+  isRelay (peer: PeerId | string): boolean {
+    return this.relays.has(peer.toString())
+  }
+
+  private get keepsRelays (): boolean {
+    return this.init.mode === 'on-demand' && !this.init.listens && this.init.relays > 0
   }
 
   private readonly onCard = (event: CustomEvent<Card>): void => {
     const card = event.detail
-    this.connect(card.peerId, card.addresses)
-    for (const link of card.links) this.connect(link.peerId, link.addresses)
+    if (this.init.mode === 'full') {
+      this.connect(card.peerId, card.addresses)
+      for (const link of card.links) this.connect(link.peerId, link.addresses)
+      return
+    }
+    void this.remember(card.peerId, card.addresses)
+    if (this.keepsRelays && listensAt(card)) this.keepRelays()
   }
 
-  private connect (peer: string, addresses: string[]): void {
+  private readonly onLeft = (event: CustomEvent<{ card: Card }>): void => {
+    const peer = event.detail.card.peerId
+    this.stored.delete(peer)
+    this.failures.delete(peer)
+    if (this.relays.delete(peer)) this.keepRelays()
+  }
+
+  private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
+    if (this.relays.delete(event.detail.toString())) this.keepRelays()
+  }
+
+  /**
+   * Tops the relays up to `relays`: the listening members this node is
+   * already connected to first, then the others in an order of their own
+   * per node (rendezvous hashing), so members spread over the relays and a
+   * node picks the same ones again after a restart.
+   */
+  private keepRelays (): void {
+    if (!this.keepsRelays || this.controller.signal.aborted) return
+    const self = this.swarm.peerId.toString()
+    for (const peer of this.relays) {
+      if (this.swarm.getConnections(peerIdFromString(peer)).length === 0 && !this.dialing.has(peer)) this.relays.delete(peer)
+    }
+    const listening = this.view.nodes().filter(n => !n.self && n.conflictsWith == null).map(n => this.view.card(n.peerId)).filter((c): c is Card => c != null && listensAt(c))
+    const connected = (card: Card): boolean => this.swarm.getConnections(peerIdFromString(card.peerId)).some(c => !isRelayed(c.remoteAddr.toString()))
+    const ordered = [...listening].sort((a, b) => Number(connected(b)) - Number(connected(a)) || rank(self, a.peerId).localeCompare(rank(self, b.peerId)))
+    for (const card of ordered) {
+      if (this.relays.size >= this.init.relays) break
+      if (this.relays.has(card.peerId)) continue
+      this.relays.add(card.peerId)
+      this.connect(card.peerId, card.addresses.filter(a => !isRelayed(a)), () => { this.relays.delete(card.peerId) })
+    }
+  }
+
+  /** Puts a member's addresses in the peer store, where a dial for work finds them. */
+  private async remember (peer: string, addresses: string[]): Promise<void> {
+    const self = this.swarm.peerId.toString()
+    if (peer === self) return
+    const joined = addresses.join(' ')
+    if (this.stored.get(peer) === joined) return
+    this.stored.set(peer, joined)
+    try {
+      await this.swarm.peerStore.merge(peerIdFromString(peer), { multiaddrs: usable(addresses, self) })
+    } catch (err: any) {
+      this.stored.delete(peer)
+      this.log('could not store the addresses of %s: %s', peer, err.message)
+    }
+  }
+
+  private connect (peer: string, addresses: string[], onFailure?: () => void): void {
     const self = this.swarm.peerId.toString()
     if (peer === self || this.dialing.has(peer)) return
     let peerId
@@ -53,13 +153,14 @@ export class MeshConnector implements Startable {
     // After a failure, wait (1 s, doubling) unless the card now offers other addresses, e.g. a new relay reservation.
     const failed = this.failures.get(peer)
     const tried = addresses.join(' ')
-    if (failed != null && failed.addresses === tried && Date.now() - failed.at < Math.min(this.maxRetryMs, RETRY_MIN_MS * 2 ** failed.count)) return
+    if (failed != null && failed.addresses === tried && Date.now() - failed.at < Math.min(this.init.maxRetryMs, RETRY_MIN_MS * 2 ** failed.count)) {
+      onFailure?.()
+      return
+    }
     this.dialing.add(peer)
     void (async () => {
       try {
-        // Circuits through this node would loop back to it.
-        const usable = addresses.filter(a => !a.includes(`/p2p/${self}/p2p-circuit`)).map(a => multiaddr(a))
-        await this.swarm.peerStore.merge(peerId, { multiaddrs: usable })
+        await this.swarm.peerStore.merge(peerId, { multiaddrs: usable(addresses, self) })
         const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
         await this.swarm.dial(peerId, { signal })
         this.failures.delete(peer)
@@ -67,9 +168,30 @@ export class MeshConnector implements Startable {
       } catch (err: any) {
         this.failures.set(peer, { at: Date.now(), count: (failed?.count ?? 0) + 1, addresses: tried })
         this.log('could not reach member %p yet: %s', peerId, err.message)
+        onFailure?.()
       } finally {
         this.dialing.delete(peer)
       }
     })()
   }
+}
+
+/** A member that announces an address of its own (not a circuit) listens, so it can relay. */
+function listensAt (card: Card): boolean {
+  return card.addresses.some(a => !isRelayed(a))
+}
+
+/** Circuits through this node would loop back to it. */
+function usable (addresses: string[], self: string): ReturnType<typeof multiaddr>[] {
+  return addresses.filter(a => !a.includes(`/p2p/${self}/p2p-circuit`)).flatMap(a => {
+    try {
+      return [multiaddr(a)]
+    } catch {
+      return []
+    }
+  })
+}
+
+function rank (self: string, peer: string): string {
+  return createHash('sha256').update(`${self} ${peer}`).digest('hex')
 }

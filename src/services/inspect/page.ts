@@ -127,8 +127,16 @@ function ago (iso) {
 }
 
 function reachText (node) {
-  if (node.reach === 'relayed') return 'relayed via ' + ((node.via && (node.via.nodeId || node.via.peerId.slice(-8))) || '?')
-  return node.reach === 'self' ? 'this node' : node.reach
+  const how = node.reach === 'relayed' ? 'relayed via ' + ((node.via && (node.via.nodeId || node.via.peerId.slice(-8))) || '?') : node.reach
+  if (node.reach === 'self') return 'this node'
+  return node.reach === 'unreachable' || node.connected !== false ? how : how + ' (on demand)'
+}
+
+function lastReachedText (node) {
+  const last = node.lastReached
+  if (node.self || last == null) return 'never'
+  const how = last.reach === 'relayed' ? 'relayed via ' + ((last.via && (last.via.nodeId || last.via.peerId.slice(-8))) || '?') : last.reach
+  return node.connected ? how + ', connected now' : how + ', ' + ago(last.at)
 }
 
 /** Places this node first and the rest by name around a circle, so positions stay put between refreshes. */
@@ -230,6 +238,7 @@ function drawCards (status) {
     row(dl, 'models', node.models.map(m => m.id))
     row(dl, 'tags', node.tags)
     row(dl, 'tools', tools(node))
+    if (!node.self) row(dl, 'last reached', lastReachedText(node))
     row(dl, 'activity', node.inFlight + ' in flight' + (node.self ? '' : ' · seen ' + ago(node.lastSeen)))
     row(dl, 'peer id', node.peerId)
     card.append(top, dl)

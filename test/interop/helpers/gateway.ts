@@ -175,6 +175,19 @@ export class Gateway {
     clearTimeout(timer)
   }
 
+  /** Sends SIGTERM and returns at once: the gateway drains (up to minutes) before it exits. */
+  terminate (): void {
+    this.child?.kill('SIGTERM')
+  }
+
+  /** Rewrites `plugins.entries.clawmatrix.config` in the gateway's config file: OpenClaw hot-reloads it. */
+  async setClawmatrixConfig (config: Record<string, unknown>): Promise<void> {
+    const path = join(this.dir, 'openclaw.json')
+    const whole = JSON.parse(await readFile(path, 'utf8'))
+    whole.plugins.entries.clawmatrix.config = config
+    await writeFile(path, JSON.stringify(whole, null, 2))
+  }
+
   async close (): Promise<void> {
     await this.stop()
     await this.upstream.stop()

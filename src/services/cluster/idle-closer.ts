@@ -1,0 +1,60 @@
+import type { Swarm } from '../../node/swarm.js'
+import type { Connection, Logger, PeerId, Startable } from '@libp2p/interface'
+
+/** Streams every connection carries whether or not there is work: they do not keep it open. */
+const HOUSEKEEPING_PROTOCOLS = ['/meshsub/', '/floodsub/', '/ipfs/ping/', '/ipfs/id/']
+
+export interface IdleCloserInit {
+  /** A connection this node opened, with no work for this long, is closed. */
+  idleMs: number
+  /** Peers whose connections stay whatever they carry: configured peers, relays. */
+  keep: (peer: PeerId) => boolean
+  /** When work to or from the peer last ran (epoch ms), and whether some runs now. */
+  lastWork: (peer: PeerId) => { at?: number, busy: boolean }
+}
+
+/**
+ * Closes the connections this node opened for work once they have been
+ * idle for `idleMs`: no request in flight or finished within that time, and
+ * no stream open but gossip, identify and ping (a relay's HOP stream counts
+ * as work: it carries someone's circuit). Only outbound connections: the
+ * side that opened a connection decides when it is done with it, so two
+ * nodes never close one connection from both ends at once.
+ */
+export class IdleCloser implements Startable {
+  private readonly log: Logger
+  /** When each connection last carried a work stream; connections are owned by libp2p, so weakly. */
+  private readonly lastStream = new WeakMap<Connection, number>()
+  private timer?: ReturnType<typeof setInterval>
+
+  constructor (private readonly swarm: Swarm, private readonly init: IdleCloserInit) {
+    this.log = swarm.logger.forComponent('clawmatrix:idle')
+  }
+
+  start (): void {
+    this.timer = setInterval(() => { this.sweep(Date.now()) }, Math.max(50, Math.min(this.init.idleMs / 4, 5_000)))
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  sweep (now: number): void {
+    for (const connection of this.swarm.getConnections()) {
+      if (connection.direction !== 'outbound' || connection.status !== 'open') continue
+      if (connection.streams.some(s => !HOUSEKEEPING_PROTOCOLS.some(p => s.protocol?.startsWith(p) === true))) {
+        this.lastStream.set(connection, now)
+        continue
+      }
+      const peer = connection.remotePeer
+      if (this.init.keep(peer)) continue
+      const work = this.init.lastWork(peer)
+      if (work.busy) continue
+      const since = Math.max(connection.timeline.open, this.lastStream.get(connection) ?? 0, work.at ?? 0)
+      if (now - since < this.init.idleMs) continue
+      this.log('closing connection %s to %p: idle for %d ms', connection.id, peer, now - since)
+      void connection.close().catch((err: any) => { connection.abort(err) })
+    }
+  }
+}
