@@ -48,6 +48,10 @@ describe('tasks', () => {
     const executed = JSON.parse(await readFile(join(office.stateDir, 'tasks', 'executor', `${submitted.id}.json`), 'utf8'))
     expect(executed).toMatchObject({ state: 'completed', owner: { nodeId: 'home', peerId: home.node.peerId.toString() } })
     expect(home.tasks.list('agent:main:main').map(t => t.id)).toEqual([submitted.id])
+    // The executing node audits the submission (the task text stays out of it).
+    const audit = await readFile(join(office.stateDir, 'audit.jsonl'), 'utf8')
+    expect(JSON.parse(audit.split('\n')[0]!)).toMatchObject({ kind: 'task', caller: { name: 'home' }, what: { agent: 'worker' } })
+    expect(audit).not.toContain(flag)
   })
 
   it('continues a conversation with its contextId: same agent, same node, the earlier turns', async () => {

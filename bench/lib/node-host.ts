@@ -144,8 +144,14 @@ function watch ({ node, convergence }: Hosted, expected: number): () => void {
   return stop
 }
 
-/** The open connection from `node` to `peer` of the given path (relayed or direct). */
-function connectionTo (node: ClawmatrixNode, peer: string, path: PathKind): Connection {
+/**
+ * The open connection from `node` to `peer` of the given path (relayed or
+ * direct). Members connect on demand, so a missing one is dialed first.
+ */
+async function connectionTo (node: ClawmatrixNode, peer: string, path: PathKind): Promise<Connection> {
+  if (node.swarm.getConnections(peerIdFromString(peer)).length === 0) {
+    await node.swarm.dial(peerIdFromString(peer), { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+  }
   const connections = node.swarm.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
   const found = connections.find(c => c.remoteAddr.toString().includes('/p2p-circuit') === (path === 'relayed'))
   if (found == null) {
@@ -213,7 +219,7 @@ const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promis
   },
 
   async sendBulk ({ from, to, path, bytes, chunkBytes, timeoutMs }) {
-    const connection = connectionTo(get(from).node, to, path)
+    const connection = await connectionTo(get(from).node, to, path)
     const ms = await sendBulk(connection, bytes, chunkBytes, AbortSignal.timeout(timeoutMs))
     return { ms, remoteAddr: connection.remoteAddr.toString() }
   },
@@ -228,7 +234,7 @@ const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promis
 
   async openEcho ({ from, to, path }) {
     const { node } = get(from)
-    const connection = connectionTo(node, to, path)
+    const connection = await connectionTo(node, to, path)
     const stream = await connection.newStream(ECHO_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
     const key = registerEcho(new EchoLines(stream, connection), node)
     return { key, connectionId: connection.id, remoteAddr: connection.remoteAddr.toString() }

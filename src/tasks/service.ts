@@ -53,7 +53,7 @@ export class TaskService implements Startable {
       nodeId, peerId, runner: node.work.agents, store: executorStore, log,
       maxConcurrentTasks: init.maxConcurrentTasks, defaultTimeoutMs: init.defaultTimeoutMs
     })
-    this.protocol = new TaskProtocol(libp2pComponents(node.swarm), { nodeId, executor: this.executor, admit: node.work.admit })
+    this.protocol = new TaskProtocol(libp2pComponents(node.swarm), { nodeId, executor: this.executor, admit: node.work.admit, audit: node.work.audit })
     this.caller = new TaskCaller({ nodeId, peerId, store: callerStore, protocol: this.protocol, client: node.client, view: node.view, connections: node.swarm, log, deliver: init.deliver })
     registerTaskRoutes(node.http, this)
   }

@@ -10,7 +10,8 @@ export interface WorkAudit {
   callerName(peerId: string): string | undefined
 }
 
-const KINDS: Record<string, AuditEntry['kind']> = { handoff: 'handoff', send: 'message', tool: 'tool', task: 'task' }
+/** Requests that start work; reads of a task (task-get) and its follow-ups are not work of their own. */
+const KINDS: Record<string, AuditEntry['kind']> = { handoff: 'handoff', send: 'message', tool: 'tool', 'task-submit': 'task' }
 
 /**
  * Watches one served request: the frames written back (the final one says
@@ -27,7 +28,7 @@ export function auditServed (audit: WorkAudit, frames: FrameStream, request: Fra
   const write = frames.write.bind(frames)
   frames.write = async (frame, options) => {
     out += Buffer.byteLength(JSON.stringify(frame))
-    if (['result', 'rejected', 'delivered'].includes(String(frame.type))) final = frame
+    if (['result', 'rejected', 'delivered', 'task'].includes(String(frame.type))) final = frame
     await write(frame, options)
   }
   return {
@@ -35,7 +36,9 @@ export function auditServed (audit: WorkAudit, frames: FrameStream, request: Fra
       const peerId = connection.remotePeer.toString()
       const outcome = final == null
         ? 'aborted'
-        : final.type === 'rejected' ? 'refused' : final.type === 'delivered' ? 'ok' : String(final.status ?? 'ok')
+        : final.type === 'rejected'
+          ? 'refused'
+          : final.type === 'delivered' ? 'ok' : final.type === 'task' ? `task ${String((final.task as any)?.state ?? 'accepted')}` : String(final.status ?? 'ok')
       const code = final?.type === 'rejected' ? String(final.code) : (final?.error as any)?.code ?? (error == null ? undefined : 'stream-error')
       audit.log.record({
         time: new Date(started).toISOString(),
