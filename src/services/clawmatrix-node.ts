@@ -224,8 +224,8 @@ export class ClawmatrixNode {
       callerName
     }
     const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName })
-    const client = new ClusterClient({ config, view, work })
     const dialer = new PeerDialer(swarm, config.peers, config.reconnect)
+    const client = new ClusterClient({ config, view, work, dialer, heartbeat })
     const { mode, relays, idleCloseMs } = config.mesh
     const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs, mode })
     const connector = new MeshConnector(swarm, view, { mode, relays, listens: config.listen, maxRetryMs: intervalMs })
