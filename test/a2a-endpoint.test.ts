@@ -14,6 +14,7 @@ import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcT
 import { Role, TaskState, type Task } from '@a2a-js/sdk'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { testNodes, type TestNode } from './helpers/nodes.js'
+import { alive } from './helpers/processes.js'
 import { waitFor } from './helpers/wait.js'
 
 const TASK_AGENT = [process.execPath, fileURLToPath(new URL('./fixtures/task-agent.mjs', import.meta.url))]
@@ -172,12 +173,3 @@ describe('the A2A endpoint, two hops from the agent', () => {
     expect(answerOf(await client.sendMessage({ message: text('echo through the token') } as any) as Task)).toBe('through the token (turns: 0; last: none)')
   })
 })
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}

@@ -39,6 +39,9 @@ async function subscribed (sender: TestNode, receiver: TestNode): Promise<void> 
     sender.node.swarm.services.pubsub.getSubscribers(ANNOUNCE_TOPIC).some(p => p.equals(receiver.node.peerId)))
 }
 
+/** These checks need members that gossip to each other directly, as in a full mesh. */
+const FULL = { mode: 'full' }
+
 describe('node ids follow one pattern wherever they are read', () => {
   it('the config refuses a nodeId or peer nodeId with a newline or an escape', () => {
     expect(() => parseConfig({ nodeId: 'a\nb', secret: SECRET })).toThrow(ConfigError)
@@ -48,10 +51,11 @@ describe('node ids follow one pattern wherever they are read', () => {
   })
 
   it('a card whose nodeId holds a newline and an ANSI escape is rejected, and forges no line in a running node\'s log', async () => {
-    const hub = await nodes.start({ nodeId: 'hub', listen: true })
-    const member = await nodes.start({ nodeId: 'member', peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
+    // A full mesh, so the card goes from the observer to the member over their own connection.
+    const hub = await nodes.start({ nodeId: 'hub', listen: true, mesh: FULL })
+    const member = await nodes.start({ nodeId: 'member', mesh: FULL, peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
     const config = join(dir, 'observer.json')
-    await writeFile(config, JSON.stringify({ nodeId: 'observer', secret: SECRET, proxyPort: 0, peers: [{ nodeId: 'hub', url: hub.wsAddress() }] }))
+    await writeFile(config, JSON.stringify({ nodeId: 'observer', secret: SECRET, proxyPort: 0, mesh: FULL, peers: [{ nodeId: 'hub', url: hub.wsAddress() }] }))
     const observer = runCli(['node', '--config', config, '--state-dir', join(dir, 'observer')])
     children.push(observer)
     await waitFor('the member to know the observer', () => member.node.view.nodes().some(n => n.nodeId === 'observer'))
@@ -83,11 +87,12 @@ describe('node ids follow one pattern wherever they are read', () => {
 describe('a gone notice only hastens the receiver\'s own check', () => {
   it('never removes a node the receiver still reaches through a relay, however often it is sent', async () => {
     const beat = { intervalMs: 5000, maxMissed: 3 }
-    const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: beat })
+    // A full mesh, so the reporter's notice reaches the observer over their own (relayed) connection.
+    const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: beat, mesh: FULL })
     const peers = [{ nodeId: 'hub', url: hub.wsAddress() }]
-    const target = await nodes.start({ nodeId: 'target', heartbeat: beat, peers })
-    const observer = await nodes.start({ nodeId: 'observer', heartbeat: beat, peers })
-    const reporter = await nodes.start({ nodeId: 'reporter', heartbeat: beat, peers })
+    const target = await nodes.start({ nodeId: 'target', heartbeat: beat, mesh: FULL, peers })
+    const observer = await nodes.start({ nodeId: 'observer', heartbeat: beat, mesh: FULL, peers })
+    const reporter = await nodes.start({ nodeId: 'reporter', heartbeat: beat, mesh: FULL, peers })
     const relayedTarget = (): boolean => observer.node.view.nodes().some(n => n.nodeId === 'target' && n.reach === 'relayed')
     await waitFor('the observer to reach the target through the hub', relayedTarget, { timeoutMs: 30_000 })
     await subscribed(reporter, observer)

@@ -52,6 +52,8 @@ describe('relay metrics', () => {
     const home = await nodes.start({ nodeId: 'home', peers })
     const office = await nodes.start({ nodeId: 'office', peers })
     await waitFor('home to reach office through the relay', () => home.node.view.reachOf(office.node.peerId.toString()).reach === 'relayed', { timeoutMs: 30_000 })
+    // Connections are opened on demand: a dial stands for the work that opens the circuit.
+    await home.node.swarm.dial(office.node.peerId)
 
     const samples = await waitFor('the relay to count two reservations and a circuit', async () => {
       const s = await metricsOf(relay)

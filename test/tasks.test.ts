@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { testNodes, type TestNode } from './helpers/nodes.js'
+import { alive } from './helpers/processes.js'
 import { waitFor } from './helpers/wait.js'
 
 const nodes = testNodes()
@@ -20,15 +21,6 @@ async function pair (officeStateDir?: string): Promise<{ home: TestNode, office:
   const home = await nodes.start({ nodeId: 'home', peers: [{ nodeId: 'office', url: office.wsAddress() }] })
   await waitFor('home to see office', () => home.node.view.nodes().find(n => n.nodeId === 'office')?.reach === 'direct')
   return { home, office }
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 describe('tasks', () => {

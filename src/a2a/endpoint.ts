@@ -133,7 +133,7 @@ class A2AEndpoint implements Startable {
         this.stream(res, id, record)
         return
       }
-      sendJson(res, 200, rpcResult(id, await this.call(method, agent, params, req)))
+      sendJson(res, 200, rpcResult(id, await this.call(method, agent, params, res)))
     } catch (err: any) {
       this.components.log('A2A request failed: %s', err.message)
       // A body that is not JSON or too large is still answered in JSON-RPC terms.
@@ -144,14 +144,20 @@ class A2AEndpoint implements Startable {
     }
   }
 
-  private async call (method: string, agent: string | undefined, params: Record<string, unknown>, req: IncomingMessage): Promise<unknown> {
+  private async call (method: string, agent: string | undefined, params: Record<string, unknown>, res: ServerResponse): Promise<unknown> {
     const { tasks } = this.components
     switch (method) {
       case 'SendMessage': {
+        // The client leaving stops the wait, not the task. On the response, not the (kept-alive, reused) socket.
         const gone = new AbortController()
-        req.socket.once('close', () => { gone.abort() })
-        const record = await this.send(agent, params, gone.signal)
-        return { task: a2aTask(this.asClient(record), historyLength(params.configuration)) }
+        const onClose = (): void => { if (!res.writableFinished) gone.abort() }
+        res.once('close', onClose)
+        try {
+          const record = await this.send(agent, params, gone.signal)
+          return { task: a2aTask(this.asClient(record), historyLength(params.configuration)) }
+        } finally {
+          res.off('close', onClose)
+        }
       }
       case 'GetTask': return a2aTask(this.asClient(tasks.get(requiredId(params))), historyLength(params))
       case 'CancelTask': {

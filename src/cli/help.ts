@@ -102,11 +102,26 @@ Revokes a member's certificate and hands the revocation to a running node, which
   --host H           a running member's local endpoint host (default 127.0.0.1)
   --port N           its proxyPort (default ${DEFAULT_PROXY_PORT})`,
 
-  handoff: `usage: clawmatrix handoff <target> <task> [--context TEXT] [--timeout SECONDS] [--host H] [--port N] [--json]
+  handoff: `usage: clawmatrix handoff <target> <task> [--context TEXT] [--timeout SECONDS] [--no-wait] [--context-id ID] [--host H] [--port N] [--json]
 
 Hands a task to an agent on another node through a running node, waits and prints the reply.
   --context TEXT     background the receiving agent gets with the task
+  --no-wait          print the task id at once instead of waiting; \`clawmatrix task <id>\` shows it later
+  --context-id ID    continue that conversation: same agent, same node, its earlier turns (the target may be left out)
 ${WORK}`,
+
+  task: `usage: clawmatrix task <id> [--follow] [--message TEXT] [--cancel] [--host H] [--port N] [--json]
+
+Shows a task started from this node (docs/tasks.md): its state, progress and answer.
+  --follow           print progress as it comes, until the task ends or asks for input
+  --message TEXT     answer the task's question (it resumes), or follow up a finished one in its conversation
+  --cancel           cancel it; says plainly when the remote run cannot be stopped
+${ENDPOINT}`,
+
+  tasks: `usage: clawmatrix tasks [--host H] [--port N] [--json]
+
+Lists the tasks started from this node, newest first.
+${ENDPOINT}`,
 
   send: `usage: clawmatrix send <target> <message> [--host H] [--port N] [--json]
 

@@ -72,8 +72,14 @@ describe.skipIf(!existsSync(CHROMIUM))('the mesh page, in headless Chromium', ()
 
     await page.goto(`${origin}/clawmatrix/`)
     // Polled through locators: the page's CSP forbids the eval that page.waitForFunction needs.
-    await waitFor('the page to draw 3 nodes and 3 links', async () => await count(page, '[data-node-id]') === 3 && await count(page, '[data-edge]') === 3)
+    // Connections open on demand: before any work alpha and beta share only the hub, and the page says how beta
+    // would be reached.
+    await waitFor('the page to draw 3 nodes and 2 links', async () => await count(page, '[data-node-id]') === 3 && await count(page, '[data-edge]') === 2)
     expect(await nodesShown(page)).toEqual(['alpha', 'beta', 'hub'])
+    expect(await page.textContent('[data-card="beta"]')).toContain('relayed via hub (on demand)')
+    // A dial stands for the work that opens the circuit; the page then draws it.
+    await alpha.node.swarm.dial(beta.node.peerId)
+    await waitFor('the page to draw the relayed link', async () => await count(page, '[data-edge]') === 3)
     const edges = await page.$$eval('[data-edge]', els => Object.fromEntries(els.map(e => [e.getAttribute('data-edge'), e.getAttribute('data-relayed')])))
     expect(edges).toEqual({ 'alpha hub': 'false', 'beta hub': 'false', 'alpha beta': 'true' })
     expect(await page.textContent('#self')).toBe('alpha')
