@@ -78,6 +78,48 @@ describe('frames over real libp2p streams', () => {
     expect(final).toEqual({ type: 'result', ok: true })
   })
 
+  it('sends the frames written in one turn of the event loop as one message, and later ones in the next', async () => {
+    const { out, in: inStream } = await rawPair()
+    const caller = new FrameStream(out)
+    const receiver = new FrameStream(inStream)
+    expect(await receiver.read({ signal: signal() })).toEqual({ type: 'hello' })
+    const messages: number[] = []
+    out.addEventListener('message', event => { messages.push(event.data.byteLength) })
+    await Promise.all(Array.from({ length: 20 }, async (_, i) => receiver.write({ type: 'chunk', i })))
+    await receiver.write({ type: 'end' })
+    const got: Frame[] = []
+    while (got.at(-1)?.type !== 'end') got.push(await caller.read({ signal: signal() }))
+    expect(got.map(f => f.i)).toEqual([...Array.from({ length: 20 }, (_, i) => i), undefined])
+    // One message for all 21 frames; without coalescing each frame is its own muxer frame and message.
+    expect(messages).toHaveLength(1)
+    // Everything that arrived with it can be taken without waiting.
+    await receiver.write({ type: 'a' })
+    await receiver.write({ type: 'b' })
+    expect(await caller.read({ signal: signal() })).toEqual({ type: 'a' })
+    expect(caller.readBuffered()).toEqual({ type: 'b' })
+    expect(caller.readBuffered()).toBeUndefined()
+    expect(messages).toHaveLength(2)
+    // A write in a later turn is a later message: nothing waits for more than one turn.
+    await receiver.write({ type: 'c' })
+    await new Promise(resolve => setImmediate(resolve))
+    await receiver.write({ type: 'd' })
+    await caller.read({ signal: signal() })
+    await caller.read({ signal: signal() })
+    expect(messages).toHaveLength(4)
+  })
+
+  it('reports a send that failed after its write resolved at the next write and at close', async () => {
+    const { out, in: inStream } = await rawPair()
+    const receiver = new FrameStream(inStream)
+    await receiver.read({ signal: signal() })
+    await receiver.write({ type: 'lost' })
+    // The batch goes out at the end of this turn, into a stream that was closed for writing.
+    await inStream.close()
+    await new Promise(resolve => setImmediate(resolve))
+    await expect(receiver.write({ type: 'next' })).rejects.toThrow()
+    out.abort(new Error('done'))
+  })
+
   it('rejects a malformed frame: not JSON, not an object, no type, not UTF-8', async () => {
     for (const bad of ['not json', '[1,2]', '{"no":"type"}', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])]) {
       const { out, in: inStream } = await rawPair()

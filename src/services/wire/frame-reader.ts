@@ -60,6 +60,14 @@ export class FrameReader {
     }
   }
 
+  /** The next frame if one is buffered whole; undefined otherwise. Throws like read() on a bad frame. */
+  readBuffered (): Frame | undefined {
+    const payload = this.takeFrame()
+    if (payload == null) return undefined
+    this.maybeResume()
+    return decodeFrame(payload)
+  }
+
   private readonly onMessage = (event: StreamMessageEvent): void => {
     const data = event.data
     this.queue.push(data instanceof Uint8Array ? data : data.subarray())

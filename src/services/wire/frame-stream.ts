@@ -15,10 +15,20 @@ export interface ReadOptions {
 }
 
 /**
+ * Frames written in one turn of the event loop are sent as one message: one
+ * muxer frame, one Noise message, one WebSocket frame and one syscall for,
+ * say, every SSE event an upstream read delivered. The batch goes out from
+ * `setImmediate` (after the I/O that produced it), or at once when it holds
+ * FLUSH_BYTES.
+ */
+export const FLUSH_BYTES = 64 * 1024
+
+/**
  * Frames over one libp2p stream. Reads are bounded by an AbortSignal and
  * size-checked, and pause the stream while the consumer is behind; writes
- * are queued in order and wait for the stream to drain when `send()`
- * reports back-pressure, so neither side buffers without bound.
+ * are queued in order, coalesced per turn of the event loop (FLUSH_BYTES),
+ * and wait for the stream to drain once `send()` reported back-pressure, so
+ * neither side buffers more than a batch without bound.
  */
 export class FrameStream {
   readonly stream: Stream
@@ -27,6 +37,14 @@ export class FrameStream {
   private readonly maxFrameBytes: number
   private readonly reader: FrameReader
   private writes: Promise<void> = Promise.resolve()
+  /** Encoded frames waiting for the end of this turn of the event loop. */
+  private batch: Uint8Array[] = []
+  private batchBytes = 0
+  private flushTimer?: ReturnType<typeof setImmediate>
+  /** Set while the stream reported back-pressure: later frames wait for its drain. */
+  private draining?: Promise<void>
+  /** A send that failed after its write had resolved: the next write or close throws it. */
+  private failure?: Error
 
   constructor (stream: Stream, init: FrameStreamInit = {}) {
     this.stream = stream
@@ -51,24 +69,61 @@ export class FrameStream {
     }
   }
 
-  /** Queues a frame; resolves once the stream accepted it (after a drain if needed). */
+  /**
+   * The next frame if one is already buffered whole, without waiting;
+   * undefined otherwise. Lets a reader take what one message brought at once.
+   */
+  readBuffered (): Frame | undefined {
+    return this.reader.readBuffered()
+  }
+
+  /**
+   * Queues a frame. Resolves once it joined the current batch, which is at
+   * once unless the stream is still draining an earlier one; a send that
+   * fails later is thrown by the next write or close.
+   */
   async write (frame: Frame, options: AbortOptions = {}): Promise<void> {
     const bytes = encodeFrame(frame, this.maxFrameBytes)
     this.lastWriteAt = Date.now()
     const write = this.writes.then(async () => {
       options.signal?.throwIfAborted()
-      if (!this.stream.send(bytes)) {
-        await drained(this.stream, options.signal)
-      }
+      if (this.draining != null) await abortable(this.draining, options.signal)
+      if (this.failure != null) throw this.failure
+      this.batch.push(bytes)
+      this.batchBytes += bytes.byteLength
+      if (this.batchBytes >= FLUSH_BYTES) this.flush()
+      else this.flushTimer ??= setImmediate(this.flush)
     })
     this.writes = write.catch(() => {})
     return write
+  }
+
+  /** Sends the batch as one message; back-pressure holds the next write until the stream drains. */
+  private readonly flush = (): void => {
+    clearImmediate(this.flushTimer)
+    this.flushTimer = undefined
+    if (this.batch.length === 0) return
+    const bytes = this.batch.length === 1 ? this.batch[0]! : concat(this.batch, this.batchBytes)
+    this.batch = []
+    this.batchBytes = 0
+    try {
+      if (!this.stream.send(bytes)) {
+        this.draining = drained(this.stream).then(
+          () => { this.draining = undefined },
+          (err: Error) => { this.failure ??= err; this.draining = undefined }
+        )
+      }
+    } catch (err: any) {
+      this.failure ??= err
+    }
   }
 
   /** Closes our side gracefully once queued frames are sent; resets the stream if that stalls. */
   async close (): Promise<void> {
     try {
       await this.writes
+      this.flush()
+      if (this.failure != null) throw this.failure
       await this.stream.close({ signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
     } catch (err: any) {
       this.stream.abort(err)
@@ -101,6 +156,9 @@ export class FrameStream {
   }
 
   abort (err: Error): void {
+    clearImmediate(this.flushTimer)
+    this.flushTimer = undefined
+    this.batch = []
     this.stream.abort(err)
   }
 }
@@ -128,4 +186,29 @@ async function drained (stream: Stream, signal?: AbortSignal): Promise<void> {
     stream.addEventListener('close', onClose)
     signal?.addEventListener('abort', onAbort)
   })
+}
+
+/** `promise`, or the signal's reason once it aborts first. */
+async function abortable (promise: Promise<void>, signal?: AbortSignal): Promise<void> {
+  if (signal == null) return promise
+  signal.throwIfAborted()
+  let onAbort!: () => void
+  try {
+    await Promise.race([promise, new Promise<never>((_resolve, reject) => {
+      onAbort = () => { reject(signal.reason) }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+function concat (chunks: Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const chunk of chunks) {
+    out.set(chunk, at)
+    at += chunk.byteLength
+  }
+  return out
 }
