@@ -100,6 +100,27 @@ describe('model routing under load and failure', () => {
     expect(fourth.status).toBe(200)
   })
 
+  it('answers routing from a cached candidate list until the view changes', async () => {
+    const upstream = await fake()
+    const { a } = await cluster({}, { b: { models: [model('m', upstream)] } })
+    const view = a.node.view
+    const first = view.resolveModel('m')
+    expect(first.map(c => c.nodeId)).toEqual(['b'])
+    // Unchanged view: the same list, not every node described again.
+    expect(view.resolveModel('m')).toBe(first)
+
+    // A new host's card changes the view: the next request sees it at once, not after the cache's age limit.
+    let listed: string[] = []
+    const c = await nodes.start({ nodeId: 'c', heartbeat: beat, peers: [{ nodeId: 'a', url: a.wsAddress() }], models: [model('m', upstream)] })
+    // Polled often, so the cached list is always fresh when the card arrives.
+    await waitFor('a to accept c\'s card', () => {
+      listed = view.resolveModel('m').map(candidate => candidate.nodeId)
+      return view.card(c.node.swarm.peerId.toString()) != null
+    }, { intervalMs: 5 })
+    expect(listed.sort()).toEqual(['b', 'c'])
+    expect((await post(a, { model: 'clawmatrix/m', messages: USER })).status).toBe(200)
+  })
+
   it('skips a host that failed three requests in a row until its cooldown ends, and shows it in status and metrics', async () => {
     const broken = await fake({ reply: { fail: { status: 500, message: 'the GPU fell over' } } })
     const working = await fake()

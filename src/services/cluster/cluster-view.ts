@@ -1,6 +1,6 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { TypedEventEmitter } from 'main-event'
-import { resolveModel, resolveTarget, UnknownTargetError, type Candidate, type Reach, type RoutableNode } from './routing.js'
+import { orderCandidates, resolveModel, resolveTarget, UnknownTargetError, type Candidate, type Reach, type RoutableNode } from './routing.js'
 import type { Card, GoneNotice } from './card.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
@@ -72,6 +72,13 @@ export interface ClusterViewEvents {
   'conflict': CustomEvent<{ nodeId: string, peerIds: string[], holder: string }>
 }
 
+/**
+ * resolveModel's answers are kept until the view changes (a card accepted,
+ * a node gone, a connection opened or closed) and at most this long, since
+ * round-trip times move without an event. Requests in flight are read live.
+ */
+export const MODEL_ROUTES_MAX_AGE_MS = 1_000
+
 /** How many departed nodes the view remembers for error messages. */
 const MAX_DEPARTED = 256
 
@@ -108,6 +115,9 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   private readonly departed = new Map<string, Departure>()
   private timer?: ReturnType<typeof setInterval>
   private started = false
+  /** resolveModel's answers by model, for the card `self` had then (see MODEL_ROUTES_MAX_AGE_MS). */
+  private readonly modelRoutes = new Map<string, { at: number, candidates: Candidate[] }>()
+  private modelRoutesSelf?: Card
 
   /**
    * @param self - this node's own card (./local-card.ts), listed first
@@ -145,6 +155,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     const connection = event.detail
     const address = connection.remoteAddr.toString()
     const relayed = isRelayed(address)
+    this.modelRoutes.clear()
     this.lastReached.set(connection.remotePeer.toString(), { at: Date.now(), reach: relayed ? 'relayed' : 'direct', via: relayed ? relayOf(address) : undefined })
   }
 
@@ -174,6 +185,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       return { accept: true }
     }
     this.entries.set(signer, { card, receivedAt: now })
+    this.modelRoutes.clear()
     this.left.delete(card.nodeId)
     this.checkConflict(card)
     if (previous == null) {
@@ -299,9 +311,25 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     }
   }
 
-  /** Nodes hosting a model, best first. */
+  /**
+   * Nodes hosting a model, best first. Answered from a cache while the view
+   * is unchanged (see MODEL_ROUTES_MAX_AGE_MS): a request does not describe
+   * every node again. The list returned must not be changed.
+   */
   resolveModel (model: string): Candidate[] {
-    return this.routeAroundClaimants(this.nodes(), routable => resolveModel(model, routable))
+    const now = performance.now()
+    if (this.modelRoutesSelf !== this.self.current) {
+      this.modelRoutes.clear()
+      this.modelRoutesSelf = this.self.current
+    }
+    const cached = this.modelRoutes.get(model)
+    if (cached != null && now - cached.at < MODEL_ROUTES_MAX_AGE_MS) {
+      if (cached.candidates.length === 1) return cached.candidates
+      return orderCandidates(cached.candidates.map(c => ({ ...c, inFlight: this.inFlight.get(c.peerId) ?? 0 })))
+    }
+    const candidates = this.routeAroundClaimants(this.nodes(), routable => resolveModel(model, routable))
+    this.modelRoutes.set(model, { at: now, candidates })
+    return candidates
   }
 
   private routeAroundClaimants (nodes: ClusterNode[], route: (nodes: RoutableNode[]) => Candidate[]): Candidate[] {
@@ -430,6 +458,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     const entry = this.entries.get(peerId)
     if (entry == null) return
     this.entries.delete(peerId)
+    this.modelRoutes.clear()
     if (reason === 'left') this.rememberLeft(entry.card.nodeId, peerId)
     this.departed.delete(entry.card.nodeId)
     this.departed.set(entry.card.nodeId, { peerId, at: Date.now(), reason })

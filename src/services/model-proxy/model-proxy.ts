@@ -19,7 +19,7 @@ import type { ModelResponse, ModelRoute, TokenUsage } from '../models/upstream.j
 import type { LocalModels } from './local-models.js'
 import type { HostResponse, ModelStreamProtocol, ServedRequest } from './model-protocol.js'
 import type { UsageLedger } from './usage.js'
-import type { ComponentLogger, Logger } from '@libp2p/interface'
+import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 
 export interface ProxyRequest {
   /** `id` or `clawmatrix/id`. */
@@ -102,6 +102,8 @@ interface ClawmatrixOptions {
 }
 
 const MAX_FALLBACKS = 16
+/** Decoded host ids kept; past it the cache starts over (hosts come and go). */
+const MAX_PEER_IDS_KEPT = 1024
 const REACH_RANK = { self: 0, direct: 1, relayed: 2, unreachable: 3 }
 
 export interface ProxyOptions {
@@ -111,6 +113,7 @@ export interface ProxyOptions {
 export class ModelProxy {
   private readonly log: Logger
   readonly health: HostHealth
+  private readonly peers = new Map<string, PeerId>()
 
   constructor (private readonly init: ModelProxyInit) {
     this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy')
@@ -199,6 +202,16 @@ export class ModelProxy {
     return chain.slice(0, MAX_FALLBACKS)
   }
 
+  /** A host's PeerId, decoded once rather than on every request. */
+  private peerOf (peerId: string): PeerId {
+    let peer = this.peers.get(peerId)
+    if (peer == null) {
+      if (this.peers.size >= MAX_PEER_IDS_KEPT) this.peers.clear()
+      this.peers.set(peerId, peer = peerIdFromString(peerId))
+    }
+    return peer
+  }
+
   /** Hosts that failed lately or are cooling down, with their node ids: for status. */
   routingStatus (): { cooldowns: ReturnType<HostHealth['rows']> } {
     const names = new Map(this.init.view.nodes().map(n => [n.peerId, n.nodeId]))
@@ -233,7 +246,8 @@ export class ModelProxy {
     const model = modelId(request.model)
     const signal = options.signal ?? new AbortController().signal
     const { usable, coolingMs } = this.order(candidates, model)
-    const byPeer = new Map(usable.map(candidate => [candidate.peerId, candidate]))
+    const peers = usable.map(candidate => this.peerOf(candidate.peerId))
+    const byPeer = new Map(peers.map((peer, i) => [peer, usable[i]!]))
     let tried: Candidate | undefined
     let failovers = -1
     try {
@@ -241,11 +255,11 @@ export class ModelProxy {
         const seconds = Math.ceil(Math.min(...coolingMs) / 1000)
         throw clusterSaturated(`every host of model "${model}" is cooling down after failing ${candidates.map(c => c.nodeId).join(', ')}`, seconds)
       }
-      const answered = await firstAccepting(usable.map(candidate => peerIdFromString(candidate.peerId)), async peer => {
-        const candidate = tried = byPeer.get(peer.toString())!
+      const answered = await firstAccepting(peers, async peer => {
+        const candidate = tried = byPeer.get(peer)!
         failovers++
         try {
-          return { response: await this.attempt(candidate, model, request, signal), candidate }
+          return { response: await this.attempt(candidate, peer, model, request, signal), candidate }
         } catch (err) {
           // An answer every host would give ends the search: it is the answer.
           if (err instanceof HostRefusedError && err.final) return { final: err.upstream! }
@@ -285,11 +299,11 @@ export class ModelProxy {
   }
 
   /** One host: this node's own upstream, or a host over the mesh. */
-  private async attempt (candidate: Candidate, model: string, request: ProxyRequest, signal: AbortSignal): Promise<HostResponse> {
+  private async attempt (candidate: Candidate, peer: PeerId, model: string, request: ProxyRequest, signal: AbortSignal): Promise<HostResponse> {
     const release = this.init.view.track(candidate.peerId)
     try {
       if (candidate.reach !== 'self') {
-        return await this.init.protocol.request(peerIdFromString(candidate.peerId), { type: 'model', model, route: request.route, body: request.body }, signal)
+        return await this.init.protocol.request(peer, { type: 'model', model, route: request.route, body: request.body }, signal)
       }
       const refusal = this.init.local.refusal(model)
       if (refusal != null) throw new HostRefusedError(refusal.code, `${refusal.message}`)
