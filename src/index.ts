@@ -36,7 +36,8 @@ export type { ClusterNode } from './services/cluster/cluster-view.js'
 export { VERSION } from './version.js'
 
 // The config: one schema (TypeBox, also JSON Schema) is the source of truth for the types and the validation.
-export { parseConfig, loadConfigFile, ConfigError } from './config/load.js'
+export { parseConfig, loadConfigFile } from './config/load.js'
+export { ConfigError } from './config/errors.js'
 export { ConfigSchema } from './config/schema.js'
 export type { Config, ConfigInput, PeerConfig, AgentConfig, ModelConfig, ToolProxyConfig } from './config/schema.js'
 
@@ -44,9 +45,7 @@ export type { Config, ConfigInput, PeerConfig, AgentConfig, ModelConfig, ToolPro
 export type { ClusterClient, CallOptions, HandoffOutcome, SendOutcome, ToolOutcome } from './services/cluster-client.js'
 
 // What a call can throw, to be told apart by `err.name` (each also has a stable `code`).
-export { RemoteWorkError, SelfTargetError } from './services/cluster-client.js'
-export { UnknownTargetError } from './services/cluster/routing.js'
-export { NodeIdConflictError } from './services/cluster/cluster-view.js'
+export { RemoteWorkError, SelfTargetError, UnknownTargetError, NodeIdConflictError, NodeOfflineError, NodeUnreachableError } from './services/errors.js'
 export { RefusedError, NoCandidateAcceptedError, StreamCutError, IdleTimeoutError, DeadlineError, RemoteError } from './services/wire/errors.js'
 export { MembershipSetupError } from './membership/errors.js'
 

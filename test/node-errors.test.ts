@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { describeDialError } from '../src/node/dial-errors.js'
-import { NodeOfflineError } from '../src/services/cluster/node-state.js'
+import { NodeOfflineError } from '../src/services/errors.js'
 import { freePort } from './helpers/ports.js'
 import { testNodes } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'

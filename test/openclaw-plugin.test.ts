@@ -4,8 +4,7 @@
  * port clash check, and the tools against real nodes. Real gateways are in
  * test/interop/gateway.test.ts.
  */
-import { readFile } from 'node:fs/promises'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -15,7 +14,8 @@ import { buildManifest, manifestText, TOOL_NAMES } from '../src/openclaw/manifes
 import { checkPortClash } from '../src/openclaw/ports.js'
 import { registerClawmatrix, SERVICE_ID } from '../src/openclaw/plugin.js'
 import { MeshRuntime } from '../src/openclaw/runtime.js'
-import { clusterTools, ToolAuthorizationError, ToolInputError } from '../src/openclaw/tools/index.js'
+import { clusterTools } from '../src/openclaw/tools/index.js'
+import { ToolAuthorizationError, ToolInputError } from '../src/openclaw/errors.js'
 import { handoffMessage, lastAssistantText, OpenClawMessageSink, type SubagentRuntime } from '../src/openclaw/host.js'
 import { openclawModelTargets, providerEntry } from '../src/openclaw/models.js'
 import { clawmatrixProvider } from '../src/openclaw/provider.js'

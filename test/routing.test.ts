@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { orderCandidates, resolveModel, resolveTarget, UnknownTargetError, type RoutableNode } from '../src/services/cluster/routing.js'
+import { orderCandidates, resolveModel, resolveTarget, type RoutableNode } from '../src/services/cluster/routing.js'
+import { UnknownTargetError } from '../src/services/errors.js'
 
 function node (nodeId: string, extra: Partial<RoutableNode> = {}): RoutableNode {
   return { nodeId, peerId: `peer-${nodeId}`, reach: 'direct', rttMs: 5, inFlight: 0, tags: [], agents: [], models: [], ...extra }

@@ -3,6 +3,7 @@ import { escapeLines } from '../node/escape.js'
 import { inspectMember, type InspectReport } from '../services/inspect/inspector.js'
 import { clusterTable } from '../services/status-format.js'
 import { SECRET_ENV } from './run-node.js'
+import { UsageError } from './errors.js'
 
 export const INSPECT_USAGE = 'clawmatrix inspect <ws://host:port | wss://host | multiaddr> [--json] [--timeout <seconds>]'
 
@@ -16,14 +17,14 @@ export async function inspectCommand (args: string[]): Promise<void> {
   try {
     parsed = parseArgs({ args, options: { json: { type: 'boolean' }, timeout: { type: 'string' } }, allowPositionals: true, strict: true })
   } catch (err: any) {
-    throw new Error(`cannot inspect: ${err.message}; usage: ${INSPECT_USAGE}`)
+    throw new UsageError(`cannot inspect: ${err.message}; usage: ${INSPECT_USAGE}`)
   }
   const { values, positionals } = parsed
-  if (positionals.length !== 1) throw new Error(`cannot inspect: name one address; usage: ${INSPECT_USAGE}`)
+  if (positionals.length !== 1) throw new UsageError(`cannot inspect: name one address; usage: ${INSPECT_USAGE}`)
   const secret = process.env[SECRET_ENV]
-  if (secret == null || secret === '') throw new Error(`cannot inspect: set the cluster secret in ${SECRET_ENV} (it is never taken from the command line)`)
+  if (secret == null || secret === '') throw new UsageError(`cannot inspect: set the cluster secret in ${SECRET_ENV} (it is never taken from the command line)`)
   const timeoutSeconds = values.timeout == null ? 10 : Number(values.timeout)
-  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new Error(`cannot inspect: --timeout: got "${values.timeout}"; expected a number of seconds above 0`)
+  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new UsageError(`cannot inspect: --timeout: got "${values.timeout}"; expected a number of seconds above 0`)
 
   const report = await inspectMember(positionals[0]!, secret, { timeoutMs: timeoutSeconds * 1000 })
   process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : escapeLines(formatInspect(report))) + '\n')

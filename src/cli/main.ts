@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
-import { ConfigError, parseConfig } from '../config/load.js'
+import { parseConfig } from '../config/load.js'
+import { ConfigError } from '../config/errors.js'
 import { DEFAULT_LISTEN_PORT, DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { escapeControl } from '../node/escape.js'
 import { AUDIT_FILE, formatAuditEntry, readAudit, type AuditEntry } from '../services/audit/audit-log.js'
@@ -14,10 +15,11 @@ import { defaultStateDir, runUntilSignal, SECRET_ENV } from './run-node.js'
 import { formatStatus } from '../services/status-format.js'
 import { inspectCommand } from './inspect.js'
 import { peersCommand } from './peers.js'
-import { initCommand, inviteCommand, joinCommand, MembershipCommandError, revokeCommand } from './membership.js'
+import { initCommand, inviteCommand, joinCommand, revokeCommand } from './membership.js'
 import { loadJoinedState, withJoinedState } from '../membership/index.js'
 import { submitTask, taskCommand, tasksCommand } from './tasks.js'
-import { callNode, contentOf, endpointHeaders, WorkCallError, type WorkEndpoint } from './work.js'
+import { callNode, contentOf, endpointHeaders, type WorkEndpoint } from './work.js'
+import { describeFailure, exitCodeOf, UsageError, WorkCallError } from './errors.js'
 import type { NodeStatus } from '../services/status.js'
 
 const USAGE = `clawmatrix ${VERSION}: a libp2p mesh of OpenClaw gateways
@@ -52,9 +54,6 @@ The secret comes from the config file or the ${SECRET_ENV} environment variable,
 Commands that talk to a node whose config sets proxyToken read it from CLAWMATRIX_PROXY_TOKEN.
 Debug logs: DEBUG='clawmatrix:*' (add ',libp2p:*' for the swarm underneath).
 clawmatrix <command> --help says what a command does and what each of its options does.`
-
-/** A failure the user can fix: printed without a stack trace. */
-class UsageError extends Error {}
 
 async function main (argv: string[]): Promise<void> {
   const [command, ...rest] = argv
@@ -339,10 +338,8 @@ function portArg (value: string | undefined, flag: string, fallback: number): nu
 main(process.argv.slice(2)).then(() => {
   process.exit(process.exitCode ?? 0)
 }, (err: any) => {
-  const known = err instanceof UsageError || err instanceof ConfigError || err instanceof WorkCallError || err instanceof MembershipCommandError ||
-    ['MembershipSetupError', 'InvalidCredentialError'].includes(err.name) || /^cannot /.test(err.message)
   // A work error carries what the remote node wrote: one escaped line.
-  const message = err instanceof WorkCallError ? escapeControl(err.message) : known ? err.message : err.stack
+  const message = err?.name === 'WorkCallError' ? escapeControl(err.message) : describeFailure(err)
   process.stderr.write(`clawmatrix: ${message}\n`)
-  process.exit(err instanceof UsageError ? 2 : err instanceof WorkCallError ? err.exitCode : 1)
+  process.exit(exitCodeOf(err))
 })

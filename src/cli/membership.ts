@@ -2,14 +2,7 @@ import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { Authority, decodeInvite, defaultAuthorityDir, joinInvite, parseDuration } from '../membership/index.js'
 import { defaultStateDir } from './run-node.js'
 import { endpointHeaders } from './work.js'
-
-/** A failure the user can fix: printed without a stack trace. */
-export class MembershipCommandError extends Error {
-  constructor (message: string) {
-    super(message)
-    this.name = 'MembershipCommandError'
-  }
-}
+import { CommandError } from './errors.js'
 
 const say = (line: string): void => { process.stderr.write(line + '\n') }
 
@@ -87,10 +80,10 @@ export async function revokeCommand (target: string, options: { authorityDir?: s
       signal: AbortSignal.timeout(10_000)
     })
   } catch (err: any) {
-    throw new MembershipCommandError(`signed the revocation of "${target}", but no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); run the same command again with --port of a running node`)
+    throw new CommandError(`signed the revocation of "${target}", but no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); run the same command again with --port of a running node`)
   }
   const body: any = await res.json().catch(() => ({}))
-  if (!res.ok) throw new MembershipCommandError(`the node at ${url} refused the revocation: ${body?.error?.message ?? `HTTP ${res.status}`}`)
+  if (!res.ok) throw new CommandError(`the node at ${url} refused the revocation: ${body?.error?.message ?? `HTTP ${res.status}`}`)
   process.stdout.write(`revoked "${target}"${peerIds.length > 0 ? ` (peer id ${peerIds.join(', ')})` : ''}; the node published it to the cluster (${body.revocations} revocation(s) known)\n`)
 }
 

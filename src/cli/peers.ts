@@ -3,6 +3,7 @@ import { escapeLines } from '../node/escape.js'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { formatDuration, table } from '../services/status-format.js'
 import { endpointHeaders } from './work.js'
+import { CommandError, UsageError } from './errors.js'
 import type { PeersReport } from '../services/inspect/peers.js'
 
 export const PEERS_USAGE = 'clawmatrix peers [--host H] [--port N] [--json]'
@@ -13,10 +14,10 @@ export async function peersCommand (args: string[]): Promise<void> {
   try {
     values = parseArgs({ args, options: { host: { type: 'string' }, port: { type: 'string' }, json: { type: 'boolean' } }, strict: true }).values
   } catch (err: any) {
-    throw new Error(`cannot list peers: ${err.message}; usage: ${PEERS_USAGE}`)
+    throw new UsageError(`cannot list peers: ${err.message}; usage: ${PEERS_USAGE}`)
   }
   const port = values.port == null ? DEFAULT_PROXY_PORT : Number(values.port)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`cannot list peers: --port: got "${values.port}"; expected a port number from 0 to 65535`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`cannot list peers: --port: got "${values.port}"; expected a port number from 0 to 65535`)
   const url = `http://${values.host ?? '127.0.0.1'}:${port}/clawmatrix/peers`
   let report: PeersReport
   try {
@@ -24,7 +25,7 @@ export async function peersCommand (args: string[]): Promise<void> {
     if (!res.ok) throw new Error(`HTTP ${res.status}`)
     report = await res.json() as PeersReport
   } catch (err: any) {
-    throw new Error(`cannot list peers: no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
+    throw new CommandError(`cannot list peers: no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
   }
   process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : escapeLines(formatPeers(report))) + '\n')
 }

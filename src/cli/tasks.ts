@@ -2,7 +2,8 @@
  * `clawmatrix handoff --no-wait`, `clawmatrix task <id>` and `clawmatrix tasks`:
  * the task API of a running node (docs/tasks.md) from a shell.
  */
-import { endpointHeaders, WorkCallError, type WorkEndpoint } from './work.js'
+import { endpointHeaders, type WorkEndpoint } from './work.js'
+import { WorkCallError } from './errors.js'
 import type { TaskRecord } from '../tasks/task.js'
 import type { TaskLine } from '../tasks/http-routes.js'
 

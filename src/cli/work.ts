@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { escapeControl } from '../node/escape.js'
+import { WorkCallError } from './errors.js'
 import type { WorkLine } from '../services/http/work-routes.js'
 
 export interface WorkEndpoint {
@@ -15,14 +16,6 @@ export const PROXY_TOKEN_ENV = 'CLAWMATRIX_PROXY_TOKEN'
 export function endpointHeaders (extra: Record<string, string> = {}): Record<string, string> {
   const token = process.env[PROXY_TOKEN_ENV]
   return token == null || token === '' ? extra : { ...extra, authorization: `Bearer ${token}` }
-}
-
-/** A failed call: the CLI prints the message on stderr and exits with `exitCode`. */
-export class WorkCallError extends Error {
-  constructor (message: string, readonly exitCode = 1) {
-    super(message)
-    this.name = 'WorkCallError'
-  }
 }
 
 /**

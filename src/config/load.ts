@@ -2,20 +2,10 @@ import { readFile } from 'node:fs/promises'
 import { Value } from 'typebox/value'
 import { isLoopback, peerUrlToMultiaddr } from './addresses.js'
 import { ConfigSchema, MIN_SECRET_LENGTH, NAME_RULE, PRINTABLE_PATTERN, type Config } from './schema.js'
+import { ConfigError } from './errors.js'
 
 /** Fields whose values never appear in an error. */
 const SECRET_FIELDS = ['secret', 'proxyToken']
-
-/** A config that was refused; `problems` holds one line per bad field. */
-export class ConfigError extends Error {
-  readonly problems: string[]
-
-  constructor (problems: string[], source?: string) {
-    super(`invalid clawmatrix config${source == null ? '' : ` in ${source}`}:\n  - ${problems.join('\n  - ')}`)
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
-}
 
 /** Validates a config and fills in every default. Throws ConfigError. */
 export function parseConfig (input: unknown, source?: string): Config {

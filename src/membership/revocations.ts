@@ -1,5 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { MembershipSetupError } from './errors.js'
 import { checkRevocation, revocationKey, revokes, type Certificate, type Revocation } from './certificate.js'
 import type { KeyObject } from 'node:crypto'
 
@@ -20,7 +21,7 @@ export class RevocationList {
       json = JSON.parse(await readFile(join(this.stateDir, REVOCATIONS_FILE), 'utf8'))
     } catch (err: any) {
       if (err.code === 'ENOENT') return
-      throw new Error(`cannot read ${join(this.stateDir, REVOCATIONS_FILE)}: ${err.message}`)
+      throw new MembershipSetupError(`cannot read ${join(this.stateDir, REVOCATIONS_FILE)}: ${err.message}`)
     }
     for (const item of Array.isArray(json) ? json : []) this.add(item)
   }

@@ -1,5 +1,6 @@
 import { lpStream } from '@libp2p/utils'
-import type { ConnectionEncrypter, ConnectionGater, PeerId, SecuredConnection, SecureConnectionOptions } from '@libp2p/interface'
+import type { ConnectionEncrypter, ConnectionGater, PeerId, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface'
+import { AdmissionDeniedError, AdmissionRefusedError } from './errors.js'
 
 /**
  * The managed half of the gate (./gate.ts is the secret half). Once Noise
@@ -26,22 +27,6 @@ const ADMITTED = 'ok'
 const REFUSAL_LINGER_MS = 1_000
 /** A refusal reason from the peer is shown to the user; it is cut and cleaned first. */
 const MAX_REASON_CHARS = 300
-
-/** This node refused the peer's credential. */
-export class AdmissionRefusedError extends Error {
-  constructor (message: string) {
-    super(message)
-    this.name = 'AdmissionRefusedError'
-  }
-}
-
-/** The peer refused this node's credential. */
-export class AdmissionDeniedError extends Error {
-  constructor (message: string) {
-    super(message)
-    this.name = 'AdmissionDeniedError'
-  }
-}
 
 type EncrypterFactory = (components: any) => ConnectionEncrypter
 

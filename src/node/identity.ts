@@ -2,6 +2,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { PeerKeyError } from './errors.js'
 
 export const PEER_KEY_FILE = 'peer-key'
 
@@ -15,7 +16,7 @@ export async function loadOrCreatePeerKey (stateDir: string): Promise<PrivateKey
     return privateKeyFromProtobuf(await readFile(file))
   } catch (err: any) {
     if (err.code !== 'ENOENT') {
-      throw new Error(`cannot load the peer key from ${file}: ${err.message}`)
+      throw new PeerKeyError(`cannot load the peer key from ${file}: ${err.message}`, { cause: err })
     }
   }
   await mkdir(stateDir, { recursive: true, mode: 0o700 })

@@ -11,6 +11,7 @@
  * setting to change.
  */
 import type { MultiaddrConnection } from '@libp2p/interface'
+import { InboundRefusedError } from './errors.js'
 
 export interface InboundAdmissionInit {
   /** WebSocket connections one IP address may open per minute. */
@@ -19,14 +20,6 @@ export interface InboundAdmissionInit {
   pendingHandshakesPerIp: number
   /** Told about each refusal, at most once a minute per address. */
   onRefused?: (refusal: InboundRefusedError) => void
-}
-
-export class InboundRefusedError extends Error {
-  override readonly name = 'InboundRefusedError'
-
-  constructor (readonly address: string, readonly reason: 'rate' | 'pending', message: string) {
-    super(message)
-  }
 }
 
 interface AddressState {

@@ -5,7 +5,8 @@
  * stay clawmatrix's own (OpenClaw does not serve its coding tools there).
  */
 import Type from 'typebox'
-import { ToolError, type ToolDefinition } from '../services/tools/tool.js'
+import { type ToolDefinition } from '../services/tools/tool.js'
+import { ToolError } from '../services/errors.js'
 
 /** Work tools of this plugin: forwarding them would let a call hop from node to node. */
 const NOT_FORWARDED = /^cluster_(?!peers$)/

@@ -4,9 +4,9 @@
  * session, through OpenClaw's plugin runtime (`api.runtime.subagent`).
  * The services side sees only its own AgentRunner and MessageSink.
  */
-import { type DeliverOptions, type MessageOrigin, type MessageSink } from '../services/agents/message-sink.js'
-import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult } from '../services/agents/runner.js'
-import { describeOrigin } from '../services/agents/message-sink.js'
+import { describeOrigin, type DeliverOptions, type MessageOrigin, type MessageSink } from '../services/agents/message-sink.js'
+import { type AgentRunner, type AgentRunOptions, type AgentRunResult } from '../services/agents/runner.js'
+import { AgentRunError } from '../services/errors.js'
 
 /** The part of `api.runtime.subagent` used here. */
 export interface SubagentRuntime {

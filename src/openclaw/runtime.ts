@@ -7,6 +7,7 @@ import { checkPortClash } from './ports.js'
 import { attachTasks, type TaskService, type TaskServiceInit } from '../tasks/index.js'
 import type { ClusterClient } from './cluster-client.js'
 import type { Config } from '../config/schema.js'
+import { MeshNotRunningError } from './errors.js'
 
 export interface MeshStartInit {
   /** `plugins.entries.clawmatrix.config`, validated here with the one schema. */
@@ -26,15 +27,6 @@ export interface MeshStartInit {
   tasks?: (config: Config) => TaskServiceInit
   /** Model proxy seams, likewise. */
   modelProxy?: (config: Config) => ClawmatrixNodeInit['modelProxy']
-}
-
-export class MeshNotRunningError extends Error {
-  readonly code = 'MESH_NOT_RUNNING'
-
-  constructor (message: string) {
-    super(message)
-    this.name = 'MeshNotRunningError'
-  }
 }
 
 /**

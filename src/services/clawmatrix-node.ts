@@ -1,5 +1,6 @@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Membership, MembershipSetupError } from '../membership/index.js'
+import { BindError, bindReason } from '../node/errors.js'
 import { Heartbeat } from '../node/heartbeat.js'
 import { loadOrCreatePeerKey } from '../node/identity.js'
 import { startInOrder, stopInReverse, type NamedPart } from '../node/lifecycle.js'
@@ -18,7 +19,7 @@ import { AnnounceSequence } from './cluster/sequence.js'
 import { AuditLog, readAudit } from './audit/audit-log.js'
 import { CallerPolicy } from './caller-policy.js'
 import { ClusterClient } from './cluster-client.js'
-import { bindReason, LocalHttpServer, RouteGroup, sendJson } from './http/local-server.js'
+import { LocalHttpServer, RouteGroup, sendJson } from './http/local-server.js'
 import { MembershipRoutes } from './http/membership-routes.js'
 import { WorkRoutes } from './http/work-routes.js'
 import { ClawmatrixMetrics } from './inspect/metrics.js'
@@ -353,7 +354,7 @@ function listening (swarm: Swarm, config: Config): Startable {
       try {
         await swarm.start()
       } catch (err: any) {
-        throw new Error(`cannot listen on ${config.listenHost}:${config.listenPort} (listenPort): ${bindReason(err)}`)
+        throw new BindError(`cannot listen on ${config.listenHost}:${config.listenPort} (listenPort): ${bindReason(err)}`, { cause: err })
       }
     },
     async stop () {

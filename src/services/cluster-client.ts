@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { describeDialError } from '../node/dial-errors.js'
-import { NodeOfflineError, NodeStates, type NodeStateSources } from './cluster/node-state.js'
-import { UnknownTargetError } from './cluster/routing.js'
-import { ClawmatrixProtocolError, RefusedError, NoCandidateAcceptedError } from './wire/errors.js'
+import { NodeStates, type NodeStateSources } from './cluster/node-state.js'
+import { NodeOfflineError, NodeUnreachableError, RemoteWorkError, SelfTargetError, UnknownTargetError } from './errors.js'
+import { ClawmatrixProtocolError, NoCandidateAcceptedError, RefusedError } from './wire/errors.js'
 import type { ClusterNode, ClusterView } from './cluster/cluster-view.js'
 import type { Candidate } from './cluster/routing.js'
 import type { WorkProtocols } from './work.js'
@@ -52,34 +52,6 @@ export interface ToolOutcome {
   truncated?: unknown
   /** The tool's facts: exit code, path, bytes written ... */
   details: Record<string, unknown>
-}
-
-/** A node the view lists could not be reached when the work was sent. */
-export class NodeUnreachableError extends Error {
-  readonly code = 'NODE_UNREACHABLE'
-
-  constructor (message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'NodeUnreachableError'
-  }
-}
-
-/** The work ran, but ended badly (the agent failed, the tool failed, it was cancelled or timed out remotely). */
-export class RemoteWorkError extends Error {
-  constructor (readonly code: string, message: string, readonly nodeId: string) {
-    super(message)
-    this.name = 'RemoteWorkError'
-  }
-}
-
-/** The target resolves only to this node; the protocols are for other nodes. */
-export class SelfTargetError extends Error {
-  readonly code = 'SELF_TARGET'
-
-  constructor (target: string, nodeId: string) {
-    super(`"${target}" resolves only to this node (${nodeId}); run it here directly, or name another node`)
-    this.name = 'SelfTargetError'
-  }
 }
 
 export interface ClusterClientNode extends NodeStateSources {

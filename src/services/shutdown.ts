@@ -6,16 +6,6 @@
  */
 export const SHUTTING_DOWN = 'shutting-down'
 
-/** New work refused because the node is shutting down; matched by `name`. */
-export class ShuttingDownError extends Error {
-  readonly code = SHUTTING_DOWN
-
-  constructor (nodeId: string) {
-    super(shuttingDownMessage(nodeId))
-    this.name = 'ShuttingDownError'
-  }
-}
-
 export function shuttingDownMessage (nodeId: string): string {
   return `${nodeId} is shutting down`
 }

@@ -11,6 +11,7 @@ import type { ClusterView } from '../services/cluster/cluster-view.js'
 import type { Card } from '../services/cluster/card.js'
 import type { Logger } from '@libp2p/logger'
 import type { PeerId } from '@libp2p/interface'
+import { UnknownTaskError } from './errors.js'
 
 export interface SubmitOptions {
   /** Background for the agent (any JSON). */
@@ -47,16 +48,6 @@ export interface TaskCallerInit {
   /** Retry reattaching to away executors this often besides on their return. @default 30 s (REATTACH_INTERVAL_MS) */
   reattachIntervalMs?: number
   deliver?: TaskDelivery
-}
-
-/** The task is not among this node's tasks. */
-export class UnknownTaskError extends Error {
-  readonly code = 'unknown-task'
-
-  constructor (id: string, nodeId: string) {
-    super(`no task ${id} was started from ${nodeId} (or it was pruned); \`clawmatrix tasks\` lists them`)
-    this.name = 'UnknownTaskError'
-  }
 }
 
 /**

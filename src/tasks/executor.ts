@@ -1,8 +1,10 @@
-import { AgentRunError, type AgentRunner } from '../services/agents/runner.js'
+import { type AgentRunner } from '../services/agents/runner.js'
+import { AgentRunError } from '../services/errors.js'
 import * as c from './constants.js'
 import { isActive, isTerminal, type TaskEvent, type TaskOwner, type TaskRecord, type Turn } from './task.js'
 import type { TaskStore } from './store.js'
 import type { Logger } from '@libp2p/logger'
+import { TaskRefusedError } from './errors.js'
 
 export interface TaskExecutorInit {
   nodeId: string
@@ -21,14 +23,6 @@ export interface SubmitRequest {
   context?: unknown
   contextId?: string
   timeoutMs?: number
-}
-
-/** A request the executor refuses; `code` goes on the wire as a `rejected` code. */
-export class TaskRefusedError extends Error {
-  constructor (readonly code: string, message: string) {
-    super(message)
-    this.name = 'TaskRefusedError'
-  }
 }
 
 interface Running {

@@ -2,13 +2,9 @@
  * The task API over the node's local HTTP endpoint, for the CLI and scripts
  * (docs/tasks.md): submit, list, read, follow (NDJSON), answer, cancel.
  */
-import { UnknownTargetError } from '../services/cluster/routing.js'
-import { NodeIdConflictError } from '../services/cluster/cluster-view.js'
-import { SelfTargetError } from '../services/cluster-client.js'
-import { HttpRequestError, readJsonBody } from '../services/http/body.js'
+import { errorCode, HttpRequestError, httpStatusOf } from '../services/errors.js'
+import { readJsonBody } from '../services/http/body.js'
 import { sendJson, type LocalHttpServer } from '../services/http/local-server.js'
-import { NoCandidateAcceptedError, RefusedError } from '../services/wire/errors.js'
-import { UnknownTaskError } from './caller.js'
 import { MAX_TASK_TEXT_BYTES } from './constants.js'
 import { isActive, type TaskRecord } from './task.js'
 import type { TaskService } from './service.js'
@@ -90,16 +86,7 @@ function sendError (res: ServerResponse, err: any): void {
     res.destroy(err)
     return
   }
-  sendJson(res, statusOf(err), { error: { code: String(err.code ?? err.name ?? 'error'), message: err.message } })
-}
-
-function statusOf (err: unknown): number {
-  if (err instanceof HttpRequestError) return err.status
-  if (err instanceof UnknownTaskError || err instanceof UnknownTargetError || err instanceof NodeIdConflictError) return 404
-  if (err instanceof SelfTargetError) return 400
-  if (err instanceof RefusedError) return err.code === 'busy' ? 503 : 409
-  if (err instanceof NoCandidateAcceptedError) return 503
-  return 502
+  sendJson(res, httpStatusOf(err), { error: { code: errorCode(err), message: err.message } })
 }
 
 function text (body: Record<string, unknown>, field: string): string {

@@ -1,10 +1,7 @@
-import { leftMessage, NodeIdConflictError } from '../../services/cluster/cluster-view.js'
-import { UnknownTargetError } from '../../services/cluster/routing.js'
-import { RemoteWorkError, SelfTargetError } from '../../services/cluster-client.js'
+import { leftMessage } from '../../services/cluster/cluster-view.js'
+import { UnknownTargetError } from '../../services/errors.js'
 import { toolPolicyRefusal } from '../../services/tools/policy.js'
-import { NoCandidateAcceptedError, RefusedError } from '../../services/wire/errors.js'
-import { MeshNotRunningError } from '../runtime.js'
-import { UnknownTaskError } from '../../tasks/caller.js'
+import { exposedError, ToolAuthorizationError } from '../errors.js'
 import type { ClusterClient } from '../cluster-client.js'
 import type { ClusterNode } from '../../services/cluster/cluster-view.js'
 import type { MeshRuntime } from '../runtime.js'
@@ -52,53 +49,6 @@ export interface ToolScope {
 export function callerLabel (caller: ToolCaller): string | undefined {
   // the receiving node puts this node's name in front: `home/main`
   return caller.agentId ?? caller.sessionKey
-}
-
-/**
- * A call that cannot work as asked (unknown target, nothing to run it with).
- * OpenClaw shows the message of errors with this name to every caller,
- * including `POST /tools/invoke`, where other errors become "tool execution
- * failed"; agents see the message either way.
- */
-export class ToolInputError extends Error {
-  readonly status = 400
-
-  constructor (message: string, readonly code?: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'ToolInputError'
-  }
-}
-
-/** A call the target node's policy refuses; shown to callers like ToolInputError, as a 403. */
-export class ToolAuthorizationError extends Error {
-  readonly status = 403
-  readonly code = 'DENIED'
-
-  constructor (message: string) {
-    super(message)
-    this.name = 'ToolAuthorizationError'
-  }
-}
-
-/** Refusal codes of a node's tool proxy policy (src/services/tools/policy.ts). */
-const POLICY_CODES = new Set(['denied', 'tool-disabled'])
-
-/**
- * Gives the tools' expected failures the names OpenClaw shows callers: bad
- * targets and refusals before any work started. Failures of the work itself
- * pass as they are (agents see their message; /tools/invoke logs it).
- */
-export function exposedError (err: unknown): Error | undefined {
-  if (err instanceof UnknownTargetError || err instanceof NodeIdConflictError ||
-    err instanceof SelfTargetError || err instanceof MeshNotRunningError || err instanceof UnknownTaskError) {
-    return new ToolInputError(err.message, err.code, { cause: err })
-  }
-  const refusal = err instanceof NoCandidateAcceptedError && err.failures.length > 0 && err.failures.every(f => f.error instanceof RefusedError)
-    ? err.failures[0]!.error as RefusedError
-    : err instanceof RefusedError || (err instanceof RemoteWorkError && POLICY_CODES.has(err.code)) ? err : undefined
-  if (refusal == null) return undefined
-  const message = refusal === err ? refusal.message : (err as Error).message
-  return POLICY_CODES.has(refusal.code) ? new ToolAuthorizationError(message) : new ToolInputError(message, refusal.code, { cause: err })
 }
 
 /** Wraps a tool so its expected failures reach every caller with their message. */

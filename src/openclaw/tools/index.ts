@@ -4,7 +4,7 @@ import { taskTool } from './tasks.js'
 import { handoffTool, sendTool } from './work.js'
 import { guarded, type ClusterTool, type ToolScope } from './common.js'
 
-export { ToolAuthorizationError, ToolInputError, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
+export { type ClusterTool, type ToolResult, type ToolScope } from './common.js'
 export { formatPeers } from './peers.js'
 
 /** The eight cluster tools, in the order of TOOL_NAMES (../manifest.ts). */

@@ -1,5 +1,6 @@
 import Type from 'typebox'
-import { textResult, ToolInputError, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
+import { textResult, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
+import { ToolInputError } from '../errors.js'
 import { settledResult } from './work.js'
 import type { TaskRecord } from '../../tasks/task.js'
 

@@ -1,7 +1,8 @@
 import Type from 'typebox'
 import { DEFAULT_HANDOFF_TIMEOUT_MS } from '../../services/cluster-client.js'
-import { RemoteWorkError } from '../../services/cluster-client.js'
-import { callerLabel, checkTarget, requireClient, textResult, ToolInputError, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
+import { RemoteWorkError } from '../../services/errors.js'
+import { callerLabel, checkTarget, requireClient, textResult, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
+import { ToolInputError } from '../errors.js'
 import type { TaskRecord } from '../../tasks/task.js'
 
 const Target = Type.String({

@@ -4,8 +4,10 @@
  * over A2A JSON-RPC from this node, so its token never leaves this node and
  * callers reach it through the mesh.
  */
-import { AgentRunError, type AgentRunner, type AgentRunOptions, type AgentRunResult } from '../agents/runner.js'
-import { A2AAgentError, A2AClient } from './client.js'
+import { type AgentRunner, type AgentRunOptions, type AgentRunResult } from '../agents/runner.js'
+import { AgentRunError } from '../errors.js'
+import { A2AClient } from './client.js'
+import { A2AAgentError } from './errors.js'
 import { answerOf, checkTask, stateFromWire, textOf, userMessage, type A2AArtifact, type A2AStreamEvent } from './wire.js'
 import type { AgentConfig } from '../../config/schema.js'
 

@@ -6,6 +6,7 @@
 import { parseSse } from '../models/sse.js'
 import { JSON_RPC_ERRORS, type JsonRpcResponse } from './json-rpc.js'
 import { checkTask, type A2AMessage, type A2AStreamEvent, type A2ATask } from './wire.js'
+import { A2AAgentError } from './errors.js'
 
 export interface A2AClientInit {
   /** The agent's JSON-RPC endpoint. */
@@ -14,15 +15,6 @@ export interface A2AClientInit {
   token?: string
   /** Names the agent in errors, e.g. `A2A agent "hermes"`. */
   label: string
-}
-
-/** The external agent answered with a JSON-RPC error, or not like an A2A agent at all. */
-export class A2AAgentError extends Error {
-  override readonly name = 'A2AAgentError'
-
-  constructor (message: string, readonly code?: number) {
-    super(message)
-  }
 }
 
 export class A2AClient {

@@ -3,7 +3,7 @@
  * "JSON-RPC error codes"). One class per failure; the dispatcher maps them
  * to codes in one place (`rpcErrorOf`).
  */
-import { InvalidA2AMessageError } from './wire.js'
+import { InvalidA2AMessageError, InvalidRequestError } from './errors.js'
 
 export const JSON_RPC_ERRORS = {
   parse: -32700,
@@ -25,22 +25,6 @@ export interface JsonRpcError { code: number, message: string, data?: unknown }
 export type JsonRpcResponse =
   | { jsonrpc: '2.0', id: JsonRpcId, result: unknown }
   | { jsonrpc: '2.0', id: JsonRpcId, error: JsonRpcError }
-
-export class TaskNotFoundError extends Error {
-  override readonly name = 'TaskNotFoundError'
-}
-
-export class TaskNotCancelableError extends Error {
-  override readonly name = 'TaskNotCancelableError'
-}
-
-export class MethodNotFoundError extends Error {
-  override readonly name = 'MethodNotFoundError'
-}
-
-export class InvalidRequestError extends Error {
-  override readonly name = 'InvalidRequestError'
-}
 
 /** The JSON-RPC error for a thrown value; anything unexpected is -32603 with its message. */
 export function rpcErrorOf (err: any): JsonRpcError {

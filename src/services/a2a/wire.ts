@@ -6,6 +6,7 @@
  * sends is trusted past these functions.
  */
 import { randomUUID } from 'node:crypto'
+import { InvalidA2AMessageError } from './errors.js'
 
 /**
  * A2A's task states on the wire, by the names clawmatrix gives them (the
@@ -89,11 +90,6 @@ export function textOf (message: Pick<A2AMessage, 'parts'> | undefined): string 
 export function answerOf (task: A2ATask): string {
   const fromArtifacts = task.artifacts.map(artifact => textOf(artifact)).filter(text => text !== '').join('\n')
   return fromArtifacts !== '' ? fromArtifacts : textOf(task.status.message)
-}
-
-/** An inbound value that is not what A2A allows; becomes JSON-RPC -32602 (invalid params). */
-export class InvalidA2AMessageError extends Error {
-  override readonly name = 'InvalidA2AMessageError'
 }
 
 /** Context and task ids: what OpenClaw's channel accepts, so ids pass between the two unchanged. */

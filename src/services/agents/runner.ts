@@ -20,6 +20,7 @@ export interface AgentRunner {
 }
 
 import type { MessageOrigin } from './message-sink.js'
+import { AgentRunError } from '../errors.js'
 
 export interface AgentRunOptions {
   signal: AbortSignal
@@ -48,17 +49,6 @@ export interface AgentRunResult {
   text: string
   /** The agent asks the caller something (`text` is the question): the task waits in `input-required`. */
   inputRequired?: boolean
-}
-
-/** An agent run that failed; the message reaches the caller in the result's error. */
-export class AgentRunError extends Error {
-  readonly code: string
-
-  constructor (message: string, code = 'agent-failed') {
-    super(message)
-    this.name = 'AgentRunError'
-    this.code = code
-  }
 }
 
 /** Several runners as one: an agent runs on the first runner that has it. */

@@ -1,6 +1,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { TypedEventEmitter } from 'main-event'
-import { orderCandidates, resolveModel, resolveTarget, UnknownTargetError, type Candidate, type Reach, type RoutableNode } from './routing.js'
+import { orderCandidates, resolveModel, resolveTarget, type Candidate, type Reach, type RoutableNode } from './routing.js'
+import { NodeIdConflictError, UnknownTargetError } from '../errors.js'
 import type { Card, GoneNotice } from './card.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
@@ -476,16 +477,6 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
 /** What callers naming a node that announced its leave are told. */
 export function leftMessage (nodeId: string, leftAt: number, now = Date.now()): string {
   return `${nodeId} is shutting down (it announced its leave ${Math.max(0, Math.round((now - leftAt) / 1000))} s ago)`
-}
-
-export class NodeIdConflictError extends Error {
-  readonly code = 'NODE_ID_CONFLICT'
-
-  constructor (readonly nodeId: string, readonly holder: string, readonly claimant: string) {
-    super(`node id "${nodeId}" is claimed by two live peers: ${holder} holds it (seen first) and ${claimant} also claims it; ` +
-      `what only ${claimant} offers is reached by its peer id until one of them is renamed`)
-    this.name = 'NodeIdConflictError'
-  }
 }
 
 export function isRelayed (address: string): boolean {

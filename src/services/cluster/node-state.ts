@@ -10,16 +10,6 @@ export interface NodeStateSources {
   heartbeat?: Pick<Heartbeat, 'get'>
 }
 
-/** A target names a node this one knows of but cannot reach now. */
-export class NodeOfflineError extends Error {
-  readonly code = 'NODE_OFFLINE'
-
-  constructor (readonly nodeId: string, message: string) {
-    super(message)
-    this.name = 'NodeOfflineError'
-  }
-}
-
 /**
  * How errors and status name a node and say its state: from the cluster
  * view (cards, reach, departures), the configured-peer dialer (attempts,

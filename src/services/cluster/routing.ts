@@ -3,6 +3,7 @@
  * an ordered list of candidates to try in turn. Pure functions over a
  * snapshot of the cluster view, so the ordering rules are testable alone.
  */
+import { UnknownTargetError } from '../errors.js'
 
 export type Reach = 'self' | 'direct' | 'relayed' | 'unreachable'
 
@@ -29,16 +30,6 @@ export interface Candidate {
 
 export const TAGS_PREFIX = 'tags:'
 export const MODEL_PREFIX = 'clawmatrix/'
-
-/** The target matched nothing the cluster offers; the message lists what it does offer. */
-export class UnknownTargetError extends Error {
-  readonly code = 'UNKNOWN_TARGET'
-
-  constructor (what: string, target: string, offers: string) {
-    super(`unknown ${what} "${target}": ${offers}`)
-    this.name = 'UnknownTargetError'
-  }
-}
 
 export function resolveTarget (target: string, nodes: RoutableNode[]): Candidate[] {
   const trimmed = target.trim()

@@ -1,12 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-
-/** A request the local HTTP endpoint refuses, with the status to answer. */
-export class HttpRequestError extends Error {
-  constructor (readonly status: number, message: string) {
-    super(message)
-    this.name = 'HttpRequestError'
-  }
-}
+import { HttpRequestError } from '../errors.js'
 
 /** Reads a JSON object body of at most `maxBytes`; throws HttpRequestError 413 or 400. */
 export async function readJsonBody (req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { defaultLogger } from '@libp2p/logger'
 import type { ComponentLogger, Logger, Startable } from '@libp2p/interface'
+import { BindError, bindReason } from '../../node/errors.js'
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
 
@@ -57,7 +58,7 @@ export class LocalHttpServer implements Startable {
   async start (): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new Error(`cannot serve HTTP on ${this.init.host}:${this.init.port} (${this.init.portField}): ${bindReason(err)}`))
+        reject(new BindError(`cannot serve HTTP on ${this.init.host}:${this.init.port} (${this.init.portField}): ${bindReason(err)}`, { cause: err }))
       }
       this.server.once('error', onError)
       this.server.listen(this.init.port, this.init.host, () => {
@@ -170,14 +171,3 @@ export function sendJson (res: ServerResponse, status: number, body: unknown): v
   res.end(text)
 }
 
-/** A bind error in words: which is what an operator can act on. */
-export function bindReason (err: NodeJS.ErrnoException): string {
-  // libp2p wraps listen errors in its own, keeping the code only in the message.
-  const code = err.code ?? err.message.match(/\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/)?.[1]
-  switch (code) {
-    case 'EADDRINUSE': return 'the port is already in use by another process'
-    case 'EACCES': return 'permission denied (ports below 1024 need privileges)'
-    case 'EADDRNOTAVAIL': return 'the host address is not on this machine'
-    default: return err.message
-  }
-}

@@ -5,7 +5,8 @@
  * it holds no authority key.
  */
 import type { Membership } from '../../membership/index.js'
-import { HttpRequestError, readJsonBody } from './body.js'
+import { httpStatusOf } from '../errors.js'
+import { readJsonBody } from './body.js'
 import { RouteGroup, sendJson, type LocalHttpServer } from './local-server.js'
 import type { Startable } from '@libp2p/interface'
 
@@ -29,8 +30,8 @@ export class MembershipRoutes implements Startable {
         const { isNew } = await membership.publishRevocation(body?.revocation)
         sendJson(res, 200, { applied: true, new: isNew, revocations: membership.revocationList().length })
       } catch (err: any) {
-        if (!(err instanceof HttpRequestError) && err.name !== 'InvalidCredentialError') throw err
-        sendJson(res, err instanceof HttpRequestError ? err.status : 400, { error: { message: err.message, type: 'invalid_request_error' } })
+        if (err.name !== 'HttpRequestError' && err.name !== 'InvalidCredentialError') throw err
+        sendJson(res, httpStatusOf(err), { error: { message: err.message, type: 'invalid_request_error' } })
       }
     })
     http.route('GET', '/clawmatrix/revocations', async (_req, res) => {

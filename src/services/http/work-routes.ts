@@ -5,12 +5,9 @@
  * then one `result` or `error` line. Closing the request cancels the work on
  * the remote node. A failure before any line goes out gets a proper status.
  */
-import { UnknownTargetError } from '../cluster/routing.js'
-import { NodeIdConflictError } from '../cluster/cluster-view.js'
-import { NodeOfflineError } from '../cluster/node-state.js'
-import { SelfTargetError, type CallOptions, type ClusterClient } from '../cluster-client.js'
-import { RefusedError, NoCandidateAcceptedError } from '../wire/errors.js'
-import { HttpRequestError, readJsonBody } from './body.js'
+import { errorCode, HttpRequestError, httpStatusOf } from '../errors.js'
+import type { CallOptions, ClusterClient } from '../cluster-client.js'
+import { readJsonBody } from './body.js'
 import { RouteGroup, sendJson, type LocalHttpServer } from './local-server.js'
 import type { Startable } from '@libp2p/interface'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -70,23 +67,14 @@ async function serveWork (req: IncomingMessage, res: ServerResponse, call: WorkC
     res.end()
   } catch (err: any) {
     if (cancel.signal.aborted) return
-    const code = String(err.code ?? err.name ?? 'error')
+    const code = errorCode(err)
     if (res.headersSent) {
       line({ type: 'error', code, message: err.message })
       res.end()
     } else {
-      sendJson(res, statusOf(err), { error: { code, message: err.message } })
+      sendJson(res, httpStatusOf(err), { error: { code, message: err.message } })
     }
   }
-}
-
-function statusOf (err: unknown): number {
-  if (err instanceof HttpRequestError) return err.status
-  if (err instanceof UnknownTargetError || err instanceof NodeIdConflictError) return 404
-  if (err instanceof SelfTargetError) return 400
-  if (err instanceof RefusedError) return 403
-  if (err instanceof NoCandidateAcceptedError || err instanceof NodeOfflineError) return 503
-  return 502
 }
 
 function text (body: Record<string, unknown>, field: string): string {

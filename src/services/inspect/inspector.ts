@@ -8,6 +8,7 @@ import { transportOf } from './peers.js'
 import { ViewProtocol, type ClusterViewSnapshot } from './view-protocol.js'
 import type { IdentifyResult } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { InspectError } from '../errors.js'
 
 /** What `clawmatrix inspect` learns about a member, as `vole libp2p identify` does for open swarms. */
 export interface InspectReport {
@@ -31,14 +32,6 @@ export interface InspectOptions {
   /** Budget for the whole inspection: dial, identify, ping and view. */
   timeoutMs?: number
   signal?: AbortSignal
-}
-
-/** The inspection failed; the message names the address and what to check. */
-export class InspectError extends Error {
-  constructor (message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'InspectError'
-  }
 }
 
 /** The name a throwaway inspector gives itself in identify, so operators can tell it from members. */

@@ -6,6 +6,7 @@ import * as c from './constants.js'
 import type { ClusterNode } from '../cluster/cluster-view.js'
 import type { ProtocolComponents } from '../wire/components.js'
 import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import { ViewFetchError } from '../errors.js'
 
 /** What a member answers on the view protocol: who it is and every node it knows. */
 export interface ClusterViewSnapshot {
@@ -24,14 +25,6 @@ export interface ViewProtocolInit {
   maxInboundStreams?: number
   maxOutboundStreams?: number
   runOnLimitedConnection?: boolean
-}
-
-/** The view could not be fetched; the message says why in an operator's words. */
-export class ViewFetchError extends Error {
-  constructor (message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'ViewFetchError'
-  }
 }
 
 /**

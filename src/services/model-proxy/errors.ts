@@ -6,7 +6,7 @@
 import { RefusedError } from '../wire/errors.js'
 import { UpstreamError } from '../models/errors.js'
 import { FINAL_UPSTREAM_STATUSES } from './constants.js'
-import { HttpRequestError } from '../http/body.js'
+import { HttpRequestError } from '../errors.js'
 
 /**
  * A host refused before the first byte (no such model there, busy, or its

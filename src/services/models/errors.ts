@@ -14,12 +14,12 @@ export interface OpenAIErrorBody {
  * both survive a trip over the mesh as `{ status, body }`.
  */
 export class UpstreamError extends Error {
-  override readonly name = 'UpstreamError'
   /** Sent as `Retry-After` when set: the client may try again after this many seconds. */
   retryAfterSeconds?: number
 
   constructor (readonly status: number, readonly body: OpenAIErrorBody) {
     super(body.error.message)
+    this.name = 'UpstreamError'
   }
 
   static of (status: number, type: string, message: string, extra: { code?: string | number | null, param?: string | null } = {}): UpstreamError {
@@ -83,4 +83,20 @@ export function typeFromStatus (status: number): string {
 export function redactor (secret: string | undefined): (text: string) => string {
   if (secret == null || secret === '') return text => text
   return text => text.split(secret).join('[redacted]')
+}
+
+/** An upstream's event stream that is not server-sent events as OpenAI sends them. */
+export class SseFormatError extends Error {
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'SseFormatError'
+  }
+}
+
+/** Reason used to abort the fetch when one of our own timers fires. */
+export class UpstreamTimeout extends Error {
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'UpstreamTimeout'
+  }
 }

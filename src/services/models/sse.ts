@@ -3,6 +3,7 @@
  * standard): an incremental parser and an encoder.
  */
 import { MAX_SSE_EVENT_BYTES } from './constants.js'
+import { SseFormatError } from './errors.js'
 
 export interface SseEvent {
   /** The `event:` field; absent means the default "message". */
@@ -10,10 +11,6 @@ export interface SseEvent {
   /** The `data:` lines joined with "\n". */
   data: string
   id?: string
-}
-
-export class SseFormatError extends Error {
-  override readonly name = 'SseFormatError'
 }
 
 /**

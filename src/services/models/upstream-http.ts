@@ -4,7 +4,7 @@
  * into UpstreamErrors that name what happened without the key.
  */
 import { defaultLogger } from '@libp2p/logger'
-import { UpstreamError } from './errors.js'
+import { UpstreamError, UpstreamTimeout } from './errors.js'
 import type { Logger } from '@libp2p/interface'
 
 const unscoped = defaultLogger().forComponent('clawmatrix:models:http')
@@ -20,11 +20,6 @@ export interface UpstreamPostInit {
   redact: (text: string) => string
   /** The node's `clawmatrix:models:http` logger; default: unscoped. */
   log?: Logger
-}
-
-/** Reason used to abort the fetch when one of our own timers fires. */
-class UpstreamTimeout extends Error {
-  override readonly name = 'UpstreamTimeout'
 }
 
 /**

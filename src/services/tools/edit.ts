@@ -1,7 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import Type from 'typebox'
 import { fsError, resolveToolPath } from './paths.js'
-import { ToolError, type ToolDefinition, type ToolRunResult } from './tool.js'
+import { type ToolDefinition, type ToolRunResult } from './tool.js'
+import { ToolError } from '../errors.js'
 
 export const EditParams = Type.Object({
   path: Type.String({ minLength: 1, description: 'File to edit; relative to the node\'s tool directory' }),

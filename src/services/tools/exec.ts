@@ -5,7 +5,8 @@ import Type from 'typebox'
 import { EXEC_TIMEOUT_MS, STDIO_DRAIN_MS } from './constants.js'
 import { resolveToolPath } from './paths.js'
 import { spawnInGroup, terminateGroup } from './process-group.js'
-import { ToolError, type ToolContext, type ToolDefinition, type ToolRunResult } from './tool.js'
+import { type ToolContext, type ToolDefinition, type ToolRunResult } from './tool.js'
+import { ToolError } from '../errors.js'
 import type { Readable } from 'node:stream'
 
 export const ExecParams = Type.Object({

@@ -6,7 +6,7 @@ import { DEFAULT_TOOL_TIMEOUT_MS, KILL_GRACE_MS, MAX_TOOL_TIMEOUT_MS, SECRET_ENV
 import { childEnv } from './env.js'
 import { OutputLimiter, type OutputSender, type Truncation } from './output.js'
 import { toolPolicyRefusal } from './policy.js'
-import { ToolError } from './tool.js'
+import { ToolError } from '../errors.js'
 import type { ToolRegistry } from './registry.js'
 import type { ToolProxyConfig } from '../../config/schema.js'
 

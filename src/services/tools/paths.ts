@@ -1,5 +1,5 @@
 import { isAbsolute, resolve } from 'node:path'
-import { ToolError } from './tool.js'
+import { ToolError } from '../errors.js'
 
 /**
  * Resolves a tool's path argument against the tool working directory.

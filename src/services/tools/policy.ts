@@ -1,5 +1,8 @@
 import type { ToolProxyConfig } from '../../config/schema.js'
 
+/** The refusal codes of a node's tool proxy policy: denied, not refused for load or state. */
+export const POLICY_REFUSAL_CODES: ReadonlySet<string> = new Set(['tool-disabled', 'denied'])
+
 export interface ToolRefusal {
   code: 'tool-disabled' | 'denied'
   message: string

@@ -38,13 +38,3 @@ export interface ToolDefinition<S extends TSchema = TSchema> {
   run(params: Static<S>, context: ToolContext): Promise<ToolRunResult>
 }
 
-/** A failure the tool can name: becomes a result with status "error" and this code. */
-export class ToolError extends Error {
-  readonly code: string
-
-  constructor (code: string, message: string) {
-    super(message)
-    this.name = 'ToolError'
-    this.code = code
-  }
-}
