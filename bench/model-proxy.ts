@@ -24,10 +24,10 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { spawnNodeUntilReady, type ReadyChild } from './lib/child.js'
 import { importDist } from './lib/dist.js'
-import { CLI, REPO_ROOT, requireBuilt } from './lib/paths.js'
+import { CLI, requireBuilt } from './lib/paths.js'
 import { waitFor } from './lib/wait.js'
 import { cpuMs, installPortkey, portkeyHeaders, PORTKEY_VERSION, startPortkey } from './lib/portkey.js'
 import type { BenchResult, Measurement, Variant } from './lib/report.js'
@@ -99,7 +99,7 @@ interface StreamTiming {
  * before each: the proxy passes both fields through untouched.
  */
 const UPSTREAM_SCRIPT = `
-const { FakeOpenAIServer } = await import(${JSON.stringify(pathToFileURL(requireBuilt(join(REPO_ROOT, 'dist', 'services', 'models', 'fake-upstream', 'index.js'))).href)})
+const { FakeOpenAIServer } = await import(${JSON.stringify(pathToFileURL(requireBuilt(fileURLToPath(new URL('../test/fixtures/fake-upstream/index.js', import.meta.url)))).href)})
 const server = new FakeOpenAIServer({
   models: ['bench'],
   reply: request => ({

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { afterEach, describe, expect, it } from 'vitest'
-import { FakeAnthropicServer, FakeOpenAIServer } from '../src/services/models/fake-upstream/index.js'
+import { FakeAnthropicServer, FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
 import { testNodes, type TestNode } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
 

@@ -5,7 +5,7 @@
  */
 import OpenAI from 'openai'
 import { afterEach, describe, expect, it } from 'vitest'
-import { FakeOpenAIServer } from '../src/services/models/fake-upstream/index.js'
+import { FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
 import { testNodes, type TestNode } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
 

@@ -6,7 +6,8 @@ import {
   createUpstream, parseSse, resolveUpstreamTarget, SseParser, toAnthropicRequest, UpstreamError,
   type ModelResponse, type ModelUpstream, type SseEvent
 } from '../src/services/models/index.js'
-import { FakeAnthropicServer, fakeEmbedding, FakeOpenAIServer, startBuiltinModel } from '../src/services/models/fake-upstream/index.js'
+import { FakeAnthropicServer, fakeEmbedding, FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
+import { startDemoModel } from '../src/cli/demo-model.js'
 import type { ModelConfig } from '../src/config/schema.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -723,9 +724,9 @@ describe('model entry resolution', () => {
   })
 })
 
-describe('built-in demo model', () => {
+describe('the demo model', () => {
   it('is a real OpenAI-compatible server streaming the reversed words', async () => {
-    const server = await startBuiltinModel({ delayMs: 0 })
+    const server = await startDemoModel({ delayMs: 0 })
     try {
       const client = new OpenAI({ baseURL: server.url, apiKey: 'none', maxRetries: 0 })
       const words: string[] = []

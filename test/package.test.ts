@@ -42,6 +42,9 @@ describe('the packed package', () => {
     const files = await readdir(join(project, 'node_modules', 'clawmatrix', 'dist'), { recursive: true })
     expect(files).toContain('index.js')
     expect(files).toContain(join('openclaw', 'index.js'))
+    // The tests' fake upstreams (test/fixtures/fake-upstream) are not part of the product; the demo has its own model.
+    expect(files.filter(file => /fake/i.test(file))).toEqual([])
+    expect(files).toContain(join('cli', 'demo-model.js'))
   })
 
   it('starts and stops a node through the public API, imported by name', async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../config/load.js'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { ClawmatrixNode } from '../services/clawmatrix-node.js'
-import { BUILTIN_MODEL_NAME, startBuiltinModel } from '../services/models/fake-upstream/index.js'
+import { DEMO_MODEL_NAME, startDemoModel } from './demo-model.js'
 import { stderrLog, untilSignal } from './run-node.js'
 
 /**
@@ -22,23 +22,23 @@ export async function runDemo (): Promise<void> {
   await writeFile(secretFile, secret, { mode: 0o600 })
   const nodes: ClawmatrixNode[] = []
   // A tiny OpenAI-compatible model on loopback, hosted by beta, so the model proxy has something to serve.
-  const model = await startBuiltinModel()
+  const model = await startDemoModel()
   try {
     const hub = await startNode(nodes, stateRoot, { nodeId: 'hub', secret, listen: true, listenHost: '127.0.0.1', listenPort: 0, tags: ['relay'] }, 0)
     const hubUrl = hub.swarm.getMultiaddrs().find(a => a.toString().includes('/ws/'))!.toString()
     for (const [i, [nodeId, tag]] of [['alpha', 'home'], ['beta', 'office']].entries()) {
-      const models = nodeId === 'beta' ? [{ id: BUILTIN_MODEL_NAME, provider: 'builtin', baseUrl: model.url, description: 'the demo model: says your words backwards' }] : []
+      const models = nodeId === 'beta' ? [{ id: DEMO_MODEL_NAME, provider: 'builtin', baseUrl: model.url, description: 'the demo model: says your words backwards' }] : []
       await startNode(nodes, stateRoot, { nodeId, secret, tags: [tag], peers: [{ nodeId: 'hub', url: hubUrl }], models }, i + 1)
     }
     await waitForMesh(hub, nodes.length - 1)
-    await waitForModel(nodes[1]!, BUILTIN_MODEL_NAME)
+    await waitForModel(nodes[1]!, DEMO_MODEL_NAME)
 
     const lines = ['', 'clawmatrix demo mesh is up: 3 nodes on loopback, secret generated for this run.', '']
     for (const node of nodes) {
       lines.push(`  ${node.config.nodeId.padEnd(6)} ${node.config.listen ? 'listens and relays' : 'dials out only    '}  ${node.http.url}/clawmatrix/status`)
     }
     const port = new URL(nodes[1]!.http.url).port
-    const chat = JSON.stringify({ model: `clawmatrix/${BUILTIN_MODEL_NAME}`, stream: true, messages: [{ role: 'user', content: 'hello from the other side' }] })
+    const chat = JSON.stringify({ model: `clawmatrix/${DEMO_MODEL_NAME}`, stream: true, messages: [{ role: 'user', content: 'hello from the other side' }] })
     lines.push('', 'Look at it:', `  curl ${nodes[1]!.http.url}/clawmatrix/status`, `  npx clawmatrix status --port ${port}`,
       '', `Stream the model beta hosts through alpha's proxy (over the mesh, via the hub's relay):`,
       `  curl -N ${nodes[1]!.http.url}/v1/chat/completions -H 'content-type: application/json' -d '${chat}'`,

@@ -12,7 +12,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { FakeOpenAIServer } from '../../../src/services/models/fake-upstream/index.js'
+import { FakeOpenAIServer } from '../../fixtures/fake-upstream/index.js'
 import { freePort } from '../../helpers/ports.js'
 import { waitFor } from '../../helpers/wait.js'
 
