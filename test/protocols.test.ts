@@ -12,7 +12,8 @@ import { encodeVarint } from '../src/services/wire/frame.js'
 import { FrameStream } from '../src/services/wire/frame-stream.js'
 import { readUntil } from '../src/services/wire/read-frames.js'
 import { startWorkProtocols, type WorkProtocols } from './fixtures/proto-services.js'
-import { processAlive, startNode, tempDir, testConfig, TEST_SECRET, waitFor } from './fixtures/proto-harness.js'
+import { processAlive, startNode, tempDir, testConfig, TEST_SECRET } from './fixtures/proto-harness.js'
+import { waitFor } from './helpers/wait.js'
 import type { ClawmatrixNode } from '../src/services/clawmatrix-node.js'
 import type { PeerId } from '@libp2p/interface'
 
@@ -97,8 +98,8 @@ describe('hand-off', () => {
     await expect(running).rejects.toThrow(/abort/i)
     const pids = (await readFile(pidFile, 'utf8')).split(' ').map(Number)
     expect(pids).toHaveLength(2)
-    await waitFor(() => pids.every(pid => !processAlive(pid)), 'the agent and its child to be killed')
-    await waitFor(() => b.protocols.handoff.running === 0, 'the run to end on proto-b')
+    await waitFor('the agent and its child to be killed', () => pids.every(pid => !processAlive(pid)))
+    await waitFor('the run to end on proto-b', () => b.protocols.handoff.running === 0)
   })
 
   it('reports a run that outlives its timeout as "timeout", having stopped it', async () => {
@@ -106,7 +107,7 @@ describe('hand-off', () => {
     const result = await a.protocols.handoff.handoff(bPeer(), { agent: 'worker', task: `hang:${pidFile}`, timeoutMs: 500 })
     expect(result.status).toBe('timeout')
     const pids = (await readFile(pidFile, 'utf8')).split(' ').map(Number)
-    await waitFor(() => pids.every(pid => !processAlive(pid)), 'the timed-out agent to be killed')
+    await waitFor('the timed-out agent to be killed', () => pids.every(pid => !processAlive(pid)))
   })
 
   it('never runs the same id twice: a repeat attaches to the run, or gets its result', async () => {
@@ -114,9 +115,9 @@ describe('hand-off', () => {
     const request = { id: 'same-task-1', agent: 'worker', task: `count:${countFile}` }
     const attachedFlags: boolean[] = []
     const first = a.protocols.handoff.handoff(bPeer(), request, { onAccepted: (_p, attached) => attachedFlags.push(attached) })
-    await waitFor(async () => (await readFile(countFile, 'utf8').catch(() => '')) !== '', 'the first run to start')
+    await waitFor('the first run to start', async () => (await readFile(countFile, 'utf8').catch(() => '')) !== '')
     const second = a.protocols.handoff.handoff(bPeer(), request, { onAccepted: (_p, attached) => attachedFlags.push(attached) })
-    await waitFor(() => attachedFlags.length === 2, 'the second request to be accepted')
+    await waitFor('the second request to be accepted', () => attachedFlags.length === 2)
     await writeFile(`${countFile}.release`, '')
     const results = await Promise.all([first, second])
     expect(results.map(r => r.text)).toEqual(['ran once', 'ran once'])
@@ -211,7 +212,7 @@ describe('tool proxy', () => {
     })
     await expect(call).rejects.toThrow(/abort/i)
     const pids = await Promise.all(['tool-sh.pid', 'tool-bg.pid'].map(async f => Number((await readFile(join(dir.path, f), 'utf8')).trim())))
-    await waitFor(() => pids.every(pid => !processAlive(pid)), 'the remote shell and its background sleep to be killed')
+    await waitFor('the remote shell and its background sleep to be killed', () => pids.every(pid => !processAlive(pid)))
   })
 
   it('closes only the stream that sent a malformed or oversized frame, and keeps serving', async () => {
@@ -269,7 +270,7 @@ describe('an executing node that dies or freezes mid-exec', () => {
       onOutput: o => { if (o.text.includes('started')) started = true }
     })
     call.catch(() => {})
-    await waitFor(() => started, 'the remote command to start')
+    await waitFor('the remote command to start', () => started)
     strayPid = Number((await readFile(pidFile, 'utf8')).trim())
     return { call }
   }
@@ -294,7 +295,7 @@ describe('an executing node that dies or freezes mid-exec', () => {
         onOutput: o => { if (o.text.includes('started')) started = true }
       })
       call.catch(() => {})
-      await waitFor(() => started, 'the remote command to start')
+      await waitFor('the remote command to start', () => started)
       strayPid = Number((await readFile(pidFile, 'utf8')).trim())
       child!.kill('SIGSTOP')
       const err = await call.catch(e => e)

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { builtinToolRegistry } from '../src/services/tools/builtin.js'
 import { ToolExecutor, type ToolCall, type ToolOutcome } from '../src/services/tools/executor.js'
 import { toolPolicyRefusal } from '../src/services/tools/policy.js'
-import { processAlive, tempDir, waitFor } from './fixtures/proto-harness.js'
+import { processAlive, tempDir } from './fixtures/proto-harness.js'
+import { waitFor } from './helpers/wait.js'
 import type { ToolProxyConfig } from '../src/config/schema.js'
 
 let dir: { path: string, remove(): Promise<void> }
@@ -91,7 +92,7 @@ describe('exec', () => {
       params: { command: `echo first; while [ ! -f ${flag} ]; do sleep 0.02; done; echo second` }
     }, AbortSignal.timeout(30_000), (_channel, text) => { seen += text })
     // The command only finishes after we saw its first line: streaming, not buffering to the end.
-    await waitFor(() => seen.includes('first'), 'the first line before the command ends')
+    await waitFor('the first line before the command ends', () => seen.includes('first'))
     await writeFile(flag, '')
     const result = await running
     expect(result.output.stdout).toBe('first\nsecond\n')
@@ -122,7 +123,7 @@ describe('exec', () => {
     const result = await running
     expect(result.status).toBe('cancelled')
     const pids = await Promise.all(['sh.pid', 'bg.pid'].map(async f => Number((await readFile(join(work, f), 'utf8')).trim())))
-    await waitFor(() => pids.every(pid => !processAlive(pid)), 'the shell and its background sleep to be gone')
+    await waitFor('the shell and its background sleep to be gone', () => pids.every(pid => !processAlive(pid)))
   })
 
   it('stops a command at its timeout', async () => {
@@ -132,7 +133,7 @@ describe('exec', () => {
     expect(result.status).toBe('timeout')
     expect(result.error?.message).toBe('exec did not finish within 300 ms on tool-node and was stopped')
     const pid = Number((await readFile(join(work, 'sh.pid'), 'utf8')).trim())
-    await waitFor(() => !processAlive(pid), 'the timed-out command to be gone')
+    await waitFor('the timed-out command to be gone', () => !processAlive(pid))
   })
 
   it('names a working directory that does not exist', async () => {

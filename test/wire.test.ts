@@ -7,7 +7,8 @@ import { FrameStream } from '../src/services/wire/frame-stream.js'
 import { serveInbound } from '../src/services/wire/inbound.js'
 import { KeepAlive } from '../src/services/wire/keep-alive.js'
 import { readUntil } from '../src/services/wire/read-frames.js'
-import { connect, startSwarm, waitFor } from './fixtures/proto-harness.js'
+import { connect, startSwarm } from './fixtures/proto-harness.js'
+import { waitFor } from './helpers/wait.js'
 import type { Swarm } from '../src/node/swarm.js'
 import type { Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
@@ -60,7 +61,7 @@ describe('frames over real libp2p streams', () => {
     const before = inbound.length
     const out = await a.dialProtocol(b.peerId, RAW, { signal: signal() })
     out.send(rawFrame('{"type":"hello"}'))
-    await waitFor(() => inbound.length > before, 'the inbound stream')
+    await waitFor('the inbound stream', () => inbound.length > before)
     return { out, in: inbound[inbound.length - 1]! }
   }
 
@@ -188,7 +189,7 @@ describe('frames over real libp2p streams', () => {
       return f.type === 'result'
     }, { signal: signal(), idleTimeoutMs: 1_000, remote: 'b' })
     // The work "takes" ten keep-alive intervals: far beyond what one idle window would allow without them.
-    await waitFor(() => keepAlives >= 10, 'ten keep-alives')
+    await waitFor('ten keep-alives', () => keepAlives >= 10)
     keepAlive.stop()
     await receiver.write({ type: 'result' })
     await expect(reading).resolves.toEqual({ type: 'result' })
@@ -214,7 +215,7 @@ describe('frames over real libp2p streams', () => {
       }
     })()
     // 16 MiB cannot fit in the window and buffers: the reader must pause and the writer must wait.
-    await waitFor(() => inStream.readStatus === 'paused' && (out as any).writableNeedsDrain === true, 'the reader to pause and the writer to block')
+    await waitFor('the reader to pause and the writer to block', () => inStream.readStatus === 'paused' && (out as any).writableNeedsDrain === true)
     expect(sent).toBeLessThan(count)
     for (let i = 0; i < count; i++) {
       const frame = await reader.read({ signal: AbortSignal.timeout(30_000) })

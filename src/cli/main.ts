@@ -1,10 +1,8 @@
 #!/usr/bin/env node
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
-import { parseConfig } from '../config/load.js'
-import { ConfigError } from '../config/errors.js'
+import { parseConfig, readConfigFile } from '../config/load.js'
 import { DEFAULT_LISTEN_PORT, DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { escapeControl } from '../node/escape.js'
 import { AUDIT_FILE, formatAuditEntry, readAudit, type AuditEntry } from '../services/audit/audit-log.js'
@@ -109,12 +107,7 @@ async function main (argv: string[]): Promise<void> {
 async function nodeCommand (args: string[]): Promise<void> {
   const { values } = parse(args, { config: { type: 'string' }, 'state-dir': { type: 'string' } })
   if (values.config == null) throw new UsageError('clawmatrix node needs --config <file.json>')
-  let json: Record<string, unknown>
-  try {
-    json = JSON.parse(await readFile(values.config, 'utf8'))
-  } catch (err: any) {
-    throw new ConfigError([err.code === 'ENOENT' ? `file not found: ${values.config}` : `not valid JSON: ${err.message}`], values.config)
-  }
+  let json = await readConfigFile(values.config) as Record<string, unknown>
   if (typeof json?.nodeId !== 'string' && values['state-dir'] == null) {
     throw new UsageError('the config names no nodeId: give the joined node\'s --state-dir, where its certificate names it')
   }

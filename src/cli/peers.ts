@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { escapeLines } from '../node/escape.js'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
+import { pathText } from '../services/cluster/routing.js'
 import { formatDuration, table } from '../services/status-format.js'
 import { endpointHeaders } from './work.js'
 import { CommandError, UsageError } from './errors.js'
@@ -37,7 +38,7 @@ export function formatPeers (report: PeersReport): string {
     c.nodeId ?? '?',
     c.direction === 'inbound' ? 'in' : 'out',
     c.transport,
-    c.relayed ? `relayed via ${c.via?.nodeId ?? c.via?.peerId ?? '?'}` : 'direct',
+    pathText(c.relayed ? 'relayed' : 'direct', c.via),
     c.rttMs == null ? '-' : `${c.rttMs} ms`,
     formatDuration(c.ageMs),
     String(c.streams.length),

@@ -24,20 +24,28 @@ export function parseConfig (input: unknown, source?: string): Config {
   return Value.Default(ConfigSchema, structuredClone(withSections)) as Config
 }
 
+/** Reads and validates a config file. Throws ConfigError. */
 export async function loadConfigFile (path: string): Promise<Config> {
+  return parseConfig(await readConfigFile(path), path)
+}
+
+/**
+ * A config file's JSON, not validated yet: for callers that complete it
+ * first (the CLI adds the secret from the environment and a joined node's
+ * certified name). Throws ConfigError.
+ */
+export async function readConfigFile (path: string): Promise<unknown> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
   } catch (err: any) {
-    throw new ConfigError([`cannot read ${path}: ${err.code ?? err.message}`])
+    throw new ConfigError([err.code === 'ENOENT' ? `file not found: ${path}` : `cannot read ${path}: ${err.code ?? err.message}`])
   }
-  let json: unknown
   try {
-    json = JSON.parse(text)
+    return JSON.parse(text)
   } catch (err: any) {
     throw new ConfigError([`not valid JSON: ${err.message}`], path)
   }
-  return parseConfig(json, path)
 }
 
 /** A model whose provider is `anthropic` speaks the Anthropic dialect unless told otherwise. */

@@ -1,3 +1,4 @@
+import { modelsOffered } from '../services/cluster/cluster-view.js'
 import { resolveUpstreamTarget } from '../services/models/index.js'
 import type { ClawmatrixNode } from '../services/clawmatrix-node.js'
 import type { ResolveModelTarget } from '../services/model-proxy/local-models.js'
@@ -39,17 +40,11 @@ export interface ProviderEntry {
  * every model the cluster offers right now, with the nodes that host it.
  */
 export function providerEntry (node: ClawmatrixNode): ProviderEntry {
-  const hosts = new Map<string, string[]>()
-  for (const member of node.view.nodes()) {
-    for (const model of member.models) {
-      hosts.set(model.id, [...hosts.get(model.id) ?? [], member.nodeId])
-    }
-  }
   return {
     baseUrl: `${loopbackUrl(node.http.url)}/v1`,
     apiKey: (node.config as { proxyToken?: string }).proxyToken == null ? PROVIDER_API_KEY : `\${${PROXY_TOKEN_ENV}}`,
     api: 'openai-completions',
-    models: [...hosts.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([id, nodes]) => ({
+    models: modelsOffered(node.view.nodes()).map(({ id, nodes }) => ({
       id,
       name: `${id} (clawmatrix: ${nodes.join(', ')})`,
       input: ['text']

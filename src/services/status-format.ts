@@ -1,4 +1,5 @@
 import { escapeControl } from '../node/escape.js'
+import { pathText } from './cluster/routing.js'
 import type { ClusterNode } from './cluster/cluster-view.js'
 import type { NodeStatus } from './status.js'
 
@@ -50,14 +51,14 @@ export function clusterTable (nodes: ClusterNode[]): string[] {
 
 /** `direct`, `relayed via hub`, with `(on demand)` when no connection is open now. */
 export function reachText (n: Pick<ClusterNode, 'reach' | 'via' | 'connected'>): string {
-  const how = n.reach === 'relayed' ? `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? '?'}` : n.reach
+  const how = pathText(n.reach, n.via)
   return n.reach === 'self' || n.reach === 'unreachable' || n.connected ? how : `${how} (on demand)`
 }
 
 function lastReachedText (n: ClusterNode): string {
   const last = n.lastReached
   if (n.self || last == null) return '-'
-  const how = last.reach === 'relayed' ? `relayed via ${last.via?.nodeId ?? last.via?.peerId ?? '?'}` : last.reach
+  const how = pathText(last.reach, last.via)
   return n.connected ? `${how}, now` : `${how}, ${formatDuration(Date.now() - Date.parse(last.at))} ago`
 }
 

@@ -1,5 +1,6 @@
 import Type from 'typebox'
 import { textResult, type ClusterTool, type ToolScope } from './common.js'
+import { pathText } from '../../services/cluster/routing.js'
 import type { ClusterNode } from '../../services/cluster/cluster-view.js'
 
 export const PeersParams = Type.Object({})
@@ -39,7 +40,7 @@ export function formatPeers (nodes: ClusterNode[]): string {
 function reach (n: ClusterNode): string {
   const rtt = n.rttMs == null ? '' : `, ${n.rttMs} ms`
   switch (n.reach) {
-    case 'relayed': return `relayed via ${n.via?.nodeId ?? n.via?.peerId ?? 'a relay'}${rtt}`
+    case 'relayed': return `${pathText(n.reach, n.via)}${rtt}`
     case 'unreachable': return 'unreachable right now'
     default: return `${n.reach}${rtt}`
   }

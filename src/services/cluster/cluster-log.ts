@@ -1,3 +1,4 @@
+import { pathText } from './routing.js'
 import type { Card } from './card.js'
 import type { ClusterView } from './cluster-view.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
@@ -35,7 +36,7 @@ export class ClusterLog implements Startable {
   private readonly onJoined = (event: CustomEvent<Card>): void => {
     const card = event.detail
     const reach = this.components.view.reachOf(card.peerId)
-    const how = reach.reach === 'relayed' ? `relayed via ${reach.via?.nodeId ?? reach.via?.peerId ?? 'a relay'}` : reach.reach
+    const how = pathText(reach.reach, reach.via)
     this.components.log.info(`node joined: ${card.nodeId} (${how}, peer id ${card.peerId})`)
   }
 

@@ -474,6 +474,27 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   }
 }
 
+/** One model offered in the cluster, and the nodes that host it. */
+export interface ClusterModel {
+  id: string
+  provider: string
+  description?: string
+  nodes: string[]
+}
+
+/** The models `nodes` offer, by id, each with the nodes that host it. */
+export function modelsOffered (nodes: ClusterNode[]): ClusterModel[] {
+  const byId = new Map<string, ClusterModel>()
+  for (const node of nodes) {
+    for (const model of node.models) {
+      const entry = byId.get(model.id) ?? { id: model.id, provider: model.provider, description: model.description, nodes: [] }
+      entry.nodes.push(node.nodeId)
+      byId.set(model.id, entry)
+    }
+  }
+  return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id))
+}
+
 /** What callers naming a node that announced its leave are told. */
 export function leftMessage (nodeId: string, leftAt: number, now = Date.now()): string {
   return `${nodeId} is shutting down (it announced its leave ${Math.max(0, Math.round((now - leftAt) / 1000))} s ago)`

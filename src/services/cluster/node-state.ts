@@ -1,4 +1,5 @@
 import { peerIdFromString } from '@libp2p/peer-id'
+import { pathText } from './routing.js'
 import type { ClusterView } from './cluster-view.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { PeerDialer } from '../../node/peer-dialer.js'
@@ -45,7 +46,8 @@ export class NodeStates {
     }
     if (node != null && node.reach !== 'unreachable') {
       const liveness = node.self ? undefined : heartbeat?.get(peerIdFromString(node.peerId))
-      const path = node.reach === 'relayed' ? `relayed via ${node.via?.nodeId ?? 'a relay'}` : node.reach
+      // An error names nodes by name only: a relay without one is `a relay`.
+      const path = pathText(node.reach, { nodeId: node.via?.nodeId })
       return `${nodeId} is online (${path}${liveness?.rttMs == null ? '' : `, ${liveness.rttMs} ms`})`
     }
     if (node != null) {

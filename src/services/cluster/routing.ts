@@ -7,6 +7,15 @@ import { UnknownTargetError } from '../errors.js'
 
 export type Reach = 'self' | 'direct' | 'relayed' | 'unreachable'
 
+/**
+ * A path in words: `direct`, or `relayed via hub`; a relay without a card
+ * by its peer id. The one formatting of it for status, logs, errors and
+ * tools (the mesh page, browser JavaScript, keeps a copy: see ../inspect/page.ts).
+ */
+export function pathText (reach: Reach, via?: { nodeId?: string, peerId?: string }): string {
+  return reach === 'relayed' ? `relayed via ${via?.nodeId ?? via?.peerId ?? 'a relay'}` : reach
+}
+
 export interface RoutableNode {
   nodeId: string
   peerId: string

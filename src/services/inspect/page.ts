@@ -126,8 +126,14 @@ function ago (iso) {
   return s < 60 ? s + ' s ago' : Math.round(s / 60) + ' min ago'
 }
 
+// This page is browser JavaScript served as text: it cannot import pathText
+// (src/services/cluster/routing.ts), so it keeps this copy, with short peer ids.
+function pathText (reach, via) {
+  return reach === 'relayed' ? 'relayed via ' + ((via && (via.nodeId || via.peerId.slice(-8))) || 'a relay') : reach
+}
+
 function reachText (node) {
-  const how = node.reach === 'relayed' ? 'relayed via ' + ((node.via && (node.via.nodeId || node.via.peerId.slice(-8))) || '?') : node.reach
+  const how = pathText(node.reach, node.via)
   if (node.reach === 'self') return 'this node'
   return node.reach === 'unreachable' || node.connected !== false ? how : how + ' (on demand)'
 }
@@ -135,7 +141,7 @@ function reachText (node) {
 function lastReachedText (node) {
   const last = node.lastReached
   if (node.self || last == null) return 'never'
-  const how = last.reach === 'relayed' ? 'relayed via ' + ((last.via && (last.via.nodeId || last.via.peerId.slice(-8))) || '?') : last.reach
+  const how = pathText(last.reach, last.via)
   return node.connected ? how + ', connected now' : how + ', ' + ago(last.at)
 }
 

@@ -1,5 +1,6 @@
 export { ModelProxyService, type ModelProxyOptions, type ModelProxyServiceInit } from './service.js'
-export { ModelProxy, type ClusterModel, type ModelProxyObserver, type ProxiedRequestRecord, type ProxiedResponse, type ProxyRequest } from './model-proxy.js'
+export type { ClusterModel } from '../cluster/cluster-view.js'
+export { ModelProxy, type ModelProxyObserver, type ProxiedRequestRecord, type ProxiedResponse, type ProxyRequest } from './model-proxy.js'
 export { ModelStreamProtocol, type ModelProtocolInit, type ServedRequest } from './model-protocol.js'
 export { LocalModels, type LocalModelsInit, type ResolveModelTarget } from './local-models.js'
 export { registerModelRoutes, type ModelRoutesInit } from './http-routes.js'

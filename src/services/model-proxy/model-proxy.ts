@@ -15,7 +15,7 @@ import { badRequest, clusterSaturated, HostRefusedError, noHostAvailable, unknow
 import { FINAL_UPSTREAM_STATUSES } from './constants.js'
 import { HostHealth } from './host-health.js'
 import { renameModel } from './rename-model.js'
-import type { ClusterView } from '../cluster/cluster-view.js'
+import { modelsOffered, type ClusterModel, type ClusterView } from '../cluster/cluster-view.js'
 import type { ModelResponse, ModelRoute, TokenUsage } from '../models/upstream.js'
 import type { LocalModels } from './local-models.js'
 import type { HostResponse, ModelStreamProtocol, ServedRequest } from './model-protocol.js'
@@ -37,14 +37,6 @@ export interface ProxiedResponse extends ModelResponse {
   model: string
   /** Hosts that refused or could not be reached before this one answered. */
   failovers: number
-}
-
-/** One model offered in the cluster, and the nodes that host it. */
-export interface ClusterModel {
-  id: string
-  provider: string
-  description?: string
-  nodes: string[]
 }
 
 /** How one request through this node's proxy went, reported when its answer ended. */
@@ -123,15 +115,7 @@ export class ModelProxy {
 
   /** Every model offered in the cluster, by id. */
   models (): ClusterModel[] {
-    const byId = new Map<string, ClusterModel>()
-    for (const node of this.init.view.nodes()) {
-      for (const model of node.models) {
-        const entry = byId.get(model.id) ?? { id: model.id, provider: model.provider, description: model.description, nodes: [] }
-        entry.nodes.push(node.nodeId)
-        byId.set(model.id, entry)
-      }
-    }
-    return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id))
+    return modelsOffered(this.init.view.nodes())
   }
 
   /**
