@@ -31,7 +31,7 @@ export const CLI_COMMAND = {
   hasSubcommands: true
 }
 
-/** Form hints for OpenClaw's config UI; keys are config paths. */
+/** Form hints for OpenClaw's config UI; keys are config paths, each a field of ConfigSchema (a test checks). */
 export const UI_HINTS: Record<string, { label?: string, help?: string, placeholder?: string, sensitive?: boolean, advanced?: boolean }> = {
   nodeId: { label: 'Node id', help: 'This gateway\'s name in the cluster', placeholder: 'office' },
   secret: { label: 'Cluster secret', help: 'Shared by every member; use `openssl rand -hex 32` or "${CLAWMATRIX_SECRET}"', sensitive: true },
@@ -86,16 +86,10 @@ export function buildManifest (version: string): PluginManifest {
     modelPricing: { providers: { [PROVIDER_ID]: { external: false } } },
     // TypeBox schemas are JSON Schema; the round trip drops TypeBox's non-enumerable markers.
     configSchema: JSON.parse(JSON.stringify(ConfigSchema)),
-    uiHints: hintsForSchema(),
+    uiHints: UI_HINTS,
     contracts: { tools: [...TOOL_NAMES] },
     cliCommands: [CLI_COMMAND]
   }
-}
-
-/** The hints whose field the schema has: a hint must not describe a field that does not exist. */
-function hintsForSchema (): typeof UI_HINTS {
-  const fields = new Set(Object.keys(ConfigSchema.properties))
-  return Object.fromEntries(Object.entries(UI_HINTS).filter(([path]) => fields.has(path.split('.')[0]!)))
 }
 
 /** The manifest file's exact text. */
