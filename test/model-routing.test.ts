@@ -36,14 +36,15 @@ function client (node: TestNode): OpenAI {
 }
 
 /** a listens; every host dials it. `a` may host models itself. */
-async function cluster (a: Record<string, unknown>, hosts: Record<string, Record<string, unknown>>): Promise<{ a: TestNode }> {
+async function cluster (a: Record<string, unknown>, hosts: Record<string, Record<string, unknown>>): Promise<{ a: TestNode, hosts: Record<string, TestNode> }> {
   const hub = await nodes.start({ nodeId: 'a', listen: true, heartbeat: beat, ...a })
+  const started: Record<string, TestNode> = {}
   for (const [nodeId, config] of Object.entries(hosts)) {
-    await nodes.start({ nodeId, heartbeat: beat, peers: [{ nodeId: 'a', url: hub.wsAddress() }], ...config })
+    started[nodeId] = await nodes.start({ nodeId, heartbeat: beat, peers: [{ nodeId: 'a', url: hub.wsAddress() }], ...config })
   }
   await waitFor('a to see every host and its models', () =>
     Object.keys(hosts).every(id => hub.node.view.nodes().some(n => n.nodeId === id && n.reach === 'direct' && n.models.length > 0)))
-  return { a: hub }
+  return { a: hub, hosts: started }
 }
 
 async function post (node: TestNode, body: Record<string, unknown>): Promise<{ status: number, json: any, headers: Record<string, string> }> {
@@ -98,6 +99,57 @@ describe('model routing under load and failure', () => {
     // Slots free again once the answers ended.
     const fourth = await post(a, { model: 'clawmatrix/m', messages: USER })
     expect(fourth.status).toBe(200)
+  })
+
+  it('queues a request at maxConcurrent until a slot frees, answers 429 with Retry-After when the queue is full, and drops a client that left (official openai client)', async () => {
+    const held = gate()
+    const upstream = await fake({ reply: { chunks: ['one', ' two'], beforeChunk: held.beforeChunk } })
+    const { a, hosts: { b } } = await cluster({}, { b: { models: [model('m', upstream, { maxConcurrent: 1, maxQueued: 2, queueWaitMs: 120_000 })] } })
+    const load = (): { running: number, queued?: number } => b!.node.modelProxy.local.load('m')
+    const openai = client(a)
+
+    const first = await openai.chat.completions.create({ model: 'clawmatrix/m', stream: true, messages: USER })
+    // b is full: the next request waits in its queue instead of failing.
+    const second = openai.chat.completions.create({ model: 'clawmatrix/m', messages: USER })
+    await waitFor('the second request to wait in b\'s queue', () => load().queued === 1)
+    // A client that leaves while queued leaves the queue.
+    const leaving = new AbortController()
+    const left = openai.chat.completions.create({ model: 'clawmatrix/m', messages: USER }, { signal: leaving.signal }).catch((err: unknown) => err)
+    await waitFor('the third request to queue too', () => load().queued === 2)
+    // The queue is full: 429 at once, with Retry-After, never a wait into a timeout.
+    const full = await openai.chat.completions.create({ model: 'clawmatrix/m', messages: USER }).catch((err: unknown) => err)
+    expect(full).toBeInstanceOf(OpenAI.RateLimitError)
+    expect((full as InstanceType<typeof OpenAI.RateLimitError>).headers?.get('retry-after')).toBe('1')
+    expect((full as Error).message).toMatch(/b: .*2 of 2 queued/)
+    leaving.abort()
+    expect(await left).toBeInstanceOf(OpenAI.APIUserAbortError)
+    await waitFor('the request that left to leave b\'s queue', () => load().queued === 1)
+    expect(upstream.requests).toHaveLength(1)
+
+    held.open()
+    let text = ''
+    for await (const chunk of first) text += chunk.choices[0]?.delta?.content ?? ''
+    expect(text).toBe('one two')
+    // The slot the first answer freed went to the queued request.
+    expect((await second).choices[0]?.message.content).toBe('one two')
+    expect(upstream.requests).toHaveLength(2)
+    expect(load()).toMatchObject({ running: 0, queued: 0 })
+  })
+
+  it('answers 429 once a queued request waited queueWaitMs without a slot', async () => {
+    const held = gate()
+    const upstream = await fake({ reply: { chunks: ['one', ' two'], beforeChunk: held.beforeChunk } })
+    // a hosts the model itself: the local path queues the same way.
+    const { a } = await cluster({ models: [model('m', upstream, { maxConcurrent: 1, maxQueued: 1, queueWaitMs: 200 })] }, {})
+    const openai = client(a)
+    const first = await openai.chat.completions.create({ model: 'm', stream: true, messages: USER })
+    const waited = await openai.chat.completions.create({ model: 'm', messages: USER }).catch((err: unknown) => err)
+    expect(waited).toBeInstanceOf(OpenAI.RateLimitError)
+    expect((waited as Error).message).toMatch(/waited 200 ms in the queue of model "m"/)
+    expect(a.node.modelProxy.local.load('m')).toMatchObject({ running: 1, queued: 0 })
+    held.open()
+    for await (const _ of first);
+    expect(upstream.requests).toHaveLength(1)
   })
 
   it('answers routing from a cached candidate list until the view changes', async () => {

@@ -15,6 +15,8 @@ export const DEFAULT_RECONNECT_MAX_MS = 60_000
 /** LiteLLM's defaults: three failures in a row cool a host down for a minute. */
 export const DEFAULT_COOLDOWN_FAILURES = 3
 export const DEFAULT_COOLDOWN_MS = 60_000
+/** How long a request waits in a model's queue for a slot before it is refused as busy (429 to the client). */
+export const DEFAULT_QUEUE_WAIT_MS = 30_000
 export const MIN_SECRET_LENGTH = 16
 export const MESH_MODES = ['on-demand', 'full'] as const
 export const DEFAULT_IDLE_CLOSE_MS = 60_000
@@ -81,7 +83,9 @@ export const ModelSchema = Type.Object({
   apiKeyEnv: Type.Optional(Type.String({ minLength: 1, description: 'Name of the environment variable holding the upstream key; the key never leaves this node' })),
   upstreamModel: Type.Optional(Type.String({ minLength: 1, description: 'Model name at the upstream, when it differs from id' })),
   allowFrom: AllowFrom('use this model'),
-  maxConcurrent: Type.Optional(Type.Integer({ minimum: 1, description: 'Requests for this model this node serves at once (its own clients and other nodes together); more are refused as busy and go to another host' })),
+  maxConcurrent: Type.Optional(Type.Integer({ minimum: 1, description: 'Requests for this model this node serves at once (its own clients and other nodes together); more go to another host, wait in the queue (maxQueued), or are refused as busy' })),
+  maxQueued: Type.Optional(Type.Integer({ minimum: 0, default: 0, description: 'With maxConcurrent: requests that wait here for a slot when every host of the model is at its limit; beyond it the client gets 429 with Retry-After' })),
+  queueWaitMs: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_QUEUE_WAIT_MS, description: 'How long a queued request waits for a slot before it is refused as busy (429); keep it below your clients\' timeouts' })),
   fallbacks: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 16, description: 'Other models tried, in order, when no host of this one can take a request (before its first byte)' }))
 }, { additionalProperties: false })
 

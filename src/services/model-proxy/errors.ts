@@ -7,6 +7,7 @@ import { RefusedError } from '../wire/errors.js'
 import { UpstreamError } from '../models/errors.js'
 import { FINAL_UPSTREAM_STATUSES } from './constants.js'
 import { HttpRequestError } from '../errors.js'
+import type { LoadField } from './messages.js'
 
 /**
  * A host refused before the first byte (no such model there, busy, or its
@@ -15,7 +16,7 @@ import { HttpRequestError } from '../errors.js'
  */
 export class HostRefusedError extends RefusedError {
   /** The host's load for the model, when it said. */
-  load?: { running: number, max?: number }
+  load?: LoadField
 
   constructor (code: string, message: string, readonly upstream?: UpstreamError) {
     super(code, message)

@@ -9,6 +9,7 @@ import { defaultLogger } from '@libp2p/logger'
 import { createUpstream, resolveUpstreamTarget } from '../models/resolve.js'
 import { UpstreamError } from '../models/errors.js'
 import { MAX_CONCURRENT_REQUESTS } from './constants.js'
+import { DEFAULT_QUEUE_WAIT_MS } from '../../config/schema.js'
 import type { ModelConfig } from '../../config/schema.js'
 import { askForUsage, readUsage } from './usage.js'
 import type { ModelRequest, ModelResponse, ModelUpstream, TokenUsage, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
@@ -39,6 +40,23 @@ export interface LocalModelsInit {
 export interface ModelLoad {
   running: number
   max?: number
+  /** Requests waiting for a slot, and how many may (its `maxQueued`), when it queues. */
+  queued?: number
+  maxQueued?: number
+}
+
+export interface LocalRequestOptions {
+  /**
+   * At the model's maxConcurrent, wait in its queue (when it has room) for a
+   * slot instead of being refused: asked once every host refused as busy.
+   */
+  wait?: boolean
+}
+
+/** A request waiting for a slot: `admit` hands it one, `cancel` sends it away. */
+interface Waiter {
+  admit(): void
+  cancel(err: Error): void
 }
 
 /** Why a model is not served here; `code` goes over the wire in a `rejected` frame. */
@@ -56,11 +74,17 @@ export class LocalModels implements Startable {
   /** Requests running per model, for `maxConcurrent`. */
   private readonly runningByModel = new Map<string, number>()
   private readonly limits: Map<string, number>
+  /** maxQueued and queueWaitMs by model, for models that queue. */
+  private readonly queueLimits: Map<string, { size: number, waitMs: number }>
+  private readonly queues = new Map<string, Waiter[]>()
   private started = false
   private inFlight = 0
 
   constructor (private readonly init: LocalModelsInit) {
     this.limits = new Map(init.models.flatMap(model => model.maxConcurrent == null ? [] : [[model.id, model.maxConcurrent]]))
+    this.queueLimits = new Map(init.models.flatMap(model => model.maxConcurrent == null || (model.maxQueued ?? 0) === 0
+      ? []
+      : [[model.id, { size: model.maxQueued!, waitMs: model.queueWaitMs ?? DEFAULT_QUEUE_WAIT_MS }]]))
     this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy:local')
   }
 
@@ -83,6 +107,8 @@ export class LocalModels implements Startable {
   async stop (): Promise<void> {
     for (const controller of this.controllers) controller.abort(new Error('the node is stopping'))
     this.controllers.clear()
+    for (const queue of this.queues.values()) for (const waiter of [...queue]) waiter.cancel(new Error('the node is stopping'))
+    this.queues.clear()
     this.upstreams.clear()
     this.unavailable.clear()
     this.started = false
@@ -102,13 +128,20 @@ export class LocalModels implements Startable {
     return this.inFlight
   }
 
-  /** The model's requests running here and its limit. */
+  /** The model's requests running here and its limit, and its queue when it has one. */
   load (model: string): ModelLoad {
-    return { running: this.runningByModel.get(model) ?? 0, max: this.limits.get(model) }
+    const load: ModelLoad = { running: this.runningByModel.get(model) ?? 0, max: this.limits.get(model) }
+    const queue = this.queueLimits.get(model)
+    if (queue != null) Object.assign(load, { queued: this.queues.get(model)?.length ?? 0, maxQueued: queue.size })
+    return load
   }
 
-  /** Why a request for `model` would be refused before reaching an upstream, or undefined. */
-  refusal (model: string): Refusal | undefined {
+  /**
+   * Why a request for `model` would be refused before reaching an upstream,
+   * or undefined. With `wait`, a model at its maxConcurrent whose queue has
+   * room is not refused: request() queues it.
+   */
+  refusal (model: string, options: LocalRequestOptions = {}): Refusal | undefined {
     const reason = this.unavailable.get(model)
     if (reason != null) return { code: 'model-unavailable', message: reason }
     if (!this.upstreams.has(model)) {
@@ -117,8 +150,12 @@ export class LocalModels implements Startable {
     const limit = this.init.maxConcurrentRequests ?? MAX_CONCURRENT_REQUESTS
     if (this.inFlight >= limit) return { code: 'busy', message: `already running ${this.inFlight} model requests (the limit)` }
     const { running, max } = this.load(model)
-    if (max != null && running >= max) return { code: 'busy', message: `already running ${running} requests for model "${model}" (its maxConcurrent)` }
-    return undefined
+    if (max == null || running < max) return undefined
+    const queue = this.queueLimits.get(model)
+    const queued = this.queues.get(model)?.length ?? 0
+    if (options.wait === true && queue != null && queued < queue.size) return undefined
+    const why = queue == null ? 'its maxConcurrent' : `its maxConcurrent, and ${queued} of ${queue.size} queued`
+    return { code: 'busy', message: `already running ${running} requests for model "${model}" (${why})` }
   }
 
   /**
@@ -128,27 +165,25 @@ export class LocalModels implements Startable {
    * its end, left, or the signal aborts. The upstream is asked for usage on
    * streams; `response.usage()` has it once the body ended.
    */
-  async request (model: string, request: ModelRequest): Promise<ModelResponse> {
-    const refusal = this.refusal(model)
+  async request (model: string, request: ModelRequest, options: LocalRequestOptions = {}): Promise<ModelResponse> {
+    const refusal = this.refusal(model, options)
     if (refusal != null) {
       throw UpstreamError.of(refusal.code === 'busy' ? 503 : 404, refusal.code === 'busy' ? 'server_error' : 'invalid_request_error', refusal.message, { code: refusal.code })
     }
     const upstream = this.upstreams.get(model)!
+    const max = this.limits.get(model)
+    if (max != null && (this.runningByModel.get(model) ?? 0) >= max) await this.queued(model, request.signal)
+    else this.take(model)
     const controller = new AbortController()
     const signal = request.signal == null ? controller.signal : AbortSignal.any([request.signal, controller.signal])
     this.controllers.add(controller)
-    this.inFlight++
-    this.runningByModel.set(model, (this.runningByModel.get(model) ?? 0) + 1)
     let released = false
     const release = (): void => {
       if (released) return
       released = true
-      this.inFlight--
-      const left = (this.runningByModel.get(model) ?? 1) - 1
-      if (left <= 0) this.runningByModel.delete(model)
-      else this.runningByModel.set(model, left)
       this.controllers.delete(controller)
       signal.removeEventListener('abort', release)
+      this.give(model)
     }
     signal.addEventListener('abort', release)
     this.log('%s %s (%s)', model, request.route, request.body.stream === true ? 'stream' : 'whole')
@@ -164,6 +199,66 @@ export class LocalModels implements Startable {
       throw err
     }
   }
+
+  /** Counts a request as running. */
+  private take (model: string): void {
+    this.inFlight++
+    this.runningByModel.set(model, (this.runningByModel.get(model) ?? 0) + 1)
+  }
+
+  /** A request ended: its slot goes to the first one queued for the model, or is freed. */
+  private give (model: string): void {
+    const next = this.queues.get(model)?.shift()
+    if (next != null) {
+      next.admit()
+      return
+    }
+    this.queues.delete(model)
+    this.inFlight--
+    const left = (this.runningByModel.get(model) ?? 1) - 1
+    if (left <= 0) this.runningByModel.delete(model)
+    else this.runningByModel.set(model, left)
+  }
+
+  /**
+   * Waits in the model's queue until a request ends and hands over its slot.
+   * Throws busy (as request() refuses) after the model's queueWaitMs, and the
+   * signal's reason when the caller leaves; either way it leaves the queue.
+   */
+  private async queued (model: string, signal?: AbortSignal): Promise<void> {
+    const { waitMs } = this.queueLimits.get(model)!
+    const queue = this.queues.get(model) ?? []
+    this.queues.set(model, queue)
+    const { promise, resolve, reject } = Promise.withResolvers<void>()
+    const leave = (err: unknown): void => {
+      const at = queue.indexOf(waiter)
+      if (at === -1) return
+      queue.splice(at, 1)
+      reject(err)
+    }
+    const waiter: Waiter = { admit: resolve, cancel: leave }
+    queue.push(waiter)
+    const timer = setTimeout(() => {
+      leave(UpstreamError.of(503, 'server_error', `waited ${waitMs} ms in the queue of model "${model}" without a slot (its maxConcurrent is ${this.limits.get(model)})`, { code: 'busy' }))
+    }, waitMs)
+    const onAbort = (): void => { leave(signal!.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      signal?.throwIfAborted()
+      await promise
+    } catch (err) {
+      leave(err)
+      throw err
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+}
+
+/** Whether `err` is a refusal because the model (or the node) is at its limit. */
+export function isBusy (err: unknown): boolean {
+  return err instanceof UpstreamError && err.body.error.code === 'busy'
 }
 
 async function * releasing (body: AsyncIterable<Uint8Array>, release: () => void): AsyncGenerator<Uint8Array> {

@@ -3,7 +3,7 @@
  * receipt, and the reference for docs/model-proxy.md. Unknown fields are
  * ignored so a later version can add optional ones.
  *
- *   caller -> host   model, then (only to stop early) cancel
+ *   caller -> host   model (wait: queue when full), then (only to stop early) cancel
  *   host -> caller   rejected                      (refused before the first byte: try the next host)
  *                  | answer, chunk*, end           (the whole answer)
  *                  | answer, chunk*, failed|error  (cut mid-answer)
@@ -31,7 +31,9 @@ export const ModelRequestFrame = Type.Object({
   model: Type.String({ minLength: 1, maxLength: 256 }),
   route: Type.Enum([...MODEL_ROUTES]),
   /** The client's JSON body, passed to the upstream as is (its `model` is replaced there). */
-  body: Type.Record(Type.String(), Type.Unknown())
+  body: Type.Record(Type.String(), Type.Unknown()),
+  /** At the model's maxConcurrent, wait in its queue when it has room instead of refusing as busy. */
+  wait: Type.Optional(Type.Boolean())
 })
 export type ModelRequestFrame = Static<typeof ModelRequestFrame>
 
@@ -42,7 +44,10 @@ export type RejectCode = typeof REJECT_CODES[number]
 /** The host's load for the model asked for, so callers can route around a full host. */
 export const LoadField = Type.Object({
   running: Type.Integer({ minimum: 0 }),
-  max: Type.Optional(Type.Integer({ minimum: 1 }))
+  max: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** Requests waiting in the model's queue, and its size, when it queues. */
+  queued: Type.Optional(Type.Integer({ minimum: 0 })),
+  maxQueued: Type.Optional(Type.Integer({ minimum: 0 }))
 })
 export type LoadField = Static<typeof LoadField>
 

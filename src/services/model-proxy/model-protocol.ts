@@ -13,7 +13,7 @@ import { StreamProtocol, type StreamProtocolInit } from '../protocols/common.js'
 import * as c from './constants.js'
 import { answerCut, asUpstreamError, HostRefusedError, tooLarge } from './errors.js'
 import { AnswerFrame, EndFrame, errorBodyOf, FailedFrame, ModelRequestFrame, RejectedFrame, type LoadField, type RejectCode } from './messages.js'
-import type { LocalModels } from './local-models.js'
+import { isBusy, type LocalModels } from './local-models.js'
 import type { ModelResponse, TokenUsage } from '../models/upstream.js'
 import type { Connection, PeerId } from '@libp2p/interface'
 
@@ -199,7 +199,8 @@ export class ModelStreamProtocol extends StreamProtocol {
     const caller = new AbortController()
     const keepAlive = new KeepAlive(frames, this.settings.keepAliveIntervalMs)
     try {
-      const refusal = this.models.refusal(request.model)
+      const wait = request.wait === true
+      const refusal = this.models.refusal(request.model, { wait })
       if (refusal != null) {
         await this.reject(frames, from, refusal.code, refusal.message, undefined, this.models.load(request.model))
         return
@@ -211,10 +212,15 @@ export class ModelStreamProtocol extends StreamProtocol {
       })
       let response: ModelResponse
       try {
-        response = await this.models.request(request.model, { route: request.route, body: request.body, signal: caller.signal })
+        response = await this.models.request(request.model, { route: request.route, body: request.body, signal: caller.signal }, { wait })
       } catch (err) {
         if (caller.signal.aborted) {
           served.outcome = 'cancelled'
+          return
+        }
+        if (isBusy(err)) {
+          // Waited in the queue without getting a slot: full, not failing.
+          await this.reject(frames, from, 'busy', (err as UpstreamError).message, undefined, this.models.load(request.model))
           return
         }
         const upstream = asUpstreamError(err)

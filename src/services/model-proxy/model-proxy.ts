@@ -19,6 +19,8 @@ import { modelsOffered, type ClusterModel, type ClusterView } from '../cluster/c
 import type { ModelResponse, ModelRoute, TokenUsage } from '../models/upstream.js'
 import type { LocalModels } from './local-models.js'
 import type { HostResponse, ModelStreamProtocol, ServedRequest } from './model-protocol.js'
+import type { LoadField, ModelRequestFrame } from './messages.js'
+import { isBusy } from './local-models.js'
 import type { UsageLedger } from './usage.js'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 
@@ -231,20 +233,20 @@ export class ModelProxy {
     const model = modelId(request.model)
     const signal = options.signal ?? new AbortController().signal
     const { usable, coolingMs } = this.order(candidates, model)
-    const peers = usable.map(candidate => this.peerOf(candidate.peerId))
-    const byPeer = new Map(peers.map((peer, i) => [peer, usable[i]!]))
+    const byPeer = new Map(usable.map(candidate => [this.peerOf(candidate.peerId), candidate]))
     let tried: Candidate | undefined
+    let lastHosts = usable
     let failovers = -1
     try {
       if (usable.length === 0) {
         const seconds = Math.ceil(Math.min(...coolingMs) / 1000)
         throw clusterSaturated(`every host of model "${model}" is cooling down after failing ${candidates.map(c => c.nodeId).join(', ')}`, seconds)
       }
-      const answered = await firstAccepting(peers, async peer => {
+      const tryHosts = async (hosts: Candidate[], wait: boolean): Promise<Attempted> => firstAccepting(hosts.map(c => this.peerOf(c.peerId)), async peer => {
         const candidate = tried = byPeer.get(peer)!
         failovers++
         try {
-          return { response: await this.attempt(candidate, peer, model, request, signal), candidate }
+          return { response: await this.attempt(candidate, peer, model, request, signal, wait), candidate }
         } catch (err) {
           // An answer every host would give ends the search: it is the answer.
           if (err instanceof HostRefusedError && err.final) return { final: err.upstream! }
@@ -257,6 +259,17 @@ export class ModelProxy {
           throw err
         }
       }, signal)
+      let answered: Attempted
+      try {
+        answered = await tryHosts(usable, false)
+      } catch (err) {
+        // Every host said busy before: the request waits in the queue of one that has room.
+        const queues = signal.aborted ? [] : withQueueRoom(usable, err)
+        if (queues.length === 0) throw err
+        this.log('every host of %s is at its limit: queued at %s', model, queues[0]!.nodeId)
+        lastHosts = queues
+        answered = await tryHosts(queues, true)
+      }
       if ('final' in answered) throw answered.final
       const { response, candidate } = answered
       this.health.succeeded(candidate.peerId, model)
@@ -277,25 +290,30 @@ export class ModelProxy {
         this.report(request, { outcome: 'cancelled', status: 499, host: tried?.nodeId, local: tried?.reach === 'self', failovers: Math.max(failovers, 0), durationMs: performance.now() - started, bytes: 0 })
         throw signal.reason
       }
-      const error = err instanceof UpstreamError ? err : exhausted(model, usable, err, coolingMs)
+      const error = err instanceof UpstreamError ? err : exhausted(model, lastHosts, err, coolingMs)
       this.report(request, { outcome: 'error', status: error.status, host: tried?.nodeId, local: tried?.reach === 'self', failovers: Math.max(failovers, 0), durationMs: performance.now() - started, bytes: 0 })
       throw error
     }
   }
 
   /** One host: this node's own upstream, or a host over the mesh. */
-  private async attempt (candidate: Candidate, peer: PeerId, model: string, request: ProxyRequest, signal: AbortSignal): Promise<HostResponse> {
+  private async attempt (candidate: Candidate, peer: PeerId, model: string, request: ProxyRequest, signal: AbortSignal, wait: boolean): Promise<HostResponse> {
     const release = this.init.view.track(candidate.peerId)
     try {
       if (candidate.reach !== 'self') {
-        return await this.init.protocol.request(peer, { type: 'model', model, route: request.route, body: request.body }, signal)
+        const frame: ModelRequestFrame = { type: 'model', model, route: request.route, body: request.body }
+        if (wait) frame.wait = true
+        return await this.init.protocol.request(peer, frame, signal)
       }
-      const refusal = this.init.local.refusal(model)
-      if (refusal != null) throw new HostRefusedError(refusal.code, `${refusal.message}`)
+      const local = this.init.local
+      const refusal = local.refusal(model, { wait })
+      if (refusal != null) throw refused(refusal.code, refusal.message, local.load(model))
       try {
-        return await this.init.local.request(model, { route: request.route, body: request.body, signal })
+        return await local.request(model, { route: request.route, body: request.body, signal }, { wait })
       } catch (err) {
-        if (err instanceof UpstreamError && !signal.aborted) throw new HostRefusedError('upstream-error', err.message, err)
+        if (signal.aborted) throw err
+        if (isBusy(err)) throw refused('busy', (err as Error).message, local.load(model))
+        if (err instanceof UpstreamError) throw new HostRefusedError('upstream-error', err.message, err)
         throw err
       }
     } finally {
@@ -372,6 +390,30 @@ function exhausted (model: string, candidates: Candidate[], err: unknown, coolin
     return new UpstreamError(upstream.status, { ...upstream.body, error: { ...upstream.body.error, message: `${upstream.body.error.message} (every host failed: ${summary})` } })
   }
   return noHostAvailable(`no host of model "${model}" could take the request: ${summary}`)
+}
+
+/** One host's try: its answer, or an upstream answer every host would give. */
+type Attempted = { response: HostResponse, candidate: Candidate } | { final: UpstreamError }
+
+function refused (code: string, message: string, load: LoadField): HostRefusedError {
+  const error = new HostRefusedError(code, message)
+  error.load = load
+  return error
+}
+
+/**
+ * The hosts that refused as busy but said their queue had room, least
+ * queued first: where a request waits once no host could take it at once.
+ */
+function withQueueRoom (hosts: Candidate[], err: unknown): Candidate[] {
+  const failures = err instanceof NoCandidateAcceptedError ? err.failures.map(f => ({ peer: f.peer, error: f.error })) : [{ peer: hosts[0]?.peerId, error: err }]
+  if (!failures.every(f => f.error instanceof HostRefusedError && f.error.code === 'busy')) return []
+  const room = (load?: LoadField): number => load?.maxQueued == null ? 0 : (load.maxQueued - (load.queued ?? 0)) / load.maxQueued
+  return failures
+    .map(f => ({ candidate: hosts.find(c => c.peerId === f.peer), room: room((f.error as HostRefusedError).load) }))
+    .filter((f): f is { candidate: Candidate, room: number } => f.candidate != null && f.room > 0)
+    .sort((a, b) => b.room - a.room)
+    .map(f => f.candidate)
 }
 
 /** Retry-After for a cluster whose hosts are all busy: requests are short-lived, a second frees slots. */
