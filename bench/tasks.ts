@@ -23,12 +23,12 @@ import { timed, waitFor } from './lib/wait.js'
 import type { BenchResult, Variant } from './lib/report.js'
 import type { ClawmatrixNode } from '../src/services/clawmatrix-node.js'
 import type { AgentRunner, AgentRunOptions, AgentRunResult } from '../src/services/agents/runner.js'
-import type { TaskService } from '../src/tasks/index.js'
+import type { TaskService } from '../src/tasks/service.js'
 
 const { ClawmatrixNode: Node } = await importDist<typeof import('../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
 const { CommandAgentRunner } = await importDist<typeof import('../src/services/agents/command-runner.js')>('services/agents/command-runner.js')
 const { parseConfig } = await importDist<typeof import('../src/config/load.js')>('config/load.js')
-const { TaskService: Tasks } = await importDist<typeof import('../src/tasks/index.js')>('tasks/index.js')
+const { TaskService: Tasks } = await importDist<typeof import('../src/tasks/service.js')>('tasks/service.js')
 
 export interface TasksBenchOptions {
   roundTrips: number

@@ -5,6 +5,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseConfig } from '../src/config/load.js'
 import { ClawmatrixNode } from '../src/services/clawmatrix-node.js'
+import { attachA2A } from '../src/a2a/index.js'
+import { attachTasks } from '../src/tasks/service.js'
 import { LogLines, SECRET, testNodes } from './helpers/nodes.js'
 import { freePort } from './helpers/ports.js'
 import type { Config } from '../src/config/schema.js'
@@ -95,6 +97,38 @@ describe('node lifecycle', () => {
       await expectStarts(await ClawmatrixNode.create({ config: cfg, stateDir, log: new LogLines() }))
       await expectReleased(node, cfg)
     }
+  })
+
+  it('the task layer and the A2A endpoint are parts too: started after the node, undone when one fails, serving only while running', async () => {
+    const withLayers = async (cfg: Config): Promise<ClawmatrixNode> => {
+      const node = await ClawmatrixNode.create({ config: cfg, stateDir, log: new LogLines() })
+      attachA2A(node, attachTasks(node, stateDir))
+      return node
+    }
+    const names = (await withLayers(await config())).parts.map(([name]) => name)
+    expect(names.slice(-4)).toEqual(['dialer', 'tasks', 'a2a', 'http'])
+    for (const name of ['tasks', 'a2a']) {
+      const cfg = await config()
+      const node = await withLayers(cfg)
+      const part = node.parts[names.indexOf(name)]![1] as Startable & { start: Startable['start'] }
+      const realStart = part.start
+      part.start = async function () {
+        await realStart.call(this)
+        throw new Error(`injected failure in ${name}`)
+      }
+      await expect(node.start(), name).rejects.toThrow(`injected failure in ${name}`)
+      await expectReleased(node, cfg)
+    }
+    const cfg = await config()
+    const node = await withLayers(cfg)
+    await node.start()
+    try {
+      expect((await fetch(`${node.http.url}/clawmatrix/tasks`)).status).toBe(200)
+      expect((await fetch(`${node.http.url}/.well-known/agent-card.json`)).status).toBe(200)
+    } finally {
+      await node.stop()
+    }
+    await expectReleased(node, cfg)
   })
 
   it('a taken listen port fails the start with the field named, and releases the HTTP port', async () => {

@@ -13,6 +13,6 @@ export type { A2AEndpointInit } from './endpoint.js'
 export function attachA2A (node: ClawmatrixNode, tasks: TaskService, init?: A2AEndpointInit): Startable {
   const { nodeId } = node.config
   const endpoint = a2aEndpoint({ nodeId, http: node.http, view: node.view, tasks, log: node.swarm.logger.forComponent('clawmatrix:a2a') }, init)
-  node.extend(endpoint)
+  node.extend(endpoint, 'a2a')
   return endpoint
 }

@@ -2,7 +2,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { ClawmatrixNode } from '../services/clawmatrix-node.js'
 import { attachA2A } from '../a2a/index.js'
-import { attachTasks } from '../tasks/index.js'
+import { attachTasks } from '../tasks/service.js'
 import type { InfoLog } from '../node/logging.js'
 import type { Config } from '../config/schema.js'
 

@@ -221,7 +221,7 @@ export class ClawmatrixNode {
     // The one place a caller's name is resolved: the certified name in a managed cluster, the card's otherwise.
     const callerName = (peerId: string): string | undefined => membership != null ? membership.nameOf(peerId) : view.nodeIdOf(peerId)
     const audit: WorkAudit = {
-      log: new AuditLog({ stateDir: init.stateDir, onEntry: entry => { metrics.audited(entry.kind, entry.outcome) } }),
+      log: new AuditLog({ stateDir: init.stateDir, logger: swarm.logger, onEntry: entry => { metrics.audited(entry.kind, entry.outcome) } }),
       callerName
     }
     const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName })

@@ -4,6 +4,7 @@ import * as c from './constants.js'
 import { TaskCaller, type SubmitOptions, type TaskDelivery } from './caller.js'
 import { TaskExecutor } from './executor.js'
 import { registerTaskRoutes } from './http-routes.js'
+import { RouteGroup } from '../services/http/local-server.js'
 import { TaskProtocol } from './protocol.js'
 import { TaskStore } from './store.js'
 import type { TaskEvent, TaskRecord } from './task.js'
@@ -36,6 +37,7 @@ export class TaskService implements Startable {
   readonly executor: TaskExecutor
   readonly caller: TaskCaller
   private readonly stores: TaskStore[]
+  private readonly routes: RouteGroup
 
   constructor (node: ClawmatrixNode, stateDir: string, init: TaskServiceInit = {}) {
     const { nodeId } = node.config
@@ -55,7 +57,7 @@ export class TaskService implements Startable {
     })
     this.protocol = new TaskProtocol(libp2pComponents(node.swarm), { nodeId, executor: this.executor, admit: node.work.admit, audit: node.work.audit })
     this.caller = new TaskCaller({ nodeId, peerId, store: callerStore, protocol: this.protocol, client: node.client, view: node.view, connections: node.swarm, log, deliver: init.deliver })
-    registerTaskRoutes(node.http, this)
+    this.routes = new RouteGroup(node.http)
   }
 
   async start (): Promise<void> {
@@ -63,9 +65,11 @@ export class TaskService implements Startable {
     await this.executor.start()
     await this.protocol.start()
     this.caller.start()
+    registerTaskRoutes(this.routes, this)
   }
 
   async stop (): Promise<void> {
+    this.routes.clear()
     await this.caller.stop()
     await this.protocol.stop()
     await this.executor.stop()
@@ -119,6 +123,6 @@ export class TaskService implements Startable {
 /** Builds the task layer of `node` and has the node start and stop it. */
 export function attachTasks (node: ClawmatrixNode, stateDir: string, init: TaskServiceInit = {}): TaskService {
   const service = new TaskService(node, stateDir, init)
-  node.extend(service)
+  node.extend(service, 'tasks')
   return service
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../../src/config/load.js'
 import { ClawmatrixNode } from '../../src/services/clawmatrix-node.js'
 import { attachA2A } from '../../src/a2a/index.js'
-import { attachTasks, type TaskService } from '../../src/tasks/index.js'
+import { attachTasks, type TaskService } from '../../src/tasks/service.js'
 import type { InfoLog } from '../../src/node/logging.js'
 
 export const SECRET = 'test-secret-0123456789abcdef-unit'

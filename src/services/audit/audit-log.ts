@@ -1,6 +1,7 @@
 import { appendFile, mkdir, readFile, rename, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { logger } from '@libp2p/logger'
+import { defaultLogger } from '@libp2p/logger'
+import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 export const AUDIT_FILE = 'audit.jsonl'
 /** The file is moved to audit.jsonl.1 (replacing the previous one) past this size: at most twice this on disk. */
@@ -29,6 +30,12 @@ export interface AuditLogInit {
   maxBytes?: number
   /** Counts each entry (the audit metric). */
   onEntry?(entry: AuditEntry): void
+  /**
+   * The node's logger, so a failed append says which node it was.
+   *
+   * @default defaultLogger(), with no node scope
+   */
+  logger?: ComponentLogger
 }
 
 /**
@@ -39,11 +46,12 @@ export interface AuditLogInit {
 export class AuditLog {
   readonly path: string
   private readonly maxBytes: number
-  private readonly log = logger('clawmatrix:audit')
+  private readonly log: Logger
   private writing: Promise<void> = Promise.resolve()
   private size?: number
 
   constructor (private readonly init: AuditLogInit) {
+    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:audit')
     this.path = join(init.stateDir, AUDIT_FILE)
     this.maxBytes = init.maxBytes ?? DEFAULT_AUDIT_MAX_BYTES
   }
