@@ -6,6 +6,7 @@ import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { issueCertificate, issueRevocation, type Certificate, type Revocation } from './certificate.js'
 import { MembershipSetupError } from './errors.js'
+import { withFileLock } from './file-lock.js'
 import { encodeInvite } from './invite.js'
 import { generateAuthorityKey, parsePrivateKey } from './keys.js'
 import type { KeyObject } from 'node:crypto'
@@ -95,7 +96,10 @@ export class Authority {
     for (const [what, name] of [['<nodeId>', options.nodeId], ...(options.tags ?? []).map(t => ['--tags', t])] as const) {
       if (!NAME.test(name)) throw new MembershipSetupError(`${what}: got ${JSON.stringify(name).slice(0, 80)}; expected letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit)`)
     }
-    const issued = await this.issued()
+    return this.updateIssued(async issued => this.issue(issued, options))
+  }
+
+  private async issue (issued: IssuedRecord[], options: InviteOptions): Promise<Invite> {
     const now = Date.now()
     const live = options.newKey === true
       ? undefined
@@ -118,7 +122,6 @@ export class Authority {
       expiresAt: now + (options.expiresInMs ?? DEFAULT_CERTIFICATE_DAYS * 86_400_000)
     })
     issued.push({ nodeId: certificate.nodeId, peerId, tags: certificate.tags, issuedAt: certificate.issuedAt, expiresAt: certificate.expiresAt })
-    await this.saveIssued(issued)
     const token = encodeInvite({ authority: this.publicKey, secret: this.secret, certificate, peerKey, bootstrap: options.bootstrap })
     return { token, certificate, renewal: live != null }
   }
@@ -128,7 +131,10 @@ export class Authority {
    * (so a later `invite` for that name issues a new key and a valid certificate).
    */
   async revoke (target: string): Promise<{ revocation: Revocation, peerIds: string[] }> {
-    const issued = await this.issued()
+    return this.updateIssued(async issued => this.revokeIn(issued, target))
+  }
+
+  private revokeIn (issued: IssuedRecord[], target: string): { revocation: Revocation, peerIds: string[] } {
     const now = Date.now()
     const byPeer = issued.filter(r => r.peerId === target)
     let revocation: Revocation
@@ -143,8 +149,20 @@ export class Authority {
       revocation = issueRevocation(this.key, { peerId: hit.at(-1)!.peerId, nodeId: target, issuedBefore: now, revokedAt: now })
     }
     for (const record of hit) record.revoked = true
-    await this.saveIssued(issued)
     return { revocation, peerIds: [...new Set(hit.map(r => r.peerId))] }
+  }
+
+  /**
+   * Reads issued.json, lets `change` add to it, and writes it back, holding its lock throughout:
+   * two `invite`s (or an `invite` and a `revoke`) at once must not lose each other's record.
+   */
+  private async updateIssued<T> (change: (issued: IssuedRecord[]) => Promise<T> | T): Promise<T> {
+    return withFileLock(join(this.dir, ISSUED_FILE), async () => {
+      const issued = await this.issued()
+      const result = await change(issued)
+      await this.saveIssued(issued)
+      return result
+    })
   }
 
   private async issued (): Promise<IssuedRecord[]> {
