@@ -1,4 +1,5 @@
 import { ANNOUNCE_TOPIC } from '../src/services/cluster/card.js'
+import { randomUUID } from 'node:crypto'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -206,6 +207,8 @@ describe('revocation', () => {
   })
 })
 
+const TASK_AGENT = [process.execPath, join(import.meta.dirname, 'fixtures', 'task-agent.mjs')]
+
 /** An agent backed by a command: answers with the task reversed. */
 const ECHO_AGENT = [process.execPath, '-e', `
   let input = ''
@@ -240,6 +243,26 @@ describe('per-caller policy', () => {
       .rejects.toThrow('a hand-off to coder on office refused for hub (agents[coder].allowFrom: [tags:ops])')
     await expect(hub.node.client.send('coder', 'hi'))
       .rejects.toThrow('a message to coder on office refused for hub (agents[coder].allowFrom: [tags:ops])')
+  })
+})
+
+describe('callers named by their certificate', () => {
+  it('a member that claims another name in a task\'s `from` is recorded and audited under its certified name', async () => {
+    const office = await member(await joined('office'), { listen: true, agents: [{ id: 'worker', command: TASK_AGENT }] })
+    const home = await member(await joined('home'), { peers: [{ nodeId: 'office', url: office.wsAddress() }] })
+    await waitFor('home to see office', () => names(home).includes('office'))
+    // What a lying member sends: a well-formed submission whose `from` names another node.
+    const id = randomUUID()
+    const frame = { type: 'task-submit', id, agent: 'worker', task: 'echo hi', from: 'office', session: 'agent:main:main' }
+    const { exchange, first } = await home.tasks.protocol.open(office.node.peerId, frame, AbortSignal.timeout(30_000))
+    await exchange.close()
+    expect(first.task.id).toBe(id)
+    await waitFor('the task to complete on office', () => office.tasks.executor.get(id, home.node.peerId.toString()).state === 'completed')
+    const record = JSON.parse(await readFile(join(office.stateDir, 'tasks', 'executor', `${id}.json`), 'utf8'))
+    expect(record.owner).toEqual({ nodeId: 'home', peerId: home.node.peerId.toString(), session: 'agent:main:main' })
+    await waitFor('the task\'s audit line', async () => (await readFile(join(office.stateDir, 'audit.jsonl'), 'utf8').catch(() => '')).includes('"kind":"task"'))
+    const audit = (await readFile(join(office.stateDir, 'audit.jsonl'), 'utf8')).trim().split('\n').map(line => JSON.parse(line))
+    expect(audit.filter(entry => entry.kind === 'task').map(entry => entry.caller)).toEqual([{ name: 'home', peerId: home.node.peerId.toString() }])
   })
 })
 

@@ -214,8 +214,8 @@ export class TaskExecutor {
         contextId: record.contextId,
         history: this.history(record),
         resumed,
-        // What the caller calls itself is informational; its peer id is authenticated.
-        from: { peerId: record.owner.peerId, label: record.owner.session == null ? record.owner.nodeId : `${record.owner.nodeId}/${record.owner.session}` },
+        // The owner's name was resolved from its authenticated peer id (./protocol.ts); the session is its own word.
+        from: { peerId: record.owner.peerId, nodeId: record.owner.nodeId, label: record.owner.session },
         onProgress: message => { this.progress(record, message) }
       })
       signal.throwIfAborted()

@@ -21,6 +21,12 @@ export type TaskSnapshot = Static<typeof TaskFrame>['task']
 export interface TaskProtocolInit extends StreamProtocolInit {
   nodeId: string
   executor: TaskExecutor
+  /**
+   * The name of the node behind an authenticated peer id (ClawmatrixNode.callerName: the certified
+   * name in a managed cluster). A task's owner is recorded under it, never under the request's
+   * self-declared `from`; without it, or for a peer it does not know, the peer id.
+   */
+  callerName?(peerId: string): string | undefined
 }
 
 /** What a follower hears: progress, state changes, and the snapshot that ends the follow. */
@@ -73,7 +79,9 @@ export class TaskProtocol extends StreamProtocol {
       switch (frame.type) {
         case 'task-submit': {
           const request = checkFrame(SubmitFrame, frame, 'task-submit request')
-          const { record, attached } = await executor.submit(request, { nodeId: request.from ?? peerId, peerId, session: request.session })
+          // `from` is what the caller calls itself: a member could claim any name there.
+          const owner = { nodeId: this.init.callerName?.(peerId) ?? peerId, peerId, session: request.session }
+          const { record, attached } = await executor.submit(request, owner)
           this.log('task %s from %p: %s', record.id, connection.remotePeer, attached ? 'attached' : 'started')
           await this.answer(frames, record, request.follow === true, attached)
           return
