@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import OpenAI from 'openai'
+import { FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
 import { Authority, joinInvite, loadJoinedState, withJoinedState, type InviteOptions } from '../src/membership/index.js'
 import { createSwarm, type Swarm } from '../src/node/swarm.js'
 import { parseConfig } from '../src/config/load.js'
@@ -243,6 +245,38 @@ describe('per-caller policy', () => {
       .rejects.toThrow('a hand-off to coder on office refused for hub (agents[coder].allowFrom: [tags:ops])')
     await expect(hub.node.client.send('coder', 'hi'))
       .rejects.toThrow('a message to coder on office refused for hub (agents[coder].allowFrom: [tags:ops])')
+  })
+})
+
+describe('per-caller policy on models', () => {
+  it('models[].allowFrom serves an allowed caller and refuses another, naming the node and the rule', async () => {
+    const upstream = new FakeOpenAIServer()
+    await upstream.start()
+    try {
+      const hub = await member(await joined('hub'), { listen: true })
+      const peers = [{ nodeId: 'hub', url: hub.wsAddress() }]
+      const office = await member(await joined('office'), {
+        peers,
+        models: [{ id: 'm', provider: 'vllm', baseUrl: upstream.url, upstreamModel: upstream.models[0], allowFrom: ['home'] }]
+      })
+      const home = await member(await joined('home'), { peers })
+      await waitFor('hub and home to see office\'s model', () => [hub, home].every(t =>
+        t.node.view.nodes().some(n => n.nodeId === 'office' && n.models.some(m => m.id === 'm'))))
+      const client = (t: TestNode): OpenAI => new OpenAI({ baseURL: `${t.node.http.url}/v1`, apiKey: 'not-needed', maxRetries: 0 })
+
+      // Allowed, through the relay (home does not listen, office does not either).
+      const served = await client(home).chat.completions.create({ model: 'clawmatrix/m', messages: [{ role: 'user', content: 'hello' }] })
+      expect(served.choices[0]!.message.content).toBeTruthy()
+      const calls = upstream.requests.length
+
+      // Refused: the error names the node, the caller and the rule; the upstream never hears of it.
+      const refused = await client(hub).chat.completions.create({ model: 'clawmatrix/m', messages: [{ role: 'user', content: 'hello' }] }).then(() => undefined, (err: unknown) => err)
+      expect(refused).toBeInstanceOf(OpenAI.APIError)
+      expect((refused as InstanceType<typeof OpenAI.APIError>).message).toContain('model m on office refused for hub (models[m].allowFrom: [home])')
+      expect(upstream.requests.length).toBe(calls)
+    } finally {
+      await upstream.stop()
+    }
   })
 })
 
