@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parseConfig } from '../src/config/load.js'
 import { ConfigError } from '../src/config/errors.js'
-import { ConfigSchema } from '../src/config/schema.js'
+import { clusterSecrets, ConfigSchema } from '../src/config/schema.js'
 import { peerUrlToMultiaddr } from '../src/config/addresses.js'
 import { runCliToEnd } from './helpers/cli.js'
 
@@ -50,6 +50,22 @@ describe('config', () => {
     const weak = problems({ ...base, secret: 'aaaaaaaaaaaaaaaaaaaaaaab' })
     expect(weak.join('\n')).toMatch(/secret: too weak/)
     expect(weak.join('\n')).not.toContain('aaaaaaaa')
+  })
+
+  it('takes a list of secrets (newest first) instead of one, checked the same way and never shown', () => {
+    const NEW = 'the-newer-secret-0a1b2c3d4e5f'
+    expect(clusterSecrets(parseConfig({ nodeId: 'office', secrets: [NEW, SECRET] }))).toEqual([NEW, SECRET])
+    expect(clusterSecrets(parseConfig(base))).toEqual([SECRET])
+    expect(problems({ ...base, secrets: [NEW] })).toEqual(['secret: set together with secrets; expected one of them (secrets lists every accepted secret, newest first, and replaces secret while the cluster rotates)'])
+    const bad = problems({ nodeId: 'office', secrets: [NEW, 'hunter2', 'aaaaaaaaaaaaaaaaaaaaaaab', NEW] })
+    expect(bad).toEqual(['secrets[1]: got (the secret, not shown); expected at least 16 characters'])
+    const weak = problems({ nodeId: 'office', secrets: [NEW, 'aaaaaaaaaaaaaaaaaaaaaaab', NEW] })
+    expect(weak).toEqual([
+      'secrets[1]: too weak (fewer than 8 distinct characters); expected a random string, e.g. `openssl rand -hex 32`',
+      'secrets[2]: the same secret as secrets[0]; expected each secret once'
+    ])
+    expect(problems({ nodeId: 'office', secrets: [] })).toEqual(['secrets: got (the secrets, not shown); expected 1 to 4 secrets, newest first'])
+    for (const text of [...bad, ...weak]) expect(text).not.toMatch(/hunter2|aaaaaaaa|the-newer/)
   })
 
   it('never shows the proxy token either', () => {

@@ -12,6 +12,9 @@ import type { InspectReport } from '../src/services/inspect/inspector.js'
 import type { MeshReport } from '../src/services/inspect/mesh.js'
 import type { PeersReport } from '../src/services/inspect/peers.js'
 
+/** Noise under the one cluster secret, named by its fingerprint (src/node/gate.ts). */
+const GATED_NOISE = expect.stringMatching(/^\/clawmatrix\/noise\/1\/[0-9a-f]{16}$/)
+
 const nodes = testNodes()
 let hub: TestNode
 let alpha: TestNode
@@ -96,7 +99,7 @@ describe('clawmatrix inspect', () => {
     expect(code, output).toBe(0)
     expect(output).toContain(`peer id     ${hub.node.peerId}`)
     expect(output).toContain(`agent       clawmatrix/${VERSION} (node=hub)`)
-    expect(output).toMatch(/ws, direct, \/noise, \/yamux\/1\.0\.0/)
+    expect(output).toMatch(/ws, direct, \/clawmatrix\/noise\/1\/[0-9a-f]{16}, \/yamux\/1\.0\.0/)
     expect(output).toMatch(/ping {8}\d+ ms/)
     expect(output).toMatch(/protocols .*\/clawmatrix\/view\/1\.0\.0/s)
     expect(output).toContain('cluster as hub sees it (3 nodes)')
@@ -108,7 +111,7 @@ describe('clawmatrix inspect', () => {
     const json = await runCliToEnd(['inspect', `ws://127.0.0.1:${port}`, '--json'], { CLAWMATRIX_SECRET: SECRET })
     expect(json.code, json.output).toBe(0)
     const report = JSON.parse(json.output) as InspectReport
-    expect(report).toMatchObject({ peerId: hub.node.peerId.toString(), connection: { transport: 'ws', relayed: false, encryption: '/noise' } })
+    expect(report).toMatchObject({ peerId: hub.node.peerId.toString(), connection: { transport: 'ws', relayed: false, encryption: GATED_NOISE } })
     expect(report.protocols).toEqual(expect.arrayContaining(['/clawmatrix/view/1.0.0', '/ipfs/id/1.0.0', '/ipfs/ping/1.0.0']))
     expect(report.listenAddresses.some(a => a.includes(`/tcp/${port}/ws`))).toBe(true)
     expect(report.view?.nodes.map(n => n.nodeId).sort()).toEqual(['alpha', 'beta', 'hub'])
@@ -152,7 +155,7 @@ describe('clawmatrix peers', () => {
     expect(report.nodeId).toBe('alpha')
     const toHub = report.connections.find(c => c.nodeId === 'hub')
     const toBeta = report.connections.find(c => c.nodeId === 'beta')
-    expect(toHub).toMatchObject({ direction: 'outbound', transport: 'ws', relayed: false, encryption: '/noise', multiplexer: '/yamux/1.0.0' })
+    expect(toHub).toMatchObject({ direction: 'outbound', transport: 'ws', relayed: false, encryption: GATED_NOISE, multiplexer: '/yamux/1.0.0' })
     expect(toBeta).toMatchObject({ transport: 'circuit', relayed: true, via: { nodeId: 'hub', peerId: hub.node.peerId.toString() } })
     // Gossipsub keeps a stream open each way on every connection.
     expect(toHub?.streams.map(s => s.protocol)).toContain('/meshsub/1.2.0')

@@ -29,6 +29,7 @@ const ROOT = new URL('../', import.meta.url)
 const CONFIG_SHAPE = {
   nodeId: 'string',
   secret: 'string',
+  secrets: 'string[]',
   authority: 'string',
   listen: 'boolean',
   listenHost: 'string',
@@ -77,6 +78,7 @@ describe('openclaw.plugin.json', () => {
     expect(manifest.contracts.tools).toEqual(['cluster_peers', 'cluster_handoff', 'cluster_send', 'cluster_exec', 'cluster_read', 'cluster_write', 'cluster_tool', 'cluster_task'])
     expect(manifest.cliCommands).toEqual([{ name: 'clawmatrix', description: expect.any(String), hasSubcommands: true }])
     expect(manifest.uiHints.secret).toMatchObject({ sensitive: true })
+    expect(manifest.uiHints.secrets).toMatchObject({ sensitive: true })
     expect(manifest.activation).toEqual({ onStartup: true })
   })
 

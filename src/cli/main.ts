@@ -114,7 +114,7 @@ async function nodeCommand (args: string[]): Promise<void> {
   const stateDir = values['state-dir'] ?? defaultStateDir(String(json.nodeId))
   json = withJoinedState(json, await loadJoinedState(stateDir))
   const secret = process.env[SECRET_ENV]
-  const config = parseConfig(json?.secret == null && secret != null ? { ...json, secret } : json, values.config)
+  const config = parseConfig(json?.secret == null && json?.secrets == null && secret != null ? { ...json, secret } : json, values.config)
   await runUntilSignal(config, stateDir)
 }
 

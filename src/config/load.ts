@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises'
 import { Value } from 'typebox/value'
 import { isLoopback, peerUrlToMultiaddr } from './addresses.js'
-import { ConfigSchema, MIN_SECRET_LENGTH, NAME_RULE, PRINTABLE_PATTERN, type Config } from './schema.js'
+import { clusterSecrets, ConfigSchema, MAX_SECRETS, MIN_SECRET_LENGTH, NAME_RULE, PRINTABLE_PATTERN, type Config } from './schema.js'
 import { ConfigError } from './errors.js'
 
-/** Fields whose values never appear in an error. */
-const SECRET_FIELDS = ['secret', 'proxyToken']
+/** Fields whose values never appear in an error (`secrets[1]` is a field of `secrets`). */
+const SECRET_FIELDS = ['secret', 'secrets', 'proxyToken']
+const isSecretField = (field: string): boolean => SECRET_FIELDS.includes(field.replace(/\[\d+\]$/, ''))
 
 /** Validates a config and fills in every default. Throws ConfigError. */
 export function parseConfig (input: unknown, source?: string): Config {
@@ -14,7 +15,9 @@ export function parseConfig (input: unknown, source?: string): Config {
   }
   const withSections = inferDialects({ toolProxy: {}, modelRouting: {}, heartbeat: {}, reconnect: {}, limits: {}, mesh: {}, ...input })
   const problems = schemaProblems(withSections)
-  if ((withSections as Record<string, unknown>).secret == null) problems.push('secret: missing; it is required')
+  const { secret, secrets } = withSections as Record<string, unknown>
+  if (secret == null && secrets == null) problems.push('secret: missing; it is required')
+  if (secret != null && secrets != null) problems.push('secret: set together with secrets; expected one of them (secrets lists every accepted secret, newest first, and replaces secret while the cluster rotates)')
   if (problems.length === 0) {
     problems.push(...semanticProblems(Value.Default(ConfigSchema, structuredClone(withSections)) as Config))
   }
@@ -79,14 +82,8 @@ function schemaProblems (input: object): string[] {
       }
       default: {
         const value = valueAt(input, error.instancePath)
-        const shown = SECRET_FIELDS.includes(field) ? `(the ${field}, not shown)` : describe(value)
-        const expected = field === 'secret' && error.keyword === 'minLength'
-          ? `expected at least ${MIN_SECRET_LENGTH} characters`
-          : error.keyword === 'pattern'
-            ? params.pattern === PRINTABLE_PATTERN ? 'expected text without control characters' : `expected ${NAME_RULE}`
-            : error.keyword === 'enum'
-              ? `expected one of ${(params.allowedValues as unknown[]).map(v => JSON.stringify(v)).join(', ')}`
-              : `expected ${error.message.replace(/^must (be )?/, '')}`
+        const shown = isSecretField(field) ? `(the ${field.startsWith('secrets[') ? 'secret' : field}, not shown)` : describe(value)
+        const expected = expectation(field, error.keyword, params, error.message)
         problems.push(`${field}: got ${shown}; ${expected}`)
       }
     }
@@ -94,11 +91,25 @@ function schemaProblems (input: object): string[] {
   return problems
 }
 
+/** What a field should have held, in the words an operator knows. */
+function expectation (field: string, keyword: string, params: Record<string, any>, message: string): string {
+  if (/^secrets?(\[\d+\])?$/.test(field) && keyword === 'minLength') return `expected at least ${MIN_SECRET_LENGTH} characters`
+  if (field === 'secrets' && (keyword === 'minItems' || keyword === 'maxItems')) return `expected 1 to ${MAX_SECRETS} secrets, newest first`
+  if (keyword === 'pattern') return params.pattern === PRINTABLE_PATTERN ? 'expected text without control characters' : `expected ${NAME_RULE}`
+  if (keyword === 'enum') return `expected one of ${(params.allowedValues as unknown[]).map(v => JSON.stringify(v)).join(', ')}`
+  return `expected ${message.replace(/^must (be )?/, '')}`
+}
+
 function semanticProblems (config: Config): string[] {
   const problems: string[] = []
-  if (new Set(config.secret).size < 8) {
-    problems.push('secret: too weak (fewer than 8 distinct characters); expected a random string, e.g. `openssl rand -hex 32`')
-  }
+  const secrets = clusterSecrets(config)
+  secrets.forEach((secret, i) => {
+    const field = config.secrets == null ? 'secret' : `secrets[${i}]`
+    if (new Set(secret).size < 8) {
+      problems.push(`${field}: too weak (fewer than 8 distinct characters); expected a random string, e.g. \`openssl rand -hex 32\``)
+    }
+    if (secrets.indexOf(secret) < i) problems.push(`${field}: the same secret as secrets[${secrets.indexOf(secret)}]; expected each secret once`)
+  })
   const seenPeers = new Set<string>()
   config.peers.forEach((peer, i) => {
     if (peer.nodeId === config.nodeId) {

@@ -18,6 +18,8 @@ export const DEFAULT_COOLDOWN_MS = 60_000
 /** How long a request waits in a model's queue for a slot before it is refused as busy (429 to the client). */
 export const DEFAULT_QUEUE_WAIT_MS = 30_000
 export const MIN_SECRET_LENGTH = 16
+/** Secrets a node accepts at once while the cluster rotates to a new one. */
+export const MAX_SECRETS = 4
 export const MESH_MODES = ['on-demand', 'full'] as const
 export const DEFAULT_IDLE_CLOSE_MS = 60_000
 export const DEFAULT_MAX_RELAYS = 2
@@ -140,6 +142,11 @@ export const ConfigSchema = Type.Object({
   // Optional in the schema only so that OpenClaw accepts the config of a gateway that joined with an invite;
   // parseConfig (./load.ts) requires it once the joined state was merged in.
   secret: Type.Optional(Type.String({ minLength: MIN_SECRET_LENGTH, description: 'Shared cluster secret; never sent over the wire. Required, unless this node joined a managed cluster with `clawmatrix join` (its state directory then holds it)' })),
+  secrets: Type.Optional(Type.Array(Type.String({ minLength: MIN_SECRET_LENGTH }), {
+    minItems: 1,
+    maxItems: MAX_SECRETS,
+    description: 'Instead of `secret`, while replacing it: every cluster secret this node accepts, newest first. It accepts connections under any of them and dials with the first the peer also holds (docs/gate.md, "Rotating the secret")'
+  })),
   authority: Type.Optional(Type.String({ pattern: '^ed25519:[A-Za-z0-9_-]{43}$', description: 'Managed cluster: the authority\'s public key (from `clawmatrix init`); every peer must then hold a certificate it signed. A joined state directory provides it' })),
   listen: Type.Optional(Type.Boolean({ default: false, description: 'Accept inbound WebSocket connections' })),
   listenHost: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface to listen on' })),
@@ -177,7 +184,10 @@ export type MeshMode = typeof MESH_MODES[number]
 export type MeshConfig = Omit<Resolved<Static<typeof MeshSchema>>, 'mode'> & { mode: MeshMode }
 
 /** A validated config with every default filled in. */
-export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect' | 'limits' | 'mesh'> {
+export interface Config extends Omit<Resolved<ConfigInput>, 'secret' | 'secrets' | 'tls' | 'proxyToken' | 'authority' | 'agents' | 'models' | 'toolProxy' | 'modelRouting' | 'heartbeat' | 'reconnect' | 'limits' | 'mesh'> {
+  /** One of the two is set (parseConfig checks); read them through clusterSecrets(). */
+  secret?: string
+  secrets?: string[]
   tls?: TlsConfig
   proxyToken?: string
   authority?: string
@@ -189,4 +199,9 @@ export interface Config extends Omit<Resolved<ConfigInput>, 'tls' | 'proxyToken'
   reconnect: Resolved<Static<typeof ReconnectSchema>>
   limits: Resolved<Static<typeof LimitsSchema>>
   mesh: MeshConfig
+}
+
+/** The cluster secrets a config holds, newest first: `secrets`, or the one `secret`. */
+export function clusterSecrets (config: Pick<ConfigInput, 'secret' | 'secrets'>): string[] {
+  return config.secrets ?? (config.secret == null ? [] : [config.secret])
 }

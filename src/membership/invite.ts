@@ -130,5 +130,7 @@ export function withJoinedState (input: Record<string, unknown>, state: JoinedSt
   }
   const peers = Array.isArray(input.peers) ? input.peers : []
   const bootstrap = state.bootstrap != null && peers.length === 0 ? [{ nodeId: 'bootstrap', url: state.bootstrap }] : peers
-  return { ...input, nodeId, secret: input.secret ?? state.secret, authority: state.authority, peers: bootstrap }
+  // A config that lists `secrets` (a rotation under way) replaces the joined secret rather than adding to it.
+  const secret = input.secrets != null ? input.secret : input.secret ?? state.secret
+  return { ...input, nodeId, ...(secret == null ? {} : { secret }), authority: state.authority, peers: bootstrap }
 }

@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
-import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
@@ -10,11 +9,11 @@ import { VERSION } from '../version.js'
 import { admissionGater, admitting, type Admission } from './admission.js'
 import { peerUrlToMultiaddr } from '../config/addresses.js'
 import * as c from './constants.js'
-import { gatePrologue } from './gate.js'
+import { gatedEncrypters } from './gate.js'
 import { InboundAdmission } from './inbound-admission.js'
 import { webSocketTransport } from './websocket-transport.js'
 import { nodeLogger } from './logging.js'
-import { DEFAULT_PENDING_HANDSHAKES_PER_IP, DEFAULT_UPGRADES_PER_IP_PER_MINUTE } from '../config/schema.js'
+import { clusterSecrets, DEFAULT_PENDING_HANDSHAKES_PER_IP, DEFAULT_UPGRADES_PER_IP_PER_MINUTE } from '../config/schema.js'
 import type { Config } from '../config/schema.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
@@ -30,7 +29,7 @@ export interface SwarmServices {
 
 export type Swarm = Libp2p<SwarmServices>
 
-export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'> & Partial<Pick<Config, 'limits'>> & { mesh?: Pick<Config['mesh'], 'mode' | 'relays'> }
+export type SwarmConfig = Pick<Config, 'nodeId' | 'secret' | 'secrets' | 'listen' | 'listenHost' | 'listenPort' | 'tls' | 'announceAddresses'> & Partial<Pick<Config, 'limits'>> & { mesh?: Pick<Config['mesh'], 'mode' | 'relays'> }
 
 export interface SwarmOptions {
   /** libp2p's `metrics` option, e.g. Prometheus metrics in the node's own registry. */
@@ -67,7 +66,7 @@ export function userAgent (nodeId: string): string {
 
 /**
  * Creates (without starting) the libp2p node every clawmatrix process runs:
- * WebSocket + circuit relay transports, Noise bound to the cluster secret,
+ * WebSocket + circuit relay transports, Noise bound to the cluster secrets,
  * Yamux, identify, ping and gossipsub. A listening node also serves as a
  * circuit relay for the other members.
  */
@@ -81,7 +80,9 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
   // One `/p2p-circuit` listen address per reservation: the relay transport holds as many as it lists.
   const reservations = swarmOptions.relayReservations === false ? 0 : config.listen ? 1 : Math.max(1, config.mesh?.relays ?? 1)
   const circuit = Array.from({ length: reservations }, () => '/p2p-circuit')
-  const encrypter = noise({ prologueBytes: gatePrologue(config.secret) })
+  const { admission } = swarmOptions
+  // One Noise per accepted secret (./gate.ts), each wrapped in the managed gate when there is one.
+  const encrypters = gatedEncrypters(clusterSecrets(config), admission == null ? undefined : encrypter => admitting(encrypter, admission))
 
   const options: Libp2pOptions<SwarmServices> = {
     privateKey,
@@ -95,8 +96,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
     },
     // The WebSocket transport, with aborted connections' sockets released (./websocket-transport.ts).
     transports: [webSocketTransport({ https, releaseSockets: swarmOptions.releaseSockets, admission: inboundAdmission(config, swarmOptions) }), circuitRelayTransport()],
-    connectionEncrypters: [swarmOptions.admission == null ? encrypter : admitting(encrypter, swarmOptions.admission)],
-    connectionGater: swarmOptions.admission == null ? undefined : admissionGater(swarmOptions.admission),
+    connectionEncrypters: encrypters,
+    connectionGater: admission == null ? undefined : admissionGater(admission),
     streamMuxers: [yamux({ maxEarlyStreams: c.MAX_EARLY_STREAMS, streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],
     connectionManager: {
       inboundUpgradeTimeout: c.INBOUND_UPGRADE_TIMEOUT_MS,

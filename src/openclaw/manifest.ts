@@ -35,6 +35,7 @@ export const CLI_COMMAND = {
 export const UI_HINTS: Record<string, { label?: string, help?: string, placeholder?: string, sensitive?: boolean, advanced?: boolean }> = {
   nodeId: { label: 'Node id', help: 'This gateway\'s name in the cluster', placeholder: 'office' },
   secret: { label: 'Cluster secret', help: 'Shared by every member; use `openssl rand -hex 32` or "${CLAWMATRIX_SECRET}"', sensitive: true },
+  secrets: { label: 'Cluster secrets (rotation)', help: 'Instead of the secret while replacing it: every secret accepted, newest first', sensitive: true, advanced: true },
   listen: { label: 'Accept connections', help: 'On for a node others dial (a public relay); off for a node that only dials out' },
   peers: { label: 'Peers', help: 'Nodes to dial and keep connected: [{nodeId, url}] with ws://, wss:// or a multiaddr' },
   agents: { label: 'Agents offered', help: 'Agents of this gateway other nodes may hand tasks to' },

@@ -9,6 +9,7 @@ export function formatStatus (status: NodeStatus): string {
     `node      ${status.nodeId}  (clawmatrix ${status.version}, up ${formatDuration(status.uptimeMs)})`,
     `peer id   ${status.peerId}`,
     `members   ${status.membership.mode}: ${status.membership.note}`,
+    `secrets   ${(status.secrets ?? []).map((fingerprint, i) => `#${i} ${fingerprint}`).join(', ') || '-'}  (fingerprints, newest first)`,
     `listening ${status.listenAddresses.length > 0 ? status.listenAddresses.join('\n          ') : '- (dial-out only)'}`,
     '',
     `cluster (${status.cluster.length} nodes)`
@@ -19,11 +20,12 @@ export function formatStatus (status: NodeStatus): string {
     p.nodeId ?? '?',
     p.direction === 'inbound' ? 'in' : 'out',
     p.relayed ? 'relayed' : 'direct',
+    p.secret == null ? '?' : `#${p.secret.index}`,
     p.rttMs == null ? '-' : `${p.rttMs} ms`,
     p.peerId,
     p.address
   ])
-  lines.push(...table(['NODE', 'DIR', 'PATH', 'RTT', 'PEER ID', 'ADDRESS'], rows))
+  lines.push(...table(['NODE', 'DIR', 'PATH', 'SECRET', 'RTT', 'PEER ID', 'ADDRESS'], rows))
   if (status.configuredPeers.length > 0) {
     lines.push('', 'configured peers')
     lines.push(...table(['NODE', 'URL', 'STATE', 'ATTEMPTS', 'LAST ERROR'], status.configuredPeers.map(p => [

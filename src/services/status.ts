@@ -1,4 +1,5 @@
-import { isName } from '../config/schema.js'
+import { clusterSecrets, isName } from '../config/schema.js'
+import { secretFingerprint, secretUsed, type SecretUsed } from '../node/gate.js'
 import { VERSION } from '../version.js'
 import { RouteGroup, sendJson, type LocalHttpServer } from './http/local-server.js'
 import type { ClusterNode } from './cluster/cluster-view.js'
@@ -19,6 +20,8 @@ export interface PeerStatus {
   direction: 'inbound' | 'outbound'
   address: string
   relayed: boolean
+  /** Which of this node's secrets the connection was secured with (its position and fingerprint, never the secret). */
+  secret?: SecretUsed
   rttMs?: number
   lastSeen?: string
   streams: number
@@ -48,6 +51,8 @@ export interface NodeStatus {
   version: string
   uptimeMs: number
   listenAddresses: string[]
+  /** The secrets this node accepts, newest first, by fingerprint: what `peers[].secret` refers to. */
+  secrets: string[]
   /** Every node this node knows, itself first: what each offers and how it is reached. */
   cluster: ClusterNode[]
   peers: PeerStatus[]
@@ -58,7 +63,7 @@ export interface NodeStatus {
 
 /** What a status is read from: the parts of a running node. */
 export interface StatusSources {
-  config: Pick<Config, 'nodeId'>
+  config: Pick<Config, 'nodeId' | 'secret' | 'secrets'>
   swarm: Swarm
   heartbeat: Pick<Heartbeat, 'get'>
   view: Pick<ClusterView, 'nodeIdOf' | 'nodes'>
@@ -78,6 +83,7 @@ function nodeIdInUserAgent (agentVersion: string | undefined): string | undefine
 /** What `GET /clawmatrix/status` answers. Holds no secret by construction. */
 export async function nodeStatus (node: StatusSources, startedAt: number): Promise<NodeStatus> {
   const { swarm } = node
+  const secrets = clusterSecrets(node.config)
   const peers = await Promise.all(swarm.getPeers().map(async (peerId): Promise<PeerStatus | undefined> => {
     const connection = swarm.getConnections(peerId).find(c => c.status === 'open')
     if (connection == null) return undefined
@@ -92,6 +98,7 @@ export async function nodeStatus (node: StatusSources, startedAt: number): Promi
       direction: connection.direction,
       address: connection.remoteAddr.toString(),
       relayed: connection.remoteAddr.getComponents().some(c => c.name === 'p2p-circuit'),
+      secret: secretUsed(connection.encryption, secrets),
       rttMs: liveness?.rttMs,
       lastSeen: liveness?.lastSeen == null ? undefined : new Date(liveness.lastSeen).toISOString(),
       streams: connection.streams.length
@@ -104,6 +111,7 @@ export async function nodeStatus (node: StatusSources, startedAt: number): Promi
     version: VERSION,
     uptimeMs: startedAt === 0 ? 0 : Date.now() - startedAt,
     listenAddresses: swarm.getMultiaddrs().map(String),
+    secrets: secrets.map(secretFingerprint),
     cluster: node.view.nodes(),
     peers: peers.filter(p => p != null).sort((a, b) => (a.nodeId ?? a.peerId).localeCompare(b.nodeId ?? b.peerId)),
     configuredPeers: node.dialer.list(),
