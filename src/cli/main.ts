@@ -16,7 +16,7 @@ import { peersCommand } from './peers.js'
 import { initCommand, inviteCommand, joinCommand, revokeCommand } from './membership.js'
 import { loadJoinedState, withJoinedState } from '../membership/index.js'
 import { submitTask, taskCommand, tasksCommand } from './tasks.js'
-import { callNode, contentOf, endpointHeaders, type WorkEndpoint } from './work.js'
+import { callNode, contentOf, getFromNode, type WorkEndpoint } from './work.js'
 import { describeFailure, exitCodeOf, UsageError, WorkCallError } from './errors.js'
 import type { NodeStatus } from '../services/status.js'
 
@@ -145,14 +145,7 @@ async function relayCommand (args: string[]): Promise<void> {
 async function statusCommand (args: string[]): Promise<void> {
   const { values } = parse(args, { host: { type: 'string' }, port: { type: 'string' }, json: { type: 'boolean' } })
   const url = `http://${values.host ?? '127.0.0.1'}:${portArg(values.port, '--port', DEFAULT_PROXY_PORT)}/clawmatrix/status`
-  let status: NodeStatus
-  try {
-    const res = await fetch(url, { headers: endpointHeaders(), signal: AbortSignal.timeout(10_000) })
-    if (!res.ok) throw new Error(`HTTP ${res.status}`)
-    status = await res.json() as NodeStatus
-  } catch (err: any) {
-    throw new UsageError(`no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
-  }
+  const status = await getFromNode<NodeStatus>(url)
   process.stdout.write((values.json === true ? JSON.stringify(status, null, 2) : formatStatus(status)) + '\n')
 }
 
@@ -163,13 +156,7 @@ async function auditCommand (args: string[]): Promise<void> {
   const url = `http://${values.host ?? '127.0.0.1'}:${portArg(values.port, '--port', DEFAULT_PROXY_PORT)}/clawmatrix/audit`
   const read = async (after: number): Promise<{ entries: AuditEntry[], next: number }> => {
     if (stateDir != null) return readAudit(join(stateDir, AUDIT_FILE), after)
-    try {
-      const res = await fetch(`${url}?after=${after}`, { headers: endpointHeaders(), signal: AbortSignal.timeout(10_000) })
-      if (!res.ok) throw new Error(`HTTP ${res.status}`)
-      return await res.json() as { entries: AuditEntry[], next: number }
-    } catch (err: any) {
-      throw new UsageError(`no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort? (or read a state directory with --state-dir)`)
-    }
+    return getFromNode(`${url}?after=${after}`, 'is it running, and is --port its proxyPort? (or read a state directory with --state-dir)')
   }
   const stop = new AbortController()
   const onSignal = (): void => { stop.abort() }

@@ -1,7 +1,7 @@
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { Authority, decodeInvite, defaultAuthorityDir, joinInvite, parseDuration } from '../membership/index.js'
 import { defaultStateDir } from './run-node.js'
-import { endpointHeaders } from './work.js'
+import { endpointHeaders, noNodeAnswered } from './work.js'
 import { CommandError } from './errors.js'
 
 const say = (line: string): void => { process.stderr.write(line + '\n') }
@@ -80,7 +80,7 @@ export async function revokeCommand (target: string, options: { authorityDir?: s
       signal: AbortSignal.timeout(10_000)
     })
   } catch (err: any) {
-    throw new CommandError(`signed the revocation of "${target}", but no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); run the same command again with --port of a running node`)
+    throw new CommandError(`signed the revocation of "${target}", but ${noNodeAnswered(url, err, 'run the same command again with --port of a running node')}`)
   }
   const body: any = await res.json().catch(() => ({}))
   if (!res.ok) throw new CommandError(`the node at ${url} refused the revocation: ${body?.error?.message ?? `HTTP ${res.status}`}`)

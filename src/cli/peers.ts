@@ -3,7 +3,7 @@ import { escapeLines } from '../node/escape.js'
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { pathText } from '../services/cluster/routing.js'
 import { formatDuration, table } from '../services/status-format.js'
-import { endpointHeaders } from './work.js'
+import { getFromNode } from './work.js'
 import { CommandError, UsageError } from './errors.js'
 import type { PeersReport } from '../services/inspect/peers.js'
 
@@ -20,14 +20,7 @@ export async function peersCommand (args: string[]): Promise<void> {
   const port = values.port == null ? DEFAULT_PROXY_PORT : Number(values.port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`cannot list peers: --port: got "${values.port}"; expected a port number from 0 to 65535`)
   const url = `http://${values.host ?? '127.0.0.1'}:${port}/clawmatrix/peers`
-  let report: PeersReport
-  try {
-    const res = await fetch(url, { headers: endpointHeaders(), signal: AbortSignal.timeout(10_000) })
-    if (!res.ok) throw new Error(`HTTP ${res.status}`)
-    report = await res.json() as PeersReport
-  } catch (err: any) {
-    throw new CommandError(`cannot list peers: no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
-  }
+  const report = await getFromNode<PeersReport>(url).catch((err: Error) => { throw new CommandError(`cannot list peers: ${err.message}`) })
   process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : escapeLines(formatPeers(report))) + '\n')
 }
 

@@ -2,7 +2,7 @@
  * `clawmatrix handoff --no-wait`, `clawmatrix task <id>` and `clawmatrix tasks`:
  * the task API of a running node (docs/tasks.md) from a shell.
  */
-import { endpointHeaders, type WorkEndpoint } from './work.js'
+import { endpointHeaders, noNodeAnswered, type WorkEndpoint } from './work.js'
 import { WorkCallError } from './errors.js'
 import type { TaskRecord } from '../tasks/task.js'
 import type { TaskLine } from '../tasks/http-routes.js'
@@ -17,7 +17,7 @@ async function request (endpoint: WorkEndpoint, method: string, path: string, bo
       body: body == null ? undefined : JSON.stringify(body)
     })
   } catch (err: any) {
-    throw new WorkCallError(`no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
+    throw new WorkCallError(noNodeAnswered(url, err))
   }
   if (!res.ok) {
     const error = await res.json().then((b: any) => b?.error, () => undefined)

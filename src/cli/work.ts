@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { escapeControl } from '../node/escape.js'
-import { WorkCallError } from './errors.js'
+import { CommandError, WorkCallError } from './errors.js'
 import type { WorkLine } from '../services/http/work-routes.js'
 
 export interface WorkEndpoint {
@@ -16,6 +16,25 @@ export const PROXY_TOKEN_ENV = 'CLAWMATRIX_PROXY_TOKEN'
 export function endpointHeaders (extra: Record<string, string> = {}): Record<string, string> {
   const token = process.env[PROXY_TOKEN_ENV]
   return token == null || token === '' ? extra : { ...extra, authorization: `Bearer ${token}` }
+}
+
+/** What to check when no node answered at the endpoint. */
+const NO_ANSWER_HINT = 'is it running, and is --port its proxyPort?'
+
+/** `no clawmatrix node answered at <url> (<why>); <hint>`: the one wording of it. */
+export function noNodeAnswered (url: string, err: any, hint = NO_ANSWER_HINT): string {
+  return `no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); ${hint}`
+}
+
+/** GETs a JSON report (status, peers, audit) from a running node's local endpoint. */
+export async function getFromNode<T> (url: string, hint?: string): Promise<T> {
+  try {
+    const res = await fetch(url, { headers: endpointHeaders(), signal: AbortSignal.timeout(10_000) })
+    if (!res.ok) throw new Error(`HTTP ${res.status}`)
+    return await res.json() as T
+  } catch (err: any) {
+    throw new CommandError(noNodeAnswered(url, err, hint), { cause: err })
+  }
 }
 
 /**
@@ -34,7 +53,7 @@ export async function callNode (endpoint: WorkEndpoint, operation: 'handoff' | '
     try {
       res = await fetch(url, { method: 'POST', headers: endpointHeaders({ 'content-type': 'application/json' }), body: JSON.stringify(body), signal: cancel.signal })
     } catch (err: any) {
-      throw new WorkCallError(`no clawmatrix node answered at ${url} (${err.cause?.code ?? err.message}); is it running, and is --port its proxyPort?`)
+      throw new WorkCallError(noNodeAnswered(url, err))
     }
     if (!res.ok) {
       const error = await res.json().then((b: any) => b?.error, () => undefined)
