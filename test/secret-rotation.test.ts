@@ -6,6 +6,7 @@ import { parseConfig } from '../src/config/load.js'
 import { clusterSecrets } from '../src/config/schema.js'
 import { withJoinedState, type JoinedState } from '../src/membership/index.js'
 import { secretFingerprint } from '../src/node/gate.js'
+import { formatStatus } from '../src/services/status-format.js'
 import { freePort } from './helpers/ports.js'
 import { testNodes, type TestNode } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
@@ -99,6 +100,10 @@ describe('secret rotation with overlap', () => {
     for (const name of NAMES) await restart(name, { secrets: [OLD, NEW] })
     for (const name of NAMES) expect(Object.values(await secretsUsed(name))).toEqual([oldPrint, oldPrint])
     expect((await status('a')).secrets).toEqual([oldPrint, newPrint])
+    // `clawmatrix status` shows the list by fingerprint, and each connection's secret by position.
+    const text = formatStatus(await status('a'))
+    expect(text).toContain(`secrets   #0 ${oldPrint}, #1 ${newPrint}`)
+    expect(text).toMatch(/^  hub +(in|out) +direct +#0 /m)
 
     // 2. Put it first, node by node. A switched node dials with the new secret and still accepts the old.
     await restart('hub', { secrets: [NEW, OLD] })
