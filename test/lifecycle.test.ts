@@ -57,6 +57,20 @@ async function expectReleased (node: ClawmatrixNode, cfg: Config): Promise<void>
   expect(await bindable(cfg.proxyPort)).toBe(true)
 }
 
+/**
+ * Makes the part at `index` throw after doing its real work: the worst case, a
+ * part that bound or registered something and then threw. Returns the undo.
+ */
+function failAfterStart (node: ClawmatrixNode, index: number): () => void {
+  const [name, part] = node.parts[index]! as [string, Startable & { start: Startable['start'] }]
+  const realStart = part.start
+  part.start = async function () {
+    await realStart.call(this)
+    throw new Error(`injected failure in ${name}`)
+  }
+  return () => { part.start = realStart }
+}
+
 /** Starts `node` and checks it serves: the retry after a failed start. */
 async function expectStarts (node: ClawmatrixNode): Promise<void> {
   await node.start()
@@ -83,17 +97,11 @@ describe('node lifecycle', () => {
     for (const [index, name] of names.entries()) {
       const cfg = await config()
       const node = await ClawmatrixNode.create({ config: cfg, stateDir, log: new LogLines() })
-      const part = node.parts[index]![1] as Startable & { start: Startable['start'] }
-      const realStart = part.start
-      // Fails after doing its real work: the worst case, a part that bound or registered something and then threw.
-      part.start = async function () {
-        await realStart.call(this)
-        throw new Error(`injected failure in ${name}`)
-      }
+      const restore = failAfterStart(node, index)
       await expect(node.start(), name).rejects.toThrow(`injected failure in ${name}`)
       await expectReleased(node, cfg)
 
-      part.start = realStart
+      restore()
       await expectStarts(await ClawmatrixNode.create({ config: cfg, stateDir, log: new LogLines() }))
       await expectReleased(node, cfg)
     }
@@ -110,12 +118,7 @@ describe('node lifecycle', () => {
     for (const name of ['tasks', 'a2a']) {
       const cfg = await config()
       const node = await withLayers(cfg)
-      const part = node.parts[names.indexOf(name)]![1] as Startable & { start: Startable['start'] }
-      const realStart = part.start
-      part.start = async function () {
-        await realStart.call(this)
-        throw new Error(`injected failure in ${name}`)
-      }
+      failAfterStart(node, names.indexOf(name))
       await expect(node.start(), name).rejects.toThrow(`injected failure in ${name}`)
       await expectReleased(node, cfg)
     }
