@@ -18,6 +18,14 @@ export const MAX_RELAY_RESERVATIONS = 1024
 /** Relayed connections one member may hold through one relay (HOP streams per connection). */
 export const MAX_RELAYED_CONNECTIONS_PER_PEER = 1024
 
+/**
+ * How long gossipsub remembers the score of a peer that disconnected (its
+ * default is an hour, one record for every peer met in that hour). Scores
+ * here carry only behaviour penalties; a member that reconnects within this
+ * time keeps its own.
+ */
+export const GOSSIP_SCORE_RETAIN_MS = 10_000
+
 /** gossipsub's Dhi when connections are made on demand: a relay keeps every member that grafts it. */
 export const UNBOUNDED_GOSSIP_MESH = 100_000
 

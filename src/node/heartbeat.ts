@@ -98,7 +98,13 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
   }
 
   private beat (): void {
-    for (const peer of this.swarm.getPeers()) this.beatOnce(peer)
+    const peers = this.swarm.getPeers()
+    // A beat that ended after its peer's disconnect may have put it back: forget it with the next one.
+    if (this.liveness.size > peers.length) {
+      const connected = new Set(peers.map(String))
+      for (const key of this.liveness.keys()) if (!connected.has(key) && !this.inFlight.has(key)) this.liveness.delete(key)
+    }
+    for (const peer of peers) this.beatOnce(peer)
   }
 
   private beatOnce (peer: PeerId): void {

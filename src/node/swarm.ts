@@ -118,7 +118,9 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
         // Every peer passed the gate, and many share an IP (an office NAT, or a relay: a relayed
         // connection's remote address is the relay's). gossipsub's IP-colocation penalty would score
         // members below its graylist past ~14 peers per IP and stop delivering cards.
-        scoreParams: { IPColocationFactorWeight: 0 },
+        // gossipsub keeps the score of a departed peer unless it was positive, for retainScore (an hour
+        // by default). No topic is scored here, so none is positive: that was a record per peer met.
+        scoreParams: { IPColocationFactorWeight: 0, retainScore: c.GOSSIP_SCORE_RETAIN_MS },
         // On demand, members connect to a few relays only, and a relay forwards a card to its mesh peers
         // alone: with the default Dhi (12) the members past the twelfth got cards by lazy gossip, late or
         // never (docs/cluster.md). A mesh without an upper bound reaches them all in one hop. A full mesh

@@ -13,6 +13,7 @@ import { ClusterLog } from './cluster/cluster-log.js'
 import { ClusterView } from './cluster/cluster-view.js'
 import { LocalCard } from './cluster/local-card.js'
 import { MembershipLink } from './cluster/membership-link.js'
+import { DepartedPeers } from './cluster/departed-peers.js'
 import { IdleCloser } from './cluster/idle-closer.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
 import { AnnounceSequence } from './cluster/sequence.js'
@@ -75,6 +76,8 @@ interface NodeParts {
   shutdown: ShutdownState
   /** Closes connections opened for work once idle (on-demand mode only). */
   idleCloser?: IdleCloser
+  /** Forgets what libp2p keeps about peers that left. */
+  departed: DepartedPeers
   /** A managed cluster's certificates and revocations, the link to the view, the revocation routes. */
   membership?: { membership: Membership, link: MembershipLink, routes: MembershipRoutes }
 }
@@ -153,6 +156,7 @@ export class ClawmatrixNode {
       ['view', p.view],
       ['connector', p.connector],
       ...optional('idle closer', p.idleCloser),
+      ['departed peers', p.departed],
       ['cluster log', p.clusterLog],
       ...optional('membership', managed?.membership),
       ...optional('membership routes', managed?.routes),
@@ -237,6 +241,7 @@ export class ClawmatrixNode {
         keep: peer => connector.isRelay(peer) || dialer.isConfigured(peer) || isReservedRelay(swarm, peer),
         lastWork: peer => view.workWith(peer.toString())
       })
+    const departed = new DepartedPeers(swarm, view, { keep: peer => dialer.isConfigured(peer) || connector.isRelay(peer) })
     const modelProxy = new ModelProxyService({ ...init.modelProxy, admit: policy?.admit, config, swarm, view, http, log, metrics, refuse: shutdown.refusal })
     return new ClawmatrixNode({
       config,
@@ -252,6 +257,7 @@ export class ClawmatrixNode {
       dialer,
       connector,
       idleCloser,
+      departed,
       clusterLog: new ClusterLog({ swarm, view, heartbeat, log }, { maxMissed: config.heartbeat.maxMissed }),
       modelProxy,
       inspection: new NodeInspection({ config, swarm, view, http, metrics }),

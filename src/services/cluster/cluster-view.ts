@@ -82,6 +82,14 @@ export const MODEL_ROUTES_MAX_AGE_MS = 1_000
 
 /** How many departed nodes the view remembers for error messages. */
 const MAX_DEPARTED = 256
+/**
+ * The last sequence number of a peer no longer in the view is kept this
+ * long and for at most this many peers (least recently announced forgotten
+ * first), so a replay of its old cards is still told apart. Gossipsub's own
+ * seen-cache drops exact duplicates for two minutes on top of it.
+ */
+export const SEQ_MEMORY_MS = 60 * 60_000
+export const MAX_SEQ_REMEMBERED = 4096
 
 export interface Departure {
   peerId: string
@@ -103,8 +111,12 @@ interface Entry {
 export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements Startable {
   private readonly log: Logger
   private readonly entries = new Map<string, Entry>()
-  /** Kept after a node leaves or expires, so its old cards stay replays. */
-  private readonly lastSeq = new Map<string, number>()
+  /**
+   * Kept after a node leaves or expires, so its old cards stay replays
+   * (bounded: SEQ_MEMORY_MS, MAX_SEQ_REMEMBERED). Ordered by when each was
+   * last set, oldest first.
+   */
+  private readonly lastSeq = new Map<string, { seq: number, at: number }>()
   private readonly inFlight = new Map<string, number>()
   /** When the last request to each peer ended (epoch ms); the idle closer reads it. */
   private readonly lastWorkAt = new Map<string, number>()
@@ -233,6 +245,11 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     // Peers that never sent a card (an inspector, a relay before its card) are forgotten once disconnected.
     for (const peerId of this.lastReached.keys()) {
       if (!this.entries.has(peerId) && this.swarm.getConnections(peerIdFromString(peerId)).length === 0) this.lastReached.delete(peerId)
+    }
+    // Oldest first: stop at the first one still young. A member in the view announces, so stays young.
+    for (const [peerId, last] of this.lastSeq) {
+      if (now - last.at <= SEQ_MEMORY_MS) break
+      if (!this.entries.has(peerId)) this.lastSeq.delete(peerId)
     }
   }
 
@@ -425,13 +442,18 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   }
 
   private checkSequence (signer: string, seq: number): Verdict | undefined {
-    const last = this.lastSeq.get(signer)
+    const last = this.lastSeq.get(signer)?.seq
     if (last != null && seq <= last) {
       // Ignored, not rejected: an honest peer may forward it before it learns the newer one.
       const replayed = last - seq > REPLAY_WINDOW_MS
       return { accept: false, reject: false, quiet: !replayed, reason: `${replayed ? 'replayed' : 'out-of-order'} announcement from ${this.nodeIdOf(signer) ?? signer}: sequence ${seq}, already saw ${last}` }
     }
-    this.lastSeq.set(signer, seq)
+    this.lastSeq.delete(signer)
+    this.lastSeq.set(signer, { seq, at: Date.now() })
+    for (const oldest of this.lastSeq.keys()) {
+      if (this.lastSeq.size <= MAX_SEQ_REMEMBERED) break
+      this.lastSeq.delete(oldest)
+    }
     return undefined
   }
 
@@ -469,6 +491,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     }
     this.lastWorkAt.delete(peerId)
     this.lastReached.delete(peerId)
+    for (const key of this.reportedConflicts) if (key.includes(peerId)) this.reportedConflicts.delete(key)
     this.log('node %s left: %s', entry.card.nodeId, reason)
     this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
   }

@@ -9,6 +9,8 @@ import type { Swarm } from '../../node/swarm.js'
 import type { Logger, PeerId, Startable } from '@libp2p/interface'
 
 const RETRY_MIN_MS = 1_000
+/** Failed dials remembered for their backoff; past it the oldest is forgotten (a link in a card names anyone). */
+const MAX_FAILURES_REMEMBERED = 1024
 
 export interface MeshConnectorInit {
   /**
@@ -166,7 +168,12 @@ export class MeshConnector implements Startable {
         this.failures.delete(peer)
         this.log('connected to member %p', peerId)
       } catch (err: any) {
+        this.failures.delete(peer)
         this.failures.set(peer, { at: Date.now(), count: (failed?.count ?? 0) + 1, addresses: tried })
+        for (const oldest of this.failures.keys()) {
+          if (this.failures.size <= MAX_FAILURES_REMEMBERED) break
+          this.failures.delete(oldest)
+        }
         this.log('could not reach member %p yet: %s', peerId, err.message)
         onFailure?.()
       } finally {
