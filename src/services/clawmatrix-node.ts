@@ -16,6 +16,7 @@ import { MembershipLink } from './cluster/membership-link.js'
 import { DepartedPeers } from './cluster/departed-peers.js'
 import { IdleCloser } from './cluster/idle-closer.js'
 import { MeshConnector } from './cluster/mesh-connector.js'
+import { NodeStates, pathDescriber } from './cluster/node-state.js'
 import { AnnounceSequence } from './cluster/sequence.js'
 import { AuditLog, readAudit } from './audit/audit-log.js'
 import { CallerPolicy } from './caller-policy.js'
@@ -228,8 +229,9 @@ export class ClawmatrixNode {
       log: new AuditLog({ stateDir: init.stateDir, logger: swarm.logger, onEntry: entry => { metrics.audited(entry.kind, entry.outcome) } }),
       callerName
     }
-    const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName })
     const dialer = new PeerDialer(swarm, config.peers, config.reconnect)
+    const describePeer = pathDescriber(new NodeStates({ view, dialer, heartbeat }), { swarm, view, heartbeat })
+    const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName, describePeer })
     const client = new ClusterClient({ config, view, work, dialer, heartbeat })
     const { mode, relays, idleCloseMs } = config.mesh
     const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs, mode })
@@ -242,7 +244,7 @@ export class ClawmatrixNode {
         lastWork: peer => view.workWith(peer.toString())
       })
     const departed = new DepartedPeers(swarm, view, { keep: peer => dialer.isConfigured(peer) || connector.isRelay(peer) })
-    const modelProxy = new ModelProxyService({ ...init.modelProxy, admit: policy?.admit, config, swarm, view, http, log, metrics, refuse: shutdown.refusal })
+    const modelProxy = new ModelProxyService({ ...init.modelProxy, admit: policy?.admit, config, swarm, view, http, log, metrics, refuse: shutdown.refusal, describePeer })
     return new ClawmatrixNode({
       config,
       shutdown,

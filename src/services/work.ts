@@ -10,6 +10,7 @@ import { ToolExecutor } from './tools/executor.js'
 import { type ToolRegistry } from './tools/registry.js'
 import { libp2pComponents } from './wire/components.js'
 import type { StreamProtocolInit } from './protocols/common.js'
+import type { PeerDescriber } from './wire/path.js'
 import type { Config } from '../config/schema.js'
 import type { Swarm } from '../node/swarm.js'
 import type { ShutdownState } from './shutdown.js'
@@ -36,6 +37,8 @@ export interface WorkNode {
   shutdown?: ShutdownState
   /** Callers are named by the cluster view: agents are told who asked (`home/main`). */
   nodeIdOf?(peerId: string): string | undefined
+  /** Names peers and says their state in errors (a relay that died under a request). */
+  describePeer?: PeerDescriber
 }
 
 /** The three work protocols a node serves and calls: hand-off, one-way message, tool proxy. */
@@ -58,13 +61,13 @@ export class WorkProtocols implements Startable {
     // External A2A agents run the same way whoever runs the node's own agents.
     this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv, logger: swarm.logger })])
     const refuse = node.shutdown?.refusal
-    const { nodeIdOf } = node
+    const { nodeIdOf, describePeer } = node
     const admit = this.admit = init.admit
     const audit = this.audit = init.audit
-    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, audit, nodeIdOf, runner: this.agents })
-    this.messages = new SendProtocol(components, { nodeId, refuse, admit, audit, nodeIdOf, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
+    this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, audit, nodeIdOf, describePeer, runner: this.agents })
+    this.messages = new SendProtocol(components, { nodeId, refuse, admit, audit, nodeIdOf, describePeer, sink: init.messageSink ?? new InboxMessageSink(stateDir, config.agents) })
     const executor = new ToolExecutor({ nodeId, config: config.toolProxy, registry: init.tools ?? builtinToolRegistry(), hiddenEnv })
-    this.tools = new ToolProtocol(components, { nodeId, refuse, admit, audit, executor })
+    this.tools = new ToolProtocol(components, { nodeId, refuse, admit, audit, describePeer, executor })
   }
 
   async start (): Promise<void> {

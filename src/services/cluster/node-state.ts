@@ -3,6 +3,9 @@ import { pathText } from './routing.js'
 import type { ClusterView } from './cluster-view.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { PeerDialer } from '../../node/peer-dialer.js'
+import type { Swarm } from '../../node/swarm.js'
+import type { PeerDescriber } from '../wire/path.js'
+import type { PeerId } from '@libp2p/interface'
 
 export interface NodeStateSources {
   view: ClusterView
@@ -44,7 +47,9 @@ export class NodeStates {
         facts.push(`retrying${wait}: ${configured.lastError ?? 'the connection closed'}`)
       }
     }
-    if (node != null && node.reach !== 'unreachable') {
+    // A configured peer is kept connected: without a connection it is not online, whatever its card says.
+    const lost = configured != null && configured.state !== 'connected' && node?.connected !== true
+    if (node != null && node.reach !== 'unreachable' && !lost) {
       const liveness = node.self ? undefined : heartbeat?.get(peerIdFromString(node.peerId))
       // An error names nodes by name only: a relay without one is `a relay`.
       const path = pathText(node.reach, { nodeId: node.via?.nodeId })
@@ -58,6 +63,53 @@ export class NodeStates {
     if (departure != null) facts.push(`left ${ago(departure.at, now)}: ${departure.reason}`)
     return facts.length === 0 ? undefined : `${nodeId} is offline (${facts.join('; ')})`
   }
+}
+
+/** How long an error about a lost path waits to learn the state of its relay. */
+const RELAY_CHECK_MS = 2_000
+
+/**
+ * Names peers in errors about a lost path, and says the state of the relay
+ * the path went through. Asked right after the path broke, when the
+ * connection to the relay may not have noticed yet that the relay is gone:
+ * so the relay is pinged first and, if it does not answer, its connection
+ * is given RELAY_CHECK_MS to close before its state is read.
+ */
+export function pathDescriber (states: NodeStates, sources: { swarm: Swarm, view: ClusterView, heartbeat: Pick<Heartbeat, 'check'> }): PeerDescriber {
+  const { swarm, view, heartbeat } = sources
+  return {
+    name: peerId => view.nodeIdOf(peerId) ?? states.nameOf(peerId),
+    state: async peerId => {
+      const nodeId = view.nodeIdOf(peerId)
+      if (nodeId == null) return undefined
+      const peer = peerIdFromString(peerId)
+      const signal = AbortSignal.timeout(RELAY_CHECK_MS)
+      const answered = await Promise.race([heartbeat.check(peer), aborted(signal).then(() => false)])
+      if (!answered) await disconnected(swarm, peer, signal)
+      return states.describe(nodeId)
+    }
+  }
+}
+
+async function aborted (signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return
+  await new Promise(resolve => { signal.addEventListener('abort', resolve, { once: true }) })
+}
+
+/** Resolves once `peer` has no open connection, or `signal` aborts. */
+async function disconnected (swarm: Swarm, peer: PeerId, signal: AbortSignal): Promise<void> {
+  const open = (): boolean => swarm.getConnections(peer).some(c => c.status === 'open')
+  if (!open() || signal.aborted) return
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      swarm.removeEventListener('peer:disconnect', onDisconnect)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const onDisconnect = (event: CustomEvent<PeerId>): void => { if (event.detail.equals(peer)) done() }
+    swarm.addEventListener('peer:disconnect', onDisconnect)
+    signal.addEventListener('abort', done, { once: true })
+  })
 }
 
 function ago (at: number, now: number): string {

@@ -6,6 +6,7 @@ import { type Frame } from '../wire/frame.js'
 import { FrameStream } from '../wire/frame-stream.js'
 import { watchCaller } from '../wire/inbound.js'
 import { KeepAlive } from '../wire/keep-alive.js'
+import { lostPath, openRoutedStream } from '../wire/path.js'
 import { readUntil } from '../wire/read-frames.js'
 import { checkFrame } from '../wire/request.js'
 import { UpstreamError } from '../models/errors.js'
@@ -100,14 +101,16 @@ export class ModelStreamProtocol extends StreamProtocol {
     const openSignal = AbortSignal.any([signal, AbortSignal.timeout(this.init.openTimeoutMs ?? c.OPEN_TIMEOUT_MS)])
     setMaxListeners(Infinity, openSignal)
     let frames: FrameStream
+    let connection: Connection
     try {
-      const stream = await this.components.connectionManager.openStream(peer, this.protocol, {
+      const routed = await openRoutedStream(this.components, peer, this.protocol, {
         signal: openSignal,
         runOnLimitedConnection: this.settings.runOnLimitedConnection,
         // The protocol id goes out with the request instead of a round trip before it.
         negotiateFully: false
       })
-      frames = new FrameStream(stream, { maxFrameBytes: this.settings.maxFrameBytes })
+      connection = routed.connection
+      frames = new FrameStream(routed.stream, { maxFrameBytes: this.settings.maxFrameBytes })
     } catch (err: any) {
       if (signal.aborted) throw signal.reason
       throw new RefusedError('unreachable', `cannot open a model stream to ${remote}: ${describe(err)}`)
@@ -132,11 +135,14 @@ export class ModelStreamProtocol extends StreamProtocol {
       }
       const answer = checkFrame(AnswerFrame, first, `model answer from ${remote}`)
       let usage: TokenUsage | undefined
-      const body = this.answerBody(frames, remote, signal, found => { usage = found })
+      const body = this.answerBody(frames, remote, connection, signal, found => { usage = found })
       return { status: answer.status, contentType: answer.contentType, load: answer.load, body, usage: () => usage }
     } catch (err: any) {
       await abandon(frames, signal.aborted)
       if (signal.aborted) throw signal.reason
+      // The relay under it died before the host answered: the caller tries another path.
+      const lost = await lostPath(connection, peer, false, err, this.describePeer)
+      if (lost != null) throw lost
       if (err instanceof FrameTooLargeError) throw new HostRefusedError('too-large', err.message, tooLarge(`the request body is over the proxy's limit of ${c.MAX_REQUEST_BODY_BYTES} bytes`))
       if (answerSignal.aborted) throw new RefusedError('answer-timeout', `${remote} did not start answering within ${answerTimeoutMs} ms`)
       throw err
@@ -147,7 +153,7 @@ export class ModelStreamProtocol extends StreamProtocol {
    * The answer's chunks as they arrive; pulled, so a slow reader leaves
    * frames unread and the reader pauses the stream, which stops the host.
    */
-  private async * answerBody (frames: FrameStream, remote: string, signal: AbortSignal, onUsage: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
+  private async * answerBody (frames: FrameStream, remote: string, connection: Connection, signal: AbortSignal, onUsage: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
     let ended = false
     let next: Frame | undefined
     try {
@@ -184,7 +190,8 @@ export class ModelStreamProtocol extends StreamProtocol {
     } catch (err: any) {
       if (signal.aborted) throw signal.reason
       if (err instanceof UpstreamError) throw err
-      throw answerCut(`the answer from ${remote} was cut before its end: ${err.message}`)
+      const lost = await lostPath(connection, connection.remotePeer, true, err, this.describePeer)
+      throw answerCut(`the answer from ${this.describePeer?.name(remote) ?? remote} was cut before its end: ${lost?.message ?? err.message}`)
     } finally {
       // Left early (the client went away), aborted, or cut: stop the host's work.
       if (!ended) await abandon(frames, true)

@@ -6,7 +6,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { defaultLogger } from '@libp2p/logger'
-import { NoCandidateAcceptedError } from '../wire/errors.js'
+import { NoCandidateAcceptedError, PathLostError } from '../wire/errors.js'
 import { firstAccepting } from '../wire/failover.js'
 import { UpstreamError } from '../models/errors.js'
 import { MODEL_PREFIX, type Candidate } from '../cluster/routing.js'
@@ -251,8 +251,9 @@ export class ModelProxy {
           // An answer every host would give ends the search: it is the answer.
           if (err instanceof HostRefusedError && err.final) return { final: err.upstream! }
           if (err instanceof HostRefusedError) this.health.reportLoad(candidate.peerId, model, err.load)
-          // Busy is not broken: a full host does not cool down.
-          if (!signal.aborted && !(err instanceof HostRefusedError && err.code === 'busy') && this.health.failed(candidate.peerId, model)) {
+          // Busy is not broken: a full host does not cool down; nor does one whose relay died under the request.
+          const healthy = (err instanceof HostRefusedError && err.code === 'busy') || err instanceof PathLostError
+          if (!signal.aborted && !healthy && this.health.failed(candidate.peerId, model)) {
             this.log('%s failed %s too often in a row: skipped while it cools down', candidate.nodeId, model)
           }
           this.log('%s refused or failed %s: %s', candidate.nodeId, model, (err as Error).message)

@@ -19,6 +19,7 @@ import type { ClusterView } from '../cluster/cluster-view.js'
 import type { LocalHttpServer } from '../http/local-server.js'
 import type { Swarm } from '../../node/swarm.js'
 import type { UpstreamInit } from '../models/upstream.js'
+import type { PeerDescriber } from '../wire/path.js'
 import type { Startable } from '@libp2p/interface'
 
 /** What an embedder (the OpenClaw plugin, a test) may supply; all optional. */
@@ -35,7 +36,7 @@ export interface ModelProxyOptions {
 
 export interface ModelProxyServiceInit extends ModelProxyOptions {
   config: Pick<Config, 'nodeId' | 'models' | 'proxyHost' | 'proxyToken'> & { modelRouting?: Partial<Config['modelRouting']> }
-  swarm: Pick<Swarm, 'handle' | 'unhandle' | 'dialProtocol' | 'logger'>
+  swarm: Pick<Swarm, 'handle' | 'unhandle' | 'dial' | 'dialProtocol' | 'logger'>
   view: ClusterView
   http: Pick<LocalHttpServer, 'route'>
   log: { warn(message: string): void }
@@ -43,6 +44,8 @@ export interface ModelProxyServiceInit extends ModelProxyOptions {
   metrics?: RequestMetrics
   /** A reason to refuse requests from other nodes (this node is shutting down). */
   refuse?: () => string | undefined
+  /** Names peers and says their state in errors (a relay that died under a request). */
+  describePeer?: PeerDescriber
 }
 
 export class ModelProxyService implements Startable {
@@ -69,6 +72,7 @@ export class ModelProxyService implements Startable {
       models: this.local,
       refuse: init.refuse,
       admit: init.admit,
+      describePeer: init.describePeer,
       onServed: served => {
         if (served.usage != null) this.usage.record('served', { model: served.model, host: config.nodeId, caller: init.view.nodeIdOf(served.from) ?? served.from }, served.usage)
         observer?.served?.(served)

@@ -5,6 +5,7 @@ import { type Frame } from '../wire/frame.js'
 import { type FrameStream } from '../wire/frame-stream.js'
 import { serveInbound } from '../wire/inbound.js'
 import { type OutboundInit } from '../wire/outbound.js'
+import { type PeerDescriber } from '../wire/path.js'
 import { protocolId } from '../wire/protocol-id.js'
 import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
 import { SHUTTING_DOWN } from '../shutdown.js'
@@ -37,9 +38,11 @@ export interface StreamProtocolInit {
   admit?: (request: Frame, connection: Connection) => { code: string, message: string } | undefined
   /** Receiver: appends every served request to the node's audit log. */
   audit?: WorkAudit
+  /** Caller: names peers and says their state in errors (a relay that died under a request). */
+  describePeer?: PeerDescriber
 }
 
-type Settings = Required<Omit<StreamProtocolInit, 'refuse' | 'admit' | 'audit'>>
+type Settings = Required<Omit<StreamProtocolInit, 'refuse' | 'admit' | 'audit' | 'describePeer'>>
 
 /**
  * What the three protocols share, after js-libp2p's ping: a protocol id from
@@ -53,6 +56,7 @@ export abstract class StreamProtocol implements Startable {
   private readonly refuse?: () => string | undefined
   private readonly admit: StreamProtocolInit['admit']
   private readonly audit?: WorkAudit
+  protected readonly describePeer?: PeerDescriber
   private started = false
 
   constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit) {
@@ -70,6 +74,7 @@ export abstract class StreamProtocol implements Startable {
     this.refuse = init.refuse
     this.admit = init.admit
     this.audit = init.audit
+    this.describePeer = init.describePeer
     this.protocol = protocolId(this.settings.protocolPrefix, name, version)
     this.log = components.logger.forComponent(`clawmatrix:${name}`)
   }
@@ -102,7 +107,8 @@ export abstract class StreamProtocol implements Startable {
       maxFrameBytes: this.settings.maxFrameBytes,
       acceptTimeoutMs: this.settings.acceptTimeoutMs,
       idleTimeoutMs: this.settings.idleTimeoutMs,
-      runOnLimitedConnection: this.settings.runOnLimitedConnection
+      runOnLimitedConnection: this.settings.runOnLimitedConnection,
+      describePeer: this.describePeer
     }
   }
 

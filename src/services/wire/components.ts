@@ -1,4 +1,4 @@
-import type { AbortOptions, ComponentLogger, DialProtocolOptions, Libp2p, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Connection, DialOptions, DialProtocolOptions, Libp2p, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 
 /**
  * What a clawmatrix protocol needs from libp2p: the registrar and
@@ -13,11 +13,13 @@ export interface ProtocolComponents {
   }
   connectionManager: {
     openStream(peer: PeerId, protocol: string, options?: DialProtocolOptions): Promise<Stream>
+    /** An open connection to `peer` (dialing one if none is open): a request keeps it to tell which path it took. */
+    openConnection(peer: PeerId, options?: DialOptions): Promise<Connection>
   }
 }
 
 /** The components of an existing libp2p node, for protocols created outside its `services`. */
-export function libp2pComponents (node: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'logger'>): ProtocolComponents {
+export function libp2pComponents (node: Pick<Libp2p, 'handle' | 'unhandle' | 'dial' | 'dialProtocol' | 'logger'>): ProtocolComponents {
   return {
     logger: node.logger,
     registrar: {
@@ -25,7 +27,8 @@ export function libp2pComponents (node: Pick<Libp2p, 'handle' | 'unhandle' | 'di
       unhandle: async (protocol, options) => { await node.unhandle(protocol, options) }
     },
     connectionManager: {
-      openStream: async (peer, protocol, options) => node.dialProtocol(peer, protocol, options)
+      openStream: async (peer, protocol, options) => node.dialProtocol(peer, protocol, options),
+      openConnection: async (peer, options) => node.dial(peer, options)
     }
   }
 }

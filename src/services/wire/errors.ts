@@ -37,6 +37,25 @@ export class StreamCutError extends ClawmatrixProtocolError {
   }
 }
 
+/**
+ * The relayed connection a request travelled on closed under it: the relay
+ * (or its link to the remote) went away. Before the remote accepted the
+ * work, the request is tried once more over another path; after, the work
+ * may have run, so it is not sent again.
+ */
+export class PathLostError extends ClawmatrixProtocolError {
+  /**
+   * @param peer - the remote, by name
+   * @param relay - the relay's peer id
+   * @param relayNamed - the relay's name and state in words, for the message
+   */
+  constructor (peer: string, readonly relay: string, relayNamed: { name: string, state?: string }, readonly accepted: boolean, options?: ErrorOptions) {
+    super('path-lost', `the connection to ${peer} through relay ${relayNamed.name} closed ${accepted ? 'after the work was accepted' : 'before it answered'}` +
+      (relayNamed.state == null ? '' : `; ${relayNamed.state}`), options)
+    this.name = 'PathLostError'
+  }
+}
+
 /** No frame, not even a keep-alive, arrived within the idle timeout. */
 export class IdleTimeoutError extends ClawmatrixProtocolError {
   constructor (message: string) {

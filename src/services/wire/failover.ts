@@ -1,4 +1,4 @@
-import { NoCandidateAcceptedError, type CandidateFailure } from './errors.js'
+import { NoCandidateAcceptedError, PathLostError, type CandidateFailure } from './errors.js'
 import type { PeerId } from '@libp2p/interface'
 
 /**
@@ -6,19 +6,27 @@ import type { PeerId } from '@libp2p/interface'
  * accepted. `open` must resolve only once the remote accepted the work:
  * a refusal or a failure up to that point moves on to the next candidate,
  * anything after it is the caller's to handle, so accepted work is never
- * sent twice. With a single candidate its own error is thrown unchanged.
+ * sent twice. A candidate whose relayed path died under the request
+ * (PathLostError) is tried once more at once: the new dial takes another
+ * path (another relay) if it has one. With a single candidate its own error
+ * is thrown unchanged.
  */
 export async function firstAccepting<T> (candidates: PeerId[], open: (peer: PeerId) => Promise<T>, signal?: AbortSignal): Promise<T> {
   const failures: CandidateFailure[] = []
   for (const peer of candidates) {
-    signal?.throwIfAborted()
-    try {
-      return await open(peer)
-    } catch (err: any) {
-      if (signal?.aborted === true) throw signal.reason
-      if (candidates.length === 1) throw err
-      failures.push({ peer: peer.toString(), error: err })
+    let error: any
+    for (let attempt = 0; attempt < 2; attempt++) {
+      signal?.throwIfAborted()
+      try {
+        return await open(peer)
+      } catch (err: any) {
+        if (signal?.aborted === true) throw signal.reason
+        error = err
+        if (!(err instanceof PathLostError)) break
+      }
     }
+    if (candidates.length === 1) throw error
+    failures.push({ peer: peer.toString(), error })
   }
   throw new NoCandidateAcceptedError(failures)
 }

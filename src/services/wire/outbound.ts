@@ -2,10 +2,11 @@ import { setMaxListeners } from 'node:events'
 import { GOODBYE_TIMEOUT_MS } from './constants.js'
 import { RefusedError } from './errors.js'
 import { FrameStream } from './frame-stream.js'
+import { lostPath, openRoutedStream, type PeerDescriber } from './path.js'
 import { readUntil } from './read-frames.js'
 import type { ProtocolComponents } from './components.js'
 import type { Frame } from './frame.js'
-import type { PeerId } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 
 export interface OutboundInit {
   components: ProtocolComponents
@@ -14,6 +15,8 @@ export interface OutboundInit {
   acceptTimeoutMs: number
   idleTimeoutMs: number
   runOnLimitedConnection: boolean
+  /** Names peers (and says their state) in errors about a lost path. */
+  describePeer?: PeerDescriber
 }
 
 /**
@@ -26,23 +29,25 @@ export class OutboundExchange {
   private constructor (
     readonly peer: PeerId,
     private readonly frames: FrameStream,
+    private readonly connection: Connection,
     private readonly init: OutboundInit
   ) {}
 
   /**
    * Resolves with the exchange and the remote's first answer once it is not
    * a refusal. A `rejected` answer throws RefusedError; the accept phase is
-   * also bounded by `acceptTimeoutMs`.
+   * also bounded by `acceptTimeoutMs`. A relayed connection that closed
+   * before the answer throws PathLostError (the caller may try another path).
    */
   static async open (init: OutboundInit, peer: PeerId, request: Frame, signal: AbortSignal): Promise<{ exchange: OutboundExchange, answer: Frame }> {
     const acceptSignal = AbortSignal.any([signal, AbortSignal.timeout(init.acceptTimeoutMs)])
     setMaxListeners(Infinity, acceptSignal)
-    const stream = await init.components.connectionManager.openStream(peer, init.protocol, {
+    const { stream, connection } = await openRoutedStream(init.components, peer, init.protocol, {
       signal: acceptSignal,
       runOnLimitedConnection: init.runOnLimitedConnection
     })
     const frames = new FrameStream(stream, { maxFrameBytes: init.maxFrameBytes })
-    const exchange = new OutboundExchange(peer, frames, init)
+    const exchange = new OutboundExchange(peer, frames, connection, init)
     try {
       await frames.write(request, { signal: acceptSignal })
       const answer = await readUntil(frames, frame => frame.type !== 'keepalive' && frame.type !== 'error', {
@@ -56,7 +61,10 @@ export class OutboundExchange {
       return { exchange, answer }
     } catch (err: any) {
       await exchange.abandon(signal.aborted)
-      if (!signal.aborted && acceptSignal.aborted) {
+      if (signal.aborted) throw err
+      const lost = await lostPath(connection, peer, false, err, init.describePeer)
+      if (lost != null) throw lost
+      if (acceptSignal.aborted) {
         throw new RefusedError('accept-timeout', `${peer} did not answer within ${init.acceptTimeoutMs} ms`)
       }
       throw err
@@ -80,7 +88,7 @@ export class OutboundExchange {
       return final
     } catch (err) {
       await this.abandon(signal.aborted)
-      throw err
+      throw (signal.aborted ? undefined : await lostPath(this.connection, this.peer, true, err, this.init.describePeer)) ?? err
     }
   }
 
