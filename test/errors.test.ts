@@ -6,6 +6,8 @@ import { exposedError, MeshNotRunningError, ToolAuthorizationError, ToolInputErr
 import { HttpRequestError, httpStatusOf, NodeOfflineError, RemoteWorkError, SelfTargetError, UnknownTargetError } from '../src/services/errors.js'
 import { NoCandidateAcceptedError, RefusedError, StreamCutError } from '../src/services/wire/errors.js'
 import { UnknownTaskError } from '../src/tasks/errors.js'
+import { runCliToEnd } from './helpers/cli.js'
+import { freePort } from './helpers/ports.js'
 
 // Each layer's errors are mapped once to an HTTP status, a tool error and an exit code, by `name`.
 describe('the error mappings', () => {
@@ -44,5 +46,19 @@ describe('the error mappings', () => {
     expect(describeFailure(new ConfigError(['listenPort: expected a number']))).toBe('invalid clawmatrix config:\n  - listenPort: expected a number')
     expect(describeFailure(new BindError('cannot listen on 127.0.0.1:1 (listenPort): permission denied'))).not.toMatch(/\n\s+at /)
     expect(describeFailure(new Error('a bug'))).toMatch(/^Error: a bug\n\s+at /)
+  })
+})
+
+describe('the CLI ends with the exit code its error maps to', { timeout: 120_000 }, () => {
+  it('usage errors exit 2, a node that does not answer 1, both with their message and no stack', async () => {
+    const noConfig = await runCliToEnd(['node'])
+    expect(noConfig).toEqual({ code: 2, output: 'clawmatrix: clawmatrix node needs --config <file.json>\n' })
+    const badFlag = await runCliToEnd(['peers', '--nope'])
+    expect(badFlag.code).toBe(2)
+    expect(badFlag.output).toMatch(/^clawmatrix: cannot list peers: Unknown option '--nope'/)
+    const port = await freePort()
+    const nobody = await runCliToEnd(['status', '--port', String(port)])
+    expect(nobody.code).toBe(1)
+    expect(nobody.output).toBe(`clawmatrix: no clawmatrix node answered at http://127.0.0.1:${port}/clawmatrix/status (ECONNREFUSED); is it running, and is --port its proxyPort?\n`)
   })
 })
