@@ -47,7 +47,7 @@ const CONFIG_SHAPE = {
   modelRouting: { cooldownFailures: 'integer', cooldownMs: 'integer' },
   heartbeat: { intervalMs: 'integer', maxMissed: 'integer' },
   reconnect: { minDelayMs: 'integer', maxDelayMs: 'integer' },
-  limits: { upgradesPerIpPerMinute: 'integer', pendingHandshakesPerIp: 'integer' },
+  limits: { upgradesPerIpPerMinute: 'integer', pendingHandshakesPerIp: 'integer', relayedBytesPerMemberPerMinute: 'integer' },
   mesh: { mode: 'on-demand|full', idleCloseMs: 'integer', relays: 'integer' }
 }
 

@@ -120,7 +120,8 @@ export const DEFAULT_PENDING_HANDSHAKES_PER_IP = 32
 
 export const LimitsSchema = Type.Object({
   upgradesPerIpPerMinute: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_UPGRADES_PER_IP_PER_MINUTE, description: 'Inbound WebSocket connections one IP address may open per minute; more are dropped before the Noise handshake, with a log line' })),
-  pendingHandshakesPerIp: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_PENDING_HANDSHAKES_PER_IP, description: 'Inbound connections from one IP address that may be in their handshake at once; more are dropped, with a log line' }))
+  pendingHandshakesPerIp: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_PENDING_HANDSHAKES_PER_IP, description: 'Inbound connections from one IP address that may be in their handshake at once; more are dropped, with a log line' })),
+  relayedBytesPerMemberPerMinute: Type.Optional(Type.Integer({ minimum: 1024, description: 'A listening node (relay): bytes one member may send through its circuits per minute; past it that member\'s circuits are cut until the minute is over, with a log line. Unset: no cap' }))
 }, { additionalProperties: false })
 
 export const MeshSchema = Type.Object({
@@ -197,7 +198,7 @@ export interface Config extends Omit<Resolved<ConfigInput>, 'secret' | 'secrets'
   modelRouting: Resolved<Static<typeof ModelRoutingSchema>>
   heartbeat: Resolved<Static<typeof HeartbeatSchema>>
   reconnect: Resolved<Static<typeof ReconnectSchema>>
-  limits: Resolved<Static<typeof LimitsSchema>>
+  limits: Resolved<Omit<Static<typeof LimitsSchema>, 'relayedBytesPerMemberPerMinute'>> & { relayedBytesPerMemberPerMinute?: number }
   mesh: MeshConfig
 }
 

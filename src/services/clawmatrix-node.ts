@@ -262,7 +262,7 @@ export class ClawmatrixNode {
       departed,
       clusterLog: new ClusterLog({ swarm, view, heartbeat, log }, { maxMissed: config.heartbeat.maxMissed }),
       modelProxy,
-      inspection: new NodeInspection({ config, swarm, view, http, metrics }),
+      inspection: new NodeInspection({ config, swarm, view, http, metrics, log }),
       announcer,
       status: new StatusRoute(http, { config, swarm, heartbeat, view, dialer, modelProxy, membershipStatus: membership == null ? UNMANAGED : MANAGED }),
       workRoutes: new WorkRoutes(http, client),

@@ -7,6 +7,7 @@ import { meshPage, PAGE_CSP } from './page.js'
 import { health } from './health.js'
 import { peersReport } from './peers.js'
 import { RelayMetrics } from './relay-metrics.js'
+import { RelayBudget } from '../../node/relay-budget.js'
 import { ViewProtocol } from './view-protocol.js'
 import type { ClawmatrixMetrics } from './metrics.js'
 import type { Config } from '../../config/schema.js'
@@ -16,11 +17,13 @@ import type { LocalHttpServer } from '../http/local-server.js'
 import type { Startable } from '@libp2p/interface'
 
 export interface InspectableNode {
-  config: Pick<Config, 'nodeId'>
+  config: Pick<Config, 'nodeId'> & { limits?: Pick<Config['limits'], 'relayedBytesPerMemberPerMinute'> }
   swarm: Swarm
   view: ClusterView
   http: LocalHttpServer
   metrics: ClawmatrixMetrics
+  /** Where a member going over its relayed-bandwidth cap is said. */
+  log?: { warn(message: string): void }
 }
 
 /**
@@ -39,7 +42,16 @@ export class NodeInspection implements Startable {
     this.view = new ViewProtocol(libp2pComponents(swarm), {
       snapshot: () => ({ nodeId: config.nodeId, peerId: swarm.peerId.toString(), version: VERSION, nodes: view.nodes() })
     })
-    this.relay = new RelayMetrics(swarm, node.metrics.registry)
+    const cap = config.limits?.relayedBytesPerMemberPerMinute
+    const budget = cap == null
+      ? undefined
+      : new RelayBudget({
+        bytesPerMinute: cap,
+        onOver: (peerId, sent) => {
+          node.log?.warn(`${view.nodeIdOf(peerId) ?? 'an unannounced peer'} (${peerId}) sent ${sent} bytes through this relay within a minute, over limits.relayedBytesPerMemberPerMinute (${cap}): its circuits are cut until the minute is over`)
+        }
+      })
+    this.relay = new RelayMetrics(swarm, node.metrics.registry, budget)
     this.routes = new RouteGroup(node.http)
   }
 
