@@ -4,6 +4,7 @@
  * port clash check, and the tools against real nodes. Real gateways are in
  * test/interop/gateway.test.ts.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,7 +16,7 @@ import { registerClawmatrix, SERVICE_ID } from '../src/openclaw/plugin.js'
 import { MeshRuntime } from '../src/openclaw/runtime.js'
 import { clusterTools } from '../src/openclaw/tools/index.js'
 import { ToolAuthorizationError, ToolInputError } from '../src/openclaw/errors.js'
-import { handoffMessage, lastAssistantText, OpenClawMessageSink, type SubagentRuntime } from '../src/openclaw/host.js'
+import { handoffMessage, lastAssistantText, OpenClawMessageSink, subagentIn, type SubagentRuntime } from '../src/openclaw/host.js'
 import { openclawModelTargets, providerEntry } from '../src/openclaw/models.js'
 import { clawmatrixProvider } from '../src/openclaw/provider.js'
 import { openclawAgentIds, unknownAgentWarnings } from '../src/openclaw/agents.js'
@@ -148,6 +149,9 @@ describe('register(api)', () => {
     const ctx = { config: { gateway: { port: 18789 } }, stateDir, logger: { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) } }
     await service.start(ctx)
     expect(runtime.current?.config.nodeId).toBe('alpha')
+    // the node's endpoint serves the cluster's agents over A2A, as `clawmatrix run` does
+    const card = await fetch(`${runtime.current!.http.url}/a2a/main/.well-known/agent-card.json`).then(async r => r.json() as Promise<any>)
+    expect(card).toMatchObject({ name: 'main', url: `${runtime.current!.http.url}/a2a/main`, skills: [{ id: 'main' }] })
     expect(lines.some(l => /clawmatrix node alpha started/.test(l))).toBe(true)
     // an offered agent this gateway does not have is a warning naming the ones it has (none configured: main)
     expect(lines.filter(l => /is not an agent of this OpenClaw gateway/.test(l))).toEqual([expect.stringMatching(/^clawmatrix agents: "ghost" is not an agent of this OpenClaw gateway, which has "main"; .*agents\.ownership: "explicit"/)])
@@ -164,6 +168,7 @@ describe('register(api)', () => {
     expect(runtime.current!.shutdown.refusal()).toBe('alpha is shutting down')
     await service.stop(ctx)
     expect(runtime.current).toBeUndefined()
+    await expect(fetch(`${new URL(card.url).origin}/.well-known/agent-card.json`)).rejects.toThrow()
     await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
     expect(status[1]).toEqual([false, undefined, { code: 'UNAVAILABLE', message: expect.stringMatching(/clawmatrix node is not running on this gateway/) }])
 
@@ -279,6 +284,28 @@ describe('hand-offs as OpenClaw agent runs', () => {
       { role: 'toolResult', content: 'ignored' }
     ])).toBe('final')
     expect(lastAssistantText([{ role: 'user', content: 'q' }])).toBeUndefined()
+  })
+})
+
+describe('runs for the mesh in the service\'s context', () => {
+  // OpenClaw keeps the request a plugin serves in async context; the mesh's later work must not run in a finished one
+  it('every subagent call runs in the context the service started in, not the caller\'s', async () => {
+    const request = new AsyncLocalStorage<string>()
+    const seen: Array<string | undefined> = []
+    const host: SubagentRuntime = {
+      run: async () => { seen.push(request.getStore()); return { runId: 'r1' } },
+      waitForRun: async () => { seen.push(request.getStore()); return { status: 'ok' } },
+      getSessionMessages: async () => { seen.push(request.getStore()); return { messages: [] } },
+      deleteSession: async () => { seen.push(request.getStore()) }
+    }
+    const subagent = request.run('service start', () => subagentIn(host, AsyncLocalStorage.snapshot()))
+    await request.run('tool call over HTTP', async () => {
+      expect(await subagent.run({ sessionKey: 'agent:main:main', message: 'x' })).toEqual({ runId: 'r1' })
+      await subagent.waitForRun({ runId: 'r1' })
+      await subagent.getSessionMessages({ sessionKey: 'agent:main:main' })
+      await subagent.deleteSession({ sessionKey: 'agent:main:main' })
+    })
+    expect(seen).toEqual(['service start', 'service start', 'service start', 'service start'])
   })
 })
 

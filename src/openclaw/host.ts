@@ -16,6 +16,26 @@ export interface SubagentRuntime {
   deleteSession(params: { sessionKey: string, deleteTranscript?: boolean }): Promise<void>
 }
 
+/**
+ * `subagent` with every call made in the async context `inContext` runs
+ * functions in. OpenClaw keeps the scope of the request a plugin is serving
+ * (its client and that client's authority) in async context, and the mesh
+ * inherits it: work that arrives later on a stream or a connection opened
+ * during a tool call (a task's result to deliver, a hand-off over a
+ * connection dialed on demand) would run in that tool call's scope, whose
+ * authority ended with its HTTP request, and OpenClaw refuses it ("Gateway
+ * client authority closed before dispatching agent"). The plugin passes the
+ * context its service started in.
+ */
+export function subagentIn (subagent: SubagentRuntime, inContext: <R>(fn: () => R) => R): SubagentRuntime {
+  return {
+    run: async params => inContext(async () => subagent.run(params)),
+    waitForRun: async params => inContext(async () => subagent.waitForRun(params)),
+    getSessionMessages: async params => inContext(async () => subagent.getSessionMessages(params)),
+    deleteSession: async params => { await inContext(async () => { await subagent.deleteSession(params) }) }
+  }
+}
+
 /** How often a run is checked while it goes on, so a cancellation is noticed within this time. */
 const WAIT_SLICE_MS = 2_000
 

@@ -1,8 +1,9 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { unknownAgentWarnings, type OpenClawAgentsConfig } from './agents.js'
 import { registerClawmatrixCli, type CommandLike } from './cli.js'
 import { gatewayMethods } from './gateway-methods.js'
 import { gatewayTools } from './gateway-tools.js'
-import { OpenClawAgentRunner, OpenClawMessageSink, type AgentEvents, type SubagentRuntime } from './host.js'
+import { OpenClawAgentRunner, OpenClawMessageSink, subagentIn, type AgentEvents, type SubagentRuntime } from './host.js'
 import { announceTask } from './task-delivery.js'
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
 import { openclawModelTargets } from './models.js'
@@ -24,7 +25,9 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
   api.registerService({
     id: SERVICE_ID,
     async start (ctx) {
-      const subagent = api.runtime?.subagent as SubagentRuntime | undefined
+      const host = api.runtime?.subagent as SubagentRuntime | undefined
+      // runs for the mesh are the service's, never a finished tool call's (see subagentIn)
+      const subagent = host == null ? undefined : subagentIn(host, AsyncLocalStorage.snapshot())
       await runtime.start({
         pluginConfig: api.pluginConfig ?? {},
         openclawConfig: ctx.config,

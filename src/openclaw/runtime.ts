@@ -4,6 +4,7 @@ import { loadJoinedState, withJoinedState } from '../membership/index.js'
 import { ClawmatrixNode, type ClawmatrixNodeInit } from '../services/clawmatrix-node.js'
 import type { InfoLog } from '../node/logging.js'
 import { checkPortClash } from './ports.js'
+import { attachA2A } from '../a2a/index.js'
 import { attachTasks, type TaskService, type TaskServiceInit } from '../tasks/service.js'
 import type { ClusterClient } from './cluster-client.js'
 import type { Config } from '../config/schema.js'
@@ -85,7 +86,9 @@ export class MeshRuntime {
           work: init.work?.(config),
           modelProxy: init.modelProxy?.(config)
         })
-        const tasks = attachTasks(node, join(init.stateDir, 'clawmatrix'), init.tasks?.(config))
+        const tasks = attachTasks(node, stateDir, init.tasks?.(config))
+        // every agent of the cluster as an A2A agent on this node's endpoint (docs/a2a.md), as `clawmatrix run` has it
+        attachA2A(node, tasks)
         await node.start()
         this.node = node
         this.tasks = tasks

@@ -193,13 +193,13 @@ export class Gateway {
     await this.upstream.stop()
   }
 
-  /** `POST /tools/invoke` on the gateway's HTTP port, authenticated with its token. */
-  async invokeTool (tool: string, args: Record<string, unknown> = {}): Promise<ToolInvokeResponse> {
+  /** `POST /tools/invoke` on the gateway's HTTP port, authenticated with its token; a tool that waits for work gets a longer `timeoutMs`. */
+  async invokeTool (tool: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<ToolInvokeResponse> {
     const res = await fetch(`http://127.0.0.1:${this.port}/tools/invoke`, {
       method: 'POST',
       headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ tool, args }),
-      signal: AbortSignal.timeout(30_000)
+      signal: AbortSignal.timeout(timeoutMs)
     })
     return { httpStatus: res.status, body: await res.json() as ToolInvokeResponse['body'] }
   }
