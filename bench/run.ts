@@ -26,7 +26,7 @@ import { relaySoakBench, SOAK_DEFAULTS, SOAK_QUICK } from './relay-soak.js'
 import { relayIdleBench, IDLE_DEFAULTS, IDLE_QUICK } from './relay-idle.js'
 import { WORK_DEFAULTS, WORK_QUICK, workBench } from './work.js'
 import { TASKS_DEFAULTS, TASKS_QUICK, tasksBench } from './tasks.js'
-import { MEMBERSHIP_DEFAULTS, MEMBERSHIP_QUICK, membershipBench } from './membership.js'
+import { MEMBERSHIP_DEFAULTS, MEMBERSHIP_QUICK, MEMBERSHIP_REVOKE, membershipBench } from './membership.js'
 
 const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
 
@@ -45,13 +45,14 @@ const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
   work: async ({ quick }) => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),
   tasks: async ({ quick }) => tasksBench({ ...(quick ? TASKS_QUICK : TASKS_DEFAULTS), progress }),
   membership: async ({ quick }) => membershipBench({ ...(quick ? MEMBERSHIP_QUICK : MEMBERSHIP_DEFAULTS), progress }),
+  'membership-revoke': async ({ quick }) => membershipBench({ ...(quick ? { ...MEMBERSHIP_QUICK, connections: 0, validations: 0 } : MEMBERSHIP_REVOKE), progress }),
   'cluster-scale': async ({ quick }) => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_SCALE), progress }),
   'relay-soak': async ({ quick, minutes }) => relaySoakBench({ ...(quick ? SOAK_QUICK : SOAK_DEFAULTS), ...(minutes == null ? {} : { minutes }), progress }),
   'relay-idle': async ({ quick }) => relayIdleBench({ ...(quick ? IDLE_QUICK : IDLE_DEFAULTS), progress })
 }
 
 /** Run only when named: they take too long for every run. */
-const OPT_IN = new Set(['cluster-scale', 'relay-soak', 'relay-idle'])
+const OPT_IN = new Set(['membership-revoke', 'cluster-scale', 'relay-soak', 'relay-idle'])
 
 /** A mistake in the command line: printed without a stack trace. */
 class UsageError extends Error {}
