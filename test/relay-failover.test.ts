@@ -1,12 +1,14 @@
 /**
  * A relay that dies under a request in flight: two dial-out members meet
  * through one of two relays (real `clawmatrix relay` processes), and the
- * relay carrying their circuit is killed (SIGKILL) mid-request. A request the
- * host had not started answering moves to the other relay at once and
- * completes; one already streaming its answer fails at once, saying which
- * relay went away and its state. Nothing waits for a heartbeat or a timeout.
+ * relay carrying their circuit is killed (SIGKILL) mid-request. A model
+ * request the host had not started answering moves to the other relay at
+ * once and completes; one already streaming its answer fails at once,
+ * saying which relay went away and its state; a hand-off the host runs is
+ * followed again through the other relay (same id: the same run). Nothing
+ * waits for a heartbeat or a timeout.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -55,15 +57,25 @@ function finishStream (res: ServerResponse): void {
 }
 
 let dir: string
+let starts: string
+let release: string
 const nodes = testNodes()
+const SLEEPER = `const fs = require('node:fs'); const [starts, release] = process.argv.slice(1)
+fs.appendFileSync(starts, process.pid + '\\n')
+const timer = setInterval(() => { if (fs.existsSync(release)) { clearInterval(timer); process.stdout.write('done') } }, 50)`
 const relays: CliProcess[] = []
 let upstream: HeldUpstream | undefined
 
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'clawmatrix-failover-')) })
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'clawmatrix-failover-'))
+  starts = join(dir, 'sleeper-starts')
+  release = join(dir, 'sleeper-release')
+})
 afterEach(async () => {
   await Promise.allSettled(relays.splice(0).map(async r => r.stop()))
   await nodes.cleanup()
   await upstream?.close()
+  upstream = undefined
 })
 afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
 
@@ -78,7 +90,13 @@ async function startRelay (nodeId: string): Promise<{ process: CliProcess, addre
 async function twoRelays (): Promise<{ relays: Array<Awaited<ReturnType<typeof startRelay>>>, host: TestNode, caller: TestNode }> {
   const started = [await startRelay('r1'), await startRelay('r2')]
   const peers = started.map((r, i) => ({ nodeId: `r${i + 1}`, url: r.address }))
-  const host = await nodes.start({ nodeId: 'host', peers, models: [{ id: 'slow', provider: 'test', baseUrl: upstream!.url }] })
+  const host = await nodes.start({
+    nodeId: 'host',
+    peers,
+    models: upstream == null ? [] : [{ id: 'slow', provider: 'test', baseUrl: upstream.url }],
+    // An agent that notes its start and works until the test writes `release`.
+    agents: [{ id: 'sleeper', command: [process.execPath, '-e', SLEEPER, starts, release] }]
+  })
   const caller = await nodes.start({ nodeId: 'caller', peers })
   // The caller can reach the host through either relay: its card names a circuit through each.
   await waitFor('the caller to know circuits to the host through both relays', () => {
@@ -145,5 +163,20 @@ describe('a relay killed under a request in flight', { timeout: 120_000 }, () =>
     const name = `r${used + 1}`
     expect(rest).toMatch(new RegExp(`the connection to host through relay ${name} closed after the work was accepted; ${name} is (offline|unreachable) \\(.*configured.*\\)`))
     expect(rest).not.toContain(t.relays[used]!.peerId)
+  })
+
+  it('a hand-off the host accepted and runs: the caller attaches to the same run through the other relay', async () => {
+    const t = await twoRelays()
+    const handoff = t.caller.node.client.handoff('sleeper', 'work until told', undefined)
+    await waitFor('the host to run the hand-off', () => t.host.node.work.handoff.running === 1)
+    const used = await relayUnder(t.caller, t.host, t.relays)
+
+    t.relays[used]!.process.child.kill('SIGKILL')
+    await waitFor('the caller to reach the host through the other relay', () => t.caller.node.swarm.getConnections(t.host.node.peerId)
+      .some(c => c.status === 'open' && c.remoteAddr.toString().includes(`/p2p/${t.relays[1 - used]!.peerId}/p2p-circuit`)))
+    await writeFile(release, '')
+    expect((await handoff).reply).toBe('done')
+    // The same run, not a second one: the agent started once.
+    expect((await readFile(starts, 'utf8')).trim().split('\n')).toHaveLength(1)
   })
 })

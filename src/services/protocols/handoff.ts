@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { type ProtocolComponents } from '../wire/components.js'
 import { GOODBYE_TIMEOUT_MS } from '../wire/constants.js'
-import { DeadlineError } from '../wire/errors.js'
+import { DeadlineError, PathLostError } from '../wire/errors.js'
 import { candidatesOf, firstAccepting, type Target } from '../wire/failover.js'
 import { type Frame } from '../wire/frame.js'
 import { type FrameStream } from '../wire/frame-stream.js'
@@ -117,9 +117,19 @@ export class HandoffProtocol extends StreamProtocol {
       const { exchange, answer } = await firstAccepting(candidatesOf(target), async candidate => OutboundExchange.open(this.outbound, candidate, frame, signal), signal)
       peer = exchange.peer
       options.onAccepted?.(exchange.peer, answer.attached === true)
-      const final = await exchange.finish(['result'], signal, progress => {
-        if (progress.type === 'progress') options.onProgress?.({ message: String(progress.message), peer: exchange.peer })
+      const follow = async (following: OutboundExchange): Promise<Frame> => following.finish(['result'], signal, progress => {
+        if (progress.type === 'progress') options.onProgress?.({ message: String(progress.message), peer: following.peer })
       })
+      let final: Frame
+      try {
+        final = await follow(exchange)
+      } catch (err) {
+        // The relay under it died while the run goes on there: the same id attaches to that run over another path.
+        if (!(err instanceof PathLostError) || signal.aborted) throw err
+        const again = await OutboundExchange.open(this.outbound, exchange.peer, frame, signal).catch(() => { throw err })
+        this.log('hand-off %s: %s; attached again over another path', id, err.message)
+        final = await follow(again.exchange)
+      }
       const result = checkFrame(HandoffResultFrame, final, `handoff result from ${exchange.peer}`)
       return { id, peer: exchange.peer, status: result.status, text: result.text, error: result.error }
     } catch (err) {
