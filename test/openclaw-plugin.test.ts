@@ -5,7 +5,7 @@
  * test/interop/gateway.test.ts.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -17,7 +17,7 @@ import { MeshRuntime } from '../src/openclaw/runtime.js'
 import { clusterTools } from '../src/openclaw/tools/index.js'
 import { ToolAuthorizationError, ToolInputError } from '../src/openclaw/errors.js'
 import { handoffMessage, lastAssistantText, OpenClawMessageSink, subagentIn, type SubagentRuntime } from '../src/openclaw/host.js'
-import { openclawModelTargets, providerEntry } from '../src/openclaw/models.js'
+import { exposeProviderKey, openclawModelTargets, PROVIDER_KEY_ENV, providerEntry } from '../src/openclaw/models.js'
 import { clawmatrixProvider } from '../src/openclaw/provider.js'
 import { openclawAgentIds, unknownAgentWarnings } from '../src/openclaw/agents.js'
 import { VERSION } from '../src/version.js'
@@ -100,6 +100,11 @@ describe('openclaw.plugin.json', () => {
     expect(pkg.files).toContain('openclaw.plugin.json')
     expect(pkg.devDependencies.openclaw).toBe('2026.9.6')
     expect(pkg.peerDependencies.openclaw).toBe('2026.9.6')
+    // the provider OpenClaw loads without the plugin is built, and shipped in dist/
+    const manifest = buildManifest(VERSION)
+    expect(manifest.providerCatalogEntry).toBe('./dist/openclaw/provider-discovery.js')
+    await access(new URL(manifest.providerCatalogEntry, ROOT))
+    expect(manifest.setup.providers).toEqual([{ id: 'clawmatrix', envVars: ['CLAWMATRIX_PROVIDER_KEY'] }])
   })
 })
 
@@ -242,9 +247,23 @@ describe('the tools against real nodes', () => {
       expect(provider.resolveDynamicModel({ config: openclawConfig, modelId: 'joined-later' })).toMatchObject({ id: 'joined-later', provider: 'clawmatrix', api: 'openai-completions', baseUrl })
       expect(await provider.catalog.run({ config: {} })).toBeNull()
     }
+    // the same provider as OpenClaw loads it on its own (the manifest's providerCatalogEntry), with no node in the process
+    const discovery = (await import('../src/openclaw/provider-discovery.js')).default as any
+    expect((await discovery.catalog.run({ config: openclawConfig })).provider.models.map((m: any) => m.id)).toEqual(['m1'])
+    expect(discovery.resolveSyntheticAuth({ config: openclawConfig })).toMatchObject({ apiKey: 'clawmatrix-local' })
     const withToken = { plugins: { entries: { clawmatrix: { config: { proxyPort: 1, proxyToken: 'tok-123' } } } } }
     expect((clawmatrixProvider(runtime) as any).resolveSyntheticAuth({ config: withToken }).apiKey).toBe('tok-123')
     expect((await (clawmatrixProvider(new MeshRuntime()) as any).catalog.run({ config: withToken })).provider).toMatchObject({ apiKey: 'clawmatrix-local', models: [] })
+
+    // the key OpenClaw finds for an agent turn: the proxy's token, else the marker; a key set by the user stays
+    const env: NodeJS.ProcessEnv = {}
+    exposeProviderKey({ nodeId: 'leaf' }, env)
+    expect(env[PROVIDER_KEY_ENV]).toBe('clawmatrix-local')
+    exposeProviderKey({ nodeId: 'leaf', proxyToken: 'tok-123' }, env)
+    expect(env[PROVIDER_KEY_ENV]).toBe('clawmatrix-local')
+    const fresh: NodeJS.ProcessEnv = {}
+    exposeProviderKey({ nodeId: 'leaf', proxyToken: 'tok-123' }, fresh)
+    expect(fresh[PROVIDER_KEY_ENV]).toBe('tok-123')
 
     const unknown = await exec!.execute('call-2', { node: 'nowhere', command: 'true' }).catch((err: Error) => err)
     expect(unknown).toBeInstanceOf(ToolInputError)

@@ -5,7 +5,7 @@
  * build time; a test checks the committed file equals this.
  */
 import { ConfigSchema } from '../config/schema.js'
-import { PROVIDER_API_KEY, PROVIDER_ID } from './models.js'
+import { PROVIDER_API_KEY, PROVIDER_ID, PROVIDER_KEY_ENV } from './models.js'
 
 export const PLUGIN_ID = 'clawmatrix'
 export const PLUGIN_NAME = 'clawmatrix'
@@ -24,6 +24,9 @@ export const TOOL_NAMES = [
 ] as const
 
 export type ToolName = typeof TOOL_NAMES[number]
+
+/** The provider as OpenClaw loads it without the plugin (src/openclaw/provider-discovery.ts, built). */
+export const PROVIDER_CATALOG_ENTRY = './dist/openclaw/provider-discovery.js'
 
 export const CLI_COMMAND = {
   name: 'clawmatrix',
@@ -61,6 +64,8 @@ export interface PluginManifest {
   version: string
   activation: { onStartup: boolean }
   providers: string[]
+  providerCatalogEntry: string
+  setup: { providers: Array<{ id: string, envVars: string[] }> }
   syntheticAuthRefs: string[]
   nonSecretAuthMarkers: string[]
   modelCatalog: { discovery: Record<string, 'runtime'> }
@@ -81,6 +86,10 @@ export function buildManifest (version: string): PluginManifest {
     activation: { onStartup: true },
     // `clawmatrix/<model>`: a provider whose catalog is the cluster's models now, needing no key
     providers: [PROVIDER_ID],
+    // loaded on its own where OpenClaw lists models or looks up the key, without the plugin's runtime
+    providerCatalogEntry: PROVIDER_CATALOG_ENTRY,
+    // where OpenClaw looks for the provider's key before an agent turn; the plugin sets it (providerKeyEnv)
+    setup: { providers: [{ id: PROVIDER_ID, envVars: [PROVIDER_KEY_ENV] }] },
     syntheticAuthRefs: [PROVIDER_ID],
     nonSecretAuthMarkers: [PROVIDER_API_KEY],
     modelCatalog: { discovery: { [PROVIDER_ID]: 'runtime' } },

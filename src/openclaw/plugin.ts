@@ -6,7 +6,7 @@ import { gatewayTools } from './gateway-tools.js'
 import { OpenClawAgentRunner, OpenClawMessageSink, subagentIn, type AgentEvents, type SubagentRuntime } from './host.js'
 import { announceTask } from './task-delivery.js'
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
-import { openclawModelTargets } from './models.js'
+import { exposeProviderKey, openclawModelTargets } from './models.js'
 import { gatewayPortOf } from './ports.js'
 import { clawmatrixProvider } from './provider.js'
 import { meshRuntime, type MeshRuntime } from './runtime.js'
@@ -71,6 +71,7 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
   })
 
   // `clawmatrix/<model>` for this gateway's agents: the cluster's models, live, with no key to set
+  exposeProviderKey(api.pluginConfig)
   api.registerProvider(clawmatrixProvider(runtime) as any)
 
   // A factory, so each run's tools know which agent and session call them.

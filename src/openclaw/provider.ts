@@ -9,8 +9,9 @@
  * - any model id resolves (`resolveDynamicModel`), so a model that joins the
  *   cluster is usable at once, and one that left fails with the proxy's own
  *   404, which lists what the cluster offers;
- * - the key is synthetic (`resolveSyntheticAuth`): the proxy listens on
- *   loopback, or takes the node's own `proxyToken`.
+ * - the key is the proxy's own (a no-secret marker on loopback, or the
+ *   node's `proxyToken`): `resolveSyntheticAuth`, and CLAWMATRIX_PROVIDER_KEY
+ *   for an agent turn (models.ts, exposeProviderKey).
  */
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { PLUGIN_ID } from './manifest.js'
@@ -52,8 +53,8 @@ export function proxyEndpointOf (openclawConfig: unknown): ProxyEndpoint | undef
  * it runs in this process, else from its proxy (a CLI process); none when
  * neither answers, which OpenClaw shows as an empty provider.
  */
-export async function clusterModels (runtime: MeshRuntime, endpoint: ProxyEndpoint, signal?: AbortSignal): Promise<ProviderModel[]> {
-  const node = runtime.current
+export async function clusterModels (runtime: Pick<MeshRuntime, 'current'> | undefined, endpoint: ProxyEndpoint, signal?: AbortSignal): Promise<ProviderModel[]> {
+  const node = runtime?.current
   if (node != null) return providerEntry(node).models
   try {
     const res = await fetch(`${endpoint.baseUrl}/models`, {
@@ -76,8 +77,15 @@ function runtimeModel (id: string, name: string, baseUrl: string): Record<string
   return { id, name, provider: PROVIDER_ID, api: 'openai-completions', baseUrl, ...MODEL_DEFAULTS }
 }
 
+/** The key for the node's proxy: its proxyToken, else a marker OpenClaw knows is no secret. */
+function syntheticAuth (ctx: { config?: unknown }): { apiKey: string, source: string, mode: 'api-key' } | undefined {
+  const endpoint = proxyEndpointOf(ctx.config)
+  if (endpoint == null) return undefined
+  return { apiKey: endpoint.token ?? PROVIDER_API_KEY, source: `the clawmatrix node's model proxy (${endpoint.baseUrl})`, mode: 'api-key' }
+}
+
 /** The argument of `api.registerProvider` (typed loosely: the SDK marks these hooks experimental). */
-export function clawmatrixProvider (runtime: MeshRuntime): Record<string, unknown> {
+export function clawmatrixProvider (runtime?: Pick<MeshRuntime, 'current'>): Record<string, unknown> {
   return {
     id: PROVIDER_ID,
     label: 'clawmatrix cluster',
@@ -100,11 +108,9 @@ export function clawmatrixProvider (runtime: MeshRuntime): Record<string, unknow
         }
       }
     },
-    resolveSyntheticAuth: (ctx: { config?: unknown }) => {
-      const endpoint = proxyEndpointOf(ctx.config)
-      if (endpoint == null) return undefined
-      return { apiKey: endpoint.token ?? PROVIDER_API_KEY, source: `the clawmatrix node's model proxy (${endpoint.baseUrl})`, mode: 'api-key' }
-    },
+    // asked when OpenClaw checks which providers have auth (startup, model lists); an agent turn's key
+    // comes from CLAWMATRIX_PROVIDER_KEY instead (see exposeProviderKey)
+    resolveSyntheticAuth: syntheticAuth,
     // Any id: the proxy knows the cluster's models now, and answers 404 with the list for one it does not have.
     resolveDynamicModel: (ctx: { config?: unknown, modelId: string }) => {
       const endpoint = proxyEndpointOf(ctx.config)
