@@ -16,7 +16,8 @@ import { registerClawmatrix, SERVICE_ID } from '../src/openclaw/plugin.js'
 import { MeshRuntime } from '../src/openclaw/runtime.js'
 import { clusterTools } from '../src/openclaw/tools/index.js'
 import { ToolAuthorizationError, ToolInputError } from '../src/openclaw/errors.js'
-import { handoffMessage, lastAssistantText, OpenClawMessageSink, subagentIn, type SubagentRuntime } from '../src/openclaw/host.js'
+import { handoffMessage, lastAssistantText, OpenClawAgentRunner, OpenClawMessageSink, subagentIn, type SubagentRuntime } from '../src/openclaw/host.js'
+import { announceTask } from '../src/openclaw/task-delivery.js'
 import { exposeProviderKey, openclawModelTargets, PROVIDER_KEY_ENV, providerEntry } from '../src/openclaw/models.js'
 import { clawmatrixProvider } from '../src/openclaw/provider.js'
 import { openclawAgentIds, unknownAgentWarnings } from '../src/openclaw/agents.js'
@@ -271,6 +272,109 @@ describe('the tools against real nodes', () => {
     const denied = await exec!.execute('call-3', { node: 'hub', command: 'true' }).catch((err: Error) => err)
     expect(denied).toBeInstanceOf(ToolAuthorizationError)
     expect(denied).toMatchObject({ status: 403, message: 'tool "exec" denied by policy on hub (toolProxy.deny)' })
+  })
+})
+
+describe('tasks from an OpenClaw session, between two nodes', () => {
+  /**
+   * OpenClaw's subagent runtime as far as a task uses it: runs are admitted at
+   * once and end when the test releases them with a reply (waitForRun answers
+   * "timeout" after its slice until then, as OpenClaw's agent.wait does).
+   */
+  function openclawRuns () {
+    const runs: Array<{ params: any, runId: string, done: PromiseWithResolvers<void> }> = []
+    const replies = new Map<string, string>()
+    const subagent: SubagentRuntime = {
+      run: async params => {
+        const run = { params, runId: `run-${runs.length + 1}`, done: Promise.withResolvers<void>() }
+        runs.push(run)
+        return { runId: run.runId, sessionKey: params.sessionKey }
+      },
+      waitForRun: async ({ runId, timeoutMs }) => {
+        const run = runs.find(r => r.runId === runId)!
+        let timer: ReturnType<typeof setTimeout> | undefined
+        const slice = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, timeoutMs) })
+        const status = await Promise.race([run.done.promise.then(() => 'ok' as const), slice])
+        clearTimeout(timer)
+        return { status }
+      },
+      getSessionMessages: async ({ sessionKey }) => ({ messages: [{ role: 'assistant', content: replies.get(sessionKey) ?? '' }] }),
+      deleteSession: async () => {}
+    }
+    const finish = (run: { params: any, done: PromiseWithResolvers<void> }, reply: string): void => {
+      replies.set(run.params.sessionKey, reply)
+      run.done.resolve()
+    }
+    return { runs, subagent, finish }
+  }
+
+  const office = new MeshRuntime()
+  const leaf = new MeshRuntime()
+  const dirs: string[] = []
+  afterEach(async () => {
+    await leaf.stop()
+    await office.stop()
+    await Promise.all(dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
+  })
+
+  it('wait:false returns the id; cluster_task reads it working, cancels it saying the run goes on, and a message continues the conversation; each end is announced into the session', async () => {
+    const host = openclawRuns()
+    const announced = openclawRuns()
+    const log = { info: () => {}, warn: () => {} }
+    for (const _ of [0, 1]) dirs.push(await mkdtemp(join(tmpdir(), 'clawmatrix-plugin-')))
+    const hub = await office.start({
+      pluginConfig: { nodeId: 'office', secret: SECRET, listen: true, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0, agents: [{ id: 'main', description: 'x' }], heartbeat: { intervalMs: 500 } },
+      stateDir: dirs[0]!,
+      log,
+      work: () => ({ agentRunner: new OpenClawAgentRunner(host.subagent, new Set(['main'])) })
+    })
+    const url = hub.swarm.getMultiaddrs().map(String).find(a => a.includes('/ws/'))!
+    await leaf.start({
+      pluginConfig: { nodeId: 'leaf', secret: SECRET, listenHost: '127.0.0.1', proxyPort: 0, peers: [{ nodeId: 'office', url }], heartbeat: { intervalMs: 500 } },
+      stateDir: dirs[1]!,
+      log,
+      tasks: () => ({ deliver: announceTask(announced.subagent) })
+    })
+    const tools = clusterTools({ runtime: leaf, caller: { agentId: 'main', sessionKey: 'agent:main:main' } })
+    const tool = (name: string) => tools.find(t => t.name === name)!
+    await waitFor('leaf to see office\'s agent', () => leaf.current!.view.nodes().some(n => n.agents.some(a => a.id === 'main')))
+
+    const started = await tool('cluster_handoff').execute('c1', { target: 'main', task: 'nu xi', wait: false })
+    const { taskId, contextId } = started.details as any
+    expect(started.content[0]!.text).toBe(`task ${taskId} handed to main on office (contextId ${contextId}); its answer will be delivered into this session when it ends; cluster_task shows it any time`)
+    await waitFor('the OpenClaw run on office', () => host.runs.length === 1)
+    expect(host.runs[0]!.params).toMatchObject({ sessionKey: `agent:main:clawmatrix-${contextId}`, deliver: false })
+    expect(host.runs[0]!.params.message).toBe('[task handed off through clawmatrix from leaf/agent:main:main]\nnu xi')
+
+    const working = await waitFor('the task to be working with progress', async () => {
+      const r = await tool('cluster_task').execute('c2', { action: 'status', id: taskId })
+      return (r.details as any).progress?.length > 0 ? r : undefined
+    })
+    expect(working.content[0]!.text).toBe(`task ${taskId} is working on main@office; latest progress: agent main started (run run-1)`)
+
+    const canceled = await tool('cluster_task').execute('c3', { action: 'cancel', id: taskId })
+    expect(canceled.details).toEqual({ taskId, state: 'canceled', stopped: false })
+    expect(canceled.content[0]!.text).toBe(`task ${taskId} canceled: office cannot stop a running main turn (the host offers no abort), so that run continues there and its answer will be discarded`)
+    // the run goes on in OpenClaw; when it ends, its answer is discarded
+    host.finish(host.runs[0]!, 'the discarded answer')
+    await waitFor('the cancel to be announced', () => announced.runs.length === 1)
+    expect(announced.runs[0]!.params).toMatchObject({ sessionKey: 'agent:main:main', deliver: true })
+    expect(announced.runs[0]!.params.message).toMatch(new RegExp(`^\\[clawmatrix task ${taskId} canceled: agent main on office; contextId ${contextId}\\]\nThe task was canceled: office cannot stop`))
+
+    const followUp = await tool('cluster_task').execute('c4', { action: 'message', id: taskId, message: 'omicron pi' })
+    const next = followUp.details as any
+    expect(next.contextId).toBe(contextId)
+    expect(next.taskId).not.toBe(taskId)
+    expect(followUp.content[0]!.text).toMatch(new RegExp(`^task ${taskId} had ended: your message is task ${next.taskId} in the same conversation; main on office is (submitted|working)\\. The answer will be delivered into this session\\.$`))
+    // the same OpenClaw session on office: the conversation's
+    await waitFor('the follow-up\'s run on office', () => host.runs.length === 2)
+    expect(host.runs[1]!.params.sessionKey).toBe(`agent:main:clawmatrix-${contextId}`)
+    host.finish(host.runs[1]!, 'second turn after the cancel')
+    await waitFor('the follow-up\'s answer to be announced', () => announced.runs.length === 2)
+    expect(announced.runs[1]!.params.message).toBe(`[clawmatrix task ${next.taskId} completed: agent main on office; contextId ${contextId}]\nsecond turn after the cancel`)
+
+    const list = await tool('cluster_task').execute('c5', { action: 'list' })
+    expect(list.content[0]!.text).toBe(`${next.taskId} completed main@office: omicron pi\n${taskId} canceled main@office: nu xi`)
   })
 })
 

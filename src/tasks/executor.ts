@@ -144,7 +144,7 @@ export class TaskExecutor {
       return { record, stopped: run != null }
     }
     // The host cannot stop this run: release the task now, let the run finish unseen.
-    const note = `canceled; ${this.init.nodeId} cannot stop a running ${record.agent} turn (the host offers no abort), so that run continues there and its answer will be discarded`
+    const note = `${this.init.nodeId} cannot stop a running ${record.agent} turn (the host offers no abort), so that run continues there and its answer will be discarded`
     run.controller.abort(new Error('cancelled by the caller'))
     await this.settle(record, 'canceled', { note })
     return { record, stopped: false }
