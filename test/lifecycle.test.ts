@@ -87,7 +87,7 @@ describe('node lifecycle', () => {
   it('names its parts in start order', async () => {
     const node = await ClawmatrixNode.create({ config: await config(), stateDir, log: new LogLines() })
     expect(node.parts.map(([name]) => name)).toEqual([
-      'swarm', 'status', 'heartbeat', 'view', 'connector', 'idle closer', 'cluster log', 'work', 'work routes', 'audit route',
+      'swarm', 'status', 'heartbeat', 'view', 'connector', 'idle closer', 'departed peers', 'cluster log', 'work', 'work routes', 'audit route',
       'model proxy', 'inspection', 'announcer', 'dialer', 'http'
     ])
   })
