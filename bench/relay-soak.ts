@@ -165,10 +165,14 @@ class SoakVariant {
     }
   }
 
+  /**
+   * Forwarders first: they hold the relay's side of vanished members' sockets open until the relay
+   * closes them, which the unfixed relay never does. Then the relay, within STOP_TIMEOUT_MS.
+   */
   async stop (): Promise<void> {
     this.stopping = true
-    await this.relay?.stop()
     for (const f of this.forwarders) f.close()
+    await this.relay?.stop().catch((err: Error) => { this.options.progress(`${this.name}: ${err.message}`) })
   }
 }
 
@@ -222,9 +226,18 @@ class Forwarder {
   }
 }
 
+/** A sample (two full GCs) answers within this; stopping the relay's node too, or the relay is killed. */
+const CALL_TIMEOUT_MS = 60_000
+
+/**
+ * The relay process. Every call ends: with the answer, when the process
+ * exits, or after CALL_TIMEOUT_MS. (Calls used to wait for an answer that
+ * never came once the process hung or died, and the bench with them.)
+ */
 class SoakRelay {
   private nextId = 0
   private readonly pending = new Map<number, (reply: { ok: boolean, result?: any, error?: string }) => void>()
+  private readonly exited: Promise<void>
 
   private constructor (private readonly child: ChildProcess, readonly port: number, readonly peerId: string) {
     child.on('message', (message: { id?: number, ok: boolean }) => {
@@ -232,10 +245,15 @@ class SoakRelay {
       this.pending.get(message.id)?.(message)
       this.pending.delete(message.id)
     })
+    this.exited = new Promise(resolve => child.once('exit', (code, signal) => {
+      for (const reply of this.pending.values()) reply({ ok: false, error: `the soak relay exited (${signal ?? code})` })
+      this.pending.clear()
+      resolve()
+    }))
   }
 
   static async start (env: NodeJS.ProcessEnv, options: { heartbeatMs: number, maxMissed: number, releaseSockets: boolean }): Promise<SoakRelay> {
-    const child = fork(requireBuilt(RELAY_SCRIPT), [JSON.stringify(options)], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    const child = fork(requireBuilt(RELAY_SCRIPT), [JSON.stringify({ ...options, stopTimeoutMs: CALL_TIMEOUT_MS / 2 })], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
     const ready = await new Promise<{ ws: string, peerId: string }>((resolve, reject) => {
       child.once('message', resolve)
       child.once('exit', code => { reject(new Error(`the soak relay exited (${code}) before it was ready`)) })
@@ -247,15 +265,28 @@ class SoakRelay {
     return this.call('sample')
   }
 
+  /** Stops the relay's node and ends the process; throws (after killing it) when the node did not stop cleanly. */
   async stop (): Promise<void> {
-    await this.call('stop').catch(() => {})
-    this.child.kill('SIGKILL')
+    try {
+      await this.call('stop')
+    } finally {
+      this.child.kill('SIGKILL')
+      await this.exited
+    }
   }
 
   private async call (method: 'sample' | 'stop'): Promise<any> {
+    if (this.child.exitCode != null || this.child.signalCode != null) throw new Error(`the soak relay exited (${this.child.signalCode ?? this.child.exitCode})`)
     const id = ++this.nextId
     return new Promise((resolve, reject) => {
-      this.pending.set(id, reply => { reply.ok ? resolve(reply.result) : reject(new Error(reply.error)) })
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new Error(`the soak relay did not answer '${method}' within ${CALL_TIMEOUT_MS / 1000} s`))
+      }, CALL_TIMEOUT_MS)
+      this.pending.set(id, reply => {
+        clearTimeout(timer)
+        reply.ok ? resolve(reply.result) : reject(new Error(reply.error))
+      })
       this.child.send({ id, method })
     })
   }

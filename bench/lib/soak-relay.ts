@@ -4,7 +4,9 @@
  * after a full collection. Driven over the IPC channel: 'sample' answers the
  * process's figures, 'stop' stops the node.
  *
- * argv[2] is a JSON object: { heartbeatMs, maxMissed, releaseSockets }.
+ * argv[2] is a JSON object: { heartbeatMs, maxMissed, releaseSockets, stopTimeoutMs }. A node
+ * that does not stop within stopTimeoutMs is reported with what still keeps
+ * the process alive (process.getActiveResourcesInfo()).
  */
 import { readdirSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -27,7 +29,7 @@ export interface SoakRelaySample {
   viewNodes: number
 }
 
-const options = JSON.parse(process.argv[2] ?? '{}') as { heartbeatMs: number, maxMissed: number, releaseSockets: boolean }
+const options = JSON.parse(process.argv[2] ?? '{}') as { heartbeatMs: number, maxMissed: number, releaseSockets: boolean, stopTimeoutMs: number }
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc == null) throw new Error('the soak relay needs node --expose-gc')
 
@@ -62,13 +64,29 @@ async function sample (): Promise<SoakRelaySample> {
   }
 }
 
+/** Stops the node, or says what is still open when it takes longer than `ms`. */
+async function stopWithin (ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      const active = process.getActiveResourcesInfo().reduce<Record<string, number>>((counts, name) => ({ ...counts, [name]: (counts[name] ?? 0) + 1 }), {})
+      reject(new Error(`the relay's node did not stop within ${ms / 1000} s; still active: ${Object.entries(active).map(([name, n]) => `${n} ${name}`).join(', ')}`))
+    }, ms)
+  })
+  try {
+    await Promise.race([node.stop(), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 process.on('message', (message: { id: number, method: 'sample' | 'stop' }) => {
   void (async () => {
     try {
       if (message.method === 'sample') {
         process.send!({ id: message.id, ok: true, result: await sample() })
       } else {
-        await node.stop()
+        await stopWithin(options.stopTimeoutMs)
         await rm(stateDir, { recursive: true, force: true })
         process.send!({ id: message.id, ok: true, result: null })
       }
