@@ -295,7 +295,7 @@ class SoakRelay {
 const MiB = 2 ** 20
 
 function line (s: SoakRelaySample): string {
-  return `RSS ${(s.rssBytes / MiB).toFixed(1)} MiB, heap after GC ${(s.heapAfterGcBytes / MiB).toFixed(2)} MiB, ` +
+  return `RSS ${(s.rssBytes / MiB).toFixed(1)} MiB, heap after GC ${(s.heapAfterGcBytes / MiB).toFixed(2)} MiB (data ${(s.dataAfterGcBytes / MiB).toFixed(2)}), ` +
     `${s.descriptors} descriptors, ${s.connections} connections, peer store ${s.peerStore}, view ${s.viewNodes}`
 }
 
@@ -318,6 +318,7 @@ function result (variants: SoakVariant[], options: RelaySoakOptions): BenchResul
       series(s => s.descriptors, 'open descriptors of the relay process, sampled', 'count'),
       series(s => s.connections, 'connections of the relay, sampled', 'count'),
       series(s => s.heapAfterGcBytes / MiB, 'heap after a full GC, sampled', 'MiB'),
+      series(s => s.dataAfterGcBytes / MiB, 'heap after a full GC without code and bytecode, sampled', 'MiB'),
       series(s => s.rssBytes / MiB, 'RSS, sampled', 'MiB')
     ]
   }

@@ -9,6 +9,7 @@
  * the process alive (process.getActiveResourcesInfo()).
  */
 import { readdirSync } from 'node:fs'
+import { getHeapSpaceStatistics } from 'node:v8'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,6 +23,8 @@ export interface SoakRelaySample {
   at: number
   rssBytes: number
   heapAfterGcBytes: number
+  /** The same without compiled code and bytecode, which grow with uptime rather than with what the relay keeps. */
+  dataAfterGcBytes: number
   descriptors: number
   connections: number
   peerStore: number
@@ -57,6 +60,7 @@ async function sample (): Promise<SoakRelaySample> {
     at: Date.now(),
     rssBytes: process.memoryUsage.rss(),
     heapAfterGcBytes: process.memoryUsage().heapUsed,
+    dataAfterGcBytes: getHeapSpaceStatistics().filter(space => !/code|trusted/.test(space.space_name)).reduce((sum, space) => sum + space.space_used_size, 0),
     descriptors: readdirSync('/proc/self/fd').length,
     connections: node.swarm.getConnections().length,
     peerStore: (await node.swarm.peerStore.all()).length,
