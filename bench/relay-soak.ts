@@ -167,7 +167,7 @@ class SoakVariant {
 
   /**
    * Forwarders first: they hold the relay's side of vanished members' sockets open until the relay
-   * closes them, which the unfixed relay never does. Then the relay, within STOP_TIMEOUT_MS.
+   * closes them, which the unfixed relay never does. Then the relay, within CALL_TIMEOUT_MS.
    */
   async stop (): Promise<void> {
     this.stopping = true
