@@ -5,18 +5,25 @@
  * 1. hand-off round trip with wait:true (`node.client.handoff`, the hand-off
  *    protocol) vs a task: submit until accepted, and submit until the result
  *    is in the caller's record; an in-process agent and a command agent;
- * 2. remote progress to the caller: from the executing agent reporting
+ * 2. A2A through the mesh: the official `@a2a-js/sdk` client sends a message
+ *    to the caller's A2A endpoint, which runs it as a task on the executor,
+ *    beside the same task submitted with the in-process task API;
+ * 3. all of the in-process agent's rows again with caller and executor
+ *    sharing only a relay (both dial out), side by side with the direct pair;
+ * 4. remote progress to the caller: from the executing agent reporting
  *    progress to the line printed by `clawmatrix task <id> --follow` (a real
  *    CLI process), beside the caller's own HTTP follow stream read in the
  *    bench process. Executor, caller and the bench share one clock.
  */
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Readable } from 'node:stream'
+import { Role, TaskState, type Task } from '@a2a-js/sdk'
+import { ClientFactory, ClientFactoryOptions, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client'
 import { importDist } from './lib/dist.js'
 import { REPO_ROOT } from './lib/paths.js'
 import { timed, waitFor } from './lib/wait.js'
@@ -29,6 +36,7 @@ const { ClawmatrixNode: Node } = await importDist<typeof import('../src/services
 const { CommandAgentRunner } = await importDist<typeof import('../src/services/agents/command-runner.js')>('services/agents/command-runner.js')
 const { parseConfig } = await importDist<typeof import('../src/config/load.js')>('config/load.js')
 const { TaskService: Tasks } = await importDist<typeof import('../src/tasks/service.js')>('tasks/service.js')
+const { attachA2A } = await importDist<typeof import('../src/a2a/index.js')>('a2a/index.js')
 
 export interface TasksBenchOptions {
   roundTrips: number
@@ -62,14 +70,25 @@ class BenchRunner implements AgentRunner {
   }
 }
 
+type PathKind = 'direct' | 'relayed'
+
 interface Pair {
+  kind: PathKind
   caller: ClawmatrixNode
   callerTasks: TaskService
+  /** The official A2A client for the in-process agent, at the caller's A2A endpoint. */
+  a2a: Client
   runner: BenchRunner
   stop(): Promise<void>
 }
 
-async function startPair (): Promise<Pair> {
+/**
+ * A caller and an executor, joined directly (the executor listens and is the
+ * caller's configured peer) or relayed (both dial out to a relay, so the
+ * caller reaches the executor only through a circuit). Each pair is its own
+ * cluster (its own secret): neither carries the other's traffic.
+ */
+async function startPair (kind: PathKind): Promise<Pair> {
   const secret = randomBytes(32).toString('hex')
   const stops: Array<() => Promise<void>> = []
   const start = async (input: Record<string, unknown>, runner?: AgentRunner): Promise<{ node: ClawmatrixNode, tasks: TaskService }> => {
@@ -78,39 +97,90 @@ async function startPair (): Promise<Pair> {
     const node = await Node.create({ config, stateDir, log: { info: () => {}, warn: () => {} }, work: runner == null ? {} : { agentRunner: runner } })
     const tasks = new Tasks(node, stateDir)
     node.extend(tasks)
+    attachA2A(node, tasks)
     await node.start()
     stops.push(async () => { await node.stop(); await rm(stateDir, { recursive: true, force: true }) })
     return { node, tasks }
   }
+  const wsOf = (node: ClawmatrixNode): string => node.swarm.getMultiaddrs().map(String).find(a => a.includes('/ws') && !a.includes('p2p-circuit'))!
   const agents = [{ id: 'echo', command: ECHO_COMMAND }, { id: 'inproc' }, { id: 'ticker' }]
   const runner = new BenchRunner(new CommandAgentRunner(parseConfig({ nodeId: 'x', secret, agents }).agents))
-  const executor = await start({ nodeId: 'executor', listen: true, agents }, runner)
-  const address = executor.node.swarm.getMultiaddrs().map(String).find(a => a.includes('/ws') && !a.includes('p2p-circuit'))!
-  const caller = await start({ nodeId: 'caller', peers: [{ nodeId: 'executor', url: address }] })
-  await waitFor('the caller to see the executor\'s agents', () =>
-    caller.node.view.nodes().some(n => n.nodeId === 'executor' && n.reach === 'direct' && n.agents.length === 3), { timeoutMs: 30_000, intervalMs: 20 })
-  return { caller: caller.node, callerTasks: caller.tasks, runner, stop: async () => { for (const stop of stops.reverse()) await stop() } }
+  let caller: { node: ClawmatrixNode, tasks: TaskService }
+  if (kind === 'direct') {
+    const executor = await start({ nodeId: 'executor', listen: true, agents }, runner)
+    caller = await start({ nodeId: 'caller', peers: [{ nodeId: 'executor', url: wsOf(executor.node) }] })
+  } else {
+    const relay = await start({ nodeId: 'relay', listen: true })
+    const peers = [{ nodeId: 'relay', url: wsOf(relay.node) }]
+    await start({ nodeId: 'executor', agents, peers }, runner)
+    caller = await start({ nodeId: 'caller', peers })
+  }
+  await waitFor(`the caller to see the executor's agents, ${kind}`, () =>
+    caller.node.view.nodes().some(n => n.nodeId === 'executor' && n.reach === kind && n.agents.length === 3), { timeoutMs: 30_000, intervalMs: 20 })
+  const a2a = await a2aClient(caller.node, 'inproc')
+  return { kind, caller: caller.node, callerTasks: caller.tasks, a2a, runner, stop: async () => { for (const stop of stops.reverse()) await stop() } }
+}
+
+/** The official A2A client, from the agent's card on the node's endpoint, as any A2A caller would make it. */
+async function a2aClient (node: ClawmatrixNode, agent: string): Promise<Client> {
+  return await new ClientFactory(ClientFactoryOptions.createFrom(ClientFactoryOptions.default, { transports: [new JsonRpcTransportFactory({})] }))
+    .createFromUrl(`${node.http.url}/a2a/${agent}/`)
+}
+
+/** An A2A user message in the SDK's own shape. */
+function userMessage (text: string): any {
+  return { messageId: randomUUID(), role: Role.ROLE_USER, parts: [{ content: { $case: 'text', value: text }, metadata: undefined, filename: '', mediaType: '' }], contextId: '', taskId: '', metadata: undefined, extensions: [], referenceTaskIds: [] }
+}
+
+function answerOf (task: Task): string {
+  return task.artifacts.flatMap(a => a.parts).map(p => p.content?.$case === 'text' ? p.content.value : '').join('')
+}
+
+/** The operations timed on one pair; the command agent's only on the direct pair (its cost is the process start). */
+function operationsOf (pair: Pair): Operation[] {
+  const operations: Operation[] = []
+  for (const agent of pair.kind === 'direct' ? ['inproc', 'echo'] : ['inproc']) {
+    operations.push(
+      { pair, agent, name: 'hand-off, wait:true', run: async () => { expect((await pair.caller.client.handoff(agent, 'ping', undefined)).reply) } },
+      { pair, agent, name: 'task submit, until accepted', run: async () => { await pair.callerTasks.submit(agent, 'ping') } },
+      {
+        pair,
+        agent,
+        name: 'task submit + result delivery',
+        run: async () => {
+          const task = await pair.callerTasks.submit(agent, 'ping')
+          expect((await pair.callerTasks.untilSettled(task.id)).result)
+        }
+      }
+    )
+  }
+  operations.push({
+    pair,
+    agent: 'inproc',
+    name: 'A2A SendMessage (@a2a-js/sdk -> caller\'s endpoint -> task on the executor), blocking',
+    run: async () => {
+      const task = await pair.a2a.sendMessage({ message: userMessage('ping') } as any) as Task
+      if (task.status?.state !== TaskState.TASK_STATE_COMPLETED) throw new Error(`the A2A task ended ${String(task.status?.state)}`)
+      expect(answerOf(task))
+    }
+  })
+  return operations
+}
+
+interface Operation {
+  pair: Pair
+  agent: string
+  name: string
+  run: () => Promise<void>
 }
 
 export async function tasksBench (options: TasksBenchOptions): Promise<BenchResult> {
-  options.progress('tasks: starting a caller and an executor, direct')
-  const pair = await startPair()
+  options.progress('tasks: starting a caller and an executor, direct, and another pair that shares only a relay')
+  const pairs: Pair[] = []
   try {
-    const operations: Array<{ name: string, run: () => Promise<void> }> = []
-    for (const agent of ['inproc', 'echo']) {
-      operations.push(
-        { name: `${agent}: hand-off, wait:true`, run: async () => { expect((await pair.caller.client.handoff(agent, 'ping', undefined)).reply) } },
-        { name: `${agent}: task submit, until accepted`, run: async () => { await pair.callerTasks.submit(agent, 'ping') } },
-        {
-          name: `${agent}: task submit + result delivery`,
-          run: async () => {
-            const task = await pair.callerTasks.submit(agent, 'ping')
-            expect((await pair.callerTasks.untilSettled(task.id)).result)
-          }
-        }
-      )
-    }
-    options.progress(`tasks: round trips, ${options.warmup} warm-up + ${options.roundTrips} each, interleaved`)
+    for (const kind of ['direct', 'relayed'] as const) pairs.push(await startPair(kind))
+    const operations = pairs.flatMap(operationsOf)
+    options.progress(`tasks: round trips, ${options.warmup} warm-up + ${options.roundTrips} each, ${operations.length} operations interleaved`)
     const samples = new Map(operations.map(op => [op, [] as number[]]))
     for (let round = -options.warmup; round < options.roundTrips; round++) {
       const shift = ((round % operations.length) + operations.length) % operations.length
@@ -119,22 +189,39 @@ export async function tasksBench (options: TasksBenchOptions): Promise<BenchResu
         if (round >= 0) samples.get(op)!.push(ms)
       }
     }
-    const variants = (agent: string): Variant[] => operations.filter(op => op.name.startsWith(`${agent}:`))
-      .map((op, i) => ({ name: op.name, samples: samples.get(op)!, ...(i === 0 ? { baseline: true } : {}) }))
+    const variants = (ops: Operation[], label: (op: Operation) => string): Variant[] =>
+      ops.map((op, i) => ({ name: label(op), samples: samples.get(op)!, ...(i === 0 ? { baseline: true } : {}) }))
+    const inDirect = (agent: string): Operation[] => operations.filter(op => op.pair.kind === 'direct' && op.agent === agent && !op.name.startsWith('A2A'))
+    const a2aSide = operations.filter(op => op.agent === 'inproc' && (op.name.startsWith('A2A') || op.name === 'task submit + result delivery'))
+    const inproc = ['hand-off, wait:true', 'task submit, until accepted', 'task submit + result delivery'].flatMap(name => operations.filter(op => op.agent === 'inproc' && op.name === name))
 
     options.progress(`tasks: ${options.ticks} progress reports to a \`clawmatrix task --follow\` line`)
-    const follow = await followLatency(pair, options.ticks)
+    const follow = await followLatency(pairs[0]!, options.ticks)
+    const note = 'wait:true = node.client.handoff (one stream, request to result); task submit = TaskService.submit until the executor accepted (record written on both ends); ' +
+      '+ result delivery = until the result is in the caller\'s record (the follow stream\'s final frame, record saved)'
     return {
       name: 'tasks',
-      title: 'tasks (submit, result delivery, progress to --follow) beside the one-call hand-off',
+      title: 'tasks (submit, result delivery, A2A through the mesh, progress to --follow) beside the one-call hand-off, direct and relayed',
       measurements: [
         ...['inproc', 'echo'].map(agent => ({
           what: `hand-off vs task, ${agent === 'inproc' ? 'in-process agent' : 'command agent (a node process per run)'}, direct`,
           unit: 'ms' as const,
-          variants: variants(agent),
-          note: 'wait:true = node.client.handoff (one stream, request to result); task submit = TaskService.submit until the executor accepted (record written on both ends); ' +
-            '+ result delivery = until the result is in the caller\'s record (the follow stream\'s final frame, record saved)'
+          variants: variants(inDirect(agent), op => op.name),
+          note
         })),
+        {
+          what: 'in-process agent, direct pair vs caller and executor sharing only a relay',
+          unit: 'ms',
+          variants: variants(inproc, op => `${op.name}, ${op.pair.kind}`),
+          note: `${note}; relayed = both dial out to a relay, every request crosses a circuit (opened on demand by the first one)`
+        },
+        {
+          what: 'A2A SendMessage through the mesh vs the in-process task API (same agent, same executor), direct and relayed',
+          unit: 'ms',
+          variants: variants(a2aSide, op => `${op.name.startsWith('A2A') ? 'A2A SendMessage, blocking' : 'TaskService.submit + result'}, ${op.pair.kind}`),
+          note: 'A2A = the official @a2a-js/sdk client (JSON-RPC over HTTP, keep-alive) -> the caller node\'s /a2a/inproc endpoint -> a clawmatrix task on the executor, ' +
+            'answered when the task completed; the task API = TaskService.submit + untilSettled on the caller node, in the bench process'
+        },
         {
           what: 'remote progress to the caller: from the agent\'s report on the executor to the line',
           unit: 'ms',
@@ -142,12 +229,12 @@ export async function tasksBench (options: TasksBenchOptions): Promise<BenchResu
             { name: 'HTTP follow stream (in the bench process)', samples: follow.http, baseline: true },
             { name: '`clawmatrix task <id> --follow` stdout line', samples: follow.cli }
           ],
-          note: 'executor -> task protocol follow stream -> caller\'s record and listeners -> local HTTP NDJSON -> (the CLI process -> its stdout); one report at a time, the next after both saw the last'
+          note: 'direct pair; executor -> task protocol follow stream -> caller\'s record and listeners -> local HTTP NDJSON -> (the CLI process -> its stdout); one report at a time, the next after both saw the last'
         }
       ]
     }
   } finally {
-    await pair.stop()
+    for (const pair of pairs.reverse()) await pair.stop()
   }
 }
 
