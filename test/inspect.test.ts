@@ -2,6 +2,7 @@ import { createServer } from 'node:net'
 import { lpStream } from '@libp2p/utils'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ANNOUNCE_TOPIC } from '../src/services/cluster/card.js'
+import { ClawmatrixMetrics } from '../src/services/inspect/metrics.js'
 import { ViewProtocol } from '../src/services/inspect/view-protocol.js'
 import { libp2pComponents } from '../src/services/wire/components.js'
 import { VERSION } from '../src/version.js'
@@ -257,6 +258,17 @@ describe('GET /metrics', () => {
     await extra.node.stop()
     await waitFor('the hub to drop the late node', () => hub.node.view.nodes().length === 3)
     expect((await metricsOf(hub)).samples.get('clawmatrix_known_nodes{reach="direct"}')).toBe(2)
+  })
+})
+
+describe('metric series per member', () => {
+  it('token counts by calling node stop adding series past 4,096 and sum the rest as (other)', async () => {
+    const metrics = new ClawmatrixMetrics()
+    for (let i = 0; i < 4_100; i++) metrics.modelTokens({ model: 'm', host: 'h', caller: `member-${i}` }, { input: 1, output: 0 })
+    const text = await metrics.registry.metrics()
+    expect(text.match(/^clawmatrix_model_tokens_total\{/gm)).toHaveLength(4_097)
+    expect(text).toContain('clawmatrix_model_tokens_total{model="(other)",host="(other)",caller="(other)",kind="input"} 4')
+    expect(text).toContain('clawmatrix_model_tokens_total{model="m",host="h",caller="member-0",kind="input"} 1')
   })
 })
 

@@ -6,6 +6,9 @@ import type { AnnouncementKind, AnnouncementVerdict } from '../cluster/announcer
 import type { Reach } from '../cluster/routing.js'
 import type { Connection, PeerId } from '@libp2p/interface'
 
+/** Token series per node, as the usage ledger's rows (../model-proxy/usage.ts). */
+const MAX_TOKEN_SERIES = 4096
+
 /** How a request ended, from the point of view of the node that counts it. */
 export type RequestOutcome = 'ok' | 'rejected' | 'error' | 'timeout' | 'cancelled' | 'cut'
 
@@ -58,6 +61,8 @@ export class ClawmatrixMetrics {
   private readonly auditedCalls: Counter<'kind' | 'outcome'>
   private readonly info: Gauge<'node_id' | 'peer_id' | 'version'>
   private readonly modelTokensTotal: Counter<'model' | 'host' | 'caller' | 'kind'>
+  /** The (model, host, caller) series of modelTokensTotal, bounded by MAX_TOKEN_SERIES. */
+  private readonly tokenSeries = new Set<string>()
   private modelHealth?: () => { cooling: Array<{ model: string, host: string }>, cooldowns: number }
 
   constructor () {
@@ -160,6 +165,12 @@ export class ClawmatrixMetrics {
   }
 
   modelTokens (labels: { model: string, host: string, caller: string }, usage: { input: number, output: number }): void {
+    // Past MAX_TOKEN_SERIES (model, host, caller) series, new ones are summed as (other): members come and go by name.
+    const key = `${labels.model}\n${labels.host}\n${labels.caller}`
+    if (!this.tokenSeries.has(key)) {
+      if (this.tokenSeries.size >= MAX_TOKEN_SERIES) labels = { model: '(other)', host: '(other)', caller: '(other)' }
+      else this.tokenSeries.add(key)
+    }
     if (usage.input > 0) this.modelTokensTotal.inc({ ...labels, kind: 'input' }, usage.input)
     if (usage.output > 0) this.modelTokensTotal.inc({ ...labels, kind: 'output' }, usage.output)
   }
