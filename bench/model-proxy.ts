@@ -9,7 +9,8 @@
  * 2. chunks per second of a long answer on the same four paths;
  * 3. 100 concurrent streams with a paced upstream, direct, one hop and relayed;
  * 4. CPU per streamed request, from /proc, of every process on the path;
- * 5. requests per second of small non-streamed answers, 32 at a time.
+ * 5. requests per second of small non-streamed answers, 32 at a time;
+ * 6. idle CPU of each process (no requests), from /proc.
  *
  * Portkey's gateway (@portkey-ai/gateway, ./lib/portkey.ts) runs beside
  * them as the yardstick: as shipped, and without its 25 ms wait before a
@@ -56,17 +57,20 @@ export interface ModelProxyBenchOptions {
   throughputRounds: number
   throughputClients: number
   throughputRequests: number
+  /** Idle CPU: rounds, and the seconds of each. */
+  idleRounds: number
+  idleSeconds: number
   progress: (line: string) => void
 }
 
 export const MODEL_PROXY_DEFAULTS: Omit<ModelProxyBenchOptions, 'progress'> = {
-  requests: 100, warmup: 10, shortChunks: 20, longRuns: 5, longChunks: 5_000, concurrency: 100, rounds: 2, pacedChunks: 20, paceMs: 10,
-  cpuRounds: 5, cpuRequests: 50, throughputRounds: 3, throughputClients: 32, throughputRequests: 10
+  requests: 300, warmup: 20, shortChunks: 20, longRuns: 5, longChunks: 5_000, concurrency: 100, rounds: 2, pacedChunks: 20, paceMs: 10,
+  cpuRounds: 5, cpuRequests: 50, throughputRounds: 3, throughputClients: 32, throughputRequests: 10, idleRounds: 3, idleSeconds: 10
 }
 /** Enough to see that every part works, in about 15 s; the figures mean little. */
 export const MODEL_PROXY_QUICK: Omit<ModelProxyBenchOptions, 'progress'> = {
   requests: 10, warmup: 2, shortChunks: 20, longRuns: 2, longChunks: 1_000, concurrency: 20, rounds: 1, pacedChunks: 10, paceMs: 10,
-  cpuRounds: 1, cpuRequests: 20, throughputRounds: 1, throughputClients: 32, throughputRequests: 5
+  cpuRounds: 1, cpuRequests: 20, throughputRounds: 1, throughputClients: 32, throughputRequests: 5, idleRounds: 1, idleSeconds: 2
 }
 
 const DIRECT = 'direct to the upstream'
@@ -121,13 +125,22 @@ export async function modelProxyBench (options: ModelProxyBenchOptions): Promise
   try {
     options.progress('starting the upstream, a relay, the proxy node and two hosts')
     const paths = await startCluster(secret, dir, children)
+    // Every process but the upstream, named after its role (the node ids of startCluster).
+    const processes: Array<{ name: string, pid: number }> = [
+      { name: 'proxy node', pid: paths.find(p => p.name === LOCAL)!.pids[0]! },
+      { name: 'host-direct node', pid: paths.find(p => p.name === ONE_HOP)!.pids[1]! },
+      { name: 'relay', pid: paths.find(p => p.name === RELAYED)!.pids[1]! },
+      { name: 'host-relayed node', pid: paths.find(p => p.name === RELAYED)!.pids[2]! }
+    ]
     const gateway = await installPortkey(options.progress)
     for (const [name, noWait] of [[PORTKEY, false], [PORTKEY_NO_WAIT, true]] as const) {
       const portkey = await startPortkey(gateway, noWait)
       children.push(portkey.child)
       paths.push({ name, baseUrl: portkey.url, model: 'bench', headers: portkeyHeaders(paths[0]!.baseUrl), pids: [portkey.child.pid] })
+      if (!noWait) processes.push({ name, pid: portkey.child.pid })
     }
     const measurements: Measurement[] = []
+    measurements.push(await idleCpu(options, processes))
     measurements.push(...await shortStreams(options, paths))
     measurements.push(await longStreams(options, paths))
     measurements.push(...await concurrentStreams(options, paths.filter(p => p.name !== LOCAL && p.name !== PORTKEY)))
@@ -305,6 +318,28 @@ async function cpuPerRequest (options: ModelProxyBenchOptions, paths: Path[]): P
     unit: 'ms',
     variants: paths.map(p => ({ name: p.name, samples: samples.get(p.name)!, baseline: p === local })),
     note: `one sample per round of ${options.cpuRequests} sequential requests; /proc utime+stime at 10 ms resolution; one hop = proxy node + host, relayed = proxy node + relay + host`
+  }
+}
+
+/**
+ * CPU each process spends with no request at all (heartbeats, gossip,
+ * announcements, timers), before any request: utime + stime over a quiet
+ * stretch, per second.
+ */
+async function idleCpu (options: ModelProxyBenchOptions, processes: Array<{ name: string, pid: number }>): Promise<Measurement> {
+  options.progress(`idle CPU: ${options.idleRounds} rounds of ${options.idleSeconds} s without requests`)
+  const samples = new Map(processes.map(p => [p.name, [] as number[]]))
+  for (let round = 0; round < options.idleRounds; round++) {
+    const before = await Promise.all(processes.map(async p => cpuMs(p.pid)))
+    await new Promise(resolve => setTimeout(resolve, options.idleSeconds * 1000))
+    const after = await Promise.all(processes.map(async p => cpuMs(p.pid)))
+    processes.forEach((p, i) => samples.get(p.name)!.push((after[i]! - before[i]!) / options.idleSeconds))
+  }
+  return {
+    what: 'idle CPU per process, no requests',
+    unit: 'ms/s',
+    variants: processes.map(p => ({ name: p.name, samples: samples.get(p.name)! })),
+    note: `one sample per ${options.idleSeconds} s round; /proc utime+stime at 10 ms resolution; the cluster formed just before`
   }
 }
 
