@@ -21,6 +21,8 @@ export interface NodeSpec {
   expect?: number
   /** Overrides gossipsub's IPColocationFactorWeight (peer score P6; its default is -5); 0 turns it off. */
   ipColocationWeight?: number
+  /** mesh.mode: `on-demand` (the default) or `full`. */
+  mode?: 'on-demand' | 'full'
 }
 
 export interface StartedNode {
@@ -32,7 +34,13 @@ export interface StartedNode {
   startedAt: number
 }
 
-/** When a node's view first listed every node (`knowsAllAt`) and reached them all (`reachesAllAt`). */
+/**
+ * When a node's view first listed every node (`knowsAllAt`) and reached them
+ * all (`reachesAllAt`). Reaching depends on the mesh mode: in `full` mode a
+ * connection open to every node; on demand a way to every node (its card's
+ * own address, or a circuit through a relay it holds a reservation on),
+ * with no connection needed until there is work.
+ */
 export interface ConvergenceRecord {
   nodeId: string
   listen: boolean
@@ -42,6 +50,8 @@ export interface ConvergenceRecord {
   /** The view at the end of the wait: nodes listed, and of those reachable (self included). */
   known: number
   reachable: number
+  /** The node's open connections at the end of the wait. */
+  connections: { direct: number, relayed: number }
 }
 
 /** The nodes' warnings of one kind (the message without ids and numbers): how many, and the first one. */
@@ -94,6 +104,11 @@ export interface StreamState {
 export interface ProcessStats {
   /** User + system CPU time. */
   cpuMs: number
+  /** Nodes the process hosts now. */
+  nodes: number
+  /** V8 heap in use after a full GC (the host runs with --expose-gc), and the resident set. */
+  heapAfterGcBytes: number
+  rssBytes: number
   /** Event loop lag percentiles: how late a 20 ms timer fired, ms. */
   delayP50Ms: number
   delayP99Ms: number

@@ -44,7 +44,8 @@ export class NodeHost {
 
   /** Forks a host on the running Node binary and waits until it has loaded the package. */
   static async start (name: string, env: NodeJS.ProcessEnv): Promise<NodeHost> {
-    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+    // --expose-gc: memory is read after a full GC.
+    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
     const host = new NodeHost(name, child)
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => { reject(new Error(`host ${name} not ready within ${READY_TIMEOUT_MS} ms; output:\n${host.output}`)) }, READY_TIMEOUT_MS)

@@ -23,8 +23,10 @@ export class LoopLag {
     }, TICK_MS).unref()
   }
 
+  /** Drops the samples so far; whatever blocked the loop until now (a GC the caller just ran) is not counted. */
   reset (): void {
     this.samples = []
+    this.expected = performance.now() + TICK_MS
   }
 
   /** Lag percentiles in ms since the last reset (0 when there are no samples yet). */

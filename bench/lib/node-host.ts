@@ -73,7 +73,8 @@ async function startNode (spec: NodeSpec): Promise<Hosted> {
     listenPort: 0,
     proxyPort: 0,
     peers: spec.peers,
-    heartbeat: { intervalMs: spec.intervalMs }
+    heartbeat: { intervalMs: spec.intervalMs },
+    mesh: { mode: spec.mode ?? 'on-demand' }
   }, `bench node ${spec.nodeId}`)
   const node = await Node.create({
     config,
@@ -85,8 +86,8 @@ async function startNode (spec: NodeSpec): Promise<Hosted> {
   })
   const traffic = new TrafficCounter(node, ANNOUNCE_TOPIC)
   if (spec.ipColocationWeight != null) setIpColocationWeight(node, spec.ipColocationWeight)
-  const entry: Hosted = { spec, node, stateDir, traffic, convergence: { nodeId: spec.nodeId, listen: spec.listen, startedAt: 0, known: 1, reachable: 1 } }
-  if (spec.expect != null) entry.unwatch = watch(entry, spec.expect)
+  const entry: Hosted = { spec, node, stateDir, traffic, convergence: { nodeId: spec.nodeId, listen: spec.listen, startedAt: 0, known: 1, reachable: 1, connections: { direct: 0, relayed: 0 } } }
+  if (spec.expect != null) entry.unwatch = watch(entry, spec.expect, spec.mode ?? 'on-demand')
   await node.start()
   entry.convergence.startedAt = Date.now()
   hosted.set(spec.nodeId, entry)
@@ -112,15 +113,19 @@ function setIpColocationWeight (node: ClawmatrixNode, weight: number): void {
   score.params.IPColocationFactorWeight = weight
 }
 
-/** Records when the node's view first lists `expected` nodes, and when it reaches them all. */
-function watch ({ node, convergence }: Hosted, expected: number): () => void {
+/**
+ * Records when the node's view first lists `expected` nodes, and when it
+ * reaches them all: in `full` mode over an open connection to each, on
+ * demand by a way to each (no connection until there is work).
+ */
+function watch ({ node, convergence }: Hosted, expected: number, mode: 'on-demand' | 'full'): () => void {
   let scheduled = false
   const check = (): void => {
     scheduled = false
     const nodes = node.view.nodes()
     const now = Date.now()
     convergence.known = nodes.length
-    convergence.reachable = nodes.filter(n => n.reach !== 'unreachable').length
+    convergence.reachable = nodes.filter(n => mode === 'full' ? n.self || n.connected : n.reach !== 'unreachable').length
     if (convergence.knowsAllAt == null && convergence.known >= expected) convergence.knowsAllAt = now
     if (convergence.reachesAllAt == null && convergence.known >= expected && convergence.reachable >= expected) {
       convergence.reachesAllAt = now
@@ -142,6 +147,12 @@ function watch ({ node, convergence }: Hosted, expected: number): () => void {
     node.swarm.removeEventListener('connection:open', schedule)
   }
   return stop
+}
+
+function connectionCount (node: ClawmatrixNode): { direct: number, relayed: number } {
+  const open = node.swarm.getConnections().filter(c => c.status === 'open')
+  const relayed = open.filter(c => c.remoteAddr.toString().includes('/p2p-circuit')).length
+  return { direct: open.length - relayed, relayed }
 }
 
 /**
@@ -186,6 +197,7 @@ const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promis
     while (watched().some(h => h.convergence.reachesAllAt == null) && Date.now() < deadline) {
       await new Promise(resolve => setTimeout(resolve, 50))
     }
+    for (const h of watched()) h.convergence.connections = connectionCount(h.node)
     return { records: watched().map(h => ({ ...h.convergence })), warnings: [...warnings.values()].map(w => ({ ...w })) }
   },
 
@@ -196,7 +208,10 @@ const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promis
 
   async processStats ({ reset }) {
     const cpu = process.cpuUsage(cpuSince)
-    const stats = { cpuMs: (cpu.user + cpu.system) / 1000, ...loopLag.read() }
+    globalThis.gc?.()
+    globalThis.gc?.()
+    const memory = process.memoryUsage()
+    const stats = { cpuMs: (cpu.user + cpu.system) / 1000, nodes: hosted.size, heapAfterGcBytes: memory.heapUsed, rssBytes: memory.rss, ...loopLag.read() }
     if (reset) {
       cpuSince = process.cpuUsage()
       loopLag.reset()
