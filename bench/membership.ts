@@ -184,6 +184,8 @@ async function revocationTime (options: MembershipBenchOptions, joined: (nodeId:
           n.membership!.refuses(target.peerId) && n.swarm.getConnections(target.peerId).length === 0), { timeoutMs: 60_000, intervalMs: 2 })
         revoke.push(performance.now() - t0)
       }
+      // Said at once: a larger cluster that then fails to converge must not take these numbers with it.
+      options.progress(`${size} nodes: card ${card.map(ms => ms.toFixed(1)).join(', ')} ms; revoke ${revoke.map(ms => ms.toFixed(1)).join(', ')} ms`)
       measurements.push({
         what: `${size} nodes: a card, and a revocation, until the last other node has it [per event]`,
         unit: 'ms',
