@@ -30,11 +30,16 @@ describe('the README\'s OpenClaw commands, as written', () => {
   let gatewayRun: ChildProcess | undefined
 
   afterAll(async () => {
-    if (gatewayRun != null && gatewayRun.exitCode == null) {
-      gatewayRun.kill('SIGTERM')
-      const timer = setTimeout(() => gatewayRun?.kill('SIGKILL'), 20_000)
-      await new Promise(resolve => gatewayRun!.once('exit', resolve))
-      clearTimeout(timer)
+    if (gatewayRun?.pid != null) {
+      // The whole group (the shell and the gateway under it), until none of it is left, so nothing writes into the
+      // folder being removed.
+      const pid = gatewayRun.pid
+      const group = (signal: NodeJS.Signals | 0): boolean => { try { process.kill(-pid, signal); return true } catch { return false } }
+      group('SIGTERM')
+      await waitFor('the README\'s gateway to stop', () => !group(0), { timeoutMs: 20_000 }).catch(async () => {
+        group('SIGKILL')
+        await waitFor('the README\'s gateway to be killed', () => !group(0), { timeoutMs: 10_000 })
+      })
     }
     await cleanup()
   }, 60_000)
@@ -69,7 +74,8 @@ describe('the README\'s OpenClaw commands, as written', () => {
       if (written === 'npm ci') continue
       const command = await withFreePorts(written)
       if (command.startsWith('openclaw gateway run')) {
-        gatewayRun = spawn('sh', ['-c', command], { cwd: pkg, env, stdio: ['ignore', 'pipe', 'pipe'] })
+        // Its own process group: the README's line runs under `sh`, and stopping the shell alone would leave the gateway.
+        gatewayRun = spawn('sh', ['-c', command], { cwd: pkg, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
         let output = ''
         gatewayRun.stdout!.on('data', chunk => { output += String(chunk) })
         gatewayRun.stderr!.on('data', chunk => { output += String(chunk) })

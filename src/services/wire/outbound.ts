@@ -65,7 +65,7 @@ export class OutboundExchange {
       const lost = await lostPath(connection, peer, false, err, init.describePeer)
       if (lost != null) throw lost
       if (acceptSignal.aborted) {
-        throw new RefusedError('accept-timeout', `${peer} did not answer within ${init.acceptTimeoutMs} ms`)
+        throw new RefusedError('accept-timeout', `${init.describePeer?.name(peer.toString()) ?? peer.toString()} did not answer within ${init.acceptTimeoutMs} ms`)
       }
       throw err
     }
