@@ -52,6 +52,8 @@ export class WorkProtocols implements Startable {
   readonly admit: StreamProtocolInit['admit']
   /** The audit every protocol that runs work here records to (the task layer too). */
   readonly audit?: WorkAudit
+  /** Names peers and their state in errors; the task layer's protocol uses it too. */
+  readonly describePeer?: PeerDescriber
 
   constructor (swarm: Swarm, config: Config, stateDir: string, init: WorkInit = {}, node: WorkNode = {}) {
     // Remote commands never see the cluster secret or the model keys of this node.
@@ -62,6 +64,7 @@ export class WorkProtocols implements Startable {
     this.agents = new AgentRunners([new A2AAgentRunner(config.agents), init.agentRunner ?? new CommandAgentRunner(config.agents, { hiddenEnv, logger: swarm.logger })])
     const refuse = node.shutdown?.refusal
     const { nodeIdOf, describePeer } = node
+    this.describePeer = describePeer
     const admit = this.admit = init.admit
     const audit = this.audit = init.audit
     this.handoff = new HandoffProtocol(components, { nodeId, refuse, admit, audit, nodeIdOf, describePeer, runner: this.agents })

@@ -56,7 +56,7 @@ export class TaskService implements Startable {
       maxConcurrentTasks: init.maxConcurrentTasks, defaultTimeoutMs: init.defaultTimeoutMs
     })
     this.protocol = new TaskProtocol(libp2pComponents(node.swarm), {
-      nodeId, executor: this.executor, admit: node.work.admit, audit: node.work.audit, callerName: peer => node.callerName(peer)
+      nodeId, executor: this.executor, admit: node.work.admit, audit: node.work.audit, describePeer: node.work.describePeer, callerName: peer => node.callerName(peer)
     })
     this.caller = new TaskCaller({ nodeId, peerId, store: callerStore, protocol: this.protocol, client: node.client, view: node.view, connections: node.swarm, log, deliver: init.deliver })
     this.routes = new RouteGroup(node.http)
