@@ -10,7 +10,7 @@ import { protocolId } from '../wire/protocol-id.js'
 import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
 import { SHUTTING_DOWN } from '../shutdown.js'
 import { auditServed, type WorkAudit } from '../audit/served-work.js'
-import type { Connection, Startable, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
 
 /** Options every clawmatrix work protocol takes; all have defaults. */
 export interface StreamProtocolInit {
@@ -99,6 +99,11 @@ export abstract class StreamProtocol implements Startable {
 
   /** Serves one validated-as-a-frame request on its stream; the frame's own schema is the subclass's to check. */
   protected abstract serve (frames: FrameStream, request: Frame, connection: Connection): Promise<void>
+
+  /** A peer as errors name it: its node's name when the view knows it. */
+  protected peerName (peer: PeerId): string {
+    return this.describePeer?.name(peer.toString()) ?? peer.toString()
+  }
 
   protected get outbound (): OutboundInit {
     return {

@@ -130,11 +130,11 @@ export class HandoffProtocol extends StreamProtocol {
         this.log('hand-off %s: %s; attached again over another path', id, err.message)
         final = await follow(again.exchange)
       }
-      const result = checkFrame(HandoffResultFrame, final, `handoff result from ${exchange.peer}`)
+      const result = checkFrame(HandoffResultFrame, final, `handoff result from ${this.peerName(exchange.peer)}`)
       return { id, peer: exchange.peer, status: result.status, text: result.text, error: result.error }
     } catch (err) {
       if (deadline?.aborted === true && options.signal?.aborted !== true) {
-        throw new DeadlineError(`hand-off ${id} to agent "${request.agent}" had no result${peer == null ? '' : ` from ${peer}`} within ${timeoutMs} ms`)
+        throw new DeadlineError(`hand-off ${id} to agent "${request.agent}" had no result${peer == null ? '' : ` from ${this.peerName(peer)}`} within ${timeoutMs} ms`)
       }
       throw err
     }

@@ -73,7 +73,7 @@ export class SendProtocol extends StreamProtocol {
         const attempt = await OutboundExchange.open(this.outbound, peer, frame, signal)
         if (attempt.answer.type !== 'delivered') {
           await attempt.exchange.close()
-          throw new RemoteError('bad-answer', `${peer} answered a send with "${attempt.answer.type}"`)
+          throw new RemoteError('bad-answer', `${this.peerName(peer)} answered a send with "${attempt.answer.type}"`)
         }
         return attempt
       }, signal)
@@ -85,7 +85,7 @@ export class SendProtocol extends StreamProtocol {
     }
     const { exchange, answer } = opened
     await exchange.close()
-    const receipt = checkFrame(DeliveredFrame, answer, `send answer from ${exchange.peer}`)
+    const receipt = checkFrame(DeliveredFrame, answer, `send answer from ${this.peerName(exchange.peer)}`)
     return { id, peer: exchange.peer, duplicate: receipt.duplicate === true }
   }
 

@@ -91,7 +91,7 @@ export class ToolProtocol extends StreamProtocol {
         output[received.channel] = (output[received.channel] ?? '') + received.text
         options.onOutput?.({ channel: received.channel, text: received.text, peer: exchange.peer })
       })
-      const result = checkFrame(ToolResultFrame, final, `tool result from ${exchange.peer}`)
+      const result = checkFrame(ToolResultFrame, final, `tool result from ${this.peerName(exchange.peer)}`)
       return { id, peer: exchange.peer, status: result.status, output, details: result.details, error: result.error, truncated: result.truncated }
     } catch (err) {
       if (deadline?.aborted === true && options.signal?.aborted !== true) {
