@@ -26,6 +26,7 @@ import type { BenchResult, Measurement } from './lib/report.js'
 const membership = await importDist<typeof import('../src/membership/index.js')>('membership/index.js')
 const { createSwarm } = await importDist<typeof import('../src/node/swarm.js')>('node/swarm.js')
 const { loadOrCreatePeerKey } = await importDist<typeof import('../src/node/identity.js')>('node/identity.js')
+const { nodeLogger } = await importDist<typeof import('../src/node/logging.js')>('node/logging.js')
 const { parseConfig } = await importDist<typeof import('../src/config/load.js')>('config/load.js')
 const { ClawmatrixNode } = await importDist<typeof import('../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
 const { decodeAnnouncement, encodeAnnouncement } = await importDist<typeof import('../src/services/cluster/card.js')>('services/cluster/card.js')
@@ -75,7 +76,7 @@ async function connectionSetup (options: MembershipBenchOptions, joined: (nodeId
     const stateDir = await joined(nodeId)
     const state = (await membership.loadJoinedState(stateDir))!
     const config = parseConfig({ nodeId, secret: state.secret, listen: true, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0 })
-    const admission = managed ? await membership.Membership.load(stateDir) : undefined
+    const admission = managed ? await membership.Membership.load(stateDir, { logger: nodeLogger(nodeId) }) : undefined
     const swarm = await createSwarm(config, await loadOrCreatePeerKey(stateDir), { admission, relayReservations: false })
     await swarm.start()
     return swarm
@@ -109,7 +110,7 @@ async function connectionSetup (options: MembershipBenchOptions, joined: (nodeId
 async function validationCost (options: MembershipBenchOptions, joined: (nodeId: string) => Promise<string>): Promise<Measurement> {
   options.progress(`validation: ${options.validations} samples of 100 checks each`)
   const stateDir = await joined('validator')
-  const members = await membership.Membership.load(stateDir)
+  const members = await membership.Membership.load(stateDir, { logger: nodeLogger('validator') })
   const other = (await membership.loadJoinedState(await joined('member')))!
   const card = {
     v: 1, kind: 'card', nodeId: 'member', peerId: other.certificate.peerId, version: '0.1.0', seq: 1, intervalMs: 15_000,

@@ -35,6 +35,7 @@ import type { TaskService } from '../src/tasks/service.js'
 const { ClawmatrixNode: Node } = await importDist<typeof import('../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
 const { CommandAgentRunner } = await importDist<typeof import('../src/services/agents/command-runner.js')>('services/agents/command-runner.js')
 const { parseConfig } = await importDist<typeof import('../src/config/load.js')>('config/load.js')
+const { nodeLogger } = await importDist<typeof import('../src/node/logging.js')>('node/logging.js')
 const { TaskService: Tasks } = await importDist<typeof import('../src/tasks/service.js')>('tasks/service.js')
 const { attachA2A } = await importDist<typeof import('../src/a2a/index.js')>('a2a/index.js')
 
@@ -104,7 +105,7 @@ async function startPair (kind: PathKind): Promise<Pair> {
   }
   const wsOf = (node: ClawmatrixNode): string => node.swarm.getMultiaddrs().map(String).find(a => a.includes('/ws') && !a.includes('p2p-circuit'))!
   const agents = [{ id: 'echo', command: ECHO_COMMAND }, { id: 'inproc' }, { id: 'ticker' }]
-  const runner = new BenchRunner(new CommandAgentRunner(parseConfig({ nodeId: 'x', secret, agents }).agents))
+  const runner = new BenchRunner(new CommandAgentRunner(parseConfig({ nodeId: 'x', secret, agents }).agents, { logger: nodeLogger('bench') }))
   let caller: { node: ClawmatrixNode, tasks: TaskService }
   if (kind === 'direct') {
     const executor = await start({ nodeId: 'executor', listen: true, agents }, runner)

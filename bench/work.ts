@@ -28,6 +28,7 @@ import { COMMAND_AGENT, ECHO_AGENT_COMMAND, EXECUTOR, IN_PROCESS_AGENT, startWor
 import type { BenchResult, Measurement, Variant } from './lib/report.js'
 
 const { CommandAgentRunner } = await importDist<typeof import('../src/services/agents/command-runner.js')>('services/agents/command-runner.js')
+const { nodeLogger } = await importDist<typeof import('../src/node/logging.js')>('node/logging.js')
 const { ToolExecutor } = await importDist<typeof import('../src/services/tools/executor.js')>('services/tools/executor.js')
 const { builtinToolRegistry } = await importDist<typeof import('../src/services/tools/builtin.js')>('services/tools/builtin.js')
 const { DEFAULT_MAX_OUTPUT_BYTES } = await importDist<typeof import('../src/config/schema.js')>('config/schema.js')
@@ -239,7 +240,7 @@ function bulkName (how: 'libp2p' | 'bytes' | 'exec' | 'read'): string {
 
 /** The command runner and the tool executor of an executing node, without a node around them. */
 function localOperations (workdir: string, frames: OutputFrames): { small: Operation[], large: Operation[] } {
-  const runner = new CommandAgentRunner([{ id: COMMAND_AGENT, description: '', tags: [], command: ECHO_AGENT_COMMAND }])
+  const runner = new CommandAgentRunner([{ id: COMMAND_AGENT, description: '', tags: [], command: ECHO_AGENT_COMMAND }], { logger: nodeLogger('local') })
   const executor = new ToolExecutor({
     nodeId: 'local',
     config: { enabled: true, allow: [], deny: [], maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES, workdir },

@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { AuditLog, readAudit, type AuditEntry } from '../src/services/audit/audit-log.js'
+import { nodeLogger } from '../src/node/logging.js'
 import { runCliToEnd } from './helpers/cli.js'
 import { SECRET, testNodes } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
@@ -70,7 +71,7 @@ describe('audit log', () => {
     const { tmpdir } = await import('node:os')
     const dir = await mkdtemp(join(tmpdir(), 'clawmatrix-audit-'))
     try {
-      const log = new AuditLog({ stateDir: dir, maxBytes: 2000 })
+      const log = new AuditLog({ stateDir: dir, maxBytes: 2000, logger: nodeLogger('audit-test') })
       const entry: AuditEntry = { time: new Date().toISOString(), caller: { peerId: 'p' }, kind: 'tool', what: { tool: 'exec', command: 'x'.repeat(100) }, outcome: 'ok', bytes: { in: 1, out: 1 }, durationMs: 1 }
       for (let i = 0; i < 100; i++) log.record(entry)
       await log.flushed()

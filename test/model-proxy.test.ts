@@ -293,7 +293,7 @@ describe('model proxy over the mesh', () => {
     const step = stepper()
     const fake = await started(new FakeOpenAIServer({ reply: { chunks: ['one', ' two'], beforeChunk: step.beforeChunk } }))
     const t = await directHosts({}, { c: [] })
-    const models = new LocalModels({ models: [{ id: 'm', provider: 'vllm', dialect: 'openai', baseUrl: fake.url, upstreamModel: 'fake-model' }] })
+    const models = new LocalModels({ models: [{ id: 'm', provider: 'vllm', dialect: 'openai', baseUrl: fake.url, upstreamModel: 'fake-model' }], logger: t.c!.node.swarm.logger })
     await models.start()
     const host = t.c!.node.swarm
     // Protocols with short timers, beside the nodes' own (another prefix, so another protocol id).

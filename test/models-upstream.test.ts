@@ -9,9 +9,12 @@ import {
 import { FakeAnthropicServer, fakeEmbedding, FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
 import { startDemoModel } from '../src/cli/demo-model.js'
 import type { ModelConfig } from '../src/config/schema.js'
+import { nodeLogger } from '../src/node/logging.js'
 import { waitFor } from './helpers/wait.js'
 
 const KEY = 'sk-test-upstream-key-0123456789'
+/** The adapters log as a node would; these tests run none. */
+const logger = nodeLogger('upstream-test')
 
 /** A gate a fake awaits before one chunk: the test holds the stream there. */
 function gateAt (index: number): { beforeChunk: (i: number) => Promise<void>, reached: Promise<void>, release: () => void } {
@@ -247,7 +250,7 @@ describe('OpenAI dialect adapter', () => {
   beforeEach(async () => {
     fake = new FakeOpenAIServer({ apiKey: KEY, models: ['llama3:8b'] })
     await fake.start()
-    upstream = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' })
+    upstream = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { logger })
   })
   afterEach(async () => { await fake.stop() })
 
@@ -329,7 +332,7 @@ describe('OpenAI dialect adapter', () => {
 
   it('never passes the key on, even when the upstream echoes it', async () => {
     const wrongKey = 'sk-wrong-key-do-not-leak-987654'
-    const leaky = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: wrongKey, upstreamModel: 'llama3:8b' })
+    const leaky = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: wrongKey, upstreamModel: 'llama3:8b' }, { logger })
     const err = await rejection(leaky.request({ route: 'chat/completions', body: { model: 'x', messages: [{ role: 'user', content: 'a' }] } }))
     expect(err.status).toBe(401)
     expect(err.message).toContain('[redacted]')
@@ -341,7 +344,7 @@ describe('OpenAI dialect adapter', () => {
     await new Promise<void>(resolve => redirecting.listen(0, '127.0.0.1', resolve))
     try {
       const { port } = redirecting.address() as { port: number }
-      const err = await rejection(createUpstream({ baseUrl: `http://127.0.0.1:${port}/v1`, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' })
+      const err = await rejection(createUpstream({ baseUrl: `http://127.0.0.1:${port}/v1`, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { logger })
         .request({ route: 'chat/completions', body: { messages: [{ role: 'user', content: 'a' }] } }))
       expect(err.status).toBe(502)
       expect(err.message).toBe(`the upstream redirected (307 to ${fake.url}/chat/completions); set baseUrl to the final URL`)
@@ -433,7 +436,7 @@ describe('OpenAI dialect adapter', () => {
   it('gives up on a stalled stream or a silent upstream with 504, and on an unreachable one with 502', async () => {
     const gate = gateAt(1)
     fake.reply = { chunks: ['a', 'b'], beforeChunk: gate.beforeChunk }
-    const impatient = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { idleTimeoutMs: 200 })
+    const impatient = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { idleTimeoutMs: 200, logger })
     const { error } = await drain(await impatient.request({ route: 'chat/completions', body: { model: 'x', stream: true, messages: [{ role: 'user', content: 'a' }] } }))
     expect(error?.status).toBe(504)
     expect(error?.type).toBe('upstream_timeout')
@@ -445,7 +448,7 @@ describe('OpenAI dialect adapter', () => {
     await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
     try {
       const silentUrl = `http://127.0.0.1:${(silent.address() as { port: number }).port}/v1`
-      const mute = await rejection(createUpstream({ baseUrl: silentUrl, dialect: 'openai', upstreamModel: 'm' }, { responseTimeoutMs: 200 })
+      const mute = await rejection(createUpstream({ baseUrl: silentUrl, dialect: 'openai', upstreamModel: 'm' }, { responseTimeoutMs: 200, logger })
         .request({ route: 'chat/completions', body: { messages: [] } }))
       expect(mute.status).toBe(504)
       expect(mute.message).toMatch(/did not answer within 200 ms/)
@@ -458,7 +461,7 @@ describe('OpenAI dialect adapter', () => {
     await closed.start()
     const url = closed.url
     await closed.stop()
-    const gone = await rejection(createUpstream({ baseUrl: url, dialect: 'openai', upstreamModel: 'm' }).request({ route: 'embeddings', body: { input: 'a' } }))
+    const gone = await rejection(createUpstream({ baseUrl: url, dialect: 'openai', upstreamModel: 'm' }, { logger }).request({ route: 'embeddings', body: { input: 'a' } }))
     expect(gone.status).toBe(502)
     expect(gone.type).toBe('upstream_unreachable')
     expect(gone.message).toContain(url)
@@ -532,7 +535,7 @@ describe('Anthropic dialect adapter', () => {
   beforeEach(async () => {
     fake = new FakeAnthropicServer({ apiKey: KEY, models: ['claude-test'] })
     await fake.start()
-    upstream = createUpstream({ baseUrl: fake.url, dialect: 'anthropic', apiKey: KEY, upstreamModel: 'claude-test' })
+    upstream = createUpstream({ baseUrl: fake.url, dialect: 'anthropic', apiKey: KEY, upstreamModel: 'claude-test' }, { logger })
   })
   afterEach(async () => { await fake.stop() })
 
@@ -633,7 +636,7 @@ describe('Anthropic dialect adapter', () => {
     expect(overloaded.toJSON()).toEqual({ status: 529, body: { error: { message: 'Overloaded', type: 'overloaded_error', param: null, code: null } } })
 
     const wrongKey = 'sk-ant-wrong-key-do-not-leak'
-    const unauthorised = await rejection(createUpstream({ baseUrl: fake.url, dialect: 'anthropic', apiKey: wrongKey, upstreamModel: 'claude-test' })
+    const unauthorised = await rejection(createUpstream({ baseUrl: fake.url, dialect: 'anthropic', apiKey: wrongKey, upstreamModel: 'claude-test' }, { logger })
       .request({ route: 'chat/completions', body: { messages: [{ role: 'user', content: 'a' }] } }))
     expect(unauthorised.status).toBe(401)
     expect(unauthorised.type).toBe('authentication_error')

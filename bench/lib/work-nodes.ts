@@ -22,6 +22,7 @@ import type { Connection } from '@libp2p/interface'
 const { ClawmatrixNode: Node } = await importDist<typeof import('../../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
 const { CommandAgentRunner } = await importDist<typeof import('../../src/services/agents/command-runner.js')>('services/agents/command-runner.js')
 const { parseConfig } = await importDist<typeof import('../../src/config/load.js')>('config/load.js')
+const { nodeLogger } = await importDist<typeof import('../../src/node/logging.js')>('node/logging.js')
 
 export type PathKind = 'direct' | 'relayed'
 
@@ -66,7 +67,7 @@ export async function startWorkPath (kind: PathKind, toolWorkdir: string): Promi
   const start = async (input: Record<string, unknown>): Promise<ClawmatrixNode> => {
     const stateDir = await mkdtemp(join(tmpdir(), `clawmatrix-bench-work-${String(input.nodeId)}-`))
     const config = parseConfig({ secret, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0, ...input }, `bench node ${String(input.nodeId)}`)
-    const commands = new CommandAgentRunner(config.agents)
+    const commands = new CommandAgentRunner(config.agents, { logger: nodeLogger(config.nodeId) })
     const node = await Node.create({
       config,
       stateDir,

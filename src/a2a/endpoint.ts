@@ -18,8 +18,7 @@ import { a2aTask, progressEvent, stateEvents } from './task-view.js'
 import { isTerminal, type TaskEvent, type TaskRecord } from '../tasks/task.js'
 import type { ClusterNode } from '../services/cluster/cluster-view.js'
 import type { TaskService } from '../tasks/service.js'
-import type { Logger } from '@libp2p/logger'
-import type { Startable } from '@libp2p/interface'
+import type { Logger, Startable } from '@libp2p/interface'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
 export interface A2AEndpointComponents {

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { TypedEventEmitter } from 'main-event'
 import { MAX_CREDENTIAL_BYTES, type Admission } from '../node/admission.js'
@@ -11,7 +10,7 @@ import { loadJoinedState, MEMBERSHIP_FILE } from './invite.js'
 import { parsePublicKey } from './keys.js'
 import { RevocationList } from './revocations.js'
 import type { Swarm } from '../node/swarm.js'
-import type { Logger, PeerId, Startable } from '@libp2p/interface'
+import type { ComponentLogger, Logger, PeerId, Startable } from '@libp2p/interface'
 import type { KeyObject } from 'node:crypto'
 
 /** Revocations travel on this topic; every receiver verifies the authority's signature. */
@@ -30,6 +29,8 @@ export interface MembershipInit {
    * @default 15000
    */
   checkIntervalMs?: number
+  /** The node's logger (../node/logging.ts `nodeLogger`), so every line says which node it is. */
+  logger: ComponentLogger
 }
 
 export interface MembershipEvents {
@@ -51,8 +52,7 @@ interface Credential {
  * place a peer's certified name and tags are looked up.
  */
 export class Membership extends TypedEventEmitter<MembershipEvents> implements Admission, Startable {
-  /** Unscoped until `attach` gives it the node's logger. */
-  private log: Logger = defaultLogger().forComponent('clawmatrix:membership')
+  private readonly log: Logger
   private readonly authorityKey: KeyObject
   private readonly revocations: RevocationList
   /** Every valid certificate known, by peer id. */
@@ -66,14 +66,19 @@ export class Membership extends TypedEventEmitter<MembershipEvents> implements A
 
   constructor (private readonly init: MembershipInit) {
     super()
+    this.log = init.logger.forComponent('clawmatrix:membership')
     this.authorityKey = parsePublicKey(init.authority)
     this.own = checkCertificate(this.authorityKey, init.certificate)
     this.revocations = new RevocationList(this.authorityKey, init.stateDir)
     this.holders.set(this.own.nodeId, this.own)
   }
 
-  /** The membership of a node whose state directory holds a joined invite. */
-  static async load (stateDir: string, authority?: string, checkIntervalMs?: number): Promise<Membership> {
+  /**
+   * The membership of a node whose state directory holds a joined invite;
+   * `authority`, when given, must be the one it joined.
+   */
+  static async load (stateDir: string, init: Pick<MembershipInit, 'logger' | 'checkIntervalMs'> & { authority?: string }): Promise<Membership> {
+    const { authority, checkIntervalMs, logger } = init
     const state = await loadJoinedState(stateDir)
     if (state == null) {
       throw new MembershipSetupError(`this node is in a managed cluster (authority is set) but ${stateDir} holds no certificate; run \`clawmatrix join <token> --state-dir ${stateDir}\` with an invite from \`clawmatrix invite\``)
@@ -81,7 +86,7 @@ export class Membership extends TypedEventEmitter<MembershipEvents> implements A
     if (authority != null && authority !== state.authority) {
       throw new MembershipSetupError(`the config names authority ${authority} but ${stateDir} joined the cluster of ${state.authority}`)
     }
-    const membership = new Membership({ authority: state.authority, certificate: state.certificate, stateDir, checkIntervalMs })
+    const membership = new Membership({ authority: state.authority, certificate: state.certificate, stateDir, checkIntervalMs, logger })
     await membership.revocations.load()
     return membership
   }
@@ -97,7 +102,6 @@ export class Membership extends TypedEventEmitter<MembershipEvents> implements A
   /** Attaches the swarm whose gate this is; call before start. */
   attach (swarm: Swarm): void {
     this.swarm = swarm
-    this.log = swarm.logger.forComponent('clawmatrix:membership')
   }
 
   start (): void {
@@ -243,9 +247,10 @@ export class Membership extends TypedEventEmitter<MembershipEvents> implements A
     if (parsed?.kind !== 'revocation') return TopicValidatorResult.Ignore
     try {
       // Added at once, so the check below already sees it; saving and closing connections follow.
-      const isNew = this.revocations.add(parsed.revocation) != null
-      if (!isNew) return TopicValidatorResult.Ignore
+      const revocation = this.revocations.add(parsed.revocation)
+      if (revocation == null) return TopicValidatorResult.Ignore
       this.cachedCredential = undefined
+      this.log('revocation of %s applied', revocation.nodeId ?? revocation.peerId)
       void this.enforce()
       return TopicValidatorResult.Accept
     } catch {

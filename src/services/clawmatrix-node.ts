@@ -5,7 +5,7 @@ import { Heartbeat } from '../node/heartbeat.js'
 import { loadOrCreatePeerKey } from '../node/identity.js'
 import { startInOrder, stopInReverse, type NamedPart } from '../node/lifecycle.js'
 import { escapingLog } from '../node/escape.js'
-import { consoleLog, type InfoLog } from '../node/logging.js'
+import { consoleLog, nodeLogger, type InfoLog } from '../node/logging.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm, type SwarmOptions } from '../node/swarm.js'
 import { Announcer } from './cluster/announcer.js'
@@ -201,7 +201,7 @@ export class ClawmatrixNode {
     // A managed node must have joined before it has a key: `join` installs the key its certificate names.
     const membership = config.authority == null
       ? undefined
-      : await Membership.load(init.stateDir, config.authority, config.heartbeat.intervalMs)
+      : await Membership.load(init.stateDir, { authority: config.authority, checkIntervalMs: config.heartbeat.intervalMs, logger: nodeLogger(config.nodeId) })
     const peerKey = await loadOrCreatePeerKey(init.stateDir)
     if (membership != null) {
       const peerId = peerIdFromPrivateKey(peerKey).toString()

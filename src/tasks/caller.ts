@@ -9,8 +9,7 @@ import type { TaskStore } from './store.js'
 import type { ClusterClient } from '../services/cluster-client.js'
 import type { ClusterView } from '../services/cluster/cluster-view.js'
 import type { Card } from '../services/cluster/card.js'
-import type { Logger } from '@libp2p/logger'
-import type { PeerId } from '@libp2p/interface'
+import type { Logger, PeerId } from '@libp2p/interface'
 import { UnknownTaskError } from './errors.js'
 
 export interface SubmitOptions {

@@ -3,7 +3,7 @@ import { AgentRunError } from '../services/errors.js'
 import * as c from './constants.js'
 import { isActive, isTerminal, type TaskEvent, type TaskOwner, type TaskRecord, type Turn } from './task.js'
 import type { TaskStore } from './store.js'
-import type { Logger } from '@libp2p/logger'
+import type { Logger } from '@libp2p/interface'
 import { TaskRefusedError } from './errors.js'
 
 export interface TaskExecutorInit {

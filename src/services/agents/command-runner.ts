@@ -1,6 +1,5 @@
 import { StringDecoder } from 'node:string_decoder'
 import { setTimeout as delay } from 'node:timers/promises'
-import { defaultLogger } from '@libp2p/logger'
 import { SECRET_ENV_VARS, STDIO_DRAIN_MS } from '../tools/constants.js'
 import { childEnv } from '../tools/env.js'
 import { utf8Prefix } from '../tools/output.js'
@@ -17,8 +16,8 @@ export interface CommandAgentRunnerInit {
   hiddenEnv?: string[]
   /** An answer longer than this (UTF-8 bytes) is cut with a marker. */
   maxAnswerBytes?: number
-  /** The node's logger; default: unscoped. */
-  logger?: ComponentLogger
+  /** The node's logger (../node/logging.ts `nodeLogger`), so every line says which node it is. */
+  logger: ComponentLogger
 }
 
 /** Answers are cut here by default: they travel in a single result frame. */
@@ -40,8 +39,8 @@ export class CommandAgentRunner implements AgentRunner {
   private readonly hiddenEnv: string[]
   private readonly maxAnswerBytes: number
 
-  constructor (agents: AgentConfig[], private readonly init: CommandAgentRunnerInit = {}) {
-    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:agents')
+  constructor (agents: AgentConfig[], private readonly init: CommandAgentRunnerInit) {
+    this.log = init.logger.forComponent('clawmatrix:agents')
     for (const agent of agents) {
       if (agent.command != null) this.commands.set(agent.id, agent.command)
     }

@@ -1,6 +1,5 @@
 import { appendFile, mkdir, readFile, rename, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { defaultLogger } from '@libp2p/logger'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 export const AUDIT_FILE = 'audit.jsonl'
@@ -30,12 +29,8 @@ export interface AuditLogInit {
   maxBytes?: number
   /** Counts each entry (the audit metric). */
   onEntry?(entry: AuditEntry): void
-  /**
-   * The node's logger, so a failed append says which node it was.
-   *
-   * @default defaultLogger(), with no node scope
-   */
-  logger?: ComponentLogger
+  /** The node's logger (../node/logging.ts `nodeLogger`), so a failed append says which node it was. */
+  logger: ComponentLogger
 }
 
 /**
@@ -51,7 +46,7 @@ export class AuditLog {
   private size?: number
 
   constructor (private readonly init: AuditLogInit) {
-    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:audit')
+    this.log = init.logger.forComponent('clawmatrix:audit')
     this.path = join(init.stateDir, AUDIT_FILE)
     this.maxBytes = init.maxBytes ?? DEFAULT_AUDIT_MAX_BYTES
   }

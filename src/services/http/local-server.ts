@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { defaultLogger } from '@libp2p/logger'
 import type { ComponentLogger, Logger, Startable } from '@libp2p/interface'
 import { BindError, bindReason } from '../../node/errors.js'
 
@@ -13,8 +12,8 @@ export interface LocalHttpServerInit {
   portField: string
   /** When set, every request must carry `Authorization: Bearer <token>`. */
   token?: string
-  /** The node's logger; default: unscoped. */
-  logger?: ComponentLogger
+  /** The node's logger (../node/logging.ts `nodeLogger`), so every line says which node it is. */
+  logger: ComponentLogger
 }
 
 /**
@@ -29,7 +28,7 @@ export class LocalHttpServer implements Startable {
   private readonly server: Server
 
   constructor (private readonly init: LocalHttpServerInit) {
-    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:http')
+    this.log = init.logger.forComponent('clawmatrix:http')
     this.server = createServer((req, res) => { void this.dispatch(req, res) })
   }
 

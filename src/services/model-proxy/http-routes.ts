@@ -3,7 +3,6 @@
  * GET /v1/models and POST /v1/{chat/completions, completions, embeddings},
  * answered by whichever node hosts the requested model.
  */
-import { defaultLogger } from '@libp2p/logger'
 import { UpstreamError } from '../models/errors.js'
 import { formatSseData, SseParser } from '../models/sse.js'
 import { AnthropicEventWriter, anthropicError, anthropicEvent, anthropicMessageFromChat, chatRequestFromAnthropic } from '../models/anthropic-inbound.js'
@@ -18,8 +17,8 @@ import type { ServerResponse } from 'node:http'
 
 /** The bearer token (proxyToken) is checked by the local server for every route. */
 export interface ModelRoutesInit {
-  /** The node's logger; default: unscoped. */
-  logger?: ComponentLogger
+  /** The node's logger (../node/logging.ts `nodeLogger`), so every line says which node it is. */
+  logger: ComponentLogger
   maxBodyBytes?: number
 }
 
@@ -28,9 +27,9 @@ class ClientGoneError extends Error {
   override readonly name = 'ClientGoneError'
 }
 
-export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy: ModelProxy, init: ModelRoutesInit = {}): void {
+export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy: ModelProxy, init: ModelRoutesInit): void {
   const maxBodyBytes = init.maxBodyBytes ?? MAX_REQUEST_BODY_BYTES
-  const log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy:http')
+  const log = init.logger.forComponent('clawmatrix:model-proxy:http')
 
   http.route('GET', '/v1/models', async (_req, res) => {
     // OpenAI's list format; `clawmatrix` says where each model runs.

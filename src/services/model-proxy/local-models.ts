@@ -5,7 +5,6 @@
  * a local request takes exactly the path a remote one does, minus the mesh.
  * Upstream URLs and keys stay in this object: nothing of it is announced.
  */
-import { defaultLogger } from '@libp2p/logger'
 import { createUpstream, resolveUpstreamTarget } from '../models/resolve.js'
 import { UpstreamError } from '../models/errors.js'
 import { MAX_CONCURRENT_REQUESTS } from './constants.js'
@@ -32,8 +31,8 @@ export interface LocalModelsInit {
   maxConcurrentRequests?: number
   /** Where a model that cannot be served is reported at start (the node's info log). */
   warn?(message: string): void
-  /** The node's logger; default: unscoped. */
-  logger?: ComponentLogger
+  /** The node's logger (../node/logging.ts `nodeLogger`), so every line says which node it is. */
+  logger: ComponentLogger
 }
 
 /** How busy a model is on this node: requests running, and its `maxConcurrent` when it has one. */
@@ -85,7 +84,7 @@ export class LocalModels implements Startable {
     this.queueLimits = new Map(init.models.flatMap(model => model.maxConcurrent == null || (model.maxQueued ?? 0) === 0
       ? []
       : [[model.id, { size: model.maxQueued!, waitMs: model.queueWaitMs ?? DEFAULT_QUEUE_WAIT_MS }]]))
-    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy:local')
+    this.log = init.logger.forComponent('clawmatrix:model-proxy:local')
   }
 
   async start (): Promise<void> {

@@ -5,7 +5,6 @@
  * served without the mesh.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { defaultLogger } from '@libp2p/logger'
 import { NoCandidateAcceptedError, PathLostError } from '../wire/errors.js'
 import { firstAccepting } from '../wire/failover.js'
 import { UpstreamError } from '../models/errors.js'
@@ -87,8 +86,8 @@ export interface ModelProxyInit {
   usage?: UsageLedger
   /** This node's id: the calling node in usage rows. */
   nodeId?: string
-  /** The node's logger; default: unscoped. */
-  logger?: ComponentLogger
+  /** The node's logger (../node/logging.ts `nodeLogger`), so every line says which node it is. */
+  logger: ComponentLogger
 }
 
 /** `clawmatrix` in a request body holds options for the proxy; it never reaches an upstream. */
@@ -111,7 +110,7 @@ export class ModelProxy {
   private readonly peers = new Map<string, PeerId>()
 
   constructor (private readonly init: ModelProxyInit) {
-    this.log = (init.logger ?? defaultLogger()).forComponent('clawmatrix:model-proxy')
+    this.log = init.logger.forComponent('clawmatrix:model-proxy')
     this.health = init.health ?? new HostHealth()
   }
 

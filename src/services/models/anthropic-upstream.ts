@@ -18,7 +18,7 @@ export class AnthropicUpstream implements ModelUpstream {
   private readonly redact: (text: string) => string
   private readonly messagesUrl: string
 
-  constructor (private readonly target: UpstreamTarget, private readonly init: UpstreamInit = {}) {
+  constructor (private readonly target: UpstreamTarget, private readonly init: UpstreamInit) {
     this.redact = redactor(target.apiKey)
     // accept both https://api.anthropic.com and https://api.anthropic.com/v1
     const base = target.baseUrl.replace(/\/+$/, '')
@@ -34,7 +34,7 @@ export class AnthropicUpstream implements ModelUpstream {
       defaultMaxTokens: this.init.defaultMaxTokens ?? DEFAULT_ANTHROPIC_MAX_TOKENS
     })
     const response = await postUpstream({
-      log: this.init.logger?.forComponent('clawmatrix:models:http'),
+      log: this.init.logger.forComponent('clawmatrix:models:http'),
       url: this.messagesUrl,
       headers: {
         ...this.target.headers,

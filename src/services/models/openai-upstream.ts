@@ -15,7 +15,7 @@ export class OpenAIUpstream implements ModelUpstream {
   private readonly redact: (text: string) => string
   private readonly baseUrl: string
 
-  constructor (private readonly target: UpstreamTarget, private readonly init: UpstreamInit = {}) {
+  constructor (private readonly target: UpstreamTarget, private readonly init: UpstreamInit) {
     this.redact = redactor(target.apiKey)
     this.baseUrl = target.baseUrl.replace(/\/+$/, '')
   }
@@ -26,7 +26,7 @@ export class OpenAIUpstream implements ModelUpstream {
     }
     const streaming = request.body.stream === true
     const response = await postUpstream({
-      log: this.init.logger?.forComponent('clawmatrix:models:http'),
+      log: this.init.logger.forComponent('clawmatrix:models:http'),
       url: `${this.baseUrl}/${request.route}`,
       headers: {
         ...this.target.headers,

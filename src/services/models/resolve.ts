@@ -6,7 +6,7 @@ import type { ModelUpstream, UpstreamInit, UpstreamTarget } from './upstream.js'
 import type { ModelConfig } from '../../config/schema.js'
 
 /** The adapter for a target's dialect. */
-export function createUpstream (target: UpstreamTarget, init?: UpstreamInit): ModelUpstream {
+export function createUpstream (target: UpstreamTarget, init: UpstreamInit): ModelUpstream {
   return target.dialect === 'anthropic' ? new AnthropicUpstream(target, init) : new OpenAIUpstream(target, init)
 }
 

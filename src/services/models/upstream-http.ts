@@ -3,11 +3,8 @@
  * timeout between body chunks, the caller's AbortSignal, and failures turned
  * into UpstreamErrors that name what happened without the key.
  */
-import { defaultLogger } from '@libp2p/logger'
 import { UpstreamError, UpstreamTimeout } from './errors.js'
 import type { Logger } from '@libp2p/interface'
-
-const unscoped = defaultLogger().forComponent('clawmatrix:models:http')
 
 export interface UpstreamPostInit {
   url: string
@@ -18,8 +15,8 @@ export interface UpstreamPostInit {
   idleTimeoutMs: number
   /** Strips the key from anything surfaced. */
   redact: (text: string) => string
-  /** The node's `clawmatrix:models:http` logger; default: unscoped. */
-  log?: Logger
+  /** The node's `clawmatrix:models:http` logger. */
+  log: Logger
 }
 
 /**
@@ -141,8 +138,7 @@ export async function postUpstream (init: UpstreamPostInit): Promise<UpstreamHtt
   } catch (err) {
     throw classify(err, controller, init, 'before answering')
   }
-  const log = init.log ?? unscoped
-  log('POST %s -> %d %s', safeUrl(init.url), response.status, response.headers.get('content-type'))
+  init.log('POST %s -> %d %s', safeUrl(init.url), response.status, response.headers.get('content-type'))
   return new UpstreamHttpResponse(response.status, response.headers, response, controller, init)
 }
 

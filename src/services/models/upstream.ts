@@ -32,8 +32,8 @@ export interface UpstreamInit {
   idleTimeoutMs?: number
   /** Anthropic only: max_tokens when the client sets none (default DEFAULT_ANTHROPIC_MAX_TOKENS). */
   defaultMaxTokens?: number
-  /** The node's logger; default: unscoped. */
-  logger?: ComponentLogger
+  /** The node's logger (../../node/logging.ts `nodeLogger`), so every line says which node it is. */
+  logger: ComponentLogger
 }
 
 export interface ModelRequest {

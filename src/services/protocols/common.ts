@@ -1,4 +1,3 @@
-import type { Logger } from '@libp2p/logger'
 import { type ProtocolComponents } from '../wire/components.js'
 import { ACCEPT_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, MAX_FRAME_BYTES, PROTOCOL_PREFIX, REQUEST_TIMEOUT_MS } from '../wire/constants.js'
 import { type Frame } from '../wire/frame.js'
@@ -10,7 +9,7 @@ import { protocolId } from '../wire/protocol-id.js'
 import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
 import { SHUTTING_DOWN } from '../shutdown.js'
 import { auditServed, type WorkAudit } from '../audit/served-work.js'
-import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 
 /** Options every clawmatrix work protocol takes; all have defaults. */
 export interface StreamProtocolInit {

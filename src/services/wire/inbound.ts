@@ -2,8 +2,7 @@ import { setMaxListeners } from 'node:events'
 import { ClawmatrixProtocolError, StreamCutError } from './errors.js'
 import { FrameStream } from './frame-stream.js'
 import type { Frame } from './frame.js'
-import type { Connection, Stream } from '@libp2p/interface'
-import type { Logger } from '@libp2p/interface'
+import type { Connection, Logger, Stream } from '@libp2p/interface'
 
 export interface InboundInit {
   maxFrameBytes: number
