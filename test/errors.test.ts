@@ -3,9 +3,11 @@ import { CommandError, describeFailure, exitCodeOf, UsageError, WorkCallError } 
 import { ConfigError } from '../src/config/errors.js'
 import { BindError } from '../src/node/errors.js'
 import { exposedError, MeshNotRunningError, ToolAuthorizationError, ToolInputError } from '../src/openclaw/errors.js'
-import { HttpRequestError, httpStatusOf, NodeOfflineError, RemoteWorkError, SelfTargetError, UnknownTargetError } from '../src/services/errors.js'
+import { HttpRequestError, httpErrorOf, httpStatusOf, NodeOfflineError, RemoteWorkError, SelfTargetError, UnknownTargetError } from '../src/services/errors.js'
 import { NoCandidateAcceptedError, RefusedError, StreamCutError } from '../src/services/wire/errors.js'
 import { UnknownTaskError } from '../src/tasks/errors.js'
+import { UpstreamError } from '../src/services/models/errors.js'
+import { asUpstreamError } from '../src/services/model-proxy/errors.js'
 import { runCliToEnd } from './helpers/cli.js'
 import { freePort } from './helpers/ports.js'
 
@@ -23,6 +25,24 @@ describe('the error mappings', () => {
     expect(httpStatusOf(new RefusedError('not-owner', 'not yours'))).toBe(409)
     expect(httpStatusOf(new StreamCutError('office went away'))).toBe(502)
     expect(httpStatusOf('not an error')).toBe(502)
+    expect(httpStatusOf(UpstreamError.of(429, 'rate_limit_error', 'slow down'))).toBe(429)
+  })
+
+  it('answers every local route, the model proxy included, with one OpenAI-style error body', () => {
+    expect(httpErrorOf(new NodeOfflineError('office', 'office is offline'))).toEqual({
+      status: 503, body: { error: { message: 'office is offline', type: 'server_error', param: null, code: 'NODE_OFFLINE' } }
+    })
+    expect(httpErrorOf(new HttpRequestError(413, 'the request body exceeds the limit of 10 bytes'))).toEqual({
+      status: 413, body: { error: { message: 'the request body exceeds the limit of 10 bytes', type: 'invalid_request_error', param: null, code: 'request_too_large' } }
+    })
+    expect(httpErrorOf(new UnknownTaskError('t1', 'home')).body.error).toMatchObject({ type: 'not_found_error', code: 'unknown-task' })
+    // An upstream's own answer passes as it came.
+    const upstream = UpstreamError.of(400, 'invalid_request_error', 'messages: too long', { param: 'messages', code: 'context_length_exceeded' })
+    expect(httpErrorOf(upstream)).toEqual({ status: 400, body: upstream.body })
+    // The model proxy answers what the work routes would, as an UpstreamError its routes and the mesh carry.
+    const offline = asUpstreamError(new NodeOfflineError('office', 'office is offline'))
+    expect(offline).toBeInstanceOf(UpstreamError)
+    expect({ status: offline.status, body: offline.body }).toEqual(httpErrorOf(new NodeOfflineError('office', 'office is offline')))
   })
 
   it('shows bad targets and refusals to a tool caller, and lets failures of the work pass', () => {

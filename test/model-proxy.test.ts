@@ -399,7 +399,11 @@ describe('model proxy HTTP endpoint', () => {
   it('refuses bad bodies clearly: not JSON 400, no model 400, too large 413', async () => {
     const t = await directHosts({}, {})
     const a = t.a!
-    expect(await post(a, '/v1/chat/completions', '{"model": ')).toMatchObject({ status: 400, json: { error: { message: expect.stringMatching(/not valid JSON/) } } })
+    const notJson = await post(a, '/v1/chat/completions', '{"model": ')
+    expect(notJson).toMatchObject({ status: 400, json: { error: { message: expect.stringMatching(/not valid JSON/), type: 'invalid_request_error', param: null, code: 'invalid_request' } } })
+    // One error model: the work routes answer the same mistake with the same status and body.
+    const work = await post(a, '/clawmatrix/handoff', '{"model": ')
+    expect({ status: work.status, json: work.json }).toEqual({ status: notJson.status, json: notJson.json })
     expect(await post(a, '/v1/chat/completions', '{"messages": []}')).toMatchObject({ status: 400, json: { error: { param: 'model' } } })
     const huge = Buffer.alloc(9 * 1024 * 1024, 'a')
     expect(await post(a, '/v1/embeddings', huge)).toMatchObject({ status: 413, json: { error: { code: 'request_too_large', message: expect.stringMatching(/limit of 8388608 bytes/) } } })

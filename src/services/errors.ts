@@ -6,7 +6,8 @@
  * ./models/errors.ts, A2A's in ./a2a/errors.ts.
  *
  * `httpStatusOf` below is the one mapping of any error of any layer to an
- * HTTP status; tool errors (src/openclaw/errors.ts) and CLI exit codes
+ * HTTP status, and `httpErrorOf` to the status and OpenAI-style body every
+ * local route answers with (the model proxy's included); tool errors (src/openclaw/errors.ts) and CLI exit codes
  * (src/cli/errors.ts) are mapped once each, the same way: by `name`, so
  * this module imports none of the layers above it.
  */
@@ -105,9 +106,12 @@ export class ToolError extends Error {
 
 /** A request the local HTTP endpoint refuses, with the status to answer. */
 export class HttpRequestError extends Error {
+  readonly code: string
+
   constructor (readonly status: number, message: string) {
     super(message)
     this.name = 'HttpRequestError'
+    this.code = status === 413 ? 'request_too_large' : 'invalid_request'
   }
 }
 
@@ -153,7 +157,8 @@ const REFUSAL_STATUS: Record<string, number> = {
 /** The one mapping of an error, of any layer, to the HTTP status a local endpoint answers with. */
 export function httpStatusOf (err: unknown): number {
   const { name, status, code } = (err ?? {}) as { name?: string, status?: unknown, code?: unknown }
-  if (name === 'HttpRequestError' && typeof status === 'number') return status
+  // These two carry the status to answer: a refused request, an upstream's (or the model proxy's) answer.
+  if ((name === 'HttpRequestError' || name === 'UpstreamError') && typeof status === 'number') return status
   if (name === 'RefusedError') return REFUSAL_STATUS[String(code)] ?? 409
   return HTTP_STATUS[name ?? ''] ?? 502
 }
@@ -162,4 +167,40 @@ export function httpStatusOf (err: unknown): number {
 export function errorCode (err: unknown): string {
   const { name, code } = (err ?? {}) as { name?: string, code?: unknown }
   return String(code ?? name ?? 'error')
+}
+
+/**
+ * The body of an error a local endpoint answers with: OpenAI's shape, which
+ * the official clients read (`message`, `type`, `param`, `code`); callers of
+ * the work and task routes read its `code` and `message`.
+ */
+export interface ErrorBody {
+  error: {
+    message: string
+    type: string
+    param?: string | null
+    code: string | number | null
+  }
+}
+
+/** OpenAI's error `type` for a status. */
+export function errorTypeOf (status: number): string {
+  if (status === 401) return 'authentication_error'
+  if (status === 403) return 'permission_error'
+  if (status === 404) return 'not_found_error'
+  if (status === 429) return 'rate_limit_error'
+  if (status >= 500) return 'server_error'
+  return 'invalid_request_error'
+}
+
+/**
+ * What a local endpoint answers for an error of any layer: `httpStatusOf`'s
+ * status and an ErrorBody. An error that carries its own body (an
+ * UpstreamError: an upstream's answer, or the model proxy's) keeps it.
+ */
+export function httpErrorOf (err: unknown): { status: number, body: ErrorBody } {
+  const status = httpStatusOf(err)
+  const { body, message } = (err ?? {}) as { body?: ErrorBody, message?: unknown }
+  if ((err as Error)?.name === 'UpstreamError' && body?.error != null) return { status, body }
+  return { status, body: { error: { message: String(message ?? err), type: errorTypeOf(status), param: null, code: errorCode(err) } } }
 }

@@ -2,7 +2,7 @@
  * The task API over the node's local HTTP endpoint, for the CLI and scripts
  * (docs/tasks.md): submit, list, read, follow (NDJSON), answer, cancel.
  */
-import { errorCode, HttpRequestError, httpStatusOf } from '../services/errors.js'
+import { HttpRequestError, httpErrorOf } from '../services/errors.js'
 import { readJsonBody } from '../services/http/body.js'
 import { sendJson, type LocalHttpServer } from '../services/http/local-server.js'
 import { MAX_TASK_TEXT_BYTES } from './constants.js'
@@ -86,7 +86,8 @@ function sendError (res: ServerResponse, err: any): void {
     res.destroy(err)
     return
   }
-  sendJson(res, httpStatusOf(err), { error: { code: errorCode(err), message: err.message } })
+  const { status, body } = httpErrorOf(err)
+  sendJson(res, status, body)
 }
 
 function text (body: Record<string, unknown>, field: string): string {

@@ -5,7 +5,7 @@
  * it holds no authority key.
  */
 import type { Membership } from '../../membership/index.js'
-import { httpStatusOf } from '../errors.js'
+import { httpErrorOf } from '../errors.js'
 import { readJsonBody } from './body.js'
 import { RouteGroup, sendJson, type LocalHttpServer } from './local-server.js'
 import type { Startable } from '@libp2p/interface'
@@ -31,7 +31,8 @@ export class MembershipRoutes implements Startable {
         sendJson(res, 200, { applied: true, new: isNew, revocations: membership.revocationList().length })
       } catch (err: any) {
         if (err.name !== 'HttpRequestError' && err.name !== 'InvalidCredentialError') throw err
-        sendJson(res, httpStatusOf(err), { error: { message: err.message, type: 'invalid_request_error' } })
+        const { status, body } = httpErrorOf(err)
+        sendJson(res, status, body)
       }
     })
     http.route('GET', '/clawmatrix/revocations', async (_req, res) => {

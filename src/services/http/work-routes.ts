@@ -5,7 +5,7 @@
  * then one `result` or `error` line. Closing the request cancels the work on
  * the remote node. A failure before any line goes out gets a proper status.
  */
-import { errorCode, HttpRequestError, httpStatusOf } from '../errors.js'
+import { errorCode, HttpRequestError, httpErrorOf } from '../errors.js'
 import type { CallOptions, ClusterClient } from '../cluster-client.js'
 import { readJsonBody } from './body.js'
 import { RouteGroup, sendJson, type LocalHttpServer } from './local-server.js'
@@ -67,12 +67,12 @@ async function serveWork (req: IncomingMessage, res: ServerResponse, call: WorkC
     res.end()
   } catch (err: any) {
     if (cancel.signal.aborted) return
-    const code = errorCode(err)
     if (res.headersSent) {
-      line({ type: 'error', code, message: err.message })
+      line({ type: 'error', code: errorCode(err), message: err.message })
       res.end()
     } else {
-      sendJson(res, httpStatusOf(err), { error: { code, message: err.message } })
+      const { status, body } = httpErrorOf(err)
+      sendJson(res, status, body)
     }
   }
 }

@@ -6,7 +6,7 @@
 import { RefusedError } from '../wire/errors.js'
 import { UpstreamError } from '../models/errors.js'
 import { FINAL_UPSTREAM_STATUSES } from './constants.js'
-import { HttpRequestError } from '../errors.js'
+import { httpErrorOf } from '../errors.js'
 import type { LoadField } from './messages.js'
 
 /**
@@ -59,11 +59,14 @@ export function tooLarge (message: string): UpstreamError {
   return UpstreamError.of(413, 'invalid_request_error', message, { code: 'request_too_large' })
 }
 
-/** Anything thrown as an UpstreamError a client can be answered with. */
+/**
+ * Anything thrown as an UpstreamError a client can be answered with: a host's
+ * refusal as its upstream's answer, any other error through the local
+ * endpoint's one mapping (../errors.ts `httpErrorOf`).
+ */
 export function asUpstreamError (err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err
-  if (err instanceof HttpRequestError) return err.status === 413 ? tooLarge(err.message) : badRequest(err.message)
   if (err instanceof HostRefusedError && err.upstream != null) return err.upstream
-  const message = err instanceof Error ? err.message : String(err)
-  return UpstreamError.of(500, 'server_error', message, { code: 'internal_error' })
+  const { status, body } = httpErrorOf(err)
+  return new UpstreamError(status, body)
 }

@@ -1,12 +1,7 @@
-/** The error body OpenAI-compatible servers answer with; clients parse `error.message`. */
-export interface OpenAIErrorBody {
-  error: {
-    message: string
-    type: string
-    param?: string | null
-    code: string | number | null
-  }
-}
+import { errorTypeOf, type ErrorBody } from '../errors.js'
+
+/** The error body OpenAI-compatible servers answer with, and the local endpoint too; clients parse `error.message`. */
+export type OpenAIErrorBody = ErrorBody
 
 /**
  * A request the upstream refused or could not finish. `status` is the HTTP
@@ -70,13 +65,9 @@ export function openAIErrorFromUpstream (status: number, text: string, redact: (
   return UpstreamError.of(status, typeFromStatus(status), redact(`the upstream answered ${status}${detail === '' ? '' : `: ${detail}`}`))
 }
 
+/** The `type` of an upstream's error that gave none: OpenAI's for the status, `upstream_error` for a failing upstream. */
 export function typeFromStatus (status: number): string {
-  if (status === 401) return 'authentication_error'
-  if (status === 403) return 'permission_error'
-  if (status === 404) return 'not_found_error'
-  if (status === 429) return 'rate_limit_error'
-  if (status >= 500) return 'upstream_error'
-  return 'invalid_request_error'
+  return status >= 500 ? 'upstream_error' : errorTypeOf(status)
 }
 
 /** Replaces every occurrence of a secret, so an upstream echoing the key cannot leak it. */
