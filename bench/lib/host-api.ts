@@ -8,13 +8,23 @@ export type PathKind = 'direct' | 'relayed'
 
 /** One clawmatrix node to start in a host. */
 export interface NodeSpec {
+  /** Its name; a managed node's must be the one its invite certifies. */
   nodeId: string
+  /**
+   * An invite token (`Authority.invite`): the host joins it into the node's
+   * state directory, so the node is a member of that managed cluster with its
+   * own certificate, and takes its secret from there (not from the host's
+   * environment). The token is a credential: it is never logged.
+   */
+  invite?: string
   /** A listening node (and so a relay); otherwise dial-out only. */
   listen: boolean
   /** The configured peers (bootstrap nodes). */
   peers: Array<{ nodeId: string, url: string }>
   /** heartbeat.intervalMs, which is also the announce interval. */
   intervalMs: number
+  /** heartbeat.maxMissed; the schema's default when undefined. */
+  maxMissed?: number
   /** Nodes of another cluster get another secret, so the two never meet. */
   cluster?: string
   /** Watch the view until it lists this many nodes (self included), all reachable. */
@@ -32,6 +42,24 @@ export interface StartedNode {
   ws?: string
   /** When its start() resolved. */
   startedAt: number
+  /** Its local HTTP endpoint (`http://127.0.0.1:<port>`), where `clawmatrix revoke --port` posts. */
+  http: string
+}
+
+/**
+ * What a watch waits for on each node it covers, from the moment it is armed:
+ * - `card-newer`: the node holds a card of `peerId` newer than the one it held;
+ * - `refuses`: the node refuses `peerId` (a revocation reached it), its view
+ *   no longer lists it, and it holds no connection to it.
+ */
+export type WatchCondition =
+  | { kind: 'card-newer', peerId: string }
+  | { kind: 'refuses', peerId: string }
+
+/** When one node of a watch first met its condition (epoch ms), or nothing if it has not (yet). */
+export interface WatchRecord {
+  nodeId: string
+  metAt?: number
 }
 
 /**
@@ -138,6 +166,16 @@ export interface HostMethods {
   /** Writes a line on an echo stream and waits for the other end to echo it. */
   roundTrip: { params: { key: string, timeoutMs: number }, result: { ms: number } }
   streamState: { params: { key: string }, result: StreamState }
+  /** Publishes a node's card now (a new seq), outside its announce period. */
+  publishCard: { params: { nodeId: string }, result: null }
+  /**
+   * Starts timing `condition` on every node of this host but `exclude` and
+   * the node the condition names (its peer id); each node's first moment is
+   * recorded in the host, off its own events, so the IPC round trip is not in it.
+   */
+  armWatch: { params: { id: string, condition: WatchCondition, exclude?: string[] }, result: { nodes: number } }
+  /** Waits until every node of a watch met its condition, or the timeout; returns the records and forgets the watch. */
+  waitWatch: { params: { id: string, timeoutMs: number }, result: WatchRecord[] }
   /** Stops every node gracefully (with a deadline) and removes their state. */
   stopNodes: { params: Record<string, never>, result: null }
 }

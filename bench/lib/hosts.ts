@@ -1,3 +1,25 @@
+/**
+ * Node hosts: clawmatrix nodes spread over child processes, so a bench of
+ * 50 or 200 nodes is not one event loop. Each host is a forked Node.js
+ * process (./node-host.ts) running several real ClawmatrixNodes from dist/,
+ * driven over the IPC channel; the methods and their types are in
+ * ./host-api.ts.
+ *
+ *   const hosts = await startHosts(5, { ...process.env, [SECRET_ENV]: secret })
+ *   try {
+ *     const started = await hosts[0].call('start', { nodes: [{ nodeId: 'a', listen: true, peers: [], intervalMs: 1000 }] })
+ *     // ... hosts[i].call('waitConverged' | 'armWatch' | 'waitWatch' | 'processStats' | ..., params)
+ *   } finally {
+ *     await stopHosts(hosts)            // stops the nodes, then the processes
+ *     assertNoOrphans(hosts)            // throws if any process of their groups is left
+ *   }
+ *
+ * A managed node gets `invite: <token>` in its NodeSpec (and needs no secret
+ * in the environment). Every host is the leader of its own process group:
+ * `stop` ends the whole group, and so does this process's exit, a SIGINT or
+ * a SIGTERM to it (a host also exits by itself when its IPC channel closes,
+ * e.g. when this process is SIGKILLed).
+ */
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { requireBuilt } from './paths.js'
@@ -6,6 +28,41 @@ import type { HostMethod, HostMethods, HostReply, HostRequest } from './host-api
 const HOST_SCRIPT = fileURLToPath(new URL('./node-host.js', import.meta.url))
 const READY_TIMEOUT_MS = 30_000
 const DEFAULT_CALL_TIMEOUT_MS = 120_000
+
+/** The process groups of hosts not yet seen to exit: ended on this process's exit or a stopping signal. */
+const liveGroups = new Set<number>()
+let exitHooked = false
+
+function killGroup (pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal)
+  } catch {
+    // The group is gone already.
+  }
+}
+
+/** Whether any process of a host's group still runs (a zombie child counts until reaped). */
+export function groupAlive (pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch (err: any) {
+    return err.code === 'EPERM'
+  }
+}
+
+function hookExit (): void {
+  if (exitHooked) return
+  exitHooked = true
+  process.once('exit', () => { for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL') })
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL')
+      // Die of the signal as if nothing had caught it.
+      process.kill(process.pid, signal)
+    })
+  }
+}
 
 /**
  * A child process running ./node-host.ts: several clawmatrix nodes in one
@@ -32,6 +89,11 @@ export class NodeHost {
     this.exit = promise
     child.on('exit', (code, signal) => {
       this.exited = true
+      // Anything the host itself started goes with it.
+      if (child.pid != null) {
+        killGroup(child.pid, 'SIGKILL')
+        liveGroups.delete(child.pid)
+      }
       resolve()
       for (const waiter of this.pending.values()) waiter.reject(new Error(`host ${name} exited (${signal ?? code}); output:\n${this.output}`))
       this.pending.clear()
@@ -44,8 +106,10 @@ export class NodeHost {
 
   /** Forks a host on the running Node binary and waits until it has loaded the package. */
   static async start (name: string, env: NodeJS.ProcessEnv): Promise<NodeHost> {
-    // --expose-gc: memory is read after a full GC.
-    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+    // --expose-gc: memory is read after a full GC. detached: a process group of its own, ended as one.
+    hookExit()
+    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], detached: true })
+    if (child.pid != null) liveGroups.add(child.pid)
     const host = new NodeHost(name, child)
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => { reject(new Error(`host ${name} not ready within ${READY_TIMEOUT_MS} ms; output:\n${host.output}`)) }, READY_TIMEOUT_MS)
@@ -61,7 +125,7 @@ export class NodeHost {
         reject(new Error(`host ${name} exited (${code}) before it was ready; output:\n${host.output}`))
       })
     }).catch(err => {
-      child.kill('SIGKILL')
+      if (child.pid != null) killGroup(child.pid, 'SIGKILL')
       throw err
     })
     return host
@@ -84,12 +148,12 @@ export class NodeHost {
     })
   }
 
-  /** Stops its nodes gracefully, then the process (SIGKILL if it lingers). */
+  /** Stops its nodes gracefully, then the process (its whole group, SIGKILL if it lingers). */
   async stop (): Promise<void> {
     if (this.exited) return
     await this.call('stopNodes', {}, 20_000).catch(() => {})
     if (this.child.connected) this.child.disconnect()
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000)
+    const timer = setTimeout(() => { killGroup(this.pid, 'SIGKILL') }, 5_000)
     await this.exit
     clearTimeout(timer)
   }
@@ -109,4 +173,10 @@ export async function startHosts (count: number, env: NodeJS.ProcessEnv, prefix 
 
 export async function stopHosts (hosts: Iterable<NodeHost>): Promise<void> {
   await Promise.allSettled([...hosts].map(async h => { await h.stop() }))
+}
+
+/** Throws, naming them, if any process of the hosts' groups still runs (after stopHosts). */
+export function assertNoOrphans (hosts: Iterable<NodeHost>): void {
+  const left = [...hosts].filter(h => groupAlive(h.pid))
+  if (left.length > 0) throw new Error(`node host processes left running: ${left.map(h => `${h.name} (process group ${h.pid})`).join(', ')}`)
 }

@@ -5,7 +5,8 @@
  * IPC channel (./host-api.ts). Started by ./hosts.ts; exits when the bench
  * process goes away.
  *
- * The cluster secret comes from the environment, like the CLI's.
+ * An unmanaged node's cluster secret comes from the environment, like the
+ * CLI's; a managed node's from the invite it joins (NodeSpec.invite).
  */
 import { createHmac } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -16,7 +17,7 @@ import { EchoLines, ECHO_PROTOCOL, sendBulk, serveSink } from './bench-streams.j
 import { importDist } from './dist.js'
 import { LoopLag } from './loop-lag.js'
 import { TrafficCounter } from './traffic-counter.js'
-import type { ConvergenceRecord, HostMethod, HostMethods, HostReply, HostRequest, NodeSpec, PathKind } from './host-api.js'
+import type { ConvergenceRecord, HostMethod, HostMethods, HostReply, HostRequest, NodeSpec, PathKind, WatchCondition, WatchRecord } from './host-api.js'
 import type { ClawmatrixNode } from '../../src/services/clawmatrix-node.js'
 import type { Connection } from '@libp2p/interface'
 
@@ -24,15 +25,17 @@ const { ClawmatrixNode: Node } = await importDist<typeof import('../../src/servi
 const { parseConfig } = await importDist<typeof import('../../src/config/load.js')>('config/load.js')
 const { ANNOUNCE_TOPIC } = await importDist<typeof import('../../src/services/cluster/card.js')>('services/cluster/card.js')
 const { SECRET_ENV } = await importDist<typeof import('../../src/cli/run-node.js')>('cli/run-node.js')
+const { joinInvite, withJoinedState } = await importDist<typeof import('../../src/membership/index.js')>('membership/index.js')
 
 const baseSecret = process.env[SECRET_ENV]
-if (baseSecret == null || baseSecret === '') throw new Error(`the node host needs the cluster secret in ${SECRET_ENV}`)
 
 /** A view is checked on its own events; this sweep only catches what no event announced. */
 const CONVERGENCE_SWEEP_MS = 250
 const STOP_DEADLINE_MS = 10_000
 /** Distinct kinds of warnings kept (a kind is the message without ids and numbers). */
 const MAX_WARNING_KINDS = 20
+/** A watch is checked on its nodes' events; this sweep only catches what no event announced. */
+const WATCH_SWEEP_MS = 20
 
 interface Hosted {
   spec: NodeSpec
@@ -49,12 +52,15 @@ const hosted = new Map<string, Hosted>()
 const echoes = new Map<string, { lines: EchoLines, node: ClawmatrixNode, opened: number }>()
 /** The nodes' warnings by kind: how many, and the first of each. */
 const warnings = new Map<string, { count: number, first: string }>()
+/** Armed watches by id: a record per covered node, and how to stop listening. */
+const watches = new Map<string, { records: WatchRecord[], done: Promise<void>, stop: () => void }>()
 let echoCount = 0
 const loopLag = new LoopLag()
 let cpuSince = process.cpuUsage()
 
 function secretOf (cluster: string | undefined): string {
-  return cluster == null ? baseSecret! : createHmac('sha256', baseSecret!).update(`cluster ${cluster}`).digest('hex')
+  if (baseSecret == null || baseSecret === '') throw new Error(`an unmanaged node needs the cluster secret in ${SECRET_ENV} (or give it an invite)`)
+  return cluster == null ? baseSecret : createHmac('sha256', baseSecret).update(`cluster ${cluster}`).digest('hex')
 }
 
 function get (nodeId: string): Hosted {
@@ -65,17 +71,20 @@ function get (nodeId: string): Hosted {
 
 async function startNode (spec: NodeSpec): Promise<Hosted> {
   const stateDir = await mkdtemp(join(tmpdir(), `clawmatrix-bench-${spec.nodeId}-`))
-  const config = parseConfig({
+  const input = {
     nodeId: spec.nodeId,
-    secret: secretOf(spec.cluster),
     listen: spec.listen,
     listenHost: '127.0.0.1',
     listenPort: 0,
     proxyPort: 0,
     peers: spec.peers,
-    heartbeat: { intervalMs: spec.intervalMs },
+    heartbeat: { intervalMs: spec.intervalMs, ...(spec.maxMissed == null ? {} : { maxMissed: spec.maxMissed }) },
     mesh: { mode: spec.mode ?? 'on-demand' }
-  }, `bench node ${spec.nodeId}`)
+  }
+  // A managed node: its key, certificate, the authority and the secret come from the invite, as `clawmatrix join` installs them.
+  const config = parseConfig(spec.invite == null
+    ? { ...input, secret: secretOf(spec.cluster) }
+    : withJoinedState(input, await joinInvite(spec.invite, stateDir)), `bench node ${spec.nodeId}`)
   const node = await Node.create({
     config,
     stateDir,
@@ -149,6 +158,45 @@ function watch ({ node, convergence }: Hosted, expected: number, mode: 'on-deman
   return stop
 }
 
+/**
+ * Records, per node, the first moment `condition` holds: checked when the
+ * node's view, membership or connections change (the moment the change
+ * happened), and on a short sweep for anything no event announced.
+ */
+function armWatch (covered: Hosted[], condition: WatchCondition): { records: WatchRecord[], done: Promise<void>, stop: () => void } {
+  const peer = peerIdFromString(condition.peerId)
+  const checks = covered.map(({ spec, node }) => {
+    const record: WatchRecord = { nodeId: spec.nodeId }
+    const seqBefore = node.view.card(condition.peerId)?.seq ?? 0
+    const met = condition.kind === 'card-newer'
+      ? () => (node.view.card(condition.peerId)?.seq ?? 0) > seqBefore
+      : () => node.membership?.refuses(peer) === true && node.view.card(condition.peerId) == null && node.swarm.getConnections(peer).length === 0
+    return { node, record, met }
+  })
+  const { promise: done, resolve } = Promise.withResolvers<void>()
+  const check = (): void => {
+    const now = Date.now()
+    for (const { record, met } of checks) if (record.metAt == null && met()) record.metAt = now
+    if (checks.every(c => c.record.metAt != null)) resolve()
+  }
+  const events: Array<[EventTarget, string]> = checks.flatMap(({ node }) => [
+    [node.view, 'node:joined'], [node.view, 'node:updated'], [node.view, 'node:left'],
+    [node.swarm, 'connection:close'],
+    ...node.membership == null ? [] : [[node.membership, 'peer:refused'] as [EventTarget, string]]
+  ])
+  // Checked once the event's own handlers ran (the card stored, the connection gone from the list).
+  const onEvent = (): void => { queueMicrotask(check) }
+  for (const [target, type] of events) target.addEventListener(type, onEvent)
+  const sweep = setInterval(check, WATCH_SWEEP_MS)
+  check()
+  const stop = (): void => {
+    clearInterval(sweep)
+    for (const [target, type] of events) target.removeEventListener(type, onEvent)
+    resolve()
+  }
+  return { records: checks.map(c => c.record), done, stop }
+}
+
 function connectionCount (node: ClawmatrixNode): { direct: number, relayed: number } {
   const open = node.swarm.getConnections().filter(c => c.status === 'open')
   const relayed = open.filter(c => c.remoteAddr.toString().includes('/p2p-circuit')).length
@@ -187,8 +235,32 @@ const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promis
       nodeId: node.config.nodeId,
       peerId: node.peerId.toString(),
       ws: node.swarm.getMultiaddrs().map(String).find(a => a.includes('/ws') && !a.includes('/p2p-circuit')),
-      startedAt: convergence.startedAt
+      startedAt: convergence.startedAt,
+      http: node.http.url
     }))
+  },
+
+  async publishCard ({ nodeId }) {
+    await get(nodeId).node.announcer.publish()
+    return null
+  },
+
+  async armWatch ({ id, condition, exclude = [] }) {
+    if (watches.has(id)) throw new Error(`a watch ${id} is armed already`)
+    const covered = [...hosted.values()].filter(h => !exclude.includes(h.spec.nodeId) && h.node.peerId.toString() !== condition.peerId)
+    watches.set(id, armWatch(covered, condition))
+    return { nodes: covered.length }
+  },
+
+  async waitWatch ({ id, timeoutMs }) {
+    const watch = watches.get(id)
+    if (watch == null) throw new Error(`no watch ${id} is armed`)
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([watch.done, new Promise(resolve => { timer = setTimeout(resolve, timeoutMs) })])
+    clearTimeout(timer)
+    watch.stop()
+    watches.delete(id)
+    return watch.records.map(r => ({ ...r }))
   },
 
   async waitConverged ({ timeoutMs }) {
@@ -293,6 +365,8 @@ const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promis
     const all = [...hosted.values()]
     hosted.clear()
     echoes.clear()
+    for (const watch of watches.values()) watch.stop()
+    watches.clear()
     warnings.clear()
     for (const h of all) h.unwatch?.()
     const deadline = new Promise(resolve => setTimeout(resolve, STOP_DEADLINE_MS).unref())
