@@ -2,7 +2,7 @@ import { createServer } from 'node:net'
 import { lpStream } from '@libp2p/utils'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ANNOUNCE_TOPIC } from '../src/services/cluster/card.js'
-import { ClawmatrixMetrics } from '../src/services/inspect/metrics.js'
+import { ClawmatrixMetrics, EVENT_LOOP_SAMPLE_MS } from '../src/services/inspect/metrics.js'
 import { ViewProtocol } from '../src/services/inspect/view-protocol.js'
 import { libp2pComponents } from '../src/services/wire/components.js'
 import { VERSION } from '../src/version.js'
@@ -244,6 +244,15 @@ describe('GET /metrics', () => {
     const alphaSamples = (await metricsOf(alpha)).samples
     expect(alphaSamples.get('clawmatrix_streams_total{protocol="/clawmatrix/tool/1.0.0",direction="outbound",path="relayed"}')).toBe(1)
     expect(alphaSamples.has(`clawmatrix_requests_total{${model},direction="inbound",outcome="ok"}`)).toBe(false)
+  })
+
+  it('samples the event loop once a second, not every 10 ms (prom-client\'s default wakes an idle node 100 times a second)', async () => {
+    // Each sample is the interval between two ticks of the sampling timer; a scrape resets them.
+    const lag = await waitFor('a scrape with event-loop samples', async () => {
+      const min = (await metricsOf(hub)).samples.get('nodejs_eventloop_lag_min_seconds')
+      return min != null && min < 3_600 ? min : undefined
+    }, { timeoutMs: 30_000, intervalMs: 2_500 })
+    expect(lag).toBeGreaterThanOrEqual(EVENT_LOOP_SAMPLE_MS / 1000 * 0.9)
   })
 
   it('keeps serving every node\'s metrics after more nodes start and stop in the same process', async () => {

@@ -34,6 +34,15 @@ export interface MetricsSources {
 }
 
 
+/**
+ * How often the `nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds`
+ * series sample the event loop. prom-client's default, 10 ms, is a timer that
+ * wakes an idle node 100 times a second: 85-90% of a lone node's idle CPU
+ * (docs/benchmarks.md, idle CPU). Once a second still shows a stalled loop in
+ * `_max`; each sample is the interval between two ticks, so an idle loop reads 1 s.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 1_000
+
 const REACHES: Reach[] = ['self', 'direct', 'relayed', 'unreachable']
 
 /** Model calls and long `exec`s take minutes; a status-like exchange takes milliseconds. */
@@ -145,9 +154,9 @@ export class ClawmatrixMetrics {
     })
   }
 
-  /** The libp2p `metrics` option: libp2p's own `libp2p_*` series, in this node's registry. */
+  /** The libp2p `metrics` option: libp2p's own `libp2p_*` series and the process's, in this node's registry. */
   libp2pMetrics (): ReturnType<typeof prometheusMetrics> {
-    return prometheusMetrics({ registry: this.registry })
+    return prometheusMetrics({ registry: this.registry, defaultMetrics: { eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS } })
   }
 
   /** Where the gauges read the node's state; called once the node exists. */
