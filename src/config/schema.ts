@@ -15,6 +15,9 @@ export const DEFAULT_RECONNECT_MAX_MS = 60_000
 /** LiteLLM's defaults: three failures in a row cool a host down for a minute. */
 export const DEFAULT_COOLDOWN_FAILURES = 3
 export const DEFAULT_COOLDOWN_MS = 60_000
+/** Model streams kept open per host between requests, and for how long (modelRouting.reuseStreams). */
+export const DEFAULT_IDLE_STREAMS_PER_HOST = 4
+export const DEFAULT_IDLE_STREAM_MS = 10_000
 /** How long a request waits in a model's queue for a slot before it is refused as busy (429 to the client). */
 export const DEFAULT_QUEUE_WAIT_MS = 30_000
 export const MIN_SECRET_LENGTH = 16
@@ -93,7 +96,10 @@ export const ModelSchema = Type.Object({
 
 export const ModelRoutingSchema = Type.Object({
   cooldownFailures: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_FAILURES, description: 'A model host that failed this many requests in a row is skipped for cooldownMs' })),
-  cooldownMs: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_MS, description: 'How long a failing model host is skipped' }))
+  cooldownMs: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_MS, description: 'How long a failing model host is skipped' })),
+  reuseStreams: Type.Optional(Type.Boolean({ default: false, description: 'Keep model streams to hosts open between requests (/clawmatrix/model/1.1.0) instead of one stream per request' })),
+  idleStreamsPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: DEFAULT_IDLE_STREAMS_PER_HOST, description: 'With reuseStreams: idle model streams kept open per host' })),
+  idleStreamMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_IDLE_STREAM_MS, description: 'With reuseStreams: an idle model stream is closed after this long' }))
 }, { additionalProperties: false })
 
 export const ToolProxySchema = Type.Object({

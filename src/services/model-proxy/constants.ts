@@ -6,6 +6,16 @@ export const MODEL_PROTOCOL_NAME = 'model'
 export const MODEL_PROTOCOL_VERSION = '1.0.0'
 
 /**
+ * `/clawmatrix/model/1.1.0`: the same frames, but a stream carries one
+ * request after another (each with an `id` the host echoes in its first
+ * and final frames) instead of closing after the first.
+ */
+export const MODEL_PROTOCOL_REUSE_VERSION = '1.1.0'
+
+/** Host: a reused stream that brought no next request for this long is closed. */
+export const NEXT_REQUEST_TIMEOUT_MS = 60_000
+
+/**
  * Largest request body the HTTP endpoint accepts. A request travels in one
  * frame, so the protocol's frame limit is this plus room for the envelope.
  * Images inlined as base64 make chat bodies large; 8 MiB holds a few.

@@ -8,6 +8,9 @@
  *                  | answer, chunk*, end           (the whole answer)
  *                  | answer, chunk*, failed|error  (cut mid-answer)
  *                  with keepalive anywhere while the upstream is quiet
+ *
+ * On `/clawmatrix/model/1.1.0` the stream stays open after `rejected`,
+ * `end` or `failed` for the caller's next request; `id` tells them apart.
  */
 import Type, { type Static } from 'typebox'
 import { MODEL_ROUTES } from '../models/upstream.js'
@@ -24,6 +27,7 @@ export const OpenAIErrorBody = Type.Object({
 })
 
 const HttpStatus = Type.Integer({ minimum: 100, maximum: 599 })
+const RequestId = Type.Integer({ minimum: 1 })
 
 export const ModelRequestFrame = Type.Object({
   type: Type.Literal('model'),
@@ -33,7 +37,9 @@ export const ModelRequestFrame = Type.Object({
   /** The client's JSON body, passed to the upstream as is (its `model` is replaced there). */
   body: Type.Record(Type.String(), Type.Unknown()),
   /** At the model's maxConcurrent, wait in its queue when it has room instead of refusing as busy. */
-  wait: Type.Optional(Type.Boolean())
+  wait: Type.Optional(Type.Boolean()),
+  /** The request's number on a reused stream (`/clawmatrix/model/1.1.0`); echoed in `answer`, `rejected`, `end` and `failed`. */
+  id: Type.Optional(RequestId)
 })
 export type ModelRequestFrame = Static<typeof ModelRequestFrame>
 
@@ -58,7 +64,8 @@ export const RejectedFrame = Type.Object({
   /** With code "upstream-error": the upstream's status and OpenAI-style body. */
   status: Type.Optional(HttpStatus),
   error: Type.Optional(OpenAIErrorBody),
-  load: Type.Optional(LoadField)
+  load: Type.Optional(LoadField),
+  id: Type.Optional(RequestId)
 })
 
 /** The upstream started a successful answer; chunks follow. */
@@ -66,7 +73,8 @@ export const AnswerFrame = Type.Object({
   type: Type.Literal('answer'),
   status: HttpStatus,
   contentType: Type.String({ minLength: 1 }),
-  load: Type.Optional(LoadField)
+  load: Type.Optional(LoadField),
+  id: Type.Optional(RequestId)
 })
 
 /** A piece of the answer body: whole SSE events for a stream, the JSON text otherwise. */
@@ -79,14 +87,16 @@ export const ChunkFrame = Type.Object({
 export const EndFrame = Type.Object({
   type: Type.Literal('end'),
   /** The upstream's token usage, when it said. */
-  usage: Type.Optional(Type.Object({ input: Type.Integer({ minimum: 0 }), output: Type.Integer({ minimum: 0 }) }))
+  usage: Type.Optional(Type.Object({ input: Type.Integer({ minimum: 0 }), output: Type.Integer({ minimum: 0 }) })),
+  id: Type.Optional(RequestId)
 })
 
 /** The upstream failed mid-answer; final. */
 export const FailedFrame = Type.Object({
   type: Type.Literal('failed'),
   status: HttpStatus,
-  error: OpenAIErrorBody
+  error: OpenAIErrorBody,
+  id: Type.Optional(RequestId)
 })
 
 /** A received error body in the shape UpstreamError holds (absent fields become null). */

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { type ProtocolComponents } from '../wire/components.js'
 import { GOODBYE_TIMEOUT_MS } from '../wire/constants.js'
-import { FrameTooLargeError, MalformedFrameError, RefusedError, RemoteError } from '../wire/errors.js'
+import { FrameTooLargeError, MalformedFrameError, RefusedError, RemoteError, StreamCutError } from '../wire/errors.js'
 import { type Frame } from '../wire/frame.js'
 import { FrameStream } from '../wire/frame-stream.js'
 import { watchCaller } from '../wire/inbound.js'
@@ -15,6 +15,7 @@ import * as c from './constants.js'
 import { answerCut, asUpstreamError, HostRefusedError, tooLarge } from './errors.js'
 import { AnswerFrame, EndFrame, errorBodyOf, FailedFrame, ModelRequestFrame, RejectedFrame, type LoadField, type RejectCode } from './messages.js'
 import { isBusy, type LocalModels } from './local-models.js'
+import { ModelStreamPool, type StreamLease } from './stream-pool.js'
 import type { ModelResponse, TokenUsage } from '../models/upstream.js'
 import type { Connection, PeerId } from '@libp2p/interface'
 
@@ -29,6 +30,18 @@ export interface ModelProtocolInit extends StreamProtocolInit {
   chunkBytes?: number
   /** Host: called once per request served for another node, when it ended. */
   onServed?(served: ServedRequest): void
+  /**
+   * Caller: keep streams to hosts open between requests
+   * (`/clawmatrix/model/1.1.0`), a few per host; hosts that speak only
+   * 1.0.0 get a stream per request as before. Hosts always accept both.
+   *
+   * @default false
+   */
+  reuseStreams?: boolean
+  /** Caller: idle streams kept per host. @default 4 */
+  maxIdleStreamsPerHost?: number
+  /** Caller: an idle stream is closed after this long. @default 10_000 */
+  idleStreamMs?: number
 }
 
 /** A request this node served for another node. */
@@ -77,6 +90,8 @@ const encoder = new TextEncoder()
  */
 export class ModelStreamProtocol extends StreamProtocol {
   private readonly models: LocalModels
+  /** Caller: streams kept open between requests, when `reuseStreams` is on. */
+  readonly pool?: ModelStreamPool
 
   constructor (components: ProtocolComponents, private readonly init: ModelProtocolInit) {
     super(components, c.MODEL_PROTOCOL_NAME, c.MODEL_PROTOCOL_VERSION, {
@@ -84,8 +99,28 @@ export class ModelStreamProtocol extends StreamProtocol {
       maxOutboundStreams: c.MAX_MODEL_OUTBOUND_STREAMS,
       maxFrameBytes: c.MAX_REQUEST_BODY_BYTES + c.REQUEST_FRAME_OVERHEAD_BYTES,
       ...init
-    })
+    }, { version: c.MODEL_PROTOCOL_REUSE_VERSION, nextRequestTimeoutMs: c.NEXT_REQUEST_TIMEOUT_MS })
     this.models = init.models
+    if (init.reuseStreams === true) {
+      this.pool = new ModelStreamPool(components, {
+        reuseProtocol: this.reuseProtocol!,
+        legacyProtocol: this.protocol,
+        maxFrameBytes: this.settings.maxFrameBytes,
+        runOnLimitedConnection: this.settings.runOnLimitedConnection,
+        maxIdlePerHost: init.maxIdleStreamsPerHost,
+        idleTimeoutMs: init.idleStreamMs
+      }, this.log)
+    }
+  }
+
+  override async start (): Promise<void> {
+    await super.start()
+    this.pool?.start()
+  }
+
+  override async stop (): Promise<void> {
+    await this.pool?.stop()
+    await super.stop()
   }
 
   /**
@@ -97,49 +132,63 @@ export class ModelStreamProtocol extends StreamProtocol {
    * the body early, cancels the request on the host.
    */
   async request (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal): Promise<HostResponse> {
+    try {
+      return await this.attempt(peer, request, signal, false)
+    } catch (err) {
+      if (!(err instanceof StaleStreamError)) throw err
+      // A kept stream died while idle (the host restarted, the connection dropped): once more on a new one.
+      this.log('a kept model stream to %p was gone: %s', peer, err.message)
+      return await this.attempt(peer, request, signal, true)
+    }
+  }
+
+  /** One try on one stream: a kept one unless `fresh`. */
+  private async attempt (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal, fresh: boolean): Promise<HostResponse> {
     const remote = peer.toString()
     const openSignal = AbortSignal.any([signal, AbortSignal.timeout(this.init.openTimeoutMs ?? c.OPEN_TIMEOUT_MS)])
     setMaxListeners(Infinity, openSignal)
-    let frames: FrameStream
-    let connection: Connection
+    let lease: StreamLease
     try {
-      const routed = await openRoutedStream(this.components, peer, this.protocol, {
-        signal: openSignal,
-        runOnLimitedConnection: this.settings.runOnLimitedConnection,
-        // The protocol id goes out with the request instead of a round trip before it.
-        negotiateFully: false
-      })
-      connection = routed.connection
-      frames = new FrameStream(routed.stream, { maxFrameBytes: this.settings.maxFrameBytes })
+      lease = this.pool != null
+        ? await this.pool.acquire(peer, { signal: openSignal, fresh })
+        : await this.openOnce(peer, openSignal)
     } catch (err: any) {
       if (signal.aborted) throw signal.reason
       throw new RefusedError('unreachable', `cannot open a model stream to ${remote}: ${describe(err)}`)
     }
+    const { frames, connection } = lease
+    const id = lease.reusable ? lease.nextId++ : undefined
 
     const answerTimeoutMs = this.init.answerTimeoutMs ?? c.ANSWER_TIMEOUT_MS
     const answerSignal = AbortSignal.any([signal, AbortSignal.timeout(answerTimeoutMs)])
     setMaxListeners(Infinity, answerSignal)
     try {
-      await frames.write(request, { signal: answerSignal })
+      await frames.write(id == null ? request : { ...request, id }, { signal: answerSignal })
       const first = await readUntil(frames, frame => frame.type === 'answer' || frame.type === 'rejected', {
         signal: answerSignal,
         idleTimeoutMs: this.settings.idleTimeoutMs,
         remote
       })
+      checkId(first, id, remote)
       if (first.type === 'rejected') {
         const rejected = checkFrame(RejectedFrame, first, `model refusal from ${remote}`)
         const upstream = rejected.status != null && rejected.error != null ? new UpstreamError(rejected.status, errorBodyOf(rejected.error)) : undefined
         const refused = new HostRefusedError(rejected.code, rejected.message, upstream)
         refused.load = rejected.load
+        await this.finish(lease)
         throw refused
       }
       const answer = checkFrame(AnswerFrame, first, `model answer from ${remote}`)
       let usage: TokenUsage | undefined
-      const body = this.answerBody(frames, remote, connection, signal, found => { usage = found })
+      const body = this.answerBody(lease, id, remote, signal, found => { usage = found })
       return { status: answer.status, contentType: answer.contentType, load: answer.load, body, usage: () => usage }
     } catch (err: any) {
+      if (err instanceof HostRefusedError) throw err
       await abandon(frames, signal.aborted)
       if (signal.aborted) throw signal.reason
+      if (lease.reused && !answerSignal.aborted && (err instanceof StreamCutError || frames.stream.status !== 'open')) {
+        throw new StaleStreamError(err.message, { cause: err })
+      }
       // The relay under it died before the host answered: the caller tries another path.
       const lost = await lostPath(connection, peer, false, err, this.describePeer)
       if (lost != null) throw lost
@@ -149,11 +198,30 @@ export class ModelStreamProtocol extends StreamProtocol {
     }
   }
 
+  /** A stream for this request alone (`/clawmatrix/model/1.0.0`), as before streams were kept. */
+  private async openOnce (peer: PeerId, signal: AbortSignal): Promise<StreamLease> {
+    const routed = await openRoutedStream(this.components, peer, this.protocol, {
+      signal,
+      runOnLimitedConnection: this.settings.runOnLimitedConnection,
+      // The protocol id goes out with the request instead of a round trip before it.
+      negotiateFully: false
+    })
+    const frames = new FrameStream(routed.stream, { maxFrameBytes: this.settings.maxFrameBytes })
+    return { frames, connection: routed.connection, reusable: false, reused: false, nextId: 1 }
+  }
+
+  /** A request ended with its final frame: the stream goes back to the pool, or is closed. */
+  private async finish (lease: StreamLease): Promise<void> {
+    if (this.pool != null) await this.pool.release(lease)
+    else await lease.frames.close()
+  }
+
   /**
    * The answer's chunks as they arrive; pulled, so a slow reader leaves
    * frames unread and the reader pauses the stream, which stops the host.
    */
-  private async * answerBody (frames: FrameStream, remote: string, connection: Connection, signal: AbortSignal, onUsage: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
+  private async * answerBody (lease: StreamLease, id: number | undefined, remote: string, signal: AbortSignal, onUsage: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
+    const { frames, connection } = lease
     let ended = false
     let next: Frame | undefined
     try {
@@ -175,8 +243,9 @@ export class ModelStreamProtocol extends StreamProtocol {
           if (frame.type === 'error') throw new RemoteError(String(frame.code ?? 'unknown'), `${remote}: ${String(frame.message ?? 'unspecified error')}`)
           continue
         }
+        checkId(frame, id, remote)
         ended = true
-        await frames.close()
+        await this.finish(lease)
         if (frame.type === 'end') {
           if (frame.usage != null) {
             const end = checkFrame(EndFrame, frame, `answer end from ${remote}`)
@@ -198,23 +267,35 @@ export class ModelStreamProtocol extends StreamProtocol {
     }
   }
 
-  protected async serve (frames: FrameStream, frame: Frame, connection: Connection): Promise<void> {
+  protected async serve (frames: FrameStream, frame: Frame, connection: Connection, reuse: boolean): Promise<boolean> {
     const request = checkFrame(ModelRequestFrame, frame, 'model request')
     const from = connection.remotePeer.toString()
     const started = performance.now()
     const served: ServedRequest = { model: request.model, route: request.route, from, outcome: 'refused', bytes: 0, durationMs: 0 }
     const caller = new AbortController()
+    const watch = new AbortController()
     const keepAlive = new KeepAlive(frames, this.settings.keepAliveIntervalMs)
+    /**
+     * Writes the request's final frame. Nothing of this request may follow
+     * it on a reused stream: keep-alives and the watch for `cancel` stop
+     * first (the caller's next request may come right after).
+     */
+    const final = async (frame: Frame, signal: AbortSignal): Promise<void> => {
+      keepAlive.stop()
+      watch.abort()
+      await frames.write(request.id == null ? frame : { ...frame, id: request.id }, { signal })
+      if (!reuse) await frames.close()
+    }
     try {
       const wait = request.wait === true
       const refusal = this.models.refusal(request.model, { wait })
       if (refusal != null) {
-        await this.reject(frames, from, refusal.code, refusal.message, undefined, this.models.load(request.model))
-        return
+        await this.reject(final, from, refusal.code, refusal.message, undefined, this.models.load(request.model))
+        return reuse
       }
       keepAlive.start()
       // The caller says nothing after its request unless it cancels or goes away.
-      void watchCaller(frames, caller.signal).then(event => {
+      void watchCaller(frames, watch.signal).then(event => {
         if (event != null) caller.abort(new Error(event === 'cancel' ? 'cancelled by the caller' : 'the caller went away'))
       })
       let response: ModelResponse
@@ -223,25 +304,29 @@ export class ModelStreamProtocol extends StreamProtocol {
       } catch (err) {
         if (caller.signal.aborted) {
           served.outcome = 'cancelled'
-          return
+          return false
         }
         if (isBusy(err)) {
           // Waited in the queue without getting a slot: full, not failing.
-          await this.reject(frames, from, 'busy', (err as UpstreamError).message, undefined, this.models.load(request.model))
-          return
+          await this.reject(final, from, 'busy', (err as UpstreamError).message, undefined, this.models.load(request.model))
+          return reuse
         }
         const upstream = asUpstreamError(err)
         served.outcome = 'upstream-error'
-        await this.reject(frames, from, 'upstream-error', upstream.message, upstream, this.models.load(request.model))
-        return
+        await this.reject(final, from, 'upstream-error', upstream.message, upstream, this.models.load(request.model))
+        return reuse
       }
-      await frames.write({ type: 'answer', status: response.status, contentType: response.contentType, load: this.models.load(request.model) }, { signal: caller.signal })
-      served.outcome = await this.sendBody(frames, response, caller.signal, served)
+      const answer: Frame = { type: 'answer', status: response.status, contentType: response.contentType, load: this.models.load(request.model) }
+      await frames.write(request.id == null ? answer : { ...answer, id: request.id }, { signal: caller.signal })
+      served.outcome = await this.sendBody(frames, response, caller.signal, served, final)
+      return reuse
     } catch (err) {
       if (!callerGone(frames, caller.signal)) throw err
       served.outcome = 'cancelled'
+      return false
     } finally {
       keepAlive.stop()
+      watch.abort()
       if (served.outcome === 'cancelled') {
         this.log('caller %s left %s %s', from, request.model, request.route)
         await frames.release('the caller left')
@@ -253,7 +338,7 @@ export class ModelStreamProtocol extends StreamProtocol {
   }
 
   /** Streams the body, then `end` (or `failed` when the upstream broke off). */
-  private async sendBody (frames: FrameStream, response: ModelResponse, signal: AbortSignal, served: ServedRequest): Promise<ServedRequest['outcome']> {
+  private async sendBody (frames: FrameStream, response: ModelResponse, signal: AbortSignal, served: ServedRequest, final: FinalWrite): Promise<ServedRequest['outcome']> {
     const decoder = new TextDecoder()
     const chunkBytes = this.init.chunkBytes ?? CHUNK_BYTES
     const send = async (data: string): Promise<void> => {
@@ -274,23 +359,42 @@ export class ModelStreamProtocol extends StreamProtocol {
       if (callerGone(frames, signal)) throw err
       const upstream = asUpstreamError(err)
       this.log('upstream failed mid-answer: %s', upstream.message)
-      await frames.write({ type: 'failed', status: upstream.status, error: upstream.body }, { signal })
-      await frames.close()
+      await final({ type: 'failed', status: upstream.status, error: upstream.body }, signal)
       return 'failed'
     }
     served.usage = response.usage?.()
-    await frames.write(served.usage == null ? { type: 'end' } : { type: 'end', usage: served.usage }, { signal })
-    await frames.close()
+    await final(served.usage == null ? { type: 'end' } : { type: 'end', usage: served.usage }, signal)
     return 'ok'
   }
 
-  private async reject (frames: FrameStream, from: string, code: RejectCode, message: string, upstream?: UpstreamError, load?: LoadField): Promise<void> {
+  private async reject (final: FinalWrite, from: string, code: RejectCode, message: string, upstream?: UpstreamError, load?: LoadField): Promise<void> {
     this.log('refused a model request from %s: %s', from, message)
     const frame: Frame = { type: 'rejected', code, message }
     if (upstream != null) Object.assign(frame, { status: upstream.status, error: upstream.body })
     if (load != null) frame.load = load
-    await frames.write(frame, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
-    await frames.close()
+    await final(frame, AbortSignal.timeout(GOODBYE_TIMEOUT_MS))
+  }
+}
+
+/** Writes a request's final frame (and closes the stream unless it is reused). */
+type FinalWrite = (frame: Frame, signal: AbortSignal) => Promise<void>
+
+/**
+ * On a reused stream, the first and final frames of a request must carry
+ * its id: anything else is another request's frame, and the stream is
+ * not trusted further.
+ */
+function checkId (frame: Frame, id: number | undefined, remote: string): void {
+  if (id != null && frame.id !== id) {
+    throw new MalformedFrameError(`"${frame.type}" frame from ${remote} is for request ${String(frame.id)}, not ${id}`, 'bad-frame')
+  }
+}
+
+/** A kept stream that turned out dead before it carried the request: worth one more try on a new stream. */
+class StaleStreamError extends Error {
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'StaleStreamError'
   }
 }
 

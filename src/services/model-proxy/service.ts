@@ -73,6 +73,9 @@ export class ModelProxyService implements Startable {
       refuse: init.refuse,
       admit: init.admit,
       describePeer: init.describePeer,
+      reuseStreams: config.modelRouting?.reuseStreams,
+      maxIdleStreamsPerHost: config.modelRouting?.idleStreamsPerHost,
+      idleStreamMs: config.modelRouting?.idleStreamMs,
       onServed: served => {
         if (served.usage != null) this.usage.record('served', { model: served.model, host: config.nodeId, caller: init.view.nodeIdOf(served.from) ?? served.from }, served.usage)
         observer?.served?.(served)

@@ -56,9 +56,13 @@ export abstract class StreamProtocol implements Startable {
   private readonly admit: StreamProtocolInit['admit']
   private readonly audit?: WorkAudit
   protected readonly describePeer?: PeerDescriber
+  /** The id of the version whose streams carry one request after another, when the protocol has one. */
+  readonly reuseProtocol?: string
+  /** How long a reused stream may wait for its next request. */
+  private readonly nextRequestTimeoutMs?: number
   private started = false
 
-  constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit) {
+  constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit, reuse?: { version: string, nextRequestTimeoutMs: number }) {
     this.settings = {
       protocolPrefix: init.protocolPrefix ?? PROTOCOL_PREFIX,
       maxInboundStreams: init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
@@ -75,20 +79,27 @@ export abstract class StreamProtocol implements Startable {
     this.audit = init.audit
     this.describePeer = init.describePeer
     this.protocol = protocolId(this.settings.protocolPrefix, name, version)
+    if (reuse != null) {
+      this.reuseProtocol = protocolId(this.settings.protocolPrefix, name, reuse.version)
+      this.nextRequestTimeoutMs = reuse.nextRequestTimeoutMs
+    }
     this.log = components.logger.forComponent(`clawmatrix:${name}`)
   }
 
   async start (): Promise<void> {
-    await this.components.registrar.handle(this.protocol, this.handleStream, {
+    const options = {
       maxInboundStreams: this.settings.maxInboundStreams,
       maxOutboundStreams: this.settings.maxOutboundStreams,
       runOnLimitedConnection: this.settings.runOnLimitedConnection
-    })
+    }
+    await this.components.registrar.handle(this.protocol, this.handleStream, options)
+    if (this.reuseProtocol != null) await this.components.registrar.handle(this.reuseProtocol, this.handleReusedStream, options)
     this.started = true
   }
 
   async stop (): Promise<void> {
     await this.components.registrar.unhandle(this.protocol)
+    if (this.reuseProtocol != null) await this.components.registrar.unhandle(this.reuseProtocol)
     this.started = false
   }
 
@@ -96,8 +107,13 @@ export abstract class StreamProtocol implements Startable {
     return this.started
   }
 
-  /** Serves one validated-as-a-frame request on its stream; the frame's own schema is the subclass's to check. */
-  protected abstract serve (frames: FrameStream, request: Frame, connection: Connection): Promise<void>
+  /**
+   * Serves one validated-as-a-frame request on its stream; the frame's own
+   * schema is the subclass's to check. On a `reuse` stream (the protocol's
+   * reuse version) it resolves true when the answer ended and the stream
+   * stays open for the caller's next request; otherwise it closes the stream.
+   */
+  protected abstract serve (frames: FrameStream, request: Frame, connection: Connection, reuse: boolean): Promise<boolean | void>
 
   /** A peer as errors name it: its node's name when the view knows it. */
   protected peerName (peer: PeerId): string {
@@ -117,15 +133,24 @@ export abstract class StreamProtocol implements Startable {
   }
 
   private readonly handleStream = async (stream: Stream, connection: Connection): Promise<void> => {
+    await this.handle(stream, connection, false)
+  }
+
+  private readonly handleReusedStream = async (stream: Stream, connection: Connection): Promise<void> => {
+    await this.handle(stream, connection, true)
+  }
+
+  private async handle (stream: Stream, connection: Connection, reuse: boolean): Promise<void> {
     await serveInbound(stream, connection, {
       maxFrameBytes: this.settings.maxFrameBytes,
       requestTimeoutMs: this.settings.requestTimeoutMs,
+      nextRequestTimeoutMs: reuse ? this.nextRequestTimeoutMs : undefined,
       log: this.log
     }, async (frames, request) => {
       const audited = this.audit == null ? undefined : auditServed(this.audit, frames, request, connection)
       let failure: unknown
       try {
-        await this.serveAdmitted(frames, request, connection)
+        return await this.serveAdmitted(frames, request, connection, reuse)
       } catch (err) {
         failure = err
         throw err
@@ -136,16 +161,18 @@ export abstract class StreamProtocol implements Startable {
   }
 
   /** Refuses when the node is shutting down or the caller's policy says no; serves otherwise. */
-  private async serveAdmitted (frames: FrameStream, request: Frame, connection: Connection): Promise<void> {
+  private async serveAdmitted (frames: FrameStream, request: Frame, connection: Connection, reuse: boolean): Promise<boolean | void> {
     const shutdown = this.refuse?.()
     const refusal = shutdown != null ? { code: SHUTTING_DOWN, message: shutdown } : this.admit?.(request, connection)
     if (refusal != null) {
       this.log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal.message)
-      await frames.write({ type: 'rejected', ...(typeof request.id === 'string' ? { id: request.id } : {}), ...refusal })
+      // A request id (model streams that carry several requests) is echoed, so the caller can tell whose refusal it is.
+      const id = typeof request.id === 'string' || (reuse && typeof request.id === 'number') ? { id: request.id } : {}
+      await frames.write({ type: 'rejected', ...id, ...refusal })
       await frames.close()
       return
     }
-    await this.serve(frames, request, connection)
+    return await this.serve(frames, request, connection, reuse)
   }
 }
 

@@ -8,6 +8,12 @@ export interface InboundInit {
   maxFrameBytes: number
   requestTimeoutMs: number
   log: Logger
+  /**
+   * A stream that carries one request after another (`serve` resolved true:
+   * the answer ended and the stream is still open): how long to wait for the
+   * next request before closing the stream. Unset: one request per stream.
+   */
+  nextRequestTimeoutMs?: number
 }
 
 /**
@@ -15,43 +21,74 @@ export interface InboundInit {
  * `requestTimeoutMs` and hands it to `serve`. A malformed, oversized or
  * missing request, and anything `serve` throws, ends this stream with an
  * `error` frame; nothing escapes to libp2p, so the node keeps serving.
+ *
+ * With `nextRequestTimeoutMs`, a request whose `serve` resolved true left
+ * the stream open for another: the next one is read the same way, and the
+ * stream closes once the caller closes it or sends nothing for that long.
  */
 export async function serveInbound (
   stream: Stream,
   connection: Connection,
   init: InboundInit,
-  serve: (frames: FrameStream, request: Frame) => Promise<void>
+  serve: (frames: FrameStream, request: Frame) => Promise<boolean | void>
 ): Promise<void> {
   const frames = new FrameStream(stream, { maxFrameBytes: init.maxFrameBytes })
   const remote = connection.remotePeer
   // Lines name the connection and stream, so one request can be followed among many; scoped only when enabled.
   const log = init.log.enabled ? init.log.newScope(`${connection.id}:${stream.id}`) : init.log
-  let request: Frame
-  try {
-    request = await frames.read({ signal: AbortSignal.timeout(init.requestTimeoutMs) })
-  } catch (err: any) {
-    if (err instanceof StreamCutError) {
-      log('%p closed the stream before sending a request', remote)
-      frames.abort(err)
+  for (let served = 0; ; served++) {
+    const waitMs = served === 0 ? init.requestTimeoutMs : init.nextRequestTimeoutMs!
+    let request: Frame
+    try {
+      request = await readRequest(frames, waitMs, served > 0)
+    } catch (err: any) {
+      if (served > 0 && (err instanceof StreamCutError || err.name === 'TimeoutError')) {
+        // Between requests: the caller let the stream go, or kept it idle too long.
+        await frames.release('idle between requests')
+        return
+      }
+      if (err instanceof StreamCutError) {
+        log('%p closed the stream before sending a request', remote)
+        frames.abort(err)
+        return
+      }
+      const [code, message] = err instanceof ClawmatrixProtocolError
+        ? [err.code, err.message]
+        : err.name === 'TimeoutError' ? ['timeout', `no request within ${waitMs} ms`] : ['internal', err.message]
+      log('bad request from %p: %s', remote, message)
+      await frames.fail(code, message)
       return
     }
-    const [code, message] = err instanceof ClawmatrixProtocolError
-      ? [err.code, err.message]
-      : err.name === 'TimeoutError' ? ['timeout', `no request within ${init.requestTimeoutMs} ms`] : ['internal', err.message]
-    log('bad request from %p: %s', remote, message)
-    await frames.fail(code, message)
-    return
-  }
-  try {
-    await serve(frames, request)
-  } catch (err: any) {
-    const code = err instanceof ClawmatrixProtocolError ? err.code : 'internal'
-    log.error('%s stream from %p failed: %e', stream.protocol, remote, err)
-    if (stream.status === 'open' && stream.writeStatus === 'writable') {
-      await frames.fail(code, err.message)
-    } else {
-      frames.abort(err)
+    let again: boolean | void
+    try {
+      again = await serve(frames, request)
+    } catch (err: any) {
+      const code = err instanceof ClawmatrixProtocolError ? err.code : 'internal'
+      log.error('%s stream from %p failed: %e', stream.protocol, remote, err)
+      if (stream.status === 'open' && stream.writeStatus === 'writable') {
+        await frames.fail(code, err.message)
+      } else {
+        frames.abort(err)
+      }
+      return
     }
+    if (again !== true || init.nextRequestTimeoutMs == null) return
+    if (stream.status !== 'open' || stream.writeStatus !== 'writable' || stream.readStatus === 'closed') {
+      // serve() ended the stream after all (cancelled, refused on the way out): nothing to wait for.
+      return
+    }
+  }
+}
+
+/**
+ * The next request frame. Between two requests a reused stream may still
+ * carry a late `cancel` or `keepalive` of the one before: skipped.
+ */
+async function readRequest (frames: FrameStream, waitMs: number, reused: boolean): Promise<Frame> {
+  const signal = AbortSignal.timeout(waitMs)
+  while (true) {
+    const frame = await frames.read({ signal })
+    if (!reused || (frame.type !== 'cancel' && frame.type !== 'keepalive')) return frame
   }
 }
 

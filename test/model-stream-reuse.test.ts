@@ -1,0 +1,237 @@
+/**
+ * Model streams kept open between requests (`modelRouting.reuseStreams`,
+ * `/clawmatrix/model/1.1.0`): real nodes on loopback, the official `openai`
+ * client, a fake upstream. Each check counts the model streams on both ends
+ * of the connection, so a stream opened per request or left behind shows.
+ */
+import OpenAI from 'openai'
+import { afterEach, describe, expect, it } from 'vitest'
+import { FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
+import { testNodes, type TestNode } from './helpers/nodes.js'
+import { waitFor } from './helpers/wait.js'
+import type { Connection, Stream } from '@libp2p/interface'
+
+const nodes = testNodes()
+const fakes: FakeOpenAIServer[] = []
+afterEach(async () => {
+  await nodes.cleanup()
+  await Promise.allSettled(fakes.splice(0).map(async f => { await f.stop() }))
+})
+
+const beat = { intervalMs: 1000, maxMissed: 3 }
+const USER = [{ role: 'user' as const, content: 'the quick brown fox' }]
+const REUSE = '/clawmatrix/model/1.1.0'
+const LEGACY = '/clawmatrix/model/1.0.0'
+const IDLE_PER_HOST = 3
+
+async function fakeUpstream (init?: ConstructorParameters<typeof FakeOpenAIServer>[0]): Promise<FakeOpenAIServer> {
+  const fake = new FakeOpenAIServer(init)
+  await fake.start()
+  fakes.push(fake)
+  return fake
+}
+
+function client (node: TestNode): OpenAI {
+  return new OpenAI({ baseURL: `${node.node.http.url}/v1`, apiKey: 'not-needed', maxRetries: 0 })
+}
+
+/** a (the caller, reusing streams) listens; c hosts `chat` and dials it. */
+async function pair (fake: FakeOpenAIServer, routing: Record<string, unknown> = {}, stateDir?: string): Promise<{ a: TestNode, c: TestNode }> {
+  const a = await nodes.start({ nodeId: 'a', listen: true, heartbeat: beat, modelRouting: { reuseStreams: true, idleStreamsPerHost: IDLE_PER_HOST, ...routing } })
+  const c = await host(a, fake, stateDir)
+  return { a, c }
+}
+
+async function host (a: TestNode, fake: FakeOpenAIServer, stateDir?: string): Promise<TestNode> {
+  const c = await nodes.start({ nodeId: 'c', heartbeat: beat, peers: [{ nodeId: 'a', url: a.wsAddress() }], models: [{ id: 'chat', provider: 'vllm', baseUrl: fake.url, upstreamModel: fake.models[0] }] }, stateDir)
+  await waitFor('a to reach c directly', () => a.node.view.nodes().some(n => n.nodeId === 'c' && n.reach === 'direct'))
+  return c
+}
+
+/** The open model streams `node` has to or from `other`, by protocol. */
+function modelStreams (node: TestNode, other: TestNode, protocol = REUSE): Stream[] {
+  return node.node.swarm.getConnections(other.node.swarm.peerId)
+    .flatMap(connection => connection.streams)
+    .filter(stream => stream.protocol === protocol && stream.status === 'open')
+}
+
+async function streamedText (stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>): Promise<string> {
+  let text = ''
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
+  return text
+}
+
+async function ask (node: TestNode, content = 'the quick brown fox'): Promise<string> {
+  return streamedText(await client(node).chat.completions.create({ model: 'chat', stream: true, messages: [{ role: 'user', content }] }))
+}
+
+/** Holds the fake before every chunk after the first until the test releases it. */
+function stepper (): { beforeChunk: (i: number) => Promise<void>, release: (i: number) => void } {
+  const gates = new Map<number, PromiseWithResolvers<void>>()
+  const gate = (i: number): PromiseWithResolvers<void> => {
+    let g = gates.get(i)
+    if (g == null) gates.set(i, g = Promise.withResolvers())
+    return g
+  }
+  return {
+    beforeChunk: async i => { if (i > 0) await gate(i).promise },
+    release: i => { gate(i).resolve() }
+  }
+}
+
+describe('model streams reused between requests', () => {
+  it('carries one request after another on one stream, whole, through the official client', async () => {
+    const fake = await fakeUpstream()
+    const { a, c } = await pair(fake)
+    for (let i = 0; i < 5; i++) {
+      expect(await ask(a)).toBe('fox brown quick the')
+      // Non-streamed answers travel the same stream.
+      expect((await client(a).chat.completions.create({ model: 'chat', messages: USER })).choices[0]!.message.content).toBe('fox brown quick the')
+    }
+    expect(fake.requests).toHaveLength(10)
+    expect(fake.requests.every(r => r.outcome === 'completed')).toBe(true)
+    // One stream carried all ten: the pool holds it, the host waits on it for the next request.
+    expect(a.node.modelProxy.protocol.pool!.idleCounts()).toEqual({ [c.node.swarm.peerId.toString()]: 1 })
+    expect(modelStreams(a, c)).toHaveLength(1)
+    expect(modelStreams(c, a)).toHaveLength(1)
+    expect(modelStreams(a, c, LEGACY)).toHaveLength(0)
+  })
+
+  it('cancels one request mid-stream on a reused stream; the host stops its upstream and the next request is whole', async () => {
+    const step = stepper()
+    const fake = await fakeUpstream()
+    const { a, c } = await pair(fake)
+    expect(await ask(a)).toBe('fox brown quick the')
+    const kept = modelStreams(a, c)
+    expect(kept).toHaveLength(1)
+
+    fake.reply = { chunks: ['one', ' two', ' three'], beforeChunk: step.beforeChunk }
+    const controller = new AbortController()
+    const stream = await client(a).chat.completions.create({ model: 'chat', stream: true, messages: USER }, { signal: controller.signal })
+    const it = stream[Symbol.asyncIterator]()
+    let first = ''
+    while (first === '') first = (await it.next()).value?.choices[0]?.delta?.content ?? ''
+    expect(first).toBe('one')
+    // The request took the kept stream rather than a new one.
+    expect(modelStreams(a, c)).toEqual(kept)
+    controller.abort()
+    await it.next().catch(() => undefined)
+    expect(await fake.requests[1]!.ended).toBe('client-closed')
+    step.release(1)
+    step.release(2)
+
+    // A cancelled request's stream is not reused: it closes on both ends.
+    await waitFor('the cancelled stream to close on both ends', () => !kept.some(s => s.status === 'open') && modelStreams(c, a).length === 0)
+    fake.reply = {}
+    expect(await ask(a)).toBe('fox brown quick the')
+    expect(modelStreams(a, c)).toHaveLength(1)
+  })
+
+  it('carries many concurrent requests over a bounded pool, each whole and in order, and closes idle streams', async () => {
+    const fake = await fakeUpstream()
+    const { a, c } = await pair(fake, { idleStreamMs: 500 })
+    const contents = Array.from({ length: 24 }, (_, i) => `word${i} and number ${i}`)
+    for (let round = 0; round < 2; round++) {
+      // Every answer waits after its first chunk until all 24 requests reached the upstream: 24 streams at once.
+      const allIn = Promise.withResolvers<void>()
+      fake.reply = { beforeChunk: async i => { if (i > 0) await allIn.promise } }
+      const asked = Promise.all(contents.map(async content => ask(a, content)))
+      await waitFor('all requests to reach the upstream', () => fake.requests.length === (round + 1) * contents.length)
+      expect(modelStreams(a, c).length).toBe(contents.length)
+      allIn.resolve()
+      const answers = await asked
+      // The fake answers with the words reversed: each answer is its own request's, whole.
+      expect(answers).toEqual(contents.map(content => content.split(' ').reverse().join(' ')))
+      // Streams beyond the pool's room closed once their request ended.
+      await waitFor('the pool to keep at most its room', () => modelStreams(a, c).length <= IDLE_PER_HOST && modelStreams(c, a).length <= IDLE_PER_HOST)
+      expect(Object.values(a.node.modelProxy.protocol.pool!.idleCounts())).toEqual([IDLE_PER_HOST])
+    }
+    // Idle streams close after idleStreamMs, on both ends.
+    await waitFor('idle streams to close', () => modelStreams(a, c).length === 0 && modelStreams(c, a).length === 0, { timeoutMs: 30_000 })
+    expect(a.node.modelProxy.protocol.pool!.idleCounts()).toEqual({})
+    expect(await ask(a)).toBe('fox brown quick the')
+  })
+
+  it('replaces a kept stream that died while idle, without the client noticing', async () => {
+    const fake = await fakeUpstream()
+    const { a, c } = await pair(fake)
+    expect(await ask(a)).toBe('fox brown quick the')
+    const [hostSide] = modelStreams(c, a)
+    const [callerSide] = modelStreams(a, c)
+    // The host resets the idle stream; the request that follows may meet it before the reset arrives.
+    hostSide!.abort(new Error('test: the host dropped the stream'))
+    expect(await ask(a)).toBe('fox brown quick the')
+    await waitFor('the dead stream to be gone', () => callerSide!.status !== 'open')
+    const [replacement] = modelStreams(a, c)
+    expect(replacement).toBeDefined()
+    expect(replacement!.id).not.toBe(callerSide!.id)
+
+    // A kept stream that dies as the request arrives (the reset crosses it): the caller
+    // retries once on a new stream. The host drops the stream before serving (a test hook
+    // in its admission step), so nothing reached the upstream on the dead one.
+    let drops = 1
+    const protocol = c.node.modelProxy.protocol as unknown as { admit?: (request: unknown, connection: Connection) => unknown }
+    protocol.admit = (_request, connection) => {
+      if (drops-- > 0) {
+        for (const stream of connection.streams) if (stream.protocol === REUSE) stream.abort(new Error('test: dropped under a request'))
+        return { code: 'test', message: 'dropped' }
+      }
+      return undefined
+    }
+    expect(await ask(a)).toBe('fox brown quick the')
+    expect(drops).toBe(-1)
+    expect(modelStreams(a, c)).toHaveLength(1)
+    expect(modelStreams(a, c)[0]!.id).not.toBe(replacement!.id)
+    expect(fake.requests).toHaveLength(3)
+    expect(fake.requests.every(r => r.outcome === 'completed')).toBe(true)
+  })
+
+  it('survives a host restart: the next request opens a fresh stream to the restarted host', async () => {
+    const fake = await fakeUpstream()
+    const { a, c } = await pair(fake)
+    expect(await ask(a)).toBe('fox brown quick the')
+    expect(modelStreams(a, c)).toHaveLength(1)
+    await c.node.stop()
+    await waitFor('the kept stream to be dropped', () => Object.keys(a.node.modelProxy.protocol.pool!.idleCounts()).length === 0)
+    const again = await host(a, fake, c.stateDir)
+    expect(again.node.swarm.peerId.equals(c.node.swarm.peerId)).toBe(true)
+    expect(await ask(a)).toBe('fox brown quick the')
+    expect(modelStreams(a, again)).toHaveLength(1)
+  })
+
+  it('asks a host that speaks only /clawmatrix/model/1.0.0 with a stream per request, as before', async () => {
+    const fake = await fakeUpstream()
+    const { a, c } = await pair(fake)
+    // An older host: it does not offer the reuse protocol.
+    await c.node.swarm.unhandle(REUSE)
+    for (let i = 0; i < 3; i++) expect(await ask(a)).toBe('fox brown quick the')
+    expect(fake.requests).toHaveLength(3)
+    expect(a.node.modelProxy.protocol.pool!.idleCounts()).toEqual({})
+    await waitFor('no model stream left open', () => modelStreams(a, c, LEGACY).length === 0 && modelStreams(a, c).length === 0)
+  })
+
+  it('leaves no stream behind after churn: completed, cancelled and refused requests, then the idle timeout', async () => {
+    const fake = await fakeUpstream()
+    const { a, c } = await pair(fake, { idleStreamMs: 300 })
+    const openai = client(a)
+    await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+      if (i % 3 === 0) {
+        // Cancelled after the first chunk.
+        const controller = new AbortController()
+        const stream = await openai.chat.completions.create({ model: 'chat', stream: true, messages: USER }, { signal: controller.signal })
+        for await (const _ of stream) { controller.abort(); break }
+        return
+      }
+      if (i % 3 === 1) {
+        // Refused by the host (no such model there) before the first byte: 404 through the proxy? The cluster knows no such model.
+        const refused = await a.node.modelProxy.protocol.request(c.node.swarm.peerId, { type: 'model', model: 'other', route: 'chat/completions', body: {} }, AbortSignal.timeout(10_000)).catch((err: unknown) => err)
+        expect(refused).toMatchObject({ code: 'no-such-model' })
+        return
+      }
+      expect(await ask(a)).toBe('fox brown quick the')
+    }))
+    await waitFor('every model stream closed on both ends', () =>
+      modelStreams(a, c).length === 0 && modelStreams(c, a).length === 0 && modelStreams(a, c, LEGACY).length === 0 && modelStreams(c, a, LEGACY).length === 0, { timeoutMs: 30_000 })
+    expect(a.node.modelProxy.protocol.pool!.idleCounts()).toEqual({})
+  })
+})
