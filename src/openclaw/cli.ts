@@ -1,15 +1,14 @@
 /**
  * `openclaw clawmatrix ...`: runs in the CLI process, which has no mesh
  * node of its own, so every subcommand asks the running gateway through a
- * gateway method (./gateway-methods.ts).
+ * gateway method (./gateway-methods.ts). What a subcommand needs is imported
+ * when it runs: building the command tree (`--help` too) loads no cluster code.
  */
 import { join } from 'node:path'
-import { formatStatus } from '../services/status-format.js'
 import { CLI_COMMAND } from './manifest.js'
 import { METHOD_MODELS, METHOD_STATUS } from './gateway-methods.js'
-import { PROVIDER_ID, type ProviderEntry } from './models.js'
+import { PROVIDER_ID, type ProviderEntry } from './provider-key.js'
 import type { NodeStatus } from '../services/status.js'
-import { initCommand, inviteCommand, joinCommand, revokeCommand } from '../cli/membership.js'
 
 /** The part of Commander's Command the CLI uses (OpenClaw hands us its own instance). */
 export interface CommandLike {
@@ -35,7 +34,7 @@ export async function registerClawmatrixCli (program: CommandLike): Promise<void
     .action(async (opts: Record<string, unknown>) => {
       await run(async () => {
         const status = await ask(caller(opts), METHOD_STATUS, gateway.isGatewayTransportError) as NodeStatus
-        return opts.json === true ? JSON.stringify(status, null, 2) : formatStatus(status)
+        return opts.json === true ? JSON.stringify(status, null, 2) : (await import('../services/status-format.js')).formatStatus(status)
       })
     })
 
@@ -61,10 +60,11 @@ export async function registerClawmatrixCli (program: CommandLike): Promise<void
 async function registerMembershipVerbs (root: CommandLike): Promise<void> {
   const { resolveStateDir } = await import('openclaw/plugin-sdk/state-paths')
   const clawmatrixStateDir = (): string => join(resolveStateDir(), 'clawmatrix')
+  const verbs = async (): Promise<typeof import('../cli/membership.js')> => import('../cli/membership.js')
   root.command('init')
     .description('Create a cluster authority and secret (keep the directory off the running nodes)')
     .option('--authority-dir <dir>', 'Where the authority key goes (default ~/.clawmatrix/authority)')
-    .action(async (opts: Record<string, string | undefined>) => { await runVerb(async () => initCommand({ authorityDir: opts.authorityDir })) })
+    .action(async (opts: Record<string, string | undefined>) => { await runVerb(async () => (await verbs()).initCommand({ authorityDir: opts.authorityDir })) })
   root.command('invite <nodeId>')
     .description('Print an invite token for a node: its key, certificate and the cluster secret')
     .option('--tags <a,b>', 'Tags the certificate grants')
@@ -73,13 +73,13 @@ async function registerMembershipVerbs (root: CommandLike): Promise<void> {
     .option('--new-key', 'A new key even if the node holds a live certificate', false)
     .option('--authority-dir <dir>', 'The authority directory')
     .action(async (nodeId: string, opts: Record<string, any>) => {
-      await runVerb(async () => inviteCommand({ nodeId, tags: opts.tags, expires: opts.expires, bootstrap: opts.bootstrap, newKey: opts.newKey === true, authorityDir: opts.authorityDir }))
+      await runVerb(async () => (await verbs()).inviteCommand({ nodeId, tags: opts.tags, expires: opts.expires, bootstrap: opts.bootstrap, newKey: opts.newKey === true, authorityDir: opts.authorityDir }))
     })
   root.command('join <token>')
     .description('Install an invite in this gateway\'s clawmatrix state ("-" reads the token from stdin)')
     .option('--state-dir <dir>', 'Default: <OpenClaw state dir>/clawmatrix')
     .action(async (token: string, opts: Record<string, string | undefined>) => {
-      await runVerb(async () => joinCommand(token, { stateDir: opts.stateDir ?? clawmatrixStateDir() }))
+      await runVerb(async () => (await verbs()).joinCommand(token, { stateDir: opts.stateDir ?? clawmatrixStateDir() }))
     })
   root.command('revoke <nodeIdOrPeerId>')
     .description('Sign a revocation and hand it to the running node, which publishes it to the cluster')
@@ -87,7 +87,7 @@ async function registerMembershipVerbs (root: CommandLike): Promise<void> {
     .option('--host <host>', 'The node\'s local endpoint host', '127.0.0.1')
     .option('--port <port>', 'The node\'s proxyPort')
     .action(async (target: string, opts: Record<string, string | undefined>) => {
-      await runVerb(async () => revokeCommand(target, { authorityDir: opts.authorityDir, host: opts.host, port: opts.port == null ? undefined : Number(opts.port) }))
+      await runVerb(async () => (await verbs()).revokeCommand(target, { authorityDir: opts.authorityDir, host: opts.host, port: opts.port == null ? undefined : Number(opts.port) }))
     })
 }
 

@@ -1,4 +1,3 @@
-import { providerEntry } from './models.js'
 import type { MeshRuntime } from './runtime.js'
 
 export const METHOD_STATUS = 'clawmatrix.status'
@@ -14,7 +13,8 @@ export interface GatewayMethod {
 
 /**
  * Read-only gateway methods: how the CLI process (and any operator client)
- * sees the node that lives in the gateway process.
+ * sees the node that lives in the gateway process. The cluster code they
+ * need is imported on the first call, not when the plugin registers.
  */
 export function gatewayMethods (runtime: MeshRuntime): GatewayMethod[] {
   const answer = (produce: () => Promise<unknown> | unknown) => async ({ respond }: { respond: Respond }): Promise<void> => {
@@ -26,6 +26,6 @@ export function gatewayMethods (runtime: MeshRuntime): GatewayMethod[] {
   }
   return [
     { name: METHOD_STATUS, handler: answer(async () => runtime.requireNode().status()) },
-    { name: METHOD_MODELS, handler: answer(() => providerEntry(runtime.requireNode())) }
+    { name: METHOD_MODELS, handler: answer(async () => (await import('./models.js')).providerEntry(runtime.requireNode())) }
   ]
 }

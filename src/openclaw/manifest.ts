@@ -5,7 +5,7 @@
  * build time; a test checks the committed file equals this.
  */
 import { ConfigSchema } from '../config/schema.js'
-import { PROVIDER_API_KEY, PROVIDER_ID, PROVIDER_KEY_ENV } from './models.js'
+import { PROVIDER_API_KEY, PROVIDER_ID, PROVIDER_KEY_ENV } from './provider-key.js'
 
 export const PLUGIN_ID = 'clawmatrix'
 export const PLUGIN_NAME = 'clawmatrix'

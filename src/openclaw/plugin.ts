@@ -1,17 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { unknownAgentWarnings, type OpenClawAgentsConfig } from './agents.js'
-import { registerClawmatrixCli, type CommandLike } from './cli.js'
 import { gatewayMethods } from './gateway-methods.js'
-import { gatewayTools } from './gateway-tools.js'
-import { OpenClawAgentRunner, OpenClawMessageSink, subagentIn, type AgentEvents, type SubagentRuntime } from './host.js'
-import { announceTask } from './task-delivery.js'
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
-import { exposeProviderKey, openclawModelTargets } from './models.js'
 import { gatewayPortOf } from './ports.js'
 import { clawmatrixProvider } from './provider.js'
+import { exposeProviderKey } from './provider-key.js'
 import { meshRuntime, type MeshRuntime } from './runtime.js'
 import { clusterTools } from './tools/index.js'
-import { builtinToolRegistry } from '../services/tools/builtin.js'
+import type { OpenClawAgentsConfig } from './agents.js'
+import type { CommandLike } from './cli.js'
+import type { AgentEvents, SubagentRuntime } from './host.js'
 import type { OpenClawPluginApi } from 'openclaw/plugin-sdk/plugin-entry'
 
 export const SERVICE_ID = 'clawmatrix-mesh'
@@ -19,12 +16,25 @@ export const SERVICE_ID = 'clawmatrix-mesh'
 /**
  * Registers everything the plugin offers. OpenClaw calls this several times
  * per process (CLI metadata, discovery, the full load), so it only declares:
- * no socket, file or timer here. The mesh node starts in the service.
+ * no socket, file, timer or environment change here (OpenClaw's CLI refuses
+ * to go on when a plugin's registration changed the environment). The mesh
+ * node starts in the service, which imports the node's code then: every
+ * `openclaw ...` command loads this module, few run a node.
  */
 export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime = meshRuntime()): void {
   api.registerService({
     id: SERVICE_ID,
     async start (ctx) {
+      const [{ unknownAgentWarnings }, { gatewayTools }, { OpenClawAgentRunner, OpenClawMessageSink, subagentIn }, { announceTask }, { openclawModelTargets }, { builtinToolRegistry }] = await Promise.all([
+        import('./agents.js'),
+        import('./gateway-tools.js'),
+        import('./host.js'),
+        import('./task-delivery.js'),
+        import('./models.js'),
+        import('../services/tools/builtin.js')
+      ])
+      // the key an agent turn on `clawmatrix/<model>` sends to this node's proxy (in the gateway's process only)
+      exposeProviderKey(api.pluginConfig)
       const host = api.runtime?.subagent as SubagentRuntime | undefined
       // runs for the mesh are the service's, never a finished tool call's (see subagentIn)
       const subagent = host == null ? undefined : subagentIn(host, AsyncLocalStorage.snapshot())
@@ -71,7 +81,6 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
   })
 
   // `clawmatrix/<model>` for this gateway's agents: the cluster's models, live, with no key to set
-  exposeProviderKey(api.pluginConfig)
   api.registerProvider(clawmatrixProvider(runtime) as any)
 
   // A factory, so each run's tools know which agent and session call them.
@@ -81,5 +90,8 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
     api.registerGatewayMethod(method.name, method.handler as any, { scope: 'operator.read' })
   }
 
-  api.registerCli(async ({ program }) => { await registerClawmatrixCli(program as unknown as CommandLike) }, { descriptors: [CLI_COMMAND] })
+  api.registerCli(async ({ program }) => {
+    const { registerClawmatrixCli } = await import('./cli.js')
+    await registerClawmatrixCli(program as unknown as CommandLike)
+  }, { descriptors: [CLI_COMMAND] })
 }

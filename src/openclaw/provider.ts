@@ -15,7 +15,7 @@
  */
 import { DEFAULT_PROXY_PORT } from '../config/schema.js'
 import { PLUGIN_ID } from './manifest.js'
-import { PROVIDER_API_KEY, PROVIDER_ID, providerEntry, type ProviderModel } from './models.js'
+import { PROVIDER_API_KEY, PROVIDER_ID, type ProviderModel } from './provider-key.js'
 import type { MeshRuntime } from './runtime.js'
 
 /** How long a CLI process waits for the node's model list before showing none. */
@@ -55,7 +55,7 @@ export function proxyEndpointOf (openclawConfig: unknown): ProxyEndpoint | undef
  */
 export async function clusterModels (runtime: Pick<MeshRuntime, 'current'> | undefined, endpoint: ProxyEndpoint, signal?: AbortSignal): Promise<ProviderModel[]> {
   const node = runtime?.current
-  if (node != null) return providerEntry(node).models
+  if (node != null) return (await import('./models.js')).providerEntry(node).models
   try {
     const res = await fetch(`${endpoint.baseUrl}/models`, {
       headers: endpoint.token == null ? {} : { authorization: `Bearer ${endpoint.token}` },

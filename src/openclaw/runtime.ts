@@ -1,14 +1,27 @@
 import { join } from 'node:path'
-import { parseConfig } from '../config/load.js'
-import { loadJoinedState, withJoinedState } from '../membership/index.js'
-import { ClawmatrixNode, type ClawmatrixNodeInit } from '../services/clawmatrix-node.js'
-import type { InfoLog } from '../node/logging.js'
+import { MeshNotRunningError } from './errors.js'
 import { checkPortClash } from './ports.js'
-import { attachA2A } from '../a2a/index.js'
-import { attachTasks, type TaskService, type TaskServiceInit } from '../tasks/service.js'
+import type { InfoLog } from '../node/logging.js'
+import type { ClawmatrixNode, ClawmatrixNodeInit } from '../services/clawmatrix-node.js'
+import type { TaskService, TaskServiceInit } from '../tasks/service.js'
 import type { ClusterClient } from './cluster-client.js'
 import type { Config } from '../config/schema.js'
-import { MeshNotRunningError } from './errors.js'
+
+/**
+ * The node's code (libp2p and everything on it), imported when the service
+ * first starts a node: OpenClaw loads the plugin in every CLI process too,
+ * where `register` only declares and no node runs.
+ */
+async function nodeModules () {
+  const [{ parseConfig }, { loadJoinedState, withJoinedState }, { ClawmatrixNode }, { attachA2A }, { attachTasks }] = await Promise.all([
+    import('../config/load.js'),
+    import('../membership/index.js'),
+    import('../services/clawmatrix-node.js'),
+    import('../a2a/index.js'),
+    import('../tasks/service.js')
+  ])
+  return { parseConfig, loadJoinedState, withJoinedState, ClawmatrixNode, attachA2A, attachTasks }
+}
 
 export interface MeshStartInit {
   /** `plugins.entries.clawmatrix.config`, validated here with the one schema. */
@@ -71,6 +84,7 @@ export class MeshRuntime {
       this.failure = undefined
       let node: ClawmatrixNode | undefined
       try {
+        const { parseConfig, loadJoinedState, withJoinedState, ClawmatrixNode, attachA2A, attachTasks } = await nodeModules()
         const stateDir = join(init.stateDir, 'clawmatrix')
         // A gateway that ran `openclaw clawmatrix join` takes its name, secret and authority from there.
         const raw = init.pluginConfig

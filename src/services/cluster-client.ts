@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { describeDialError } from '../node/dial-errors.js'
+import { DEFAULT_HANDOFF_TIMEOUT_MS, DEFAULT_SEND_TIMEOUT_MS } from './call-defaults.js'
 import { NodeStates, type NodeStateSources } from './cluster/node-state.js'
 import { NodeOfflineError, NodeUnreachableError, RemoteWorkError, SelfTargetError, UnknownTargetError } from './errors.js'
 import { ClawmatrixProtocolError, NoCandidateAcceptedError, RefusedError } from './wire/errors.js'
@@ -9,10 +10,7 @@ import type { Candidate } from './cluster/routing.js'
 import type { WorkProtocols } from './work.js'
 import type { PeerId } from '@libp2p/interface'
 
-/** Defaults of the caller API; each call may pass its own timeout. */
-export const DEFAULT_HANDOFF_TIMEOUT_MS = 30 * 60_000
-/** Above the receiver's own delivery allowance (30 s), so its answer always comes first. */
-export const DEFAULT_SEND_TIMEOUT_MS = 40_000
+export { DEFAULT_HANDOFF_TIMEOUT_MS, DEFAULT_SEND_TIMEOUT_MS } from './call-defaults.js'
 
 export interface CallOptions {
   /** Aborting cancels the call and the work it started on the remote node. */

@@ -10,6 +10,11 @@ export function shuttingDownMessage (nodeId: string): string {
   return `${nodeId} is shutting down`
 }
 
+/** What callers naming a node that announced its leave are told. */
+export function leftMessage (nodeId: string, leftAt: number, now = Date.now()): string {
+  return `${shuttingDownMessage(nodeId)} (it announced its leave ${Math.max(0, Math.round((now - leftAt) / 1000))} s ago)`
+}
+
 /** Whether this node is shutting down; shared by everything that accepts work. */
 export class ShutdownState {
   private since?: number

@@ -1,4 +1,4 @@
-import { leftMessage } from '../../services/cluster/cluster-view.js'
+import { leftMessage } from '../../services/shutdown.js'
 import { UnknownTargetError } from '../../services/errors.js'
 import { toolPolicyRefusal } from '../../services/tools/policy.js'
 import { exposedError, ToolAuthorizationError } from '../errors.js'

@@ -1,5 +1,5 @@
 import Type from 'typebox'
-import { DEFAULT_HANDOFF_TIMEOUT_MS } from '../../services/cluster-client.js'
+import { DEFAULT_HANDOFF_TIMEOUT_MS } from '../../services/call-defaults.js'
 import { RemoteWorkError } from '../../services/errors.js'
 import { callerLabel, checkTarget, requireClient, textResult, type ClusterTool, type ToolResult, type ToolScope } from './common.js'
 import { ToolInputError } from '../errors.js'

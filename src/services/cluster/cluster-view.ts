@@ -2,6 +2,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { TypedEventEmitter } from 'main-event'
 import { orderCandidates, resolveModel, resolveTarget, type Candidate, type Reach, type RoutableNode } from './routing.js'
 import { NodeIdConflictError, UnknownTargetError } from '../errors.js'
+import { leftMessage } from '../shutdown.js'
 import type { Card, GoneNotice } from './card.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
@@ -518,10 +519,7 @@ export function modelsOffered (nodes: ClusterNode[]): ClusterModel[] {
   return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id))
 }
 
-/** What callers naming a node that announced its leave are told. */
-export function leftMessage (nodeId: string, leftAt: number, now = Date.now()): string {
-  return `${nodeId} is shutting down (it announced its leave ${Math.max(0, Math.round((now - leftAt) / 1000))} s ago)`
-}
+export { leftMessage } from '../shutdown.js'
 
 export function isRelayed (address: string): boolean {
   return address.includes('/p2p-circuit')
