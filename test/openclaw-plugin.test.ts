@@ -46,7 +46,7 @@ const CONFIG_SHAPE = {
   proxyPort: 'integer',
   proxyToken: 'string',
   toolProxy: { enabled: 'boolean', allow: 'string[]', deny: 'string[]', maxOutputBytes: 'integer', workdir: 'string', allowFrom: 'string[]' },
-  modelRouting: { cooldownFailures: 'integer', cooldownMs: 'integer' },
+  modelRouting: { cooldownFailures: 'integer', cooldownMs: 'integer', reuseStreams: 'boolean', idleStreamMs: 'integer', idleStreamsPerHost: 'integer' },
   heartbeat: { intervalMs: 'integer', maxMissed: 'integer' },
   reconnect: { minDelayMs: 'integer', maxDelayMs: 'integer' },
   limits: { upgradesPerIpPerMinute: 'integer', pendingHandshakesPerIp: 'integer', relayedBytesPerMemberPerMinute: 'integer' },
