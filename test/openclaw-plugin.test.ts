@@ -27,6 +27,10 @@ import { waitFor } from './helpers/wait.js'
 
 const ROOT = new URL('../', import.meta.url)
 
+// The provider's catalog loads this OpenClaw module on first use; loaded here, before any node starts, since
+// loading it holds the event loop for seconds on a busy machine, longer than these nodes' 500 ms heartbeats allow.
+await import('openclaw/plugin-sdk/provider-catalog-live-runtime' as string)
+
 /** The config's fields and their JSON types, as docs/configuration.md describes them. */
 const CONFIG_SHAPE = {
   nodeId: 'string',

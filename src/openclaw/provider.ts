@@ -18,8 +18,18 @@ import { PLUGIN_ID } from './manifest.js'
 import { PROVIDER_API_KEY, PROVIDER_ID, type ProviderModel } from './provider-key.js'
 import type { MeshRuntime } from './runtime.js'
 
-/** How long a CLI process waits for the node's model list before showing none. */
+/** How long a catalog call waits for the node's model list before showing none. */
 export const CATALOG_FETCH_TIMEOUT_MS = 3_000
+
+/**
+ * How long OpenClaw keeps the cluster's models before it asks again. The
+ * cluster changes while the gateway runs (a node joins with a model, one
+ * leaves; at startup the node is not up yet when OpenClaw first asks), and
+ * OpenClaw refreshes a provider's catalog only once its result expires: it
+ * reads the deadline from its live-catalog cache, so the list goes through
+ * that cache, empty answers included.
+ */
+export const CATALOG_TTL_MS = 15_000
 
 /** What OpenClaw assumes of a model it knows nothing more about (it shows them; the upstream decides). */
 const MODEL_DEFAULTS = {
@@ -48,27 +58,70 @@ export function proxyEndpointOf (openclawConfig: unknown): ProxyEndpoint | undef
   return endpoint
 }
 
+/** The part of `openclaw/plugin-sdk/provider-catalog-live-runtime` used here (the SDK ships no types for it). */
+interface LiveCatalogRuntime {
+  getCachedLiveProviderModelRows: (params: {
+    providerId: string
+    endpoint: string
+    apiKey?: string
+    ttlMs: number
+    timeoutMs: number
+    signal?: AbortSignal
+    shouldCacheRows: (rows: unknown[]) => boolean
+    fetchGuard: (request: { url: string, init?: RequestInit, signal?: AbortSignal, timeoutMs?: number }) => Promise<{ response: Response, finalUrl: string, release: () => Promise<void> }>
+  }) => Promise<unknown[]>
+}
+
+/** One row of the node's `GET /v1/models`. */
+interface ModelRow {
+  id: string
+  clawmatrix?: { nodes?: unknown }
+}
+
 /**
  * The cluster's models, as OpenClaw catalog rows: from the node itself when
- * it runs in this process, else from its proxy (a CLI process); none when
- * neither answers, which OpenClaw shows as an empty provider.
+ * it runs in this process, else from its proxy (a CLI process, OpenClaw's
+ * catalog worker); none when neither answers, which OpenClaw shows as an
+ * empty provider until the result expires (CATALOG_TTL_MS).
  */
 export async function clusterModels (runtime: Pick<MeshRuntime, 'current'> | undefined, endpoint: ProxyEndpoint, signal?: AbortSignal): Promise<ProviderModel[]> {
-  const node = runtime?.current
-  if (node != null) return (await import('./models.js')).providerEntry(node).models
+  const specifier = 'openclaw/plugin-sdk/provider-catalog-live-runtime'
+  const live = await import(specifier) as LiveCatalogRuntime
   try {
-    const res = await fetch(`${endpoint.baseUrl}/models`, {
-      headers: endpoint.token == null ? {} : { authorization: `Bearer ${endpoint.token}` },
-      signal: signal == null ? AbortSignal.timeout(CATALOG_FETCH_TIMEOUT_MS) : AbortSignal.any([signal, AbortSignal.timeout(CATALOG_FETCH_TIMEOUT_MS)])
+    const rows = await live.getCachedLiveProviderModelRows({
+      providerId: PROVIDER_ID,
+      endpoint: `${endpoint.baseUrl}/models`,
+      apiKey: endpoint.token,
+      ttlMs: CATALOG_TTL_MS,
+      timeoutMs: CATALOG_FETCH_TIMEOUT_MS,
+      signal,
+      // an empty cluster, or a node not up yet, is an answer too: it expires like any other
+      shouldCacheRows: () => true,
+      fetchGuard: async request => ({ response: await modelsResponse(runtime, request), finalUrl: request.url, release: async () => {} })
     })
-    if (!res.ok) return []
-    const body = await res.json() as { data?: Array<{ id?: unknown, clawmatrix?: { nodes?: unknown } }> }
-    return (body.data ?? []).filter(row => typeof row.id === 'string').map(row => {
+    return (rows as ModelRow[]).filter(row => typeof row?.id === 'string').map(row => {
       const nodes = Array.isArray(row.clawmatrix?.nodes) ? row.clawmatrix.nodes.join(', ') : ''
-      return { id: row.id as string, name: `${String(row.id)} (clawmatrix: ${nodes})`, input: ['text'] }
+      return { id: row.id, name: `${row.id} (clawmatrix: ${nodes})`, input: ['text'] }
     })
   } catch {
+    // a refused token or a malformed answer: no rows, and OpenClaw keeps no deadline for them
     return []
+  }
+}
+
+/** The node's `GET /v1/models`: answered here when the node runs in this process; an empty list when it does not answer. */
+async function modelsResponse (runtime: Pick<MeshRuntime, 'current'> | undefined, request: { url: string, init?: RequestInit, signal?: AbortSignal, timeoutMs?: number }): Promise<Response> {
+  const node = runtime?.current
+  if (node != null) {
+    const { modelsOffered } = await import('../services/cluster/cluster-view.js')
+    return Response.json({ object: 'list', data: modelsOffered(node.view.nodes()).map(({ id, nodes }) => ({ id, object: 'model', clawmatrix: { nodes } })) })
+  }
+  const timeout = AbortSignal.timeout(request.timeoutMs ?? CATALOG_FETCH_TIMEOUT_MS)
+  try {
+    return await fetch(request.url, { ...request.init, signal: request.signal == null ? timeout : AbortSignal.any([request.signal, timeout]) })
+  } catch (err) {
+    if (request.signal?.aborted === true) throw err
+    return Response.json({ object: 'list', data: [] })
   }
 }
 
@@ -93,7 +146,8 @@ export function clawmatrixProvider (runtime?: Pick<MeshRuntime, 'current'>): Rec
     catalog: {
       // a plain provider: a hand-written models.providers.clawmatrix entry still wins
       order: 'simple',
-      run: async (ctx: { config: unknown, signal?: AbortSignal }) => {
+      run: async (ctx: { config: unknown, signal?: AbortSignal, providerIds?: readonly string[] }) => {
+        if (ctx.providerIds != null && !ctx.providerIds.includes(PROVIDER_ID)) return null
         const endpoint = proxyEndpointOf(ctx.config)
         if (endpoint == null) return null
         const models = await clusterModels(runtime, endpoint, ctx.signal)
