@@ -8,6 +8,8 @@
  *    through a relay);
  * 2. chunks per second of a long answer on the same four paths;
  * 3. 100 concurrent streams with a paced upstream, direct, one hop and relayed;
+ *    one hop and relayed also through a second proxy node that keeps its
+ *    model streams between requests (modelRouting.reuseStreams);
  * 4. CPU per streamed request, from /proc, of every process on the path;
  * 5. requests per second of small non-streamed answers, 32 at a time;
  * 6. idle CPU of each process (no requests), from /proc.
@@ -77,6 +79,8 @@ const DIRECT = 'direct to the upstream'
 const LOCAL = 'proxy, model on this node'
 const ONE_HOP = 'proxy, one hop'
 const RELAYED = 'proxy, relayed'
+const ONE_HOP_KEPT = 'proxy, one hop, kept streams'
+const RELAYED_KEPT = 'proxy, relayed, kept streams'
 const PORTKEY = `Portkey ${PORTKEY_VERSION}`
 const PORTKEY_NO_WAIT = `Portkey ${PORTKEY_VERSION}, no 25 ms wait`
 const REQUEST_TIMEOUT_MS = 60_000
@@ -177,18 +181,25 @@ async function startCluster (secret: string, dir: string, children: ReadyChild[]
   const hostRelayed = await node('host-relayed', { models: [model('bench-relayed')] })
   const proxy = await node('proxy', { models: [model('bench-local')] })
   const proxyUrl = proxy.match[3]!
+  // The same node with model streams kept between requests (modelRouting.reuseStreams), beside it in the same run.
+  const kept = await node('proxy-kept', { modelRouting: { reuseStreams: true } })
+  const keptUrl = kept.match[3]!
 
-  await waitFor('the proxy node to reach one host directly and the other through the relay', async () => {
-    const status = await (await fetch(`${proxyUrl}/clawmatrix/status`)).json() as NodeStatus
-    const reach = Object.fromEntries(status.cluster.map(n => [n.nodeId, n.reach]))
-    return reach['host-direct'] === 'direct' && reach['host-relayed'] === 'relayed'
-  }, { timeoutMs: 30_000, intervalMs: 100 })
+  for (const url of [proxyUrl, keptUrl]) {
+    await waitFor('the proxy nodes to reach one host directly and the other through the relay', async () => {
+      const status = await (await fetch(`${url}/clawmatrix/status`)).json() as NodeStatus
+      const reach = Object.fromEntries(status.cluster.map(n => [n.nodeId, n.reach]))
+      return reach['host-direct'] === 'direct' && reach['host-relayed'] === 'relayed'
+    }, { timeoutMs: 30_000, intervalMs: 100 })
+  }
 
   return [
     { name: DIRECT, baseUrl: upstreamUrl, model: 'bench', pids: [] },
     { name: LOCAL, baseUrl: `${proxyUrl}/v1`, model: 'bench-local', pids: [proxy.pid] },
     { name: ONE_HOP, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-direct', pids: [proxy.pid, hostDirect.pid] },
-    { name: RELAYED, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-relayed', pids: [proxy.pid, relay.pid, hostRelayed.pid] }
+    { name: RELAYED, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-relayed', pids: [proxy.pid, relay.pid, hostRelayed.pid] },
+    { name: ONE_HOP_KEPT, baseUrl: `${keptUrl}/v1`, model: 'clawmatrix/bench-direct', pids: [kept.pid, hostDirect.pid] },
+    { name: RELAYED_KEPT, baseUrl: `${keptUrl}/v1`, model: 'clawmatrix/bench-relayed', pids: [kept.pid, relay.pid, hostRelayed.pid] }
   ]
 }
 
