@@ -179,7 +179,7 @@ async function startCluster (secret: string, dir: string, children: ReadyChild[]
   }
   const hostDirect = await node('host-direct', { listen: true, models: [model('bench-direct')] })
   const hostRelayed = await node('host-relayed', { models: [model('bench-relayed')] })
-  const proxy = await node('proxy', { models: [model('bench-local')] })
+  const proxy = await node('proxy', { models: [model('bench-local')], modelRouting: { reuseStreams: false } })
   const proxyUrl = proxy.match[3]!
   // The same node with model streams kept between requests (modelRouting.reuseStreams), beside it in the same run.
   const kept = await node('proxy-kept', { modelRouting: { reuseStreams: true } })
