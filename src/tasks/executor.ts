@@ -27,6 +27,8 @@ export interface SubmitRequest {
 
 interface Running {
   controller: AbortController
+  /** The agent was started (a run not yet started can always be stopped). */
+  started: boolean
 }
 
 /**
@@ -62,8 +64,13 @@ export class TaskExecutor {
     await this.init.store.flush()
   }
 
-  /** Starts a task, or attaches to the one with this id. */
-  async submit (request: SubmitRequest, owner: TaskOwner): Promise<{ record: TaskRecord, attached: boolean }> {
+  /**
+   * Accepts a task, or attaches to the one with this id. A new task is
+   * `submitted` (stored, queued for its agent); its agent starts once
+   * `startAfter` settles (the protocol's answer is on its way), and the
+   * task is `working` from then on.
+   */
+  async submit (request: SubmitRequest, owner: TaskOwner, startAfter?: Promise<unknown>): Promise<{ record: TaskRecord, attached: boolean }> {
     const known = this.init.store.get(request.id)
     if (known != null) {
       this.checkOwner(known, owner.peerId)
@@ -102,7 +109,7 @@ export class TaskExecutor {
       updatedAt: now
     }
     await this.init.store.save(record)
-    this.run(record, false)
+    this.run(record, false, startAfter)
     return { record, attached: false }
   }
 
@@ -113,8 +120,8 @@ export class TaskExecutor {
     return record
   }
 
-  /** The caller's answer to `input-required`: the task resumes with it. */
-  async answer (id: string, message: string, peerId: string): Promise<TaskRecord> {
+  /** The caller's answer to `input-required`: the task resumes with it (once `startAfter` settles, as in submit). */
+  async answer (id: string, message: string, peerId: string, startAfter?: Promise<unknown>): Promise<TaskRecord> {
     const record = this.get(id, peerId)
     if (record.state !== 'input-required') {
       throw new TaskRefusedError('not-input-required', `task ${id} on ${this.init.nodeId} is ${record.state}, not waiting for input${isTerminal(record.state) ? '; start a new task with its contextId to continue the conversation' : ''}`)
@@ -123,7 +130,7 @@ export class TaskExecutor {
     this.checkCapacity()
     record.turns.push({ role: 'user', text: message })
     record.question = undefined
-    this.run(record, true)
+    this.run(record, true, startAfter)
     return record
   }
 
@@ -136,7 +143,7 @@ export class TaskExecutor {
     const record = this.get(id, peerId)
     if (isTerminal(record.state)) return { record, stopped: false }
     const run = this.running.get(id)
-    const stoppable = await this.init.runner.stopsOnCancel?.(record.agent) ?? true
+    const stoppable = run?.started !== true || (await this.init.runner.stopsOnCancel?.(record.agent) ?? true)
     if (run == null || stoppable) {
       run?.controller.abort(new Error('cancelled by the caller'))
       if (run != null) await this.until(id)
@@ -187,27 +194,34 @@ export class TaskExecutor {
     })
   }
 
-  /** Runs the agent for a new or resumed task, in the background. */
-  private run (record: TaskRecord, resumed: boolean): void {
-    const controller = new AbortController()
-    this.running.set(record.id, { controller })
-    // Working from now on, so whoever answers about it next says so.
-    record.state = 'working'
+  /** Runs the agent for a new or resumed task, in the background, once `startAfter` settled. */
+  private run (record: TaskRecord, resumed: boolean, startAfter: Promise<unknown> = Promise.resolve()): void {
+    const running = { controller: new AbortController(), started: false }
+    this.running.set(record.id, running)
+    // Queued for its agent from now on (a resumed task left input-required), so whoever answers about it says so.
+    record.state = 'submitted'
     record.updatedAt = Date.now()
-    void this.execute(record, resumed, controller.signal).finally(() => {
+    void this.execute(record, resumed, running, startAfter).finally(() => {
       this.running.delete(record.id)
       this.emit({ type: 'state', id: record.id, task: record })
     })
   }
 
-  private async execute (record: TaskRecord, resumed: boolean, cancel: AbortSignal): Promise<void> {
+  private async execute (record: TaskRecord, resumed: boolean, running: Running, startAfter: Promise<unknown>): Promise<void> {
+    const cancel = running.controller.signal
     const timeoutMs = Math.min(record.timeoutMs ?? this.init.defaultTimeoutMs ?? c.TASK_TIMEOUT_MS, 24 * 60 * 60 * 1000)
     const deadline = AbortSignal.timeout(timeoutMs)
     const signal = AbortSignal.any([cancel, deadline])
-    await this.init.store.save(record)
-    this.emit({ type: 'state', id: record.id, task: record })
-    this.init.log('running task %s on agent %s%s', record.id, record.agent, resumed ? ' (resumed with an answer)' : '')
     try {
+      // a task cancelled (or the node stopping) before that never starts
+      await new Promise<void>(resolve => {
+        startAfter.then(() => { resolve() }, () => { resolve() })
+        signal.addEventListener('abort', () => { resolve() }, { once: true })
+      })
+      signal.throwIfAborted()
+      running.started = true
+      await this.update(record, 'working')
+      this.init.log('running task %s on agent %s%s', record.id, record.agent, resumed ? ' (resumed with an answer)' : '')
       const outcome = await this.init.runner.run(record.agent, record.task, record.context, {
         signal,
         id: record.id,

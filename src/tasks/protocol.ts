@@ -7,7 +7,7 @@ import { watchCaller } from '../services/wire/inbound.js'
 import { KeepAlive } from '../services/wire/keep-alive.js'
 import { OutboundExchange } from '../services/wire/outbound.js'
 import { checkFrame } from '../services/wire/request.js'
-import { StreamProtocol, type StreamProtocolInit } from '../services/protocols/common.js'
+import { afterPendingIo, StreamProtocol, type StreamProtocolInit } from '../services/protocols/common.js'
 import { TASK_PROTOCOL_NAME, TASK_PROTOCOL_VERSION } from './constants.js'
 import { type TaskExecutor } from './executor.js'
 import { TaskRefusedError } from './errors.js'
@@ -75,15 +75,18 @@ export class TaskProtocol extends StreamProtocol {
   protected async serve (frames: FrameStream, frame: Frame, connection: Connection): Promise<void> {
     const { executor } = this.init
     const peerId = connection.remotePeer.toString()
+    // A task's agent starts once the first answer is on its way (see the hand-off protocol's accept)
+    const answered = Promise.withResolvers<void>()
+    const onAnswered = (): void => { afterPendingIo(answered.resolve) }
     try {
       switch (frame.type) {
         case 'task-submit': {
           const request = checkFrame(SubmitFrame, frame, 'task-submit request')
           // `from` is what the caller calls itself: a member could claim any name there.
           const owner = { nodeId: this.init.callerName?.(peerId) ?? peerId, peerId, session: request.session }
-          const { record, attached } = await executor.submit(request, owner)
-          this.log('task %s from %p: %s', record.id, connection.remotePeer, attached ? 'attached' : 'started')
-          await this.answer(frames, record, request.follow === true, attached)
+          const { record, attached } = await executor.submit(request, owner, answered.promise)
+          this.log('task %s from %p: %s', record.id, connection.remotePeer, attached ? 'attached' : 'accepted')
+          await this.answer(frames, record, request.follow === true, attached, onAnswered)
           return
         }
         case 'task-get': {
@@ -93,7 +96,7 @@ export class TaskProtocol extends StreamProtocol {
         }
         case 'task-message': {
           const request = checkFrame(MessageFrame, frame, 'task-message request')
-          await this.answer(frames, await executor.answer(request.id, request.message, peerId), request.follow === true)
+          await this.answer(frames, await executor.answer(request.id, request.message, peerId, answered.promise), request.follow === true, false, onAnswered)
           return
         }
         case 'task-cancel': {
@@ -111,14 +114,16 @@ export class TaskProtocol extends StreamProtocol {
       this.log('refused %s from %p: %s', frame.type, connection.remotePeer, err.message)
       await frames.write({ type: 'rejected', id: typeof frame.id === 'string' ? frame.id : undefined, code: err.code, message: err.message })
       await frames.close()
+    } finally {
+      onAnswered()
     }
   }
 
   /** Answers with the task; when asked to follow a working task, streams its events until it stops working. */
-  private async answer (frames: FrameStream, record: TaskRecord, follow: boolean, attached = false): Promise<void> {
+  private async answer (frames: FrameStream, record: TaskRecord, follow: boolean, attached = false, onAnswered = (): void => {}): Promise<void> {
     const extra = attached ? { attached: true } : {}
     if (!follow || !isActive(record.state)) {
-      await frames.write({ type: 'task', task: snapshot(record), ...extra })
+      await frames.write({ type: 'task', task: snapshot(record), ...extra }).finally(onAnswered)
       await frames.close()
       return
     }
@@ -129,7 +134,7 @@ export class TaskProtocol extends StreamProtocol {
     const keepAlive = new KeepAlive(frames, this.settings.keepAliveIntervalMs)
     const stopWatching = new AbortController()
     try {
-      await frames.write({ type: 'task', task: snapshot(record), following: true, ...extra })
+      await frames.write({ type: 'task', task: snapshot(record), following: true, ...extra }).finally(onAnswered)
       if (!isActive(record.state)) ended.resolve(record)
       keepAlive.start()
       // A follower that leaves only stops following: the task goes on.

@@ -182,3 +182,12 @@ export function withDeadline (signal: AbortSignal | undefined, timeoutMs: number
   const signals = [signal, deadline].filter(s => s != null)
   return { signal: signals.length === 0 ? new AbortController().signal : AbortSignal.any(signals), deadline }
 }
+
+/**
+ * Calls `fn` once the event loop has had a turn for the I/O queued so far:
+ * an answer just written leaves the process before work that may hold the
+ * thread starts.
+ */
+export function afterPendingIo (fn: () => void): void {
+  setImmediate(fn)
+}

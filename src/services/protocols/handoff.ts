@@ -13,7 +13,7 @@ import { utf8Prefix } from '../tools/output.js'
 import { type AgentRunner } from '../agents/runner.js'
 import { AgentRunError } from '../errors.js'
 import type { MessageOrigin } from '../agents/message-sink.js'
-import { StreamProtocol, withDeadline, type StreamProtocolInit } from './common.js'
+import { afterPendingIo, StreamProtocol, withDeadline, type StreamProtocolInit } from './common.js'
 import * as c from './constants.js'
 import { HandoffRuns, type HandoffOutcome, type HandoffRun } from './handoff-runs.js'
 import { HandoffRequestFrame, HandoffResultFrame, type ErrorInfo, type RunStatus } from './messages.js'
@@ -163,6 +163,11 @@ export class HandoffProtocol extends StreamProtocol {
     // Looked up again: a request with the same id may have started it while we awaited.
     let run = this.runs.get(request.id)
     const attached = run != null
+    // `accepted` means received, validated and authorized: the agent starts once that answer is on its way.
+    // Starting an agent is the host's work and can hold the thread (an OpenClaw gateway admits a run with
+    // synchronous writes to its session store, which wait for its own store worker): the caller, waiting
+    // ACCEPT_TIMEOUT_MS for this answer, must not wait for that too.
+    const answered = Promise.withResolvers<void>()
     if (run == null) {
       const limit = this.init.maxConcurrentRuns ?? c.MAX_CONCURRENT_RUNS
       if (this.runs.running >= limit) {
@@ -171,12 +176,24 @@ export class HandoffProtocol extends StreamProtocol {
       }
       const peerId = connection.remotePeer.toString()
       const from = { peerId, nodeId: this.init.nodeIdOf?.(peerId), label: request.from }
-      run = this.runs.start(request.id, request.agent, request.task, async (signal, onProgress) => this.execute(request, signal, onProgress, from))
+      // registered now, so a retry with this id attaches instead of starting a second run
+      run = this.runs.start(request.id, request.agent, request.task, async (signal, onProgress) => {
+        await answered.promise
+        return this.execute(request, signal, onProgress, from)
+      })
     } else if (run.agent !== request.agent || run.task !== request.task) {
       await reject('id-conflict', `id ${request.id} is already used on ${nodeId} by a different hand-off`)
       return
     }
-    await frames.write({ type: 'accepted', id: request.id, ...(attached ? { attached: true } : {}) })
+    try {
+      await frames.write({ type: 'accepted', id: request.id, ...(attached ? { attached: true } : {}) })
+    } catch (err) {
+      // nobody was told it started: it does not
+      if (!attached) this.runs.cancel(run, 'the caller left before it was accepted')
+      throw err
+    } finally {
+      afterPendingIo(answered.resolve)
+    }
     await this.follow(frames, run, connection)
   }
 
@@ -213,6 +230,7 @@ export class HandoffProtocol extends StreamProtocol {
     const runSignal = AbortSignal.any([signal, deadline])
     this.log('running hand-off %s on agent %s', request.id, request.agent)
     try {
+      runSignal.throwIfAborted()
       const { text } = await this.init.runner.run(request.agent, request.task, request.context, { signal: runSignal, onProgress, id: request.id, from })
       runSignal.throwIfAborted()
       return { status: 'ok', text: fitText(text, this.init.maxResultBytes ?? c.MAX_RESULT_BYTES) }

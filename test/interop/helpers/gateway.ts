@@ -7,6 +7,7 @@
  * a path it does not let us move).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -124,6 +125,11 @@ export class Gateway {
     return join(this.dir, 'openclaw.log')
   }
 
+  /** The gateway's stdout and stderr, every launch appended. */
+  get consoleFile (): string {
+    return join(this.dir, 'console.log')
+  }
+
   /**
    * Starts `openclaw gateway run` and waits until the gateway is ready and
    * the clawmatrix node has started. OpenClaw gives parts of its startup
@@ -151,9 +157,11 @@ export class Gateway {
     this.output = ''
     const child = spawn(process.execPath, [OPENCLAW_BIN, 'gateway', 'run'], { cwd: this.dir, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
-    child.stdout!.on('data', chunk => { this.output += String(chunk) })
-    child.stderr!.on('data', chunk => { this.output += String(chunk) })
-    this.exited = new Promise(resolve => child.once('exit', code => { resolve(code) }))
+    // also on disk, beside OpenClaw's own log, to read after a failure (CLAWMATRIX_KEEP_INTEROP)
+    const file = createWriteStream(this.consoleFile, { flags: 'a' })
+    child.stdout!.on('data', chunk => { this.output += String(chunk); file.write(chunk) })
+    child.stderr!.on('data', chunk => { this.output += String(chunk); file.write(chunk) })
+    this.exited = new Promise(resolve => child.once('exit', code => { file.end(); resolve(code) }))
     return waitFor(`gateway ${this.name} to be ready`, () => {
       if (child.exitCode != null || child.signalCode != null) return 'exited' as const
       return /\bready\b/.test(this.output) && /clawmatrix node \S+ started/.test(this.output) ? 'ready' as const : undefined
