@@ -5,11 +5,11 @@
  */
 import { AnthropicStreamTranslator } from './anthropic-stream.js'
 import { fromAnthropicError, fromAnthropicMessage, toAnthropicRequest } from './anthropic-translate.js'
-import { ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, MAX_JSON_RESPONSE_BYTES } from './constants.js'
+import { ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS, MAX_JSON_RESPONSE_BYTES } from './constants.js'
 import { redactor, UpstreamError } from './errors.js'
 import { relayEventStream, type EventRelay } from './event-relay.js'
 import { formatSseData, SSE_DONE, utf8, type SseEvent } from './sse.js'
-import { postUpstream, type UpstreamHttpResponse } from './upstream-http.js'
+import { postAsAdapter, type UpstreamHttpResponse } from './upstream-http.js'
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic-types.js'
 import type { ModelRequest, ModelResponse, ModelUpstream, UpstreamInit, UpstreamTarget } from './upstream.js'
 
@@ -33,26 +33,18 @@ export class AnthropicUpstream implements ModelUpstream {
       upstreamModel: this.target.upstreamModel,
       defaultMaxTokens: this.init.defaultMaxTokens ?? DEFAULT_ANTHROPIC_MAX_TOKENS
     })
-    const response = await postUpstream({
-      log: this.init.logger.forComponent('clawmatrix:models:http'),
+    const response = await postAsAdapter(this.target, this.init, {
       url: this.messagesUrl,
       headers: {
-        ...this.target.headers,
-        'content-type': 'application/json',
-        accept: body.stream === true ? 'text/event-stream' : 'application/json',
         'anthropic-version': ANTHROPIC_VERSION,
         ...(this.target.apiKey != null && this.target.apiKey !== '' ? { 'x-api-key': this.target.apiKey } : {})
       },
       body,
+      stream: body.stream === true,
       signal: request.signal,
-      responseTimeoutMs: this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,
-      idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      redact: this.redact
+      redact: this.redact,
+      refusal: fromAnthropicError
     })
-    if (response.isRedirect) throw response.redirectRefusal()
-    if (response.status < 200 || response.status > 299) {
-      throw fromAnthropicError(response.status, await response.text(MAX_ERROR_BODY_BYTES), this.redact)
-    }
     if (response.isEventStream) {
       const includeUsage = (request.body.stream_options as any)?.include_usage === true
       return { status: 200, contentType: 'text/event-stream', body: relayEventStream(response, new AnthropicEventRelay(new AnthropicStreamTranslator({ includeUsage, redact: this.redact })), 'Anthropic upstream') }

@@ -3,11 +3,11 @@
  * Studio, OpenAI, OpenRouter): the client's body goes out as is, with only
  * `model` replaced, and the answer comes back event by event.
  */
-import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, MAX_JSON_RESPONSE_BYTES } from './constants.js'
+import { MAX_JSON_RESPONSE_BYTES } from './constants.js'
 import { openAIErrorFromUpstream, redactor, UpstreamError } from './errors.js'
 import { relayEventStream, type EventRelay } from './event-relay.js'
 import { formatSseEvent, SSE_DONE, type SseEvent } from './sse.js'
-import { postUpstream, type UpstreamHttpResponse } from './upstream-http.js'
+import { postAsAdapter, type UpstreamHttpResponse } from './upstream-http.js'
 import { MODEL_ROUTES, type ModelRequest, type ModelResponse, type ModelUpstream, type UpstreamInit, type UpstreamTarget } from './upstream.js'
 
 export class OpenAIUpstream implements ModelUpstream {
@@ -24,26 +24,15 @@ export class OpenAIUpstream implements ModelUpstream {
     if (!(MODEL_ROUTES as readonly string[]).includes(request.route)) {
       throw UpstreamError.of(404, 'invalid_request_error', `unknown route /v1/${request.route}; expected one of ${MODEL_ROUTES.map(r => `/v1/${r}`).join(', ')}`)
     }
-    const streaming = request.body.stream === true
-    const response = await postUpstream({
-      log: this.init.logger.forComponent('clawmatrix:models:http'),
+    const response = await postAsAdapter(this.target, this.init, {
       url: `${this.baseUrl}/${request.route}`,
-      headers: {
-        ...this.target.headers,
-        'content-type': 'application/json',
-        accept: streaming ? 'text/event-stream' : 'application/json',
-        ...(this.target.apiKey != null && this.target.apiKey !== '' ? { authorization: `Bearer ${this.target.apiKey}` } : {})
-      },
+      headers: this.target.apiKey != null && this.target.apiKey !== '' ? { authorization: `Bearer ${this.target.apiKey}` } : {},
       body: { ...request.body, model: this.target.upstreamModel },
+      stream: request.body.stream === true,
       signal: request.signal,
-      responseTimeoutMs: this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,
-      idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      redact: this.redact
+      redact: this.redact,
+      refusal: openAIErrorFromUpstream
     })
-    if (response.isRedirect) throw response.redirectRefusal()
-    if (response.status < 200 || response.status > 299) {
-      throw openAIErrorFromUpstream(response.status, await response.text(MAX_ERROR_BODY_BYTES), this.redact)
-    }
     if (response.isEventStream) {
       const relay = request.route === 'responses' ? new ResponsesEventRelay(this.redact) : new OpenAIEventRelay(this.redact)
       return { status: response.status, contentType: 'text/event-stream', body: relayEventStream(response, relay, 'upstream') }

@@ -3,7 +3,9 @@
  * timeout between body chunks, the caller's AbortSignal, and failures turned
  * into UpstreamErrors that name what happened without the key.
  */
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES } from './constants.js'
 import { UpstreamError, UpstreamTimeout } from './errors.js'
+import type { UpstreamInit, UpstreamTarget } from './upstream.js'
 import type { Logger } from '@libp2p/interface'
 
 export interface UpstreamPostInit {
@@ -118,6 +120,43 @@ export class UpstreamHttpResponse {
     this.controller.abort(new Error('the response was not read to its end'))
     this.reader?.cancel().catch(() => {})
   }
+}
+
+/** One request of a dialect's adapter (./openai-upstream.ts, ./anthropic-upstream.ts). */
+export interface AdapterPost {
+  url: string
+  /** The dialect's own headers, its key's among them. */
+  headers: Record<string, string>
+  body: unknown
+  /** Asks for an event stream rather than JSON. */
+  stream: boolean
+  signal?: AbortSignal
+  redact: (text: string) => string
+  /** The dialect's reading of an error answer. */
+  refusal: (status: number, text: string, redact: (text: string) => string) => UpstreamError
+}
+
+/**
+ * An adapter's POST, the same for every dialect: the target's extra headers
+ * under the dialect's, the node's timeouts and logger. Resolves with a 2xx
+ * response; a redirect or an error answer is thrown as an UpstreamError.
+ */
+export async function postAsAdapter (target: UpstreamTarget, init: UpstreamInit, post: AdapterPost): Promise<UpstreamHttpResponse> {
+  const response = await postUpstream({
+    log: init.logger.forComponent('clawmatrix:models:http'),
+    url: post.url,
+    headers: { ...target.headers, 'content-type': 'application/json', accept: post.stream ? 'text/event-stream' : 'application/json', ...post.headers },
+    body: post.body,
+    signal: post.signal,
+    responseTimeoutMs: init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,
+    idleTimeoutMs: init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    redact: post.redact
+  })
+  if (response.isRedirect) throw response.redirectRefusal()
+  if (response.status < 200 || response.status > 299) {
+    throw post.refusal(response.status, await response.text(MAX_ERROR_BODY_BYTES), post.redact)
+  }
+  return response
 }
 
 /** POSTs JSON to the upstream and resolves once the response headers arrived. */
