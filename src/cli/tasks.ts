@@ -2,7 +2,7 @@
  * `clawmatrix handoff --no-wait`, `clawmatrix task <id>` and `clawmatrix tasks`:
  * the task API of a running node (docs/tasks.md) from a shell.
  */
-import { endpointHeaders, noNodeAnswered, type WorkEndpoint } from './work.js'
+import { endpointHeaders, ndjsonLines, noNodeAnswered, type WorkEndpoint } from './work.js'
 import { WorkCallError } from './errors.js'
 import type { TaskRecord } from '../tasks/task.js'
 import type { TaskLine } from '../tasks/http-routes.js'
@@ -81,28 +81,20 @@ export async function taskCommand (endpoint: WorkEndpoint, id: string, options: 
 /** Prints progress as it arrives and the task once it stopped working. */
 async function follow (endpoint: WorkEndpoint, id: string): Promise<void> {
   const res = await request(endpoint, 'GET', `/clawmatrix/task?id=${encodeURIComponent(id)}&follow=1`)
-  const decoder = new TextDecoder()
-  let pending = ''
   let last: TaskRecord | undefined
   let first = true
-  for await (const chunk of res.body!) {
-    pending += decoder.decode(chunk, { stream: true })
-    let newline: number
-    while ((newline = pending.indexOf('\n')) >= 0) {
-      const line = JSON.parse(pending.slice(0, newline)) as TaskLine
-      pending = pending.slice(newline + 1)
-      if (endpoint.json) {
-        print(JSON.stringify(line))
-      } else if (line.type === 'progress') {
-        print(`[progress] ${line.message}`)
-      } else if (first) {
-        print(`task ${line.task.id} ${line.task.state} on ${line.task.agent}@${line.task.node}`)
-        for (const p of line.task.progress) print(`[progress] ${p.message}`)
-      }
-      if (line.type === 'task') {
-        last = line.task
-        first = false
-      }
+  for await (const line of ndjsonLines<TaskLine>(res)) {
+    if (endpoint.json) {
+      print(JSON.stringify(line))
+    } else if (line.type === 'progress') {
+      print(`[progress] ${line.message}`)
+    } else if (first) {
+      print(`task ${line.task.id} ${line.task.state} on ${line.task.agent}@${line.task.node}`)
+      for (const p of line.task.progress) print(`[progress] ${p.message}`)
+    }
+    if (line.type === 'task') {
+      last = line.task
+      first = false
     }
   }
   if (last == null) throw new WorkCallError(`the node closed the follow of task ${id} before saying anything`)

@@ -69,27 +69,34 @@ export async function callNode (endpoint: WorkEndpoint, operation: 'handoff' | '
   }
 }
 
-async function followLines (res: Response, endpoint: WorkEndpoint): Promise<unknown> {
+/** The lines of an NDJSON answer (the work and task routes' `follow`), each parsed, as they arrive. */
+export async function * ndjsonLines<Line> (res: Response): AsyncGenerator<Line> {
   const decoder = new TextDecoder()
   let pending = ''
   for await (const chunk of res.body!) {
     pending += decoder.decode(chunk, { stream: true })
     let newline: number
     while ((newline = pending.indexOf('\n')) >= 0) {
-      const line = JSON.parse(pending.slice(0, newline)) as WorkLine
+      const line = JSON.parse(pending.slice(0, newline)) as Line
       pending = pending.slice(newline + 1)
-      switch (line.type) {
-        case 'output':
-          if (!endpoint.json) (line.channel === 'stderr' ? process.stderr : process.stdout).write(line.text)
-          break
-        case 'progress':
-          if (!endpoint.json) process.stderr.write(`[progress] ${escapeControl(String(line.message))}\n`)
-          break
-        case 'error':
-          throw new WorkCallError(line.message)
-        case 'result':
-          return line.result
-      }
+      yield line
+    }
+  }
+}
+
+async function followLines (res: Response, endpoint: WorkEndpoint): Promise<unknown> {
+  for await (const line of ndjsonLines<WorkLine>(res)) {
+    switch (line.type) {
+      case 'output':
+        if (!endpoint.json) (line.channel === 'stderr' ? process.stderr : process.stdout).write(line.text)
+        break
+      case 'progress':
+        if (!endpoint.json) process.stderr.write(`[progress] ${escapeControl(String(line.message))}\n`)
+        break
+      case 'error':
+        throw new WorkCallError(line.message)
+      case 'result':
+        return line.result
     }
   }
   throw new WorkCallError('the node closed the answer before the result: the call may or may not have finished')

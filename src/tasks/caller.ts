@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { firstAccepting } from '../services/wire/failover.js'
 import { type OutboundExchange } from '../services/wire/outbound.js'
 import { REATTACH_INTERVAL_MS } from './constants.js'
-import { isActive, isTerminal, type TaskEvent, type TaskRecord } from './task.js'
+import { isActive, isTerminal, TaskFollowers, type TaskEvent, type TaskRecord } from './task.js'
 import type { TaskProtocol, TaskSnapshot } from './protocol.js'
 import type { TaskStore } from './store.js'
 import type { ClusterClient } from '../services/cluster-client.js'
@@ -58,7 +58,7 @@ export interface TaskCallerInit {
  */
 export class TaskCaller {
   private readonly watching = new Map<string, AbortController>()
-  private readonly listeners = new Map<string, Set<(event: TaskEvent) => void>>()
+  private readonly listeners = new TaskFollowers()
   private stopped = new AbortController()
   private retryTimer?: ReturnType<typeof setInterval>
 
@@ -129,7 +129,7 @@ export class TaskCaller {
           updatedAt: now
         }
         await this.init.store.save(record)
-        this.emit({ type: 'state', id, task: record })
+        this.listeners.emit({ type: 'state', id, task: record })
         if (first.following === true) this.watch(record, exchange)
         else await this.settled(record)
         return record
@@ -187,13 +187,7 @@ export class TaskCaller {
 
   /** Follows a task's events here; the returned function stops following. */
   follow (id: string, listener: (event: TaskEvent) => void): () => void {
-    let set = this.listeners.get(id)
-    if (set == null) this.listeners.set(id, set = new Set())
-    set.add(listener)
-    return () => {
-      set.delete(listener)
-      if (set.size === 0 && this.listeners.get(id) === set) this.listeners.delete(id)
-    }
+    return this.listeners.follow(id, listener)
   }
 
   /** Resolves once the task is no longer submitted or working (ended, or asking for input). */
@@ -231,7 +225,7 @@ export class TaskCaller {
       onProgress: (message, at) => {
         record.progress.push({ at, message })
         if (record.progress.length > 50) record.progress.shift()
-        this.emit({ type: 'progress', id: record.id, message, at })
+        this.listeners.emit({ type: 'progress', id: record.id, message, at })
       },
       onState: task => { void this.apply(record, task) }
     }, signal).then(async final => {
@@ -278,7 +272,7 @@ export class TaskCaller {
     Object.assign(record, fields)
     record.updatedAt = Date.now()
     await this.init.store.save(record)
-    this.emit({ type: 'state', id: record.id, task: record })
+    this.listeners.emit({ type: 'state', id: record.id, task: record })
     if (before !== record.state || fields.provisional === true) await this.settled(record)
   }
 
@@ -297,10 +291,6 @@ export class TaskCaller {
     } catch (err: any) {
       this.init.log.error('delivering task %s to %s failed: %s', record.id, record.owner.session, err.message)
     }
-  }
-
-  private emit (event: TaskEvent): void {
-    for (const listener of [...this.listeners.get(event.id) ?? []]) listener(event)
   }
 
   /** Reattaches to the tasks of `peerId` (every away executor when absent) that still need it. */

@@ -1,7 +1,7 @@
 import { type AgentRunner } from '../services/agents/runner.js'
 import { AgentRunError } from '../services/errors.js'
 import * as c from './constants.js'
-import { isActive, isTerminal, type TaskEvent, type TaskOwner, type TaskRecord, type Turn } from './task.js'
+import { isActive, isTerminal, TaskFollowers, type TaskEvent, type TaskOwner, type TaskRecord, type Turn } from './task.js'
 import type { TaskStore } from './store.js'
 import type { Logger } from '@libp2p/interface'
 import { TaskRefusedError } from './errors.js'
@@ -40,7 +40,7 @@ interface Running {
  */
 export class TaskExecutor {
   private readonly running = new Map<string, Running>()
-  private readonly followers = new Map<string, Set<(event: TaskEvent) => void>>()
+  private readonly followers = new TaskFollowers()
   private stopping = false
 
   constructor (private readonly init: TaskExecutorInit) {}
@@ -159,13 +159,7 @@ export class TaskExecutor {
 
   /** Follows a task's events; the returned function stops following. */
   follow (id: string, listener: (event: TaskEvent) => void): () => void {
-    let set = this.followers.get(id)
-    if (set == null) this.followers.set(id, set = new Set())
-    set.add(listener)
-    return () => {
-      set.delete(listener)
-      if (set.size === 0 && this.followers.get(id) === set) this.followers.delete(id)
-    }
+    return this.followers.follow(id, listener)
   }
 
   /** Tasks running here now. */
@@ -203,7 +197,7 @@ export class TaskExecutor {
     record.updatedAt = Date.now()
     void this.execute(record, resumed, running, startAfter).finally(() => {
       this.running.delete(record.id)
-      this.emit({ type: 'state', id: record.id, task: record })
+      this.followers.emit({ type: 'state', id: record.id, task: record })
     })
   }
 
@@ -272,22 +266,18 @@ export class TaskExecutor {
     record.progress.push(entry)
     if (record.progress.length > c.MAX_PROGRESS_KEPT) record.progress.splice(0, record.progress.length - c.MAX_PROGRESS_KEPT)
     // Progress is kept in memory at once and written with the next state change.
-    this.emit({ type: 'progress', id: record.id, message: entry.message, at: entry.at })
+    this.followers.emit({ type: 'progress', id: record.id, message: entry.message, at: entry.at })
   }
 
   private async update (record: TaskRecord, state: TaskRecord['state']): Promise<void> {
     record.state = state
     record.updatedAt = Date.now()
     await this.init.store.save(record)
-    this.emit({ type: 'state', id: record.id, task: record })
+    this.followers.emit({ type: 'state', id: record.id, task: record })
   }
 
   private async settle (record: TaskRecord, state: TaskRecord['state'], fields: Partial<TaskRecord>): Promise<void> {
     Object.assign(record, fields)
     await this.update(record, state)
-  }
-
-  private emit (event: TaskEvent): void {
-    for (const listener of [...this.followers.get(event.id) ?? []]) listener(event)
   }
 }

@@ -96,3 +96,24 @@ export interface TaskRecord {
 export type TaskEvent =
   | { type: 'progress', id: string, message: string, at: number }
   | { type: 'state', id: string, task: TaskRecord }
+
+/** Who follows which task, on the executor's side and the caller's alike; a task nobody follows holds no entry. */
+export class TaskFollowers {
+  private readonly byTask = new Map<string, Set<(event: TaskEvent) => void>>()
+
+  /** Adds a follower of task `id`; the returned function removes it. */
+  follow (id: string, listener: (event: TaskEvent) => void): () => void {
+    let set = this.byTask.get(id)
+    if (set == null) this.byTask.set(id, set = new Set())
+    set.add(listener)
+    return () => {
+      set.delete(listener)
+      if (set.size === 0 && this.byTask.get(id) === set) this.byTask.delete(id)
+    }
+  }
+
+  /** Tells the task's followers, those added while it runs excepted. */
+  emit (event: TaskEvent): void {
+    for (const listener of [...this.byTask.get(event.id) ?? []]) listener(event)
+  }
+}
