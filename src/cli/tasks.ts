@@ -2,6 +2,7 @@
  * `clawmatrix handoff --no-wait`, `clawmatrix task <id>` and `clawmatrix tasks`:
  * the task API of a running node (docs/tasks.md) from a shell.
  */
+import { escapeControl } from '../node/escape.js'
 import { endpointHeaders, ndjsonLines, noNodeAnswered, type WorkEndpoint } from './work.js'
 import { WorkCallError } from './errors.js'
 import type { TaskRecord } from '../tasks/task.js'
@@ -87,10 +88,10 @@ async function follow (endpoint: WorkEndpoint, id: string): Promise<void> {
     if (endpoint.json) {
       print(JSON.stringify(line))
     } else if (line.type === 'progress') {
-      print(`[progress] ${line.message}`)
+      print(`[progress] ${escapeControl(line.message)}`)
     } else if (first) {
       print(`task ${line.task.id} ${line.task.state} on ${line.task.agent}@${line.task.node}`)
-      for (const p of line.task.progress) print(`[progress] ${p.message}`)
+      for (const p of line.task.progress) print(`[progress] ${escapeControl(p.message)}`)
     }
     if (line.type === 'task') {
       last = line.task
@@ -145,6 +146,6 @@ function exitFor (t: TaskRecord): void {
 }
 
 function oneLine (text: string, max: number): string {
-  const flat = text.replace(/\s+/g, ' ').trim()
+  const flat = escapeControl(text.replace(/\s+/g, ' ').trim())
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
