@@ -9,6 +9,8 @@ import type { Swarm } from '../../node/swarm.js'
 import type { Logger, PeerId, Startable } from '@libp2p/interface'
 
 const RETRY_MIN_MS = 1_000
+/** Circuit relay v2's protocol to a relay: a stream of it is a circuit (or a reservation being made). */
+const RELAY_HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 /** Failed dials remembered for their backoff; past it the oldest is forgotten (a link in a card names anyone). */
 const MAX_FAILURES_REMEMBERED = 1024
 
@@ -115,6 +117,7 @@ export class MeshConnector implements Startable {
     const self = this.swarm.peerId.toString()
     for (const peer of this.relays) {
       if (this.swarm.getConnections(peerIdFromString(peer)).length === 0 && !this.dialing.has(peer)) this.relays.delete(peer)
+      else this.reopenUnreserved(peer)
     }
     const listening = this.view.nodes().filter(n => !n.self && n.conflictsWith == null).map(n => this.view.card(n.peerId)).filter((c): c is Card => c != null && listensAt(c))
     const connected = (card: Card): boolean => this.swarm.getConnections(peerIdFromString(card.peerId)).some(c => !isRelayed(c.remoteAddr.toString()))
@@ -125,6 +128,23 @@ export class MeshConnector implements Startable {
       this.relays.add(card.peerId)
       this.connect(card.peerId, card.addresses.filter(a => !isRelayed(a)), () => { this.relays.delete(card.peerId) })
     }
+  }
+
+  /**
+   * libp2p's circuit transport asks a relay for a reservation when a
+   * connection to it opens, and does not ask again while that connection
+   * stays open: a reservation that failed (a timeout on a busy relay) leaves
+   * this node unreachable through a relay it is connected to. A chosen relay
+   * connected for a retry period without a reservation, and carrying no
+   * circuit, is closed so that it is dialed again and asked again.
+   */
+  private reopenUnreserved (peer: string): void {
+    if (this.swarm.getMultiaddrs().some(a => a.toString().includes(`/p2p/${peer}/p2p-circuit`))) return
+    const connections = this.swarm.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open' && !isRelayed(c.remoteAddr.toString()))
+    const now = Date.now()
+    if (connections.length === 0 || connections.some(c => now - c.timeline.open < this.init.maxRetryMs || c.streams.some(s => s.protocol === RELAY_HOP_PROTOCOL))) return
+    this.log('no reservation on relay %s after %d ms connected: reconnecting', peer, now - Math.min(...connections.map(c => c.timeline.open)))
+    for (const connection of connections) void connection.close().catch((err: any) => { connection.abort(err) })
   }
 
   /** Puts a member's addresses in the peer store, where a dial for work finds them. */
