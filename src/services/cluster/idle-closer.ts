@@ -4,6 +4,11 @@ import type { Connection, Logger, PeerId, Startable } from '@libp2p/interface'
 /** Streams every connection carries whether or not there is work: they do not keep it open. */
 const HOUSEKEEPING_PROTOCOLS = ['/meshsub/', '/floodsub/', '/ipfs/ping/', '/ipfs/id/']
 
+/** Whether a connection carries a stream other than gossip, identify and ping (a relay's HOP stream is work). */
+export function carriesWork (connection: Connection): boolean {
+  return connection.streams.some(s => !HOUSEKEEPING_PROTOCOLS.some(p => s.protocol?.startsWith(p) === true))
+}
+
 export interface IdleCloserInit {
   /** A connection this node opened, with no work for this long, is closed. */
   idleMs: number
@@ -43,7 +48,7 @@ export class IdleCloser implements Startable {
   sweep (now: number): void {
     for (const connection of this.swarm.getConnections()) {
       if (connection.direction !== 'outbound' || connection.status !== 'open') continue
-      if (connection.streams.some(s => !HOUSEKEEPING_PROTOCOLS.some(p => s.protocol?.startsWith(p) === true))) {
+      if (carriesWork(connection)) {
         this.lastStream.set(connection, now)
         continue
       }

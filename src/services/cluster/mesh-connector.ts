@@ -3,14 +3,15 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DIAL_TIMEOUT_MS } from '../../node/constants.js'
 import { isRelayed, type ClusterView } from './cluster-view.js'
+import { carriesWork } from './idle-closer.js'
 import type { Card } from './card.js'
 import type { MeshMode } from '../../config/schema.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { Logger, PeerId, Startable } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, Startable } from '@libp2p/interface'
 
 const RETRY_MIN_MS = 1_000
-/** Circuit relay v2's protocol to a relay: a stream of it is a circuit (or a reservation being made). */
-const RELAY_HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+/** The longest wait between two reconnections to a relay that gives no reservation. */
+const MAX_RESERVATION_RETRY_MS = 10 * 60_000
 /** Failed dials remembered for their backoff; past it the oldest is forgotten (a link in a card names anyone). */
 const MAX_FAILURES_REMEMBERED = 1024
 
@@ -47,6 +48,8 @@ export class MeshConnector implements Startable {
   private readonly stored = new Map<string, string>()
   /** Relays this node chose to stay connected to (on demand, not listening). */
   private readonly relays = new Set<string>()
+  /** Chosen relays reconnected for want of a reservation: when last, and how often in a row (for the backoff). */
+  private readonly reconnected = new Map<string, { at: number, count: number }>()
   private controller = new AbortController()
   private timer?: ReturnType<typeof setInterval>
 
@@ -73,6 +76,7 @@ export class MeshConnector implements Startable {
     this.controller.abort()
     this.stored.clear()
     this.relays.clear()
+    this.reconnected.clear()
   }
 
   /** A relay this node keeps connected on purpose: never closed for being idle. */
@@ -99,11 +103,17 @@ export class MeshConnector implements Startable {
     const peer = event.detail.card.peerId
     this.stored.delete(peer)
     this.failures.delete(peer)
+    this.reconnected.delete(peer)
     if (this.relays.delete(peer)) this.keepRelays()
   }
 
   private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
     if (this.relays.delete(event.detail.toString())) this.keepRelays()
+  }
+
+  /** The open connections to a peer that do not go through a relay. */
+  private directConnections (peer: string): Connection[] {
+    return this.swarm.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open' && !isRelayed(c.remoteAddr.toString()))
   }
 
   /**
@@ -116,35 +126,54 @@ export class MeshConnector implements Startable {
     if (!this.keepsRelays || this.controller.signal.aborted) return
     const self = this.swarm.peerId.toString()
     for (const peer of this.relays) {
-      if (this.swarm.getConnections(peerIdFromString(peer)).length === 0 && !this.dialing.has(peer)) this.relays.delete(peer)
-      else this.reopenUnreserved(peer)
+      if (this.directConnections(peer).length === 0 && !this.dialing.has(peer)) this.relays.delete(peer)
+      else this.checkReservation(peer)
     }
     const listening = this.view.nodes().filter(n => !n.self && n.conflictsWith == null).map(n => this.view.card(n.peerId)).filter((c): c is Card => c != null && listensAt(c))
-    const connected = (card: Card): boolean => this.swarm.getConnections(peerIdFromString(card.peerId)).some(c => !isRelayed(c.remoteAddr.toString()))
+    const connected = (card: Card): boolean => this.directConnections(card.peerId).length > 0
     const ordered = [...listening].sort((a, b) => Number(connected(b)) - Number(connected(a)) || rank(self, a.peerId).localeCompare(rank(self, b.peerId)))
     for (const card of ordered) {
       if (this.relays.size >= this.init.relays) break
       if (this.relays.has(card.peerId)) continue
       this.relays.add(card.peerId)
-      this.connect(card.peerId, card.addresses.filter(a => !isRelayed(a)), () => { this.relays.delete(card.peerId) })
+      this.connect(card.peerId, card.addresses.filter(a => !isRelayed(a)), () => { this.relays.delete(card.peerId) }, { direct: true })
     }
   }
 
   /**
-   * libp2p's circuit transport asks a relay for a reservation when a
-   * connection to it opens, and does not ask again while that connection
-   * stays open: a reservation that failed (a timeout on a busy relay) leaves
-   * this node unreachable through a relay it is connected to. A chosen relay
-   * connected for a retry period without a reservation, and carrying no
-   * circuit, is closed so that it is dialed again and asked again.
+   * libp2p's circuit transport asks a peer for a reservation once, when
+   * identify first finds the relay protocol on a connection to it, and not
+   * again until every connection to that peer has closed (its topology
+   * remembers the peer until `peer:disconnect`). A reservation that failed
+   * then stays failed while the peer stays connected: a timeout on a busy
+   * relay, or (the usual case at 30 members) the first connection to the
+   * relay went through another relay, which the transport refuses to reserve
+   * over (`DoubleRelayError`), and the direct connection that followed was
+   * not asked again. So a chosen relay without a reservation through it,
+   * connected for a retry period, has all its connections that carry no
+   * work closed: the disconnect resets the transport, keepRelays dials the
+   * relay directly, and identify on that connection asks again. Repeated
+   * attempts back off, up to MAX_RESERVATION_RETRY_MS. A relayed connection
+   * to a relay this node reaches directly carries nothing it needs either,
+   * and is closed once idle.
    */
-  private reopenUnreserved (peer: string): void {
-    if (this.swarm.getMultiaddrs().some(a => a.toString().includes(`/p2p/${peer}/p2p-circuit`))) return
-    const connections = this.swarm.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open' && !isRelayed(c.remoteAddr.toString()))
+  private checkReservation (peer: string): void {
+    const connections = this.swarm.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
+    const close = (chosen: Connection[]): void => {
+      for (const connection of chosen) void connection.close().catch((err: any) => { connection.abort(err) })
+    }
+    if (this.swarm.getMultiaddrs().some(a => a.toString().includes(`/p2p/${peer}/p2p-circuit`))) {
+      this.reconnected.delete(peer)
+      close(connections.filter(c => isRelayed(c.remoteAddr.toString()) && !carriesWork(c)))
+      return
+    }
     const now = Date.now()
-    if (connections.length === 0 || connections.some(c => now - c.timeline.open < this.init.maxRetryMs || c.streams.some(s => s.protocol === RELAY_HOP_PROTOCOL))) return
-    this.log('no reservation on relay %s after %d ms connected: reconnecting', peer, now - Math.min(...connections.map(c => c.timeline.open)))
-    for (const connection of connections) void connection.close().catch((err: any) => { connection.abort(err) })
+    const last = this.reconnected.get(peer)
+    if (last != null && now - last.at < Math.min(MAX_RESERVATION_RETRY_MS, this.init.maxRetryMs * 2 ** last.count)) return
+    if (connections.length === 0 || connections.some(c => now - c.timeline.open < this.init.maxRetryMs || carriesWork(c))) return
+    this.log('no reservation on relay %s after %d ms connected over %d connection(s): reconnecting', peer, now - Math.min(...connections.map(c => c.timeline.open)), connections.length)
+    this.reconnected.set(peer, { at: now, count: (last?.count ?? 0) + 1 })
+    close(connections)
   }
 
   /** Puts a member's addresses in the peer store, where a dial for work finds them. */
@@ -162,7 +191,12 @@ export class MeshConnector implements Startable {
     }
   }
 
-  private connect (peer: string, addresses: string[], onFailure?: () => void): void {
+  /**
+   * Dials a member unless connected to it. `direct`: only a direct
+   * connection counts and only the given addresses are dialed, never one
+   * through a relay (a relay is reserved on over a direct connection only).
+   */
+  private connect (peer: string, addresses: string[], onFailure?: () => void, options: { direct?: boolean } = {}): void {
     const self = this.swarm.peerId.toString()
     if (peer === self || this.dialing.has(peer)) return
     let peerId
@@ -171,7 +205,7 @@ export class MeshConnector implements Startable {
     } catch {
       return // a link another member listed; its card schema only checked the characters
     }
-    if (this.swarm.getConnections(peerId).length > 0) return
+    if (options.direct === true ? this.directConnections(peer).length > 0 : this.swarm.getConnections(peerId).length > 0) return
     // After a failure, wait (1 s, doubling) unless the card now offers other addresses, e.g. a new relay reservation.
     const failed = this.failures.get(peer)
     const tried = addresses.join(' ')
@@ -182,9 +216,11 @@ export class MeshConnector implements Startable {
     this.dialing.add(peer)
     void (async () => {
       try {
-        await this.swarm.peerStore.merge(peerId, { multiaddrs: usable(addresses, self) })
+        const multiaddrs = usable(addresses, self)
+        await this.swarm.peerStore.merge(peerId, { multiaddrs })
         const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
-        await this.swarm.dial(peerId, { signal })
+        // By peer id libp2p may take any address it knows, a circuit included, and reuse a relayed connection.
+        await this.swarm.dial(options.direct === true ? multiaddrs.map(a => a.getComponents().some(c => c.name === 'p2p') ? a : a.encapsulate(`/p2p/${peer}`)) : peerId, { signal })
         this.failures.delete(peer)
         this.log('connected to member %p', peerId)
       } catch (err: any) {
