@@ -1,7 +1,14 @@
 /** Timeouts and limits of the swarm, chosen from what was measured (../shared notes, docs/). */
 
-/** A failed or stalled handshake frees its pending-connection slot after this. */
-export const INBOUND_UPGRADE_TIMEOUT_MS = 2_000
+/**
+ * A stalled handshake frees its pending-connection slot after this (a wrong
+ * secret fails at once, in Noise's first round trip). It was 2 s: with 30
+ * members dialing two relays at once on a loaded machine (load 12) the
+ * relays cut most honest handshakes at 2 s (53 dials failed with
+ * `Unexpected EOF`) and retried members crowded in again. What one address
+ * can hold is bounded by the per-IP limits of ./inbound-admission.ts.
+ */
+export const INBOUND_UPGRADE_TIMEOUT_MS = 10_000
 /** Handshakes in flight at once; wrong-secret dialers must not starve members. */
 export const MAX_INCOMING_PENDING_CONNECTIONS = 256
 /** Inbound dials per second per IP before libp2p refuses; NAT'd offices share one IP. */
