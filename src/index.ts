@@ -16,6 +16,18 @@
  * const { reply } = await node.client.handoff('reviewer', 'review the diff in /tmp/pr.patch', undefined)
  * await node.stop()
  * ```
+ *
+ * `clawmatrix node` also attaches the layers built on a node, before it starts:
+ * tasks that outlive a call and the A2A endpoint over them.
+ *
+ * ```TypeScript
+ * import { attachA2A, attachTasks } from 'clawmatrix'
+ *
+ * const tasks = attachTasks(node, stateDir)
+ * attachA2A(node, tasks)
+ * await node.start()
+ * const task = await tasks.submit('reviewer', 'review the diff in /tmp/pr.patch')
+ * ```
  */
 import { ClawmatrixNode, type ClawmatrixNodeInit } from './services/clawmatrix-node.js'
 
@@ -48,6 +60,14 @@ export type { ClusterClient, CallOptions, HandoffOutcome, SendOutcome, ToolOutco
 export { RemoteWorkError, SelfTargetError, UnknownTargetError, NodeIdConflictError, NodeOfflineError, NodeUnreachableError } from './services/errors.js'
 export { RefusedError, NoCandidateAcceptedError, StreamCutError, IdleTimeoutError, DeadlineError, RemoteError } from './services/wire/errors.js'
 export { MembershipSetupError } from './membership/errors.js'
+
+// Layers on a node, attached before `start` (docs/tasks.md, docs/a2a.md).
+export { attachTasks } from './tasks/service.js'
+export type { TaskService, TaskServiceInit } from './tasks/service.js'
+export type { TaskRecord, TaskState, TaskEvent } from './tasks/task.js'
+export { TaskRefusedError, UnknownTaskError } from './tasks/errors.js'
+export { attachA2A } from './a2a/index.js'
+export type { A2AEndpointInit } from './a2a/index.js'
 
 // What an embedder may plug in to run work from other nodes (the OpenClaw plugin runs hand-offs as agent runs).
 export type { WorkInit } from './services/work.js'

@@ -53,17 +53,22 @@ describe('the packed package', () => {
       import { mkdtemp } from 'node:fs/promises'
       import { tmpdir } from 'node:os'
       import { join } from 'node:path'
-      import { createNode, parseConfig, VERSION, ConfigError } from 'clawmatrix'
-      const config = parseConfig({ nodeId: 'packed', secret: 'packed-secret-0123456789abcdef', listen: true, listenHost: '127.0.0.1', listenPort: ${listenPort}, proxyPort: ${proxyPort} })
-      const node = await createNode({ config, stateDir: await mkdtemp(join(tmpdir(), 'clawmatrix-packed-')), log: { info () {}, warn () {} } })
+      import { attachA2A, attachTasks, createNode, parseConfig, VERSION, ConfigError } from 'clawmatrix'
+      const config = parseConfig({ nodeId: 'packed', secret: 'packed-secret-0123456789abcdef', listen: true, listenHost: '127.0.0.1', listenPort: ${listenPort}, proxyPort: ${proxyPort}, agents: [{ id: 'echo', command: ['cat'] }] })
+      const stateDir = await mkdtemp(join(tmpdir(), 'clawmatrix-packed-'))
+      const node = await createNode({ config, stateDir, log: { info () {}, warn () {} } })
+      attachA2A(node, attachTasks(node, stateDir))
       await node.start()
       const status = await (await fetch(node.http.url + '/clawmatrix/status')).json()
+      const tasks = await (await fetch(node.http.url + '/clawmatrix/tasks')).json()
+      const card = await (await fetch(node.http.url + '/a2a/echo/.well-known/agent-card.json')).json()
       await node.stop()
       let refused
       try { parseConfig({}) } catch (err) { refused = err.name }
-      console.log(JSON.stringify({ nodeId: status.nodeId, version: VERSION === status.version, refused, isClass: typeof ConfigError }))
+      console.log(JSON.stringify({ nodeId: status.nodeId, version: VERSION === status.version, refused, isClass: typeof ConfigError, tasks: tasks.tasks, card: card.name }))
     `)
-    expect(JSON.parse(out)).toEqual({ nodeId: 'packed', version: true, refused: 'ConfigError', isClass: 'function' })
+    // The task and A2A layers too, attached through the public API as `clawmatrix node` does.
+    expect(JSON.parse(out)).toEqual({ nodeId: 'packed', version: true, refused: 'ConfigError', isClass: 'function', tasks: [], card: 'echo' })
   })
 
   it('exposes clawmatrix/openclaw as the plugin entry, and nothing else', async () => {
