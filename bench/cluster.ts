@@ -85,6 +85,19 @@ export const CLUSTER_SCALE: Omit<ClusterBenchOptions, 'progress'> = {
   transfer: undefined
 }
 
+/**
+ * `npm run bench -- cluster --nodes 50,200`: on demand only, at the given
+ * sizes, one run each with traffic, no throughput part; for a size too slow
+ * to run beside everything else.
+ */
+export function clusterAt (sizes: number[]): Omit<ClusterBenchOptions, 'progress'> {
+  return {
+    ...CLUSTER_DEFAULTS,
+    scenarios: sizes.map(nodes => ({ nodes, runs: 1, mode: 'on-demand', intervalMs: DEFAULT_INTERVAL, timeoutMs: Math.max(90_000, nodes * 1_200), traffic: true })),
+    transfer: undefined
+  }
+}
+
 /** Enough to see that every part works; the figures mean little. */
 export const CLUSTER_QUICK: Omit<ClusterBenchOptions, 'progress'> = {
   scenarios: bothModes(6, 1, 30_000),

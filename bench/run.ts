@@ -7,6 +7,7 @@
  *   npm run bench -- --quick       few samples: checks that the bench works, numbers mean little
  *   npm run bench -- relay-soak    an opt-in benchmark (OPT_IN below: too long for every run)
  *   npm run bench -- relay-soak --minutes 10   a shorter churn soak (default 60 minutes)
+ *   npm run bench -- cluster --nodes 50,200    the cluster view on demand at these sizes only
  *
  * A new benchmark is a file exporting `(options) => Promise<BenchResult>`,
  * added to BENCHES below.
@@ -21,7 +22,7 @@ import { REPO_ROOT } from './lib/paths.js'
 import { formatResult, resultJson, type BenchResult } from './lib/report.js'
 import { SWARM_DEFAULTS, SWARM_QUICK, swarmBench } from './swarm.js'
 import { MODEL_PROXY_DEFAULTS, MODEL_PROXY_QUICK, modelProxyBench } from './model-proxy.js'
-import { CLUSTER_DEFAULTS, CLUSTER_QUICK, CLUSTER_SCALE, clusterBench } from './cluster.js'
+import { CLUSTER_DEFAULTS, CLUSTER_QUICK, CLUSTER_SCALE, clusterAt, clusterBench } from './cluster.js'
 import { relaySoakBench, SOAK_DEFAULTS, SOAK_QUICK } from './relay-soak.js'
 import { relayIdleBench, IDLE_DEFAULTS, IDLE_QUICK } from './relay-idle.js'
 import { WORK_DEFAULTS, WORK_QUICK, workBench } from './work.js'
@@ -36,12 +37,14 @@ interface RunOptions {
   quick: boolean
   /** Length of the churn soak, when given. */
   minutes?: number
+  /** Cluster sizes for the cluster bench, when given. */
+  nodes?: number[]
 }
 
 const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
   swarm: async ({ quick }) => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
   'model-proxy': async ({ quick }) => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
-  cluster: async ({ quick }) => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
+  cluster: async ({ quick, nodes }) => clusterBench({ ...(nodes != null ? clusterAt(nodes) : quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
   work: async ({ quick }) => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),
   tasks: async ({ quick }) => tasksBench({ ...(quick ? TASKS_QUICK : TASKS_DEFAULTS), progress }),
   membership: async ({ quick }) => membershipBench({ ...(quick ? MEMBERSHIP_QUICK : MEMBERSHIP_DEFAULTS), progress }),
@@ -61,7 +64,7 @@ async function main (): Promise<void> {
   let args
   try {
     args = parseArgs({
-      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false }, minutes: { type: 'string' } },
+      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false }, minutes: { type: 'string' }, nodes: { type: 'string' } },
       allowPositionals: true
     })
   } catch (err: any) {
@@ -72,6 +75,8 @@ async function main (): Promise<void> {
   if (unknown.length > 0) throw new UsageError(`unknown benchmark ${unknown.join(', ')}; expected some of: ${Object.keys(BENCHES).join(', ')}`)
   const minutes = values.minutes == null ? undefined : Number(values.minutes)
   if (minutes != null && !(minutes > 0)) throw new UsageError(`--minutes: got "${values.minutes}"; expected a positive number`)
+  const nodes = values.nodes?.split(',').map(Number)
+  if (nodes != null && !nodes.every(n => Number.isInteger(n) && n >= 3)) throw new UsageError(`--nodes: got "${values.nodes}"; expected sizes of 3 or more, comma-separated`)
   const names = positionals.length > 0 ? positionals : Object.keys(BENCHES).filter(name => !OPT_IN.has(name))
 
   const machine = await machineInfo()
@@ -81,7 +86,7 @@ async function main (): Promise<void> {
   const started = Date.now()
   const results: BenchResult[] = []
   for (const name of names) {
-    const result = await BENCHES[name]!({ quick: values.quick, minutes })
+    const result = await BENCHES[name]!({ quick: values.quick, minutes, nodes })
     results.push(result)
     process.stdout.write(formatResult(result) + '\n\n')
   }
