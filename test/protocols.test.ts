@@ -12,6 +12,8 @@ import { encodeVarint } from '../src/services/wire/frame.js'
 import { FrameStream } from '../src/services/wire/frame-stream.js'
 import { readUntil } from '../src/services/wire/read-frames.js'
 import { startWorkProtocols, type WorkProtocols } from './fixtures/proto-services.js'
+import { HandoffProtocol } from '../src/services/protocols/handoff.js'
+import { libp2pComponents } from '../src/services/wire/components.js'
 import { processAlive, startNode, tempDir, testConfig, TEST_SECRET } from './fixtures/proto-harness.js'
 import { waitFor } from './helpers/wait.js'
 import type { ClawmatrixNode } from '../src/services/clawmatrix-node.js'
@@ -148,6 +150,29 @@ describe('hand-off', () => {
     expect(none).toBeInstanceOf(NoCandidateAcceptedError)
     expect(none.failures.map((f: any) => f.peer)).toEqual([cPeer().toString(), gonePeer.toString()])
     expect(none.failures[0].error.code).toBe('no-such-agent')
+  })
+
+  it('waits the accept timeout for a candidate with a successor, and longer for the last one: a slow host is not a gone one', async () => {
+    // proto-slow takes 1.5 s to accept (its policy hook answers late, as a host that stalls its thread would)
+    const slowDir = join(dir.path, 'proto-slow')
+    const node = await startNode(testConfig('proto-slow', { agents: [{ id: 'worker', command: agentCommand }] }), slowDir)
+    const protocols = await startWorkProtocols(node, slowDir, { authorize: async () => { await new Promise(resolve => setTimeout(resolve, 1_500)) } })
+    try {
+      await a.node.swarm.dial(node.swarm.getMultiaddrs()[0]!)
+      // a caller on a with a 500 ms accept timeout (its idle timeout: 20 s)
+      const caller = new HandoffProtocol(libp2pComponents(a.node.swarm), { nodeId: 'proto-a', runner: { has: () => false, run: async () => ({ text: '' }) }, acceptTimeoutMs: 500, idleTimeoutMs: 20_000 })
+      const accepted: string[] = []
+      const moved = await caller.handoff([node.peerId, bPeer()], { agent: 'worker', task: 'echo:moved on' }, { onAccepted: peer => accepted.push(peer.toString()) })
+      expect(moved.text).toBe('worker got: moved on')
+      expect(accepted).toEqual([bPeer().toString()])
+
+      const waited = await caller.handoff(node.peerId, { agent: 'worker', task: 'echo:waited' })
+      expect(waited.text).toBe('worker got: waited')
+      expect(waited.peer.equals(node.peerId)).toBe(true)
+    } finally {
+      await protocols.stop()
+      await node.stop()
+    }
   })
 
   it('does not fail over once a candidate accepted', async () => {

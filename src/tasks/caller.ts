@@ -115,7 +115,7 @@ export class TaskCaller {
     for (const [agent, peers] of groups) {
       const frame = { type: 'task-submit', id, agent, task, context: options.context, contextId: options.contextId, timeoutMs: options.timeoutMs, session: options.session, from: this.init.nodeId, follow: true }
       try {
-        const { exchange, first } = await firstAccepting(peers, async peer => this.init.protocol.open(peer, frame, signal), signal)
+        const { exchange, first } = await firstAccepting(peers, async (peer, last) => this.init.protocol.open(peer, frame, signal, last), signal)
         const now = Date.now()
         const record: TaskRecord = {
           ...first.task,

@@ -48,9 +48,12 @@ export class TaskProtocol extends StreamProtocol {
     super(components, TASK_PROTOCOL_NAME, TASK_PROTOCOL_VERSION, init)
   }
 
-  /** Sends one request to `peer`; resolves with its first answer, throws RefusedError on `rejected`. */
-  async open (peer: PeerId, request: Frame, signal: AbortSignal): Promise<{ exchange: OutboundExchange, first: Static<typeof TaskFrame> }> {
-    const { exchange, answer } = await OutboundExchange.open(this.outbound, peer, request, signal)
+  /**
+   * Sends one request to `peer`; resolves with its first answer, throws RefusedError on `rejected`.
+   * `last`: no other candidate follows (a task lives on one executor, so only a submit has others).
+   */
+  async open (peer: PeerId, request: Frame, signal: AbortSignal, last = true): Promise<{ exchange: OutboundExchange, first: Static<typeof TaskFrame> }> {
+    const { exchange, answer } = await OutboundExchange.open(this.outbound, peer, request, signal, this.acceptTimeoutFor(last))
     try {
       return { exchange, first: checkFrame(TaskFrame, answer, `task answer from ${peer}`) }
     } catch (err) {

@@ -120,6 +120,18 @@ export abstract class StreamProtocol implements Startable {
     return this.describePeer?.name(peer.toString()) ?? peer.toString()
   }
 
+  /**
+   * How long a caller waits for a candidate's first answer. The accept
+   * timeout is there to move on to the next candidate; the last one has no
+   * successor, so it gets the silence any exchange is allowed (the idle
+   * timeout): a host that stalls its thread for a while (an OpenClaw
+   * gateway in synchronous SQLite writes, waiting on its own store worker)
+   * is slow, not gone, and a gone one is cut by the heartbeat anyway.
+   */
+  protected acceptTimeoutFor (last: boolean): number {
+    return last ? Math.max(this.settings.acceptTimeoutMs, this.settings.idleTimeoutMs) : this.settings.acceptTimeoutMs
+  }
+
   protected get outbound (): OutboundInit {
     return {
       components: this.components,

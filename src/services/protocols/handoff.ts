@@ -114,7 +114,7 @@ export class HandoffProtocol extends StreamProtocol {
     const { signal, deadline } = withDeadline(options.signal, timeoutMs == null ? undefined : timeoutMs + c.DEADLINE_SLACK_MS)
     let peer: PeerId | undefined
     try {
-      const { exchange, answer } = await firstAccepting(candidatesOf(target), async candidate => OutboundExchange.open(this.outbound, candidate, frame, signal), signal)
+      const { exchange, answer } = await firstAccepting(candidatesOf(target), async (candidate, last) => OutboundExchange.open(this.outbound, candidate, frame, signal, this.acceptTimeoutFor(last)), signal)
       peer = exchange.peer
       options.onAccepted?.(exchange.peer, answer.attached === true)
       const follow = async (following: OutboundExchange): Promise<Frame> => following.finish(['result'], signal, progress => {
@@ -126,7 +126,7 @@ export class HandoffProtocol extends StreamProtocol {
       } catch (err) {
         // The relay under it died while the run goes on there: the same id attaches to that run over another path.
         if (!(err instanceof PathLostError) || signal.aborted) throw err
-        const again = await OutboundExchange.open(this.outbound, exchange.peer, frame, signal).catch(() => { throw err })
+        const again = await OutboundExchange.open(this.outbound, exchange.peer, frame, signal, this.acceptTimeoutFor(true)).catch(() => { throw err })
         this.log('hand-off %s: %s; attached again over another path', id, err.message)
         final = await follow(again.exchange)
       }

@@ -30,7 +30,7 @@ export const IDLE_TIMEOUT_MS = 4 * KEEPALIVE_INTERVAL_MS
 /** How long a receiver waits for the request frame of a new stream. */
 export const REQUEST_TIMEOUT_MS = 10_000
 
-/** How long a caller waits for `accepted`/`rejected` before trying the next candidate. */
+/** How long a caller waits for `accepted`/`rejected` before trying the next candidate (a hand-off's or task's last candidate: IDLE_TIMEOUT_MS). */
 export const ACCEPT_TIMEOUT_MS = 15_000
 
 /** Budget for the best-effort frames written on the way out (error, cancel) and for closing. */

@@ -3,7 +3,7 @@ import type { PeerId } from '@libp2p/interface'
 
 /**
  * Tries `open` on each candidate in order and returns the first that
- * accepted. `open` must resolve only once the remote accepted the work:
+ * accepted; `open` is told whether the candidate is the last one. `open` must resolve only once the remote accepted the work:
  * a refusal or a failure up to that point moves on to the next candidate,
  * anything after it is the caller's to handle, so accepted work is never
  * sent twice. A candidate whose relayed path died under the request
@@ -11,14 +11,14 @@ import type { PeerId } from '@libp2p/interface'
  * path (another relay) if it has one. With a single candidate its own error
  * is thrown unchanged.
  */
-export async function firstAccepting<T> (candidates: PeerId[], open: (peer: PeerId) => Promise<T>, signal?: AbortSignal): Promise<T> {
+export async function firstAccepting<T> (candidates: PeerId[], open: (peer: PeerId, last: boolean) => Promise<T>, signal?: AbortSignal): Promise<T> {
   const failures: CandidateFailure[] = []
-  for (const peer of candidates) {
+  for (const [index, peer] of candidates.entries()) {
     let error: any
     for (let attempt = 0; attempt < 2; attempt++) {
       signal?.throwIfAborted()
       try {
-        return await open(peer)
+        return await open(peer, index === candidates.length - 1)
       } catch (err: any) {
         if (signal?.aborted === true) throw signal.reason
         error = err

@@ -36,11 +36,11 @@ export class OutboundExchange {
   /**
    * Resolves with the exchange and the remote's first answer once it is not
    * a refusal. A `rejected` answer throws RefusedError; the accept phase is
-   * also bounded by `acceptTimeoutMs`. A relayed connection that closed
+   * also bounded by `acceptTimeoutMs` (the init's unless given). A relayed connection that closed
    * before the answer throws PathLostError (the caller may try another path).
    */
-  static async open (init: OutboundInit, peer: PeerId, request: Frame, signal: AbortSignal): Promise<{ exchange: OutboundExchange, answer: Frame }> {
-    const acceptSignal = AbortSignal.any([signal, AbortSignal.timeout(init.acceptTimeoutMs)])
+  static async open (init: OutboundInit, peer: PeerId, request: Frame, signal: AbortSignal, acceptTimeoutMs = init.acceptTimeoutMs): Promise<{ exchange: OutboundExchange, answer: Frame }> {
+    const acceptSignal = AbortSignal.any([signal, AbortSignal.timeout(acceptTimeoutMs)])
     setMaxListeners(Infinity, acceptSignal)
     const { stream, connection } = await openRoutedStream(init.components, peer, init.protocol, {
       signal: acceptSignal,
@@ -52,7 +52,7 @@ export class OutboundExchange {
       await frames.write(request, { signal: acceptSignal })
       const answer = await readUntil(frames, frame => frame.type !== 'keepalive' && frame.type !== 'error', {
         signal: acceptSignal,
-        idleTimeoutMs: init.acceptTimeoutMs,
+        idleTimeoutMs: acceptTimeoutMs,
         remote: peer.toString()
       })
       if (answer.type === 'rejected') {
@@ -65,7 +65,7 @@ export class OutboundExchange {
       const lost = await lostPath(connection, peer, false, err, init.describePeer)
       if (lost != null) throw lost
       if (acceptSignal.aborted) {
-        throw new RefusedError('accept-timeout', `${init.describePeer?.name(peer.toString()) ?? peer.toString()} did not answer within ${init.acceptTimeoutMs} ms`)
+        throw new RefusedError('accept-timeout', `${init.describePeer?.name(peer.toString()) ?? peer.toString()} did not answer within ${acceptTimeoutMs} ms`)
       }
       throw err
     }
