@@ -55,6 +55,20 @@ describe('debug logs', () => {
     })
   })
 
+  it('name the connection and stream for a request served on a stream', async () => {
+    await capturingStderr(async lines => {
+      enable('clawmatrix:*:tool*')
+      const office = await nodes.start({ nodeId: 'office', listen: true, toolProxy: { enabled: true, allow: ['read'] } })
+      const home = await nodes.start({ nodeId: 'home', peers: [{ nodeId: 'office', url: office.wsAddress() }] })
+      await waitFor('home to see office', () => home.node.view.nodes().some(n => n.nodeId === 'office' && n.reach === 'direct'))
+      await home.node.client.tool('office', 'read', { path: 'missing.txt' }).catch(() => {})
+      const connection = office.node.swarm.getConnections(home.node.peerId)[0]!
+      // js-libp2p's scope: the component's namespace, then `:<connection id>:<stream id>`.
+      await waitFor('office to log the call on its stream', () => lines.some(l =>
+        new RegExp(`clawmatrix:office:tool:${connection.id}:\\S+ running read call `).test(l)))
+    })
+  })
+
   it('name the node in every clawmatrix line, membership and model upstream included', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'clawmatrix-logging-'))
     const upstream = new FakeOpenAIServer()

@@ -14,7 +14,7 @@ import { TaskRefusedError } from './errors.js'
 import { CancelFrame, GetFrame, MessageFrame, SubmitFrame, TaskFrame, TaskProgressFrame, TaskStateFrame } from './messages.js'
 import { isActive, type TaskEvent, type TaskRecord } from './task.js'
 import type { Static } from 'typebox'
-import type { Connection, PeerId } from '@libp2p/interface'
+import type { Connection, Logger, PeerId } from '@libp2p/interface'
 
 export type TaskSnapshot = Static<typeof TaskFrame>['task']
 
@@ -75,7 +75,7 @@ export class TaskProtocol extends StreamProtocol {
     return checkFrame(TaskFrame, final, `task from ${exchange.peer}`).task
   }
 
-  protected async serve (frames: FrameStream, frame: Frame, connection: Connection): Promise<void> {
+  protected async serve (frames: FrameStream, frame: Frame, connection: Connection, _reuse: boolean, log: Logger): Promise<void> {
     const { executor } = this.init
     const peerId = connection.remotePeer.toString()
     // A task's agent starts once the first answer is on its way (see the hand-off protocol's accept)
@@ -88,7 +88,7 @@ export class TaskProtocol extends StreamProtocol {
           // `from` is what the caller calls itself: a member could claim any name there.
           const owner = { nodeId: this.init.callerName?.(peerId) ?? peerId, peerId, session: request.session }
           const { record, attached } = await executor.submit(request, owner, answered.promise)
-          this.log('task %s from %p: %s', record.id, connection.remotePeer, attached ? 'attached' : 'accepted')
+          log('task %s from %p: %s', record.id, connection.remotePeer, attached ? 'attached' : 'accepted')
           await this.answer(frames, record, request.follow === true, attached, onAnswered)
           return
         }
@@ -114,7 +114,7 @@ export class TaskProtocol extends StreamProtocol {
       }
     } catch (err) {
       if (!(err instanceof TaskRefusedError)) throw err
-      this.log('refused %s from %p: %s', frame.type, connection.remotePeer, err.message)
+      log('refused %s from %p: %s', frame.type, connection.remotePeer, err.message)
       await frames.write({ type: 'rejected', id: typeof frame.id === 'string' ? frame.id : undefined, code: err.code, message: err.message })
       await frames.close()
     } finally {

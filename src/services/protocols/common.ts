@@ -112,8 +112,9 @@ export abstract class StreamProtocol implements Startable {
    * schema is the subclass's to check. On a `reuse` stream (the protocol's
    * reuse version) it resolves true when the answer ended and the stream
    * stays open for the caller's next request; otherwise it closes the stream.
+   * `log` is the stream's: its lines name the connection and stream.
    */
-  protected abstract serve (frames: FrameStream, request: Frame, connection: Connection, reuse: boolean): Promise<boolean | void>
+  protected abstract serve (frames: FrameStream, request: Frame, connection: Connection, reuse: boolean, log: Logger): Promise<boolean | void>
 
   /** A peer as errors name it: its node's name when the view knows it. */
   protected peerName (peer: PeerId): string {
@@ -158,11 +159,11 @@ export abstract class StreamProtocol implements Startable {
       requestTimeoutMs: this.settings.requestTimeoutMs,
       nextRequestTimeoutMs: reuse ? this.nextRequestTimeoutMs : undefined,
       log: this.log
-    }, async (frames, request) => {
+    }, async (frames, request, log) => {
       const audited = this.audit == null ? undefined : auditServed(this.audit, frames, request, connection)
       let failure: unknown
       try {
-        return await this.serveAdmitted(frames, request, connection, reuse)
+        return await this.serveAdmitted(frames, request, connection, reuse, log)
       } catch (err) {
         failure = err
         throw err
@@ -173,18 +174,18 @@ export abstract class StreamProtocol implements Startable {
   }
 
   /** Refuses when the node is shutting down or the caller's policy says no; serves otherwise. */
-  private async serveAdmitted (frames: FrameStream, request: Frame, connection: Connection, reuse: boolean): Promise<boolean | void> {
+  private async serveAdmitted (frames: FrameStream, request: Frame, connection: Connection, reuse: boolean, log: Logger): Promise<boolean | void> {
     const shutdown = this.refuse?.()
     const refusal = shutdown != null ? { code: SHUTTING_DOWN, message: shutdown } : this.admit?.(request, connection)
     if (refusal != null) {
-      this.log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal.message)
+      log('refused a %s request from %p: %s', request.type, connection.remotePeer, refusal.message)
       // A request id (model streams that carry several requests) is echoed, so the caller can tell whose refusal it is.
       const id = typeof request.id === 'string' || (reuse && typeof request.id === 'number') ? { id: request.id } : {}
       await frames.write({ type: 'rejected', ...id, ...refusal })
       await frames.close()
       return
     }
-    return await this.serve(frames, request, connection, reuse)
+    return await this.serve(frames, request, connection, reuse, log)
   }
 }
 

@@ -17,7 +17,7 @@ import { afterPendingIo, StreamProtocol, withDeadline, type StreamProtocolInit }
 import * as c from './constants.js'
 import { HandoffRuns, type HandoffOutcome, type HandoffRun } from './handoff-runs.js'
 import { HandoffRequestFrame, HandoffResultFrame, type ErrorInfo, type RunStatus } from './messages.js'
-import type { Connection, PeerId } from '@libp2p/interface'
+import type { Connection, Logger, PeerId } from '@libp2p/interface'
 
 export interface HandoffInit extends StreamProtocolInit {
   /** This node's id, for messages. */
@@ -140,11 +140,11 @@ export class HandoffProtocol extends StreamProtocol {
     }
   }
 
-  protected async serve (frames: FrameStream, frame: Frame, connection: Connection): Promise<void> {
+  protected async serve (frames: FrameStream, frame: Frame, connection: Connection, _reuse: boolean, log: Logger): Promise<void> {
     const request = checkFrame(HandoffRequestFrame, frame, 'handoff request')
     const { nodeId, runner } = this.init
     const reject = async (code: string, message: string): Promise<void> => {
-      this.log('refused hand-off %s from %p: %s', request.id, connection.remotePeer, message)
+      log('refused hand-off %s from %p: %s', request.id, connection.remotePeer, message)
       await frames.write({ type: 'rejected', id: request.id, code, message })
       await frames.close()
     }
@@ -194,11 +194,11 @@ export class HandoffProtocol extends StreamProtocol {
     } finally {
       afterPendingIo(answered.resolve)
     }
-    await this.follow(frames, run, connection)
+    await this.follow(frames, run, connection, log)
   }
 
   /** Streams one run's progress and result to one caller, until it ends or the caller leaves. */
-  private async follow (frames: FrameStream, run: HandoffRun, connection: Connection): Promise<void> {
+  private async follow (frames: FrameStream, run: HandoffRun, connection: Connection, log: Logger): Promise<void> {
     const keepAlive = new KeepAlive(frames, this.settings.keepAliveIntervalMs)
     const detach = this.runs.attach(run, progressWriter(frames))
     const stopWatching = new AbortController()
@@ -210,7 +210,7 @@ export class HandoffProtocol extends StreamProtocol {
       })
       const first = await Promise.race([run.done, callerEvent])
       if (first === 'gone') {
-        this.log('caller %p left hand-off %s', connection.remotePeer, run.id)
+        log('caller %p left hand-off %s', connection.remotePeer, run.id)
         return
       }
       const outcome = await run.done

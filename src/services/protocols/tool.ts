@@ -13,7 +13,7 @@ import * as c from './constants.js'
 import { ToolRequestFrame, ToolResultFrame, type ErrorInfo, type RunStatus } from './messages.js'
 import type { Truncation } from '../tools/output.js'
 import type { ToolExecutor } from '../tools/executor.js'
-import type { Connection, PeerId } from '@libp2p/interface'
+import type { Connection, Logger, PeerId } from '@libp2p/interface'
 
 export interface ToolProtocolInit extends StreamProtocolInit {
   nodeId: string
@@ -101,12 +101,12 @@ export class ToolProtocol extends StreamProtocol {
     }
   }
 
-  protected async serve (frames: FrameStream, frame: Frame, connection: Connection): Promise<void> {
+  protected async serve (frames: FrameStream, frame: Frame, connection: Connection, _reuse: boolean, log: Logger): Promise<void> {
     const request = checkFrame(ToolRequestFrame, frame, 'tool request')
     const call = { tool: request.tool, params: request.params, timeoutMs: request.timeoutMs }
     const refusal = this.init.executor.refusal(call) ?? this.busy()
     if (refusal != null) {
-      this.log('refused %s call %s from %p: %s', request.tool, request.id, connection.remotePeer, refusal.message)
+      log('refused %s call %s from %p: %s', request.tool, request.id, connection.remotePeer, refusal.message)
       await frames.write({ type: 'rejected', id: request.id, ...refusal })
       await frames.close()
       return
@@ -122,7 +122,7 @@ export class ToolProtocol extends StreamProtocol {
       void watchCaller(frames, stopWatching.signal).then(event => {
         if (event != null) controller.abort(new Error(event === 'cancel' ? 'cancelled by the caller' : 'the caller went away'))
       })
-      this.log('running %s call %s for %p', request.tool, request.id, connection.remotePeer)
+      log('running %s call %s for %p', request.tool, request.id, connection.remotePeer)
       const outcome = await this.init.executor.execute(call, {
         signal: controller.signal,
         output: async (channel, text) => { await frames.write({ type: 'output', channel, text }, { signal: controller.signal }) }

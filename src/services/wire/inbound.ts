@@ -18,7 +18,8 @@ export interface InboundInit {
 
 /**
  * The receiver's side of a stream: reads the request frame within
- * `requestTimeoutMs` and hands it to `serve`. A malformed, oversized or
+ * `requestTimeoutMs` and hands it to `serve`, with the stream's logger
+ * (`init.log` scoped to the connection and stream when debug is on). A malformed, oversized or
  * missing request, and anything `serve` throws, ends this stream with an
  * `error` frame; nothing escapes to libp2p, so the node keeps serving.
  *
@@ -30,7 +31,7 @@ export async function serveInbound (
   stream: Stream,
   connection: Connection,
   init: InboundInit,
-  serve: (frames: FrameStream, request: Frame) => Promise<boolean | void>
+  serve: (frames: FrameStream, request: Frame, log: Logger) => Promise<boolean | void>
 ): Promise<void> {
   const frames = new FrameStream(stream, { maxFrameBytes: init.maxFrameBytes })
   const remote = connection.remotePeer
@@ -61,7 +62,7 @@ export async function serveInbound (
     }
     let again: boolean | void
     try {
-      again = await serve(frames, request)
+      again = await serve(frames, request, log)
     } catch (err: any) {
       const code = err instanceof ClawmatrixProtocolError ? err.code : 'internal'
       log.error('%s stream from %p failed: %e', stream.protocol, remote, err)
