@@ -23,6 +23,8 @@ import type { AgentRunner } from '../src/services/agents/runner.js'
 import type { NodeStatus } from '../src/services/status.js'
 
 const MEMBERS = 30
+/** Hand-offs in flight at once (each opens a circuit). */
+const HANDOFFS_AT_ONCE = 6
 /** Short, so the test sees connections opened for work close. */
 const IDLE_CLOSE_MS = 2_000
 /** Waits are for conditions; these only bound them on a loaded 2-core machine. */
@@ -112,16 +114,33 @@ function memberConnections (member: Member): string[] {
     .map(c => member.node.view.nodeIdOf(c.remotePeer.toString()) ?? c.remotePeer.toString())
 }
 
-/** Every member hands off to the member `step` places further on; each must answer. */
-async function handOffAround (live: Member[], step: number): Promise<void> {
-  const outcomes = await Promise.allSettled(live.map(async (from, i) => {
-    const to = live[(i + step) % live.length]!
-    const outcome = await from.node.client.handoff(`agent-${to.nodeId}`, `from ${from.nodeId}`, undefined, { timeoutMs: 60_000 })
-    expect(outcome.reply).toBe(`${to.nodeId}/agent-${to.nodeId}: from ${from.nodeId}`)
-    return outcome
-  }))
-  const failed = outcomes.flatMap((o, i) => o.status === 'rejected' ? [`${live[i]!.nodeId}: ${String(o.reason)}`] : [])
+/**
+ * Every member hands off to the member `step` places further on; each must
+ * answer. A few at a time: each opens a circuit through a relay (a dial and
+ * two handshakes end to end), and thirty at once on a loaded 2-core machine
+ * (load 15) took longer than the 15 s a caller waits for `accepted`, dial
+ * included, for 4 of them.
+ */
+async function handOffAround (live: Member[], step: number): Promise<{ circuits: number }> {
+  const failed: string[] = []
+  let circuits = 0
+  for (let wave = 0; wave < live.length; wave += HANDOFFS_AT_ONCE) {
+    const outcomes = await Promise.allSettled(live.slice(wave, wave + HANDOFFS_AT_ONCE).map(async (from, j) => {
+      const to = live[(wave + j + step) % live.length]!
+      const outcome = await from.node.client.handoff(`agent-${to.nodeId}`, `from ${from.nodeId}`, undefined, { timeoutMs: 60_000 })
+      expect(outcome.reply).toBe(`${to.nodeId}/agent-${to.nodeId}: from ${from.nodeId}`)
+      // Read at once: the connection closes when idle (IDLE_CLOSE_MS), so a later look may find it gone.
+      if (relayedTo(from, to)) circuits++
+    }))
+    failed.push(...outcomes.flatMap((o, j) => o.status === 'rejected' ? [`${live[wave + j]!.nodeId}: ${String(o.reason)}`] : []))
+  }
   expect(failed, 'hand-offs that failed').toEqual([])
+  return { circuits }
+}
+
+/** Whether `from` holds a connection to `to` through a relay. */
+function relayedTo (from: Member, to: Member): boolean {
+  return from.node.swarm.getConnections(to.node.swarm.peerId).some(c => c.status === 'open' && c.remoteAddr.toString().includes('/p2p-circuit'))
 }
 
 beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'clawmatrix-scale-')) })
@@ -132,12 +151,11 @@ afterAll(async () => {
 }, 120_000)
 
 describe(`${MEMBERS} dial-out members behind two relays`, () => {
-  // Skipped until a failed relay reservation is retried. Run under `flock /tmp/heavy.lock` at load 6-8 (2026-12-02):
-  // every view listed all 32 nodes and both relays did, but after 150 s each relay held 20 of the 30 members'
-  // reservations (mesh.relays is 2 and both relays were connected): libp2p 3.3's circuit transport asks for a
-  // reservation when a connection opens and never again while it stays open, so one that timed out under load is
-  // lost. An earlier run with members started one by one stopped earlier still (views incomplete after 150 s, the
-  // test process starved at load 15). With 8 members the whole test passes (45 s). Un-skip with the fix.
+  // Skipped until it has passed three times in a row under `flock /tmp/heavy.lock` (the lead's rule for un-skipping).
+  // The missing reservations are fixed (docs/cluster.md, "Reservations on two relays"): in the last run, at load
+  // 15-18 (2026-12-02 05:56), all 60 reservations were made, every view listed all 32 nodes, and the relays held
+  // O(N) connections and no circuit; then 4 of the 30 hand-offs, all started at once, timed out waiting for
+  // `accepted` (15 s, the dial included). They now run six at a time; that version has not completed a run yet.
   it.skip('all know all, the relays hold O(N) connections, work reaches any member on demand and closes when idle, a leaver is dropped by all, and one relay dying loses no member', async () => {
     // relay-0 is the bare relay an operator runs; relay-1 listens and peers with it, as a second relay would.
     await startRelay('relay-0', ['relay', '--listen-host', '127.0.0.1', '--listen-port', '0', '--proxy-port', '0', '--node-id', 'relay-0', '--state-dir', join(dir, 'relay-0')])
@@ -173,11 +191,10 @@ describe(`${MEMBERS} dial-out members behind two relays`, () => {
     }
 
     // Work reaches any member: every member hands off to another, each over a circuit it opens for it.
-    await handOffAround(members, 7)
-    expect(members.every(m => memberConnections(m).length >= 1)).toBe(true)
-    const circuits = (await Promise.all(relays.map(connectionsOf))).reduce((sum, c) => sum + c.circuits, 0)
-    expect(circuits).toBeGreaterThan(0)
-    expect(circuits).toBeLessThanOrEqual(MEMBERS)
+    const { circuits } = await handOffAround(members, 7)
+    expect(circuits, 'hand-offs whose caller held a circuit to the callee just after').toBe(MEMBERS)
+    const open = (await Promise.all(relays.map(connectionsOf))).reduce((sum, c) => sum + c.circuits, 0)
+    expect(open).toBeLessThanOrEqual(MEMBERS)
 
     // ...and the connections opened for it close once idle, and the relays' circuits with them.
     await waitFor('every connection opened for work to close', () => members.every(m => memberConnections(m).length === 0), LONG)
