@@ -95,6 +95,9 @@ describe('model streams reused between requests', () => {
     expect(modelStreams(a, c)).toHaveLength(1)
     expect(modelStreams(c, a)).toHaveLength(1)
     expect(modelStreams(a, c, LEGACY)).toHaveLength(0)
+    // The status route lists the kept streams by node name.
+    const status = await (await fetch(`${a.node.http.url}/clawmatrix/status`)).json() as { modelRouting: { keptStreams?: Record<string, number> } }
+    expect(status.modelRouting.keptStreams).toEqual({ c: 1 })
   })
 
   it('cancels one request mid-stream on a reused stream; the host stops its upstream and the next request is whole', async () => {

@@ -77,7 +77,7 @@ export interface ModelProxyObserver {
 
 export interface ModelProxyInit {
   view: Pick<ClusterView, 'resolveModel' | 'track' | 'nodes'>
-  protocol: Pick<ModelStreamProtocol, 'request'>
+  protocol: Pick<ModelStreamProtocol, 'request' | 'pool'>
   local: Pick<LocalModels, 'refusal' | 'request' | 'load'>
   observer?: ModelProxyObserver
   /** Failures in a row and load per host; a default one (LiteLLM's 3 failures, 60 s) when absent. */
@@ -199,9 +199,13 @@ export class ModelProxy {
   }
 
   /** Hosts that failed lately or are cooling down, with their node ids: for status. */
-  routingStatus (): { cooldowns: ReturnType<HostHealth['rows']> } {
+  routingStatus (): { cooldowns: ReturnType<HostHealth['rows']>, keptStreams?: Record<string, number> } {
     const names = new Map(this.init.view.nodes().map(n => [n.peerId, n.nodeId]))
-    return { cooldowns: this.health.rows(peerId => names.get(peerId)) }
+    const status: ReturnType<ModelProxy['routingStatus']> = { cooldowns: this.health.rows(peerId => names.get(peerId)) }
+    // Idle model streams kept per host (modelRouting.reuseStreams), by node name.
+    const kept = this.init.protocol.pool?.idleCounts()
+    if (kept != null) status.keptStreams = Object.fromEntries(Object.entries(kept).map(([peerId, count]) => [names.get(peerId) ?? peerId, count]))
+    return status
   }
 
   /**
