@@ -33,6 +33,18 @@ export const MAX_RELAYED_CONNECTIONS_PER_PEER = 1024
  */
 export const GOSSIP_SCORE_RETAIN_MS = 10_000
 
+/**
+ * gossipsub sends IDONTWANT for messages at least this large. The only
+ * messages are cards (at most 64 KiB, services/cluster/card.ts), so none:
+ * a card is ~1 KiB, and at that size an IDONTWANT costs a node what the
+ * duplicate it prevents would (a Noise message, a WebSocket frame, a write
+ * each). On demand it prevents none: a relay forwarded each card to every
+ * member, and told every member but the sender, in a second message, that
+ * it already had it. Members reach each other through relays, so no member
+ * would have sent that card to the relay anyway.
+ */
+export const GOSSIP_IDONTWANT_MIN_BYTES = 64 * 1024 + 1
+
 /** gossipsub's Dhi when connections are made on demand: a relay keeps every member that grafts it. */
 export const UNBOUNDED_GOSSIP_MESH = 100_000
 

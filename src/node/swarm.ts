@@ -121,6 +121,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
         // gossipsub keeps the score of a departed peer unless it was positive, for retainScore (an hour
         // by default). No topic is scored here, so none is positive: that was a record per peer met.
         scoreParams: { IPColocationFactorWeight: 0, retainScore: c.GOSSIP_SCORE_RETAIN_MS },
+        // No IDONTWANT for cards (./constants.ts): per card, a relay sent one to every member but the sender.
+        idontwantMinDataSize: c.GOSSIP_IDONTWANT_MIN_BYTES,
         // On demand, members connect to a few relays only, and a relay forwards a card to its mesh peers
         // alone: with the default Dhi (12) the members past the twelfth got cards by lazy gossip, late or
         // never (docs/cluster.md). A mesh without an upper bound reaches them all in one hop. A full mesh
