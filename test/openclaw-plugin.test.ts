@@ -279,6 +279,30 @@ describe('the tools against real nodes', () => {
   })
 })
 
+describe('a settled task announced into its session', () => {
+  it('goes in internally when the session has no delivery channel, and remembers that for the session', async () => {
+    const calls: Array<{ sessionKey: string, deliver?: boolean }> = []
+    const announce = announceTask({
+      run: async params => {
+        calls.push({ sessionKey: params.sessionKey, deliver: params.deliver })
+        // as OpenClaw answers deliver:true for a webchat or /tools/invoke session
+        if (params.deliver === true && params.sessionKey === 'agent:main:main') throw new Error('delivery channel is required: pass --channel/--reply-channel or use a main session with a previous channel')
+        return { runId: `run-${calls.length}` }
+      }
+    })
+    const task = (id: string, session: string): any => ({ id, state: 'completed', agent: 'main', node: 'worker', contextId: id, turns: [], result: 'done', owner: { nodeId: 'home', peerId: 'p', session } })
+    await announce(task('t1', 'agent:main:main'))
+    await announce(task('t2', 'agent:main:main'))
+    await announce(task('t3', 'agent:main:telegram:direct:42'))
+    expect(calls).toEqual([
+      { sessionKey: 'agent:main:main', deliver: true },
+      { sessionKey: 'agent:main:main', deliver: false },
+      { sessionKey: 'agent:main:main', deliver: false },
+      { sessionKey: 'agent:main:telegram:direct:42', deliver: true }
+    ])
+  })
+})
+
 describe('tasks from an OpenClaw session, between two nodes', () => {
   /**
    * OpenClaw's subagent runtime as far as a task uses it: runs are admitted at

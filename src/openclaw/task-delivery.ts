@@ -24,20 +24,35 @@ export function taskAnnouncement (task: TaskRecord): string {
   }
 }
 
+/** Sessions remembered as having no delivery channel, at most (the oldest forgotten first). */
+const MAX_CHANNELLESS_SESSIONS = 1000
+
 /**
  * Delivery through `api.runtime.subagent.run` on the owner's session key.
  * External delivery first (`deliver: true`, as for a top-level requester);
- * a session with no route to deliver to gets the turn internally.
+ * a session with no route to deliver to gets the turn internally. OpenClaw
+ * refuses `deliver: true` for a session with no channel (webchat,
+ * `/tools/invoke`: "delivery channel is required") and logs the refusal as
+ * a gateway error: such a session is remembered, and its later results go
+ * in internally at once, so each one logs it once, not at every task.
  */
 export function announceTask (subagent: Pick<SubagentRuntime, 'run'>): (task: TaskRecord) => Promise<void> {
+  const channelless = new Set<string>()
   return async task => {
     const sessionKey = task.owner.session!
     const message = taskAnnouncement(task)
     const idempotencyKey = `clawmatrix-task-${task.id}-${task.state}-${task.turns.length}`
-    try {
-      await subagent.run({ sessionKey, message, deliver: true, idempotencyKey })
-    } catch {
-      await subagent.run({ sessionKey, message, deliver: false, idempotencyKey: `${idempotencyKey}-internal` })
+    if (!channelless.has(sessionKey)) {
+      try {
+        await subagent.run({ sessionKey, message, deliver: true, idempotencyKey })
+        return
+      } catch (err: any) {
+        if (/delivery channel is required/.test(String(err?.message))) {
+          channelless.add(sessionKey)
+          if (channelless.size > MAX_CHANNELLESS_SESSIONS) channelless.delete(channelless.values().next().value!)
+        }
+      }
     }
+    await subagent.run({ sessionKey, message, deliver: false, idempotencyKey: `${idempotencyKey}-internal` })
   }
 }
