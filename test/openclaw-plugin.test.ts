@@ -178,6 +178,8 @@ describe('register(api)', () => {
     expect(runtime.current!.shutdown.refusal()).toBe('alpha is shutting down')
     await service.stop(ctx)
     expect(runtime.current).toBeUndefined()
+    // the service's stop returns within STOP_WAIT_MS (OpenClaw's cleanup budget is 5 s); the node may still be stopping
+    await runtime.stop()
     await expect(fetch(`${new URL(card.url).origin}/.well-known/agent-card.json`)).rejects.toThrow()
     await calls.methods[0].handler({ respond: (...args: any[]) => status.push(args) })
     expect(status[1]).toEqual([false, undefined, { code: 'UNAVAILABLE', message: expect.stringMatching(/clawmatrix node is not running on this gateway/) }])

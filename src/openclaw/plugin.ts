@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { setTimeout as delay } from 'node:timers/promises'
 import { gatewayMethods } from './gateway-methods.js'
 import { CLI_COMMAND, TOOL_NAMES } from './manifest.js'
 import { gatewayPortOf } from './ports.js'
@@ -12,6 +13,9 @@ import type { AgentEvents, SubagentRuntime } from './host.js'
 import type { OpenClawPluginApi } from 'openclaw/plugin-sdk/plugin-entry'
 
 export const SERVICE_ID = 'clawmatrix-mesh'
+
+/** How long the service's stop waits for the node before it returns (the node goes on stopping). */
+export const STOP_WAIT_MS = 1_000
 
 /**
  * Registers everything the plugin offers. OpenClaw calls this several times
@@ -65,8 +69,16 @@ export function registerClawmatrix (api: OpenClawPluginApi, runtime: MeshRuntime
         modelProxy: () => ({ resolveTarget: openclawModelTargets(ctx.config as Parameters<typeof openclawModelTargets>[0]) })
       })
     },
-    async stop () {
-      await runtime.stop()
+    // OpenClaw gives a plugin's cleanup 5 s, on a config reload as on shutdown, and past that retires the plugin
+    // ("forced retirement") without applying the reload; closing every connection gracefully can take longer on a
+    // loaded machine. So the stop returns after STOP_WAIT_MS at most while the node goes on stopping: the next start
+    // waits for it (MeshRuntime serializes them), and on shutdown the leave was announced when the drain began.
+    async stop (ctx) {
+      const stopping = runtime.stop()
+      stopping.catch((err: any) => { ctx?.logger?.warn(`stopping the clawmatrix node failed: ${err?.message ?? String(err)}`) })
+      const waited = new AbortController()
+      await Promise.race([stopping.catch(() => {}), delay(STOP_WAIT_MS, undefined, { signal: waited.signal }).catch(() => {})])
+      waited.abort()
     }
   })
 
