@@ -68,16 +68,21 @@ describe('clawmatrix installed in real OpenClaw gateways', () => {
     return nodes.flatMap(n => n.models.map((m: any) => m.id))
   }
 
-  // Skipped: on OpenClaw 2026.9.6 this lists no clawmatrix rows (also with --refresh), although the provider's
-  // catalog.run, traced in a real gateway, fetched the node's models (200, the rows) when models.list ran; where
-  // OpenClaw's published inventory drops them was not found. An agent turn on a clawmatrix model works (below).
-  it.skip('`openclaw models list --provider clawmatrix --refresh` lists the cluster\'s models, live', async () => {
-    const listed = await home.cli(['models', 'list', '--provider', 'clawmatrix', '--refresh', '--json'], CLI_MS)
-    expect(listed.code, listed.stderr + listed.stdout).toBe(0)
-    const rows: any[] = JSON.parse(listed.stdout.slice(listed.stdout.indexOf('{'))).models
-    expect(rows.map(row => row.key)).toContain('clawmatrix/worker-model')
-    expect(rows.find(row => row.key === 'clawmatrix/worker-model')).toMatchObject({ name: 'worker-model (clawmatrix: worker)', available: true })
-  }, CLI_MS)
+  /**
+   * `openclaw models list --provider clawmatrix --json` on home, asked until `accept` takes its rows: OpenClaw
+   * serves the catalog it published last and refreshes an expired one in the background, so a change shows
+   * on the second call after the provider's catalog TTL at the latest.
+   */
+  async function listedUntil (what: string, accept: (rows: any[]) => boolean): Promise<any[]> {
+    let last = ''
+    return await waitFor(what, async () => {
+      const listed = await home.cli(['models', 'list', '--provider', 'clawmatrix', '--json'], CLI_MS)
+      last = listed.stderr + listed.stdout
+      if (listed.code !== 0) throw new Error(`openclaw models list failed (${String(listed.code)}): ${last}`)
+      const rows: any[] = JSON.parse(listed.stdout.slice(listed.stdout.indexOf('{'))).models
+      return accept(rows) ? rows : undefined
+    }, { timeoutMs: 3 * CLI_MS, intervalMs: 1_000 }).catch((err: Error) => { throw new Error(`${err.message}; last answer: ${last}`) })
+  }
 
   it('`openclaw config set agents.defaults.model clawmatrix/<id>` alone: an agent turn on home is served by worker', async () => {
     const reloads = await appliedReloads(home)
@@ -94,6 +99,15 @@ describe('clawmatrix installed in real OpenClaw gateways', () => {
     expect(home.upstream.requests.length).toBe(homeBefore)
   }, 3 * CLI_MS)
 
+  // OpenClaw 2026.9.6 catalogs only the providers its agents' config names (here the model set above); before that
+  // the list is empty, --refresh or not (seen in this file's run). The provider's catalog expires (15 s), so an empty
+  // first answer (the node not up yet) is replaced. Seen by hand in one gateway whose model was clawmatrix/<id>;
+  // skipped until this file has run with it (the heavy-run queue did not reach it before the round's deadline).
+  it.skip('`openclaw models list --provider clawmatrix` lists the cluster\'s models, with no provider entry', async () => {
+    const rows = await listedUntil('home\'s model list to show worker-model', rows => rows.some(row => row.key === 'clawmatrix/worker-model'))
+    expect(rows.find(row => row.key === 'clawmatrix/worker-model')).toMatchObject({ name: 'worker-model (clawmatrix: worker)', available: true })
+  }, 4 * CLI_MS)
+
   // OpenClaw shows its own message for the proxy's 404, not the proxy's text (which lists the cluster's models)
   it('a model the cluster does not offer fails as not found, with no key error', async () => {
     const gone = await home.cli(['agent', '--agent', 'main', '--model', 'clawmatrix/gone-model', '--message', 'four five six', '--json'], CLI_MS)
@@ -102,21 +116,24 @@ describe('clawmatrix installed in real OpenClaw gateways', () => {
     expect(gone.stdout + gone.stderr).toMatch(/The selected model was not found by the provider/)
   }, CLI_MS)
 
-  // OpenClaw 2026.9.6 does not apply this reload: its prepared model runtime holds an instance of every
-  // agent-runtime plugin, and retiring that instance ends in "Plugin clawmatrix forced retirement after 5000ms:
-  // 1 still-running call(s)" and "config reload failed ... replacement not applied", with the node stopped and
-  // not started again. Every function the plugin registers was traced to settle (service start and stop,
-  // provider hooks, tool factory, hooks); the held call was not found. Un-skip once it is.
-  it.skip('a config reload restarts worker\'s node without a forced retirement; a model that joins is usable on home at once', async () => {
+  // The reload retires the plugin's old instance: its cleanup (the service's stop) must end within OpenClaw's 5 s, or
+  // the gateway logs "Plugin clawmatrix forced retirement ..." and "plugin host cleanup timed out: plugin clawmatrix
+  // resources", does not apply the replacement and leaves the node stopped: seen here with the node's graceful stop
+  // (connected to home, load 16). The stop now returns within 1 s while the node goes on stopping; skipped until this
+  // file has run with that (the heavy-run queue did not reach it before the round's deadline). Home is not touched:
+  // it lists the new model and runs a turn on it.
+  it.skip('a config reload restarts worker\'s node without a forced retirement; a model that joins is listed and usable on home', async () => {
     const startsBefore = (await worker.logLines()).filter(l => /clawmatrix node worker started/.test(l)).length
     await worker.setClawmatrixConfig({ ...workerConfig, models: [...workerConfig.models as unknown[], { id: 'late-model', provider: 'fake', upstreamModel: FAKE_MODEL }] })
     await waitFor('worker\'s node to restart with the new config', async () =>
       (await worker.logLines()).filter(l => /clawmatrix node worker started/.test(l)).length > startsBefore, { timeoutMs: 180_000, intervalMs: 500 })
     await waitFor('home to see late-model', async () => (await homeModels()).includes('late-model'), { timeoutMs: 120_000, intervalMs: 250 })
     expect((await worker.logLines()).filter(l => /forced retirement|reload failed|replacement not applied/.test(l))).toEqual([])
+    const rows = await listedUntil('home\'s model list to show late-model', rows => rows.some(row => row.key === 'clawmatrix/late-model'))
+    expect(rows.find(row => row.key === 'clawmatrix/late-model')).toMatchObject({ name: 'late-model (clawmatrix: worker)', available: true })
     const joined = await home.cli(['agent', '--agent', 'main', '--model', 'clawmatrix/late-model', '--message', 'seven eight', '--json'], CLI_MS)
     expect(joined.code, joined.stderr + joined.stdout).toBe(0)
-  }, 3 * CLI_MS)
+  }, 6 * CLI_MS)
 
   // last: it stops worker
   it('after worker got SIGTERM, a remote call during OpenClaw\'s drain is refused: worker is shutting down', async () => {
