@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { parseConfig } from '../src/config/load.js'
 import { buildManifest, manifestText, TOOL_NAMES } from '../src/openclaw/manifest.js'
 import { checkPortClash } from '../src/openclaw/ports.js'
-import { registerClawmatrix, SERVICE_ID } from '../src/openclaw/plugin.js'
+import { registerClawmatrix, SERVICE_ID, STOP_WAIT_MS } from '../src/openclaw/plugin.js'
 import { MeshRuntime } from '../src/openclaw/runtime.js'
 import { clusterTools } from '../src/openclaw/tools/index.js'
 import { ToolAuthorizationError, ToolInputError } from '../src/openclaw/errors.js'
@@ -135,8 +135,11 @@ describe('register(api)', () => {
   it('declares the service, the tools, the gateway methods and the CLI, and starts nothing', () => {
     const runtime = new MeshRuntime()
     const { api, calls } = recordingApi({ nodeId: 'a', secret: SECRET })
+    // OpenClaw's CLI stops ("Plugin CLI preparation inputs changed") when loading plugins changed the environment
+    const before = JSON.stringify(process.env)
     registerClawmatrix(api, runtime)
     registerClawmatrix(api, runtime) // OpenClaw registers more than once
+    expect(JSON.stringify(process.env)).toBe(before)
     expect(runtime.current).toBeUndefined()
     expect(calls.services.map(s => s.id)).toEqual([SERVICE_ID, SERVICE_ID])
     expect(calls.tools[0].opts).toEqual({ names: [...TOOL_NAMES] })
@@ -191,6 +194,24 @@ describe('register(api)', () => {
     expect(peers).toBeInstanceOf(ToolInputError)
     expect((peers as Error).message).toMatch(/failed to start: invalid clawmatrix config in plugins\.entries\.clawmatrix\.config:\n {2}- listenPort: got 70000/)
     expect((peers as Error).message).not.toContain(SECRET)
+  })
+})
+
+describe('the service\'s stop', () => {
+  it('returns within STOP_WAIT_MS while the node is still stopping: OpenClaw gives a plugin\'s cleanup 5 s on a reload', async () => {
+    let finish = (): void => {}
+    const stopping = new Promise<void>(resolve => { finish = resolve })
+    let stopped = false
+    const runtime = { stop: async () => { await stopping; stopped = true } } as unknown as MeshRuntime
+    const { api, calls } = recordingApi({ nodeId: 'a', secret: SECRET })
+    registerClawmatrix(api, runtime)
+    const warnings: string[] = []
+    await calls.services[0].stop({ logger: { warn: (m: string) => warnings.push(m) } })
+    expect(stopped).toBe(false)
+    finish()
+    await waitFor('the node to finish stopping', () => stopped)
+    expect(warnings).toEqual([])
+    expect(STOP_WAIT_MS).toBeLessThan(5_000)
   })
 })
 
