@@ -17,9 +17,8 @@ import { ClientFactory } from '@a2a-js/sdk/client'
 import { Role, TaskState, type Task } from '@a2a-js/sdk'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers/wait.js'
-import { FAKE_MODEL, freePort, Gateway, interopRoot, preparePlugin } from './helpers/gateway.js'
+import { FAKE_MODEL, freePort, Gateway, interopRoot, nodeConfig as node, preparePlugin, SECRET } from './helpers/gateway.js'
 
-const SECRET = 'interop-secret-0123456789abcdef'
 const STARTUP_MS = 240_000
 /** A CLI call loads OpenClaw and the plugin anew: tens of seconds on a busy 2-core machine. */
 const CLI_TEST_MS = 180_000
@@ -39,15 +38,6 @@ describe('clawmatrix in real OpenClaw gateways', () => {
     const pluginDir = await preparePlugin(tmp.root)
     const hubListen = await freePort()
     const hubUrl = `ws://127.0.0.1:${hubListen}`
-    const node = async (nodeId: string, extra: Record<string, unknown>): Promise<Record<string, unknown>> => ({
-      nodeId,
-      secret: SECRET,
-      listenHost: '127.0.0.1',
-      proxyPort: await freePort(),
-      // the default heartbeat (15 s; expiry after 45 s): a loaded gateway's event loop stalls for seconds
-      reconnect: { minDelayMs: 100, maxDelayMs: 1000 },
-      ...extra
-    })
     hub = await Gateway.create({ name: 'hub', pluginDir, clawmatrix: await node('hub', { listen: true, listenPort: hubListen, tags: ['hub'] }) }, tmp.root)
     worker = await Gateway.create({
       name: 'worker',

@@ -18,9 +18,8 @@ import { cp, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers/wait.js'
-import { freePort, interopRoot, OPENCLAW_BIN, REPO } from './helpers/gateway.js'
+import { freePort, interopRoot, OPENCLAW_BIN, REPO, SECRET } from './helpers/gateway.js'
 
-const SECRET = 'interop-secret-0123456789abcdef'
 const STARTUP_MS = 480_000
 /** A CLI call loads OpenClaw and the plugin anew: tens of seconds on a busy 2-core machine. */
 const CLI_MS = 240_000

@@ -12,9 +12,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers/wait.js'
-import { FAKE_MODEL, freePort, Gateway, interopRoot, preparePlugin } from './helpers/gateway.js'
+import { FAKE_MODEL, freePort, Gateway, interopRoot, nodeConfig as node, preparePlugin } from './helpers/gateway.js'
 
-const SECRET = 'interop-secret-0123456789abcdef'
 const STARTUP_MS = 480_000
 /** A CLI call loads OpenClaw and the plugin anew: tens of seconds on a busy 2-core machine. */
 const CLI_MS = 240_000
@@ -31,14 +30,6 @@ describe('clawmatrix installed in real OpenClaw gateways', () => {
     cleanup = tmp.cleanup
     const pluginDir = await preparePlugin(tmp.root)
     const workerListen = await freePort()
-    const node = async (nodeId: string, extra: Record<string, unknown>): Promise<Record<string, unknown>> => ({
-      nodeId,
-      secret: SECRET,
-      listenHost: '127.0.0.1',
-      proxyPort: await freePort(),
-      reconnect: { minDelayMs: 100, maxDelayMs: 1000 },
-      ...extra
-    })
     workerConfig = await node('worker', {
       listen: true,
       listenPort: workerListen,

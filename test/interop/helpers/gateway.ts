@@ -22,6 +22,17 @@ export { freePort }
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url))
 export const OPENCLAW_BIN = join(REPO, 'node_modules', 'openclaw', 'openclaw.mjs')
 export const FAKE_MODEL = 'fake-model'
+/** The interop clusters' secret; the checks assert it shows in no output. */
+export const SECRET = 'interop-secret-0123456789abcdef'
+
+/**
+ * A gateway's clawmatrix config: the interop secret, loopback, a free proxy
+ * port and quick reconnects, under `extra`. The heartbeat stays the default
+ * (15 s; expiry after 45 s): a loaded gateway's event loop stalls for seconds.
+ */
+export async function nodeConfig (nodeId: string, extra: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return { nodeId, secret: SECRET, listenHost: '127.0.0.1', proxyPort: await freePort(), reconnect: { minDelayMs: 100, maxDelayMs: 1000 }, ...extra }
+}
 
 /**
  * A copy of the built plugin (package.json, manifest, dist) with the repo's
