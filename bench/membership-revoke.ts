@@ -41,7 +41,7 @@ const START_BATCH = 10
 const CONVERGE_TIMEOUT_MS = 180_000
 const EVENT_TIMEOUT_MS = 60_000
 
-/** One host process's node list, and what it reported at the end. */
+/** The members one host process runs. */
 interface Placed {
   host: NodeHost
   nodes: NodeSpec[]
