@@ -18,9 +18,13 @@
  * in the environment). Every host is the leader of its own process group:
  * `stop` ends the whole group, and so does this process's exit, a SIGINT or
  * a SIGTERM to it (a host also exits by itself when its IPC channel closes,
- * e.g. when this process is SIGKILLed).
+ * e.g. when this process is SIGKILLed). The nodes' state directories live in
+ * a folder per host, removed when the host is gone.
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { requireBuilt } from './paths.js'
 import type { HostMethod, HostMethods, HostReply, HostRequest } from './host-api.js'
@@ -29,8 +33,8 @@ const HOST_SCRIPT = fileURLToPath(new URL('./node-host.js', import.meta.url))
 const READY_TIMEOUT_MS = 30_000
 const DEFAULT_CALL_TIMEOUT_MS = 120_000
 
-/** The process groups of hosts not yet seen to exit: ended on this process's exit or a stopping signal. */
-const liveGroups = new Set<number>()
+/** The process groups of hosts not yet seen to exit, with their state folders: ended on this process's exit or a stopping signal. */
+const liveGroups = new Map<number, string>()
 let exitHooked = false
 
 function killGroup (pgid: number, signal: NodeJS.Signals): void {
@@ -51,13 +55,20 @@ export function groupAlive (pgid: number): boolean {
   }
 }
 
+function endGroup (pgid: number): void {
+  killGroup(pgid, 'SIGKILL')
+  const dir = liveGroups.get(pgid)
+  if (dir != null) rmSync(dir, { recursive: true, force: true })
+  liveGroups.delete(pgid)
+}
+
 function hookExit (): void {
   if (exitHooked) return
   exitHooked = true
-  process.once('exit', () => { for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL') })
+  process.once('exit', () => { for (const pgid of [...liveGroups.keys()]) endGroup(pgid) })
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
-      for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL')
+      for (const pgid of [...liveGroups.keys()]) endGroup(pgid)
       // Die of the signal as if nothing had caught it.
       process.kill(process.pid, signal)
     })
@@ -89,11 +100,8 @@ export class NodeHost {
     this.exit = promise
     child.on('exit', (code, signal) => {
       this.exited = true
-      // Anything the host itself started goes with it.
-      if (child.pid != null) {
-        killGroup(child.pid, 'SIGKILL')
-        liveGroups.delete(child.pid)
-      }
+      // Anything the host itself started goes with it, and so do its nodes' state directories.
+      if (child.pid != null) endGroup(child.pid)
       resolve()
       for (const waiter of this.pending.values()) waiter.reject(new Error(`host ${name} exited (${signal ?? code}); output:\n${this.output}`))
       this.pending.clear()
@@ -108,8 +116,10 @@ export class NodeHost {
   static async start (name: string, env: NodeJS.ProcessEnv): Promise<NodeHost> {
     // --expose-gc: memory is read after a full GC. detached: a process group of its own, ended as one.
     hookExit()
-    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], detached: true })
-    if (child.pid != null) liveGroups.add(child.pid)
+    const dir = mkdtempSync(join(tmpdir(), `clawmatrix-bench-${name}-`))
+    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, execArgv: ['--expose-gc'], env: { ...env, CLAWMATRIX_BENCH_HOST_DIR: dir }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], detached: true })
+    if (child.pid == null) rmSync(dir, { recursive: true, force: true })
+    else liveGroups.set(child.pid, dir)
     const host = new NodeHost(name, child)
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => { reject(new Error(`host ${name} not ready within ${READY_TIMEOUT_MS} ms; output:\n${host.output}`)) }, READY_TIMEOUT_MS)
@@ -125,7 +135,7 @@ export class NodeHost {
         reject(new Error(`host ${name} exited (${code}) before it was ready; output:\n${host.output}`))
       })
     }).catch(err => {
-      if (child.pid != null) killGroup(child.pid, 'SIGKILL')
+      if (child.pid != null) endGroup(child.pid)
       throw err
     })
     return host
@@ -153,7 +163,7 @@ export class NodeHost {
     if (this.exited) return
     await this.call('stopNodes', {}, 20_000).catch(() => {})
     if (this.child.connected) this.child.disconnect()
-    const timer = setTimeout(() => { killGroup(this.pid, 'SIGKILL') }, 5_000)
+    const timer = setTimeout(() => { endGroup(this.pid) }, 5_000)
     await this.exit
     clearTimeout(timer)
   }

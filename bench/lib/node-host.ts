@@ -28,6 +28,8 @@ const { SECRET_ENV } = await importDist<typeof import('../../src/cli/run-node.js
 const { joinInvite, withJoinedState } = await importDist<typeof import('../../src/membership/index.js')>('membership/index.js')
 
 const baseSecret = process.env[SECRET_ENV]
+/** The folder ./hosts.ts made for this host's state directories, and removes when the host is gone (killed too). */
+const stateRoot = process.env.CLAWMATRIX_BENCH_HOST_DIR ?? tmpdir()
 
 /** A view is checked on its own events; this sweep only catches what no event announced. */
 const CONVERGENCE_SWEEP_MS = 250
@@ -70,7 +72,7 @@ function get (nodeId: string): Hosted {
 }
 
 async function startNode (spec: NodeSpec): Promise<Hosted> {
-  const stateDir = await mkdtemp(join(tmpdir(), `clawmatrix-bench-${spec.nodeId}-`))
+  const stateDir = await mkdtemp(join(stateRoot, `clawmatrix-bench-${spec.nodeId}-`))
   const input = {
     nodeId: spec.nodeId,
     listen: spec.listen,
