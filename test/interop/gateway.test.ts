@@ -221,12 +221,11 @@ describe('clawmatrix in real OpenClaw gateways', () => {
       worker.upstream.requests.slice(before).some(r => JSON.stringify(r.body?.messages ?? '').includes('delta epsilon')), { timeoutMs: 60_000, intervalMs: 250 })
   })
 
-  // (3) a task handed to worker's OpenClaw agent runs a real agent turn there, on worker's fake model
-  // Skipped again after one run of the whole suite (2026-12-02): with every test file loading the machine, worker did
-  // not accept within the 15 s accept timeout ("worker did not answer within 15000 ms | accept-timeout"), though the
-  // check passed when the gateway tests ran alone, and wait:false below passed in the same run. Why the accept took
-  // that long (worker's gateway busy with the previous turn's session maintenance, or the on-demand dial) is open.
-  it.skip('cluster_handoff runs a task on worker\'s agent and brings back its answer', { timeout: 240_000 }, async () => {
+  // (3) a task handed to worker's OpenClaw agent runs a real agent turn there, on worker's fake model.
+  // Right after cluster_send's turn, worker's gateway stalls its thread in synchronous SQLite state writes (each
+  // waiting up to 5 s for OpenClaw's own store worker): worker now answers `accepted` before it asks OpenClaw to
+  // start the run, and a last candidate's accept is awaited as long as any silence (60 s), not 15 s.
+  it('cluster_handoff runs a task on worker\'s agent and brings back its answer', { timeout: 240_000 }, async () => {
     // worker's model answers this task recognisably (OpenClaw adds context of its own to the prompt)
     worker.upstream.reply = request => JSON.stringify(request.body?.messages ?? '').includes('alpha beta gamma') ? { chunks: ['worker did: ', 'alpha beta gamma'] } : {}
     // a real agent turn on a loaded machine, after the session maintenance the previous check's turn planned
@@ -242,10 +241,7 @@ describe('clawmatrix in real OpenClaw gateways', () => {
 
   // (3b) tasks: wait:false returns at once; the answer comes back into the calling session, and a follow-up with the
   // contextId lands in the same session on worker, which holds the earlier turn
-  // Skipped too (2026-12-02): it passed in the whole suite's run, then failed after 15 s (the accept timeout) in a run
-  // of the interop files alone, right after cluster_send's turn on worker. Both hand-off checks wait on the same open
-  // question: what keeps worker from accepting a hand-off within 15 s after a turn.
-  it.skip('cluster_handoff wait:false returns a task id at once; the answer arrives in the calling session and through cluster_task; contextId continues it', { timeout: 240_000 }, async () => {
+  it('cluster_handoff wait:false returns a task id at once; the answer arrives in the calling session and through cluster_task; contextId continues it', { timeout: 240_000 }, async () => {
     const told = (request: any): string => JSON.stringify(request.body?.messages ?? '')
     worker.upstream.reply = request => told(request).includes('zeta eta theta') && !told(request).includes('[clawmatrix task')
       ? { chunks: ['worker did: ', 'zeta eta theta'] }
