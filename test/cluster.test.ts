@@ -132,7 +132,8 @@ describe('cluster view', () => {
     }))
     const doomed = runCli(['node', '--config', config, '--state-dir', join(dir, 'doomed')])
     children.push(doomed)
-    await waitFor('the watcher to know polite and doomed', () => ['polite', 'doomed'].every(id => watcher.node.view.nodes().some(n => n.nodeId === id)))
+    // doomed is a child process: at load 15 its start alone took longer than the default 20 s
+    await waitFor('the watcher to know polite and doomed', () => ['polite', 'doomed'].every(id => watcher.node.view.nodes().some(n => n.nodeId === id)), { timeoutMs: 60_000 })
 
     await polite.node.stop()
     await waitFor('polite to leave', () => watcher.log.has(/node left: polite \(left\)/))
@@ -140,7 +141,7 @@ describe('cluster view', () => {
     doomed.child.kill('SIGKILL')
     await waitFor('doomed to expire', () => watcher.log.has(/node left: doomed \(expired: no announcement for \d+ s\)/))
     expect(watcher.node.view.nodes().map(n => n.nodeId)).toEqual(['watcher', 'hub'])
-  })
+  }, 120_000)
 })
 
 describe('cluster view at size', () => {
