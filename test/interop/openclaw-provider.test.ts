@@ -92,9 +92,8 @@ describe('clawmatrix installed in real OpenClaw gateways', () => {
 
   // OpenClaw 2026.9.6 catalogs only the providers its agents' config names (here the model set above); before that
   // the list is empty, --refresh or not (seen in this file's run). The provider's catalog expires (15 s), so an empty
-  // first answer (the node not up yet) is replaced. Seen by hand in one gateway whose model was clawmatrix/<id>;
-  // skipped until this file has run with it (the heavy-run queue did not reach it before the round's deadline).
-  it.skip('`openclaw models list --provider clawmatrix` lists the cluster\'s models, with no provider entry', async () => {
+  // first answer (the node not up yet) is replaced.
+  it('`openclaw models list --provider clawmatrix` lists the cluster\'s models, with no provider entry', async () => {
     const rows = await listedUntil('home\'s model list to show worker-model', rows => rows.some(row => row.key === 'clawmatrix/worker-model'))
     expect(rows.find(row => row.key === 'clawmatrix/worker-model')).toMatchObject({ name: 'worker-model (clawmatrix: worker)', available: true })
   }, 4 * CLI_MS)
@@ -110,10 +109,9 @@ describe('clawmatrix installed in real OpenClaw gateways', () => {
   // The reload retires the plugin's old instance: its cleanup (the service's stop) must end within OpenClaw's 5 s, or
   // the gateway logs "Plugin clawmatrix forced retirement ..." and "plugin host cleanup timed out: plugin clawmatrix
   // resources", does not apply the replacement and leaves the node stopped: seen here with the node's graceful stop
-  // (connected to home, load 16). The stop now returns within 1 s while the node goes on stopping; skipped until this
-  // file has run with that (the heavy-run queue did not reach it before the round's deadline). Home is not touched:
-  // it lists the new model and runs a turn on it.
-  it.skip('a config reload restarts worker\'s node without a forced retirement; a model that joins is listed and usable on home', async () => {
+  // (connected to home, load 16). The stop now returns within 1 s while the node goes on stopping. Home is not
+  // touched: it lists the new model and runs a turn on it.
+  it('a config reload restarts worker\'s node without a forced retirement; a model that joins is listed and usable on home', async () => {
     const startsBefore = (await worker.logLines()).filter(l => /clawmatrix node worker started/.test(l)).length
     await worker.setClawmatrixConfig({ ...workerConfig, models: [...workerConfig.models as unknown[], { id: 'late-model', provider: 'fake', upstreamModel: FAKE_MODEL }] })
     await waitFor('worker\'s node to restart with the new config', async () =>
