@@ -53,7 +53,7 @@ export class OutboundExchange {
       const answer = await readUntil(frames, frame => frame.type !== 'keepalive' && frame.type !== 'error', {
         signal: acceptSignal,
         idleTimeoutMs: acceptTimeoutMs,
-        remote: peer.toString()
+        remote: nameOf(init, peer)
       })
       if (answer.type === 'rejected') {
         throw new RefusedError(String(answer.code ?? 'refused'), String(answer.message ?? `${peer} refused the request`))
@@ -65,7 +65,7 @@ export class OutboundExchange {
       const lost = await lostPath(connection, peer, false, err, init.describePeer)
       if (lost != null) throw lost
       if (acceptSignal.aborted) {
-        throw new RefusedError('accept-timeout', `${init.describePeer?.name(peer.toString()) ?? peer.toString()} did not answer within ${acceptTimeoutMs} ms`)
+        throw new RefusedError('accept-timeout', `${nameOf(init, peer)} did not answer within ${acceptTimeoutMs} ms`)
       }
       throw err
     }
@@ -82,7 +82,7 @@ export class OutboundExchange {
         signal,
         idleTimeoutMs: this.init.idleTimeoutMs,
         onFrame,
-        remote: this.peer.toString()
+        remote: nameOf(this.init, this.peer)
       })
       await this.frames.close()
       return final
@@ -110,4 +110,9 @@ export class OutboundExchange {
     }
     await this.frames.release('exchange abandoned')
   }
+}
+
+/** The node's name in errors (its peer id only when the view does not know it). */
+function nameOf (init: OutboundInit, peer: PeerId): string {
+  return init.describePeer?.name(peer.toString()) ?? peer.toString()
 }
