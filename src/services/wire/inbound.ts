@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { ClawmatrixProtocolError, StreamCutError } from './errors.js'
 import { FrameStream } from './frame-stream.js'
+import { WakefulDeadline } from './wakeful-deadline.js'
 import type { Frame } from './frame.js'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 
@@ -86,10 +87,15 @@ export async function serveInbound (
  * carry a late `cancel` or `keepalive` of the one before: skipped.
  */
 async function readRequest (frames: FrameStream, waitMs: number, reused: boolean): Promise<Frame> {
-  const signal = AbortSignal.timeout(waitMs)
-  while (true) {
-    const frame = await frames.read({ signal })
-    if (!reused || (frame.type !== 'cancel' && frame.type !== 'keepalive')) return frame
+  // A host's synchronous work may block this process past the deadline while the request waits in the socket.
+  const deadline = new WakefulDeadline(waitMs)
+  try {
+    while (true) {
+      const frame = await frames.read({ signal: deadline.signal })
+      if (!reused || (frame.type !== 'cancel' && frame.type !== 'keepalive')) return frame
+    }
+  } finally {
+    deadline.clear()
   }
 }
 
