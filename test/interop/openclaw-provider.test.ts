@@ -94,7 +94,9 @@ describe('clawmatrix installed in real OpenClaw gateways', () => {
   // the list is empty, --refresh or not (seen in this file's run). The provider's catalog expires (15 s), so an empty
   // first answer (the node not up yet) is replaced.
   it('`openclaw models list --provider clawmatrix` lists the cluster\'s models, with no provider entry', async () => {
-    const rows = await listedUntil('home\'s model list to show worker-model', rows => rows.some(row => row.key === 'clawmatrix/worker-model'))
+    // The configured default is listed at once by the provider's dynamic resolution ("worker-model (clawmatrix)");
+    // the row that names its host comes from the live catalog, which is what this checks.
+    const rows = await listedUntil('home\'s model list to show worker-model from the catalog', rows => rows.some(row => row.key === 'clawmatrix/worker-model' && row.name === 'worker-model (clawmatrix: worker)'))
     expect(rows.find(row => row.key === 'clawmatrix/worker-model')).toMatchObject({ name: 'worker-model (clawmatrix: worker)', available: true })
   }, 4 * CLI_MS)
 
