@@ -8,6 +8,7 @@ import { libp2pComponents } from '../src/services/wire/components.js'
 import { UpstreamError } from '../src/services/models/index.js'
 import { testNodes, type TestNode } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
+import { stepper } from './helpers/stepper.js'
 
 const nodes = testNodes()
 const fakes: Array<{ stop: () => Promise<void> }> = []
@@ -55,20 +56,6 @@ async function directHosts (a: Record<string, unknown>, hosts: Record<string, Ar
   await waitFor('a to reach every host directly', () =>
     Object.keys(hosts).every(id => hub.node.view.nodes().some(n => n.nodeId === id && n.reach === 'direct')))
   return out
-}
-
-/** Holds the fake before every chunk after the first until the test releases it. */
-function stepper (): { beforeChunk: (i: number) => Promise<void>, release: (i: number) => void } {
-  const gates = new Map<number, PromiseWithResolvers<void>>()
-  const gate = (i: number): PromiseWithResolvers<void> => {
-    let g = gates.get(i)
-    if (g == null) gates.set(i, g = Promise.withResolvers())
-    return g
-  }
-  return {
-    beforeChunk: async i => { if (i > 0) await gate(i).promise },
-    release: i => { gate(i).resolve() }
-  }
 }
 
 /** The next non-empty content delta of a chat stream. */

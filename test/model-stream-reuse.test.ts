@@ -10,6 +10,7 @@ import { FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
 import { testNodes, type TestNode } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
 import type { Connection, Stream } from '@libp2p/interface'
+import { stepper } from './helpers/stepper.js'
 
 const nodes = testNodes()
 const fakes: FakeOpenAIServer[] = []
@@ -63,20 +64,6 @@ async function streamedText (stream: AsyncIterable<OpenAI.Chat.Completions.ChatC
 
 async function ask (node: TestNode, content = 'the quick brown fox'): Promise<string> {
   return streamedText(await client(node).chat.completions.create({ model: 'chat', stream: true, messages: [{ role: 'user', content }] }))
-}
-
-/** Holds the fake before every chunk after the first until the test releases it. */
-function stepper (): { beforeChunk: (i: number) => Promise<void>, release: (i: number) => void } {
-  const gates = new Map<number, PromiseWithResolvers<void>>()
-  const gate = (i: number): PromiseWithResolvers<void> => {
-    let g = gates.get(i)
-    if (g == null) gates.set(i, g = Promise.withResolvers())
-    return g
-  }
-  return {
-    beforeChunk: async i => { if (i > 0) await gate(i).promise },
-    release: i => { gate(i).resolve() }
-  }
 }
 
 describe('model streams reused between requests', () => {
