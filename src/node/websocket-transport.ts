@@ -10,16 +10,23 @@
  * close to such a peer waits for its close frame: 30 s in `ws`, forever in
  * undici. docs/upstream-websockets-reset.md describes the bug for upstream.
  *
- * This wrapper changes nothing on the wire. For each connection it hands the
- * upgrader, it replaces `sendReset()` with dropping the socket, and after a
- * graceful close it drops the socket if the remote has not finished the
- * closing handshake within `closeGraceMs`. It is also where inbound
- * connections are admitted per IP before Noise (./inbound-admission.ts).
+ * For each connection it hands the upgrader, this wrapper replaces
+ * `sendReset()` with dropping the socket, and after a graceful close it
+ * drops the socket if the remote has not finished the closing handshake
+ * within `closeGraceMs`. It is also where inbound connections are admitted
+ * per IP before Noise (./inbound-admission.ts).
+ *
+ * It also sends each write as one WebSocket frame. The published
+ * `sendData()` sends every part of the list it is given as a frame of its
+ * own, and Noise hands it each message as two parts (the 2-byte length and
+ * the ciphertext): two frames, two socket writes and two 'message' events
+ * on the remote for every message (docs/upstream-websockets-frames.md).
  */
 import { subscribe } from 'node:diagnostics_channel'
 import { serviceCapabilities, transportSymbol } from '@libp2p/interface'
 import { webSockets, type WebSocketsComponents, type WebSocketsInit } from '@libp2p/websockets'
 import type { InboundAdmission } from './inbound-admission.js'
+import type { AbstractMultiaddrConnection } from '@libp2p/utils'
 import type { CreateListenerOptions, DialTransportOptions, Listener, MultiaddrConnection, Transport, Upgrader, Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Socket } from 'node:net'
@@ -40,9 +47,23 @@ export interface WebSocketTransportInit extends WebSocketsInit {
   releaseSockets?: boolean
   /** Admits (or refuses) inbound connections per IP before Noise; none when absent. */
   admission?: InboundAdmission
+  /**
+   * Send the parts of one write (a Noise message's length and ciphertext) as
+   * one WebSocket frame; false sends a frame per part, as published (to measure it).
+   *
+   * @default true
+   */
+  joinParts?: boolean
 }
 
 export const DEFAULT_CLOSE_GRACE_MS = 5_000
+
+/**
+ * Parts of one write are joined into frames of up to this many bytes: a
+ * whole Noise message (at most 2 + 65,535 bytes) is always one frame, while a
+ * backlog flushed at once after a drain is not copied into one huge buffer.
+ */
+export const MAX_JOINED_FRAME_BYTES = 2 + 65_535
 
 /** `ws`'s WebSocket (inbound) or the WHATWG one (outbound), as @libp2p/websockets keeps it. */
 interface AnyWebSocket {
@@ -54,24 +75,30 @@ interface AnyWebSocket {
 const CLOSED = 3
 
 export function webSocketTransport (init: WebSocketTransportInit = {}): (components: WebSocketsComponents) => Transport {
-  const { closeGraceMs, admission, releaseSockets, ...webSocketsInit } = init
+  const { closeGraceMs, admission, releaseSockets, joinParts, ...webSocketsInit } = init
   const create = webSockets(webSocketsInit)
-  if (releaseSockets === false && admission == null) return create
-  return components => new SocketReleasingWebSockets(create(components), releaseSockets === false ? undefined : closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS, admission)
+  if (releaseSockets === false && admission == null && joinParts === false) return create
+  return components => new FixedWebSockets(create(components), {
+    closeGraceMs: releaseSockets === false ? undefined : closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
+    joinParts: joinParts !== false,
+    admission
+  })
 }
 
-class SocketReleasingWebSockets implements Transport {
+interface Fixes {
+  /** Undefined: sockets are left as the transport leaves them. */
+  closeGraceMs?: number
+  joinParts: boolean
+  admission?: InboundAdmission
+}
+
+class FixedWebSockets implements Transport {
   readonly [transportSymbol] = true
   readonly [Symbol.toStringTag] = '@libp2p/websockets'
   readonly [serviceCapabilities] = ['@libp2p/transport']
 
-  constructor (
-    private readonly transport: Transport,
-    /** Undefined: sockets are left as the transport leaves them. */
-    private readonly closeGraceMs: number | undefined,
-    private readonly admission?: InboundAdmission
-  ) {
-    if (closeGraceMs != null) watchUndiciSockets()
+  constructor (private readonly transport: Transport, private readonly fixes: Fixes) {
+    if (fixes.closeGraceMs != null) watchUndiciSockets()
   }
 
   async dial (ma: Multiaddr, options: DialTransportOptions): Promise<Connection> {
@@ -87,19 +114,22 @@ class SocketReleasingWebSockets implements Transport {
 
   /** The upgrader, with each connection it is given fixed first (and inbound ones admitted). */
   private releasing (upgrader: Upgrader): Upgrader {
-    const closeGraceMs = this.closeGraceMs
-    const admission = this.admission
+    const { closeGraceMs, joinParts, admission } = this.fixes
+    const fix = (maConn: MultiaddrConnection): void => {
+      if (closeGraceMs != null) releaseSocketOnClose(maConn, closeGraceMs)
+      if (joinParts) sendJoined(maConn)
+    }
     return new Proxy(upgrader, {
       get (target, property) {
         if (property === 'upgradeOutbound') {
           return async (maConn: MultiaddrConnection, opts: any) => {
-            if (closeGraceMs != null) releaseSocketOnClose(maConn, closeGraceMs)
+            fix(maConn)
             return target.upgradeOutbound(maConn, opts)
           }
         }
         if (property === 'upgradeInbound') {
           return async (maConn: MultiaddrConnection, opts: any) => {
-            if (closeGraceMs != null) releaseSocketOnClose(maConn, closeGraceMs)
+            fix(maConn)
             if (admission == null) return target.upgradeInbound(maConn, opts)
             const release = admission.admit(maConn)
             try {
@@ -114,6 +144,62 @@ class SocketReleasingWebSockets implements Transport {
       }
     })
   }
+}
+
+/** The list `sendData()` is given (uint8arraylist's, through @libp2p/utils). */
+type Parts = Parameters<AbstractMultiaddrConnection['sendData']>[0]
+
+/**
+ * Has the connection's own `sendData()` (which keeps its back-pressure
+ * accounting) send the parts of each write joined, so each becomes one
+ * frame. Joining copies the parts once; a frame less saves its header, a
+ * socket write, and on the remote a 'message' event and a decoder pass.
+ * (The dialer's WebSocket, undici's, copies every frame anyway to mask it.)
+ */
+function sendJoined (maConn: MultiaddrConnection): void {
+  const connection = maConn as unknown as { sendData?: (data: Parts) => unknown }
+  const sendData = connection.sendData
+  if (typeof sendData !== 'function') return
+  connection.sendData = (data: Parts) => {
+    joinParts(data)
+    return sendData.call(maConn, data)
+  }
+}
+
+/**
+ * Joins the list's parts in place into as few runs of at most
+ * MAX_JOINED_FRAME_BYTES as their order allows. In place: the caller
+ * (AbstractMessageStream) hands over a list of its own for this purpose.
+ */
+export function joinParts (data: Parts): void {
+  const parts = Array.from(data)
+  if (parts.length < 2) return
+  const runs: Uint8Array[] = []
+  let run: Uint8Array[] = []
+  let runBytes = 0
+  const endRun = (): void => {
+    if (run.length > 0) runs.push(run.length === 1 ? run[0]! : concat(run, runBytes))
+    run = []
+    runBytes = 0
+  }
+  for (const part of parts) {
+    if (runBytes + part.byteLength > MAX_JOINED_FRAME_BYTES) endRun()
+    run.push(part)
+    runBytes += part.byteLength
+  }
+  endRun()
+  data.consume(data.byteLength)
+  data.appendAll(runs)
+}
+
+function concat (parts: Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.byteLength
+  }
+  return out
 }
 
 function releaseSocketOnClose (maConn: MultiaddrConnection, closeGraceMs: number): void {
