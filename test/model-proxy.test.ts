@@ -418,11 +418,12 @@ describe('model proxy HTTP endpoint', () => {
     expect(refusal).toBeInstanceOf(HostRefusedError)
     expect(refusal).toMatchObject({ code: 'no-such-model', message: 'model "other" is not hosted here (this node serves chat)' })
 
-    // A node that does not speak the protocol (another version, say) is unreachable for it, not a hang.
+    // A node that does not speak the protocol (another version, say) is unreachable for it, not a hang;
+    // the caller asked for both versions in one negotiation.
     const other = new ModelStreamProtocol(libp2pComponents(t.a!.node.swarm), { models: t.a!.node.modelProxy.local, protocolPrefix: 'clawmatrix-next' })
     const unspoken = await other.request(peerIdFromString(c.peerId), { type: 'model', model: 'chat', route: 'chat/completions', body: {} }, AbortSignal.timeout(10_000))
       .catch((err: unknown) => err)
-    expect(unspoken).toMatchObject({ code: 'unreachable', message: expect.stringMatching(/could not negotiate \/clawmatrix-next\/model\/1\.0\.0/) })
+    expect(unspoken).toMatchObject({ code: 'unreachable', message: expect.stringMatching(/could not negotiate \/clawmatrix-next\/model\/1\.1\.0,\/clawmatrix-next\/model\/1\.0\.0/) })
     expect(fake.requests).toHaveLength(0)
   })
 })

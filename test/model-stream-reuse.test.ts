@@ -200,6 +200,31 @@ describe('model streams reused between requests', () => {
     await waitFor('no model stream left open', () => modelStreams(a, c, LEGACY).length === 0 && modelStreams(a, c).length === 0)
   })
 
+  it('is on by default and falls back per peer: a host that speaks only 1.0.0 gets a stream per request, a new one keeps its stream', async () => {
+    const fake = await fakeUpstream()
+    // a: no modelRouting at all. c: a current host. d: an older host, without the reuse protocol from the start.
+    const a = await nodes.start({ nodeId: 'a', listen: true, heartbeat: beat })
+    const c = await host(a, fake)
+    const d = await nodes.start({ nodeId: 'd', heartbeat: beat, peers: [{ nodeId: 'a', url: a.wsAddress() }], models: [{ id: 'chat-old', provider: 'vllm', baseUrl: fake.url, upstreamModel: fake.models[0] }] })
+    await d.node.swarm.unhandle(REUSE)
+    await waitFor('a to reach d directly', () => a.node.view.nodes().some(n => n.nodeId === 'd' && n.reach === 'direct'))
+    expect(a.node.modelProxy.protocol.pool).toBeDefined()
+
+    const askOld = async (): Promise<string> => streamedText(await client(a).chat.completions.create({ model: 'chat-old', stream: true, messages: USER }))
+    for (let i = 0; i < 3; i++) {
+      expect(await ask(a)).toBe('fox brown quick the')
+      expect(await askOld()).toBe('fox brown quick the')
+    }
+    expect(fake.requests).toHaveLength(6)
+    expect(fake.requests.every(r => r.outcome === 'completed')).toBe(true)
+    // c: one kept stream carried its three requests. d: a stream each, none kept, none left open.
+    expect(a.node.modelProxy.protocol.pool!.idleCounts()).toEqual({ [c.node.swarm.peerId.toString()]: 1 })
+    expect(modelStreams(a, c)).toHaveLength(1)
+    expect(modelStreams(a, c, LEGACY)).toHaveLength(0)
+    await waitFor('no model stream to d left open', () => modelStreams(a, d, LEGACY).length === 0 && modelStreams(d, a, LEGACY).length === 0)
+    expect(modelStreams(a, d)).toHaveLength(0)
+  })
+
   it('leaves no stream behind after churn: completed, cancelled and refused requests, then the idle timeout', async () => {
     const fake = await fakeUpstream()
     const { a, c } = await pair(fake, { idleStreamMs: 300 })

@@ -15,8 +15,17 @@ export const DEFAULT_RECONNECT_MAX_MS = 60_000
 /** LiteLLM's defaults: three failures in a row cool a host down for a minute. */
 export const DEFAULT_COOLDOWN_FAILURES = 3
 export const DEFAULT_COOLDOWN_MS = 60_000
-/** Model streams kept open per host between requests, and for how long (modelRouting.reuseStreams). */
-export const DEFAULT_IDLE_STREAMS_PER_HOST = 4
+/**
+ * Model streams kept open per host between requests, and for how long
+ * (modelRouting.reuseStreams). Room for a burst: with room for 4, a burst of
+ * 100 requests reopened 96 streams every time and closed them again after,
+ * so it paid the 1.0.0 price plus a late close (docs/benchmarks.md). An
+ * idle stream costs a few KiB on each end and closes after
+ * DEFAULT_IDLE_STREAM_MS, so what a burst leaves shrinks back by itself.
+ */
+export const DEFAULT_IDLE_STREAMS_PER_HOST = 128
+/** The most idle streams per host a caller may keep: the model protocol's per-connection stream limit. */
+export const MAX_IDLE_STREAMS_PER_HOST = 256
 export const DEFAULT_IDLE_STREAM_MS = 10_000
 /** How long a request waits in a model's queue for a slot before it is refused as busy (429 to the client). */
 export const DEFAULT_QUEUE_WAIT_MS = 30_000
@@ -97,8 +106,8 @@ export const ModelSchema = Type.Object({
 export const ModelRoutingSchema = Type.Object({
   cooldownFailures: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_FAILURES, description: 'A model host that failed this many requests in a row is skipped for cooldownMs' })),
   cooldownMs: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_MS, description: 'How long a failing model host is skipped' })),
-  reuseStreams: Type.Optional(Type.Boolean({ default: false, description: 'Keep model streams to hosts open between requests (/clawmatrix/model/1.1.0) instead of one stream per request' })),
-  idleStreamsPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: DEFAULT_IDLE_STREAMS_PER_HOST, description: 'With reuseStreams: idle model streams kept open per host' })),
+  reuseStreams: Type.Optional(Type.Boolean({ default: true, description: 'Keep model streams to hosts open between requests (/clawmatrix/model/1.1.0) instead of one stream per request; hosts that speak only 1.0.0 get a stream per request' })),
+  idleStreamsPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_IDLE_STREAMS_PER_HOST, default: DEFAULT_IDLE_STREAMS_PER_HOST, description: 'With reuseStreams: idle model streams kept open per host' })),
   idleStreamMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_IDLE_STREAM_MS, description: 'With reuseStreams: an idle model stream is closed after this long' }))
 }, { additionalProperties: false })
 

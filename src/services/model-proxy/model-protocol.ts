@@ -32,13 +32,13 @@ export interface ModelProtocolInit extends StreamProtocolInit {
   onServed?(served: ServedRequest): void
   /**
    * Caller: keep streams to hosts open between requests
-   * (`/clawmatrix/model/1.1.0`), a few per host; hosts that speak only
-   * 1.0.0 get a stream per request as before. Hosts always accept both.
+   * (`/clawmatrix/model/1.1.0`); hosts that speak only 1.0.0 get a stream
+   * per request as before. Hosts always accept both.
    *
-   * @default false
+   * @default true
    */
   reuseStreams?: boolean
-  /** Caller: idle streams kept per host. @default 4 */
+  /** Caller: idle streams kept per host. @default 128 */
   maxIdleStreamsPerHost?: number
   /** Caller: an idle stream is closed after this long. @default 10_000 */
   idleStreamMs?: number
@@ -101,7 +101,7 @@ export class ModelStreamProtocol extends StreamProtocol {
       ...init
     }, { version: c.MODEL_PROTOCOL_REUSE_VERSION, nextRequestTimeoutMs: c.NEXT_REQUEST_TIMEOUT_MS })
     this.models = init.models
-    if (init.reuseStreams === true) {
+    if (init.reuseStreams !== false) {
       this.pool = new ModelStreamPool(components, {
         reuseProtocol: this.reuseProtocol!,
         legacyProtocol: this.protocol,

@@ -12,9 +12,11 @@ export interface ModelStreamPoolInit {
   runOnLimitedConnection: boolean
   /**
    * Idle streams kept per host; a stream freed while as many wait is closed.
-   * Busy streams are not capped here (the host's stream limit is).
+   * Busy streams are not capped here (the host's stream limit is). Room for
+   * a burst, so the next one finds its streams open: what is not used again
+   * closes after `idleTimeoutMs`.
    *
-   * @default 4
+   * @default 128
    */
   maxIdlePerHost?: number
   /**
