@@ -3,7 +3,6 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
-import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { VERSION } from '../version.js'
 import { admissionGater, admitting, type Admission } from './admission.js'
@@ -12,6 +11,7 @@ import * as c from './constants.js'
 import { gatedEncrypters } from './gate.js'
 import { InboundAdmission } from './inbound-admission.js'
 import { webSocketTransport } from './websocket-transport.js'
+import { yamuxMuxer } from './yamux-muxer.js'
 import { nodeLogger } from './logging.js'
 import { clusterSecrets, DEFAULT_PENDING_HANDSHAKES_PER_IP, DEFAULT_UPGRADES_PER_IP_PER_MINUTE } from '../config/schema.js'
 import type { Config } from '../config/schema.js'
@@ -98,7 +98,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
     transports: [webSocketTransport({ https, releaseSockets: swarmOptions.releaseSockets, admission: inboundAdmission(config, swarmOptions) }), circuitRelayTransport()],
     connectionEncrypters: encrypters,
     connectionGater: admission == null ? undefined : admissionGater(admission),
-    streamMuxers: [yamux({ maxEarlyStreams: c.MAX_EARLY_STREAMS, streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],
+    // Yamux with window updates in halves rather than one per data frame (./yamux-muxer.ts).
+    streamMuxers: [yamuxMuxer({ maxEarlyStreams: c.MAX_EARLY_STREAMS, streamOptions: { maxStreamWindowSize: c.MAX_STREAM_WINDOW_BYTES } })],
     connectionManager: {
       inboundUpgradeTimeout: c.INBOUND_UPGRADE_TIMEOUT_MS,
       maxIncomingPendingConnections: c.MAX_INCOMING_PENDING_CONNECTIONS,
