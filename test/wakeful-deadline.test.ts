@@ -1,7 +1,22 @@
-import { once } from 'node:events'
+import { createHook } from 'node:async_hooks'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { getEventListeners, once } from 'node:events'
 import { createServer, connect, type Socket } from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { libp2pComponents } from '../src/services/wire/components.js'
+import { IdleTimeoutError, RefusedError } from '../src/services/wire/errors.js'
+import { OutboundExchange, type OutboundInit } from '../src/services/wire/outbound.js'
 import { WakefulDeadline } from '../src/services/wire/wakeful-deadline.js'
+import { startSwarm } from './fixtures/proto-harness.js'
+import { waitFor } from './helpers/wait.js'
+import type { Swarm } from '../src/node/swarm.js'
+import type { Frame } from '../src/services/wire/frame.js'
+import type { PeerId } from '@libp2p/interface'
 
 /** Blocks this thread, as a host's synchronous work does. */
 function blockFor (ms: number): void {
@@ -47,5 +62,169 @@ describe('a wakeful deadline', () => {
     const later = new WakefulDeadline(100)
     await once(later.signal, 'abort')
     expect(cleared.signal.aborted).toBe(false)
+  })
+})
+
+describe('the deadline of a single timer', () => {
+  it('is moved by restart() without expiring, and expires once the restarts stop', async () => {
+    const deadline = new WakefulDeadline(60)
+    const started = performance.now()
+    // Restarted every 20 ms for 200 ms: never 60 ms without one.
+    await new Promise<void>(resolve => {
+      const tick = setInterval(() => {
+        deadline.restart()
+        if (performance.now() - started > 200) { clearInterval(tick); resolve() }
+      }, 20)
+    })
+    expect(deadline.signal.aborted).toBe(false)
+    await once(deadline.signal, 'abort')
+    expect(deadline.expired).toBe(true)
+    expect((deadline.signal.reason as Error).name).toBe('TimeoutError')
+  })
+
+  it('cannot pass while paused (nothing awaited), and runs again from the next restart()', async () => {
+    const deadline = new WakefulDeadline(30)
+    deadline.pause()
+    const pausedAt = performance.now()
+    await waitFor('several deadlines\' worth of pause', () => performance.now() - pausedAt > 200)
+    expect(deadline.signal.aborted).toBe(false)
+    deadline.restart()
+    await once(deadline.signal, 'abort')
+    expect(deadline.expired).toBe(true)
+  })
+
+  it('aborts with the operation\'s reason, which is not expiry, and lets go of the operation\'s signal when cleared', () => {
+    const operation = new AbortController()
+    const cleared = new WakefulDeadline(10_000, { signal: operation.signal })
+    const followed = new WakefulDeadline(10_000, { signal: operation.signal })
+    expect(getEventListeners(operation.signal, 'abort')).toHaveLength(2)
+    cleared.clear()
+    expect(getEventListeners(operation.signal, 'abort')).toHaveLength(1)
+    const reason = new Error('the client left')
+    operation.abort(reason)
+    expect(followed.signal.reason).toBe(reason)
+    expect(followed.expired).toBe(false)
+    expect(cleared.signal.aborted).toBe(false)
+    expect(new WakefulDeadline(10, { signal: operation.signal }).signal.reason).toBe(reason)
+  })
+
+  it('still expires after a block when nothing came: one grace, not an endless one', async () => {
+    await new Promise(resolve => setImmediate(resolve))
+    const deadline = new WakefulDeadline(20, { graceMs: 50 })
+    blockFor(200)
+    // a timer set after the block runs after the deadline's: by then that one fired, late, and was re-armed
+    await new Promise(resolve => setTimeout(resolve, 0))
+    expect(deadline.signal.aborted).toBe(false)
+    await once(deadline.signal, 'abort')
+    expect(deadline.expired).toBe(true)
+  })
+})
+
+/** Runs a test peer in a child process: its answers travel while this process is blocked. */
+const PEER_PROTOCOL = '/clawmatrix-test/wakeful/1.0.0'
+const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
+
+describe('wire deadlines while this process is blocked, against a peer in another process', () => {
+  let child: ChildProcess
+  let caller: Swarm
+  let peer: PeerId
+  /** Request ids the peer received. */
+  const got = new Set<string>()
+  const named = { name: () => 'wire-peer', state: async () => undefined }
+
+  beforeAll(async () => {
+    child = spawn(process.execPath, [
+      '--experimental-transform-types', '--disable-warning=ExperimentalWarning',
+      '--import', join(fixtures, 'proto-ts-resolve.mjs'), join(fixtures, 'wire-peer.ts')
+    ], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const lines = createInterface({ input: child.stdout! })
+    const [first] = await once(lines, 'line') as [string]
+    const { peerId, addresses } = JSON.parse(first) as { peerId: string, addresses: string[] }
+    lines.on('line', line => { got.add((JSON.parse(line) as { got: string }).got) })
+    peer = peerIdFromString(peerId)
+    caller = await startSwarm('wakeful-caller')
+    await caller.dial(multiaddr(addresses[0]!))
+  })
+
+  afterAll(async () => {
+    child?.kill('SIGKILL')
+    await caller?.stop()
+  })
+
+  function outbound (acceptTimeoutMs: number, idleTimeoutMs: number): OutboundInit {
+    return { components: libp2pComponents(caller), protocol: PEER_PROTOCOL, maxFrameBytes: 64 * 1024, acceptTimeoutMs, idleTimeoutMs, runOnLimitedConnection: true, describePeer: named }
+  }
+
+  /**
+   * Sends the held answer of request `id`, then blocks this process until
+   * `until` (performance.now()) plus a second. The block starts after the
+   * timers phase of the loop (from setImmediate), as a host's work after
+   * I/O does: on resume the next turn runs expired timers before polling.
+   */
+  async function answerWhileBlocked (id: string, until: number): Promise<void> {
+    await waitFor(`the peer to hold request ${id}`, () => got.has(id))
+    child.stdin!.write(`go ${id}\n`)
+    await new Promise(resolve => setImmediate(resolve))
+    blockFor(until + 1_000 - performance.now())
+  }
+
+  it('reads an `accepted` that arrived while the process was blocked past the accept deadline', async () => {
+    const started = performance.now()
+    const opening = OutboundExchange.open(outbound(1_000, 60_000), peer, { type: 'ask', id: 'accept-1', mode: 'hold-accept' }, AbortSignal.timeout(60_000))
+    await answerWhileBlocked('accept-1', started + 1_000)
+    const { exchange, answer } = await opening
+    expect(answer).toMatchObject({ type: 'accepted', id: 'accept-1' })
+    expect(await exchange.finish(['result'], AbortSignal.timeout(60_000))).toMatchObject({ type: 'result', text: 'done' })
+  })
+
+  it('reads a result that arrived while the process was blocked past the idle deadline', async () => {
+    const { exchange } = await OutboundExchange.open(outbound(60_000, 1_000), peer, { type: 'ask', id: 'idle-1', mode: 'hold-result' }, AbortSignal.timeout(60_000))
+    const started = performance.now()
+    const finishing = exchange.finish(['result'], AbortSignal.timeout(60_000))
+    await answerWhileBlocked('idle-1', started + 1_000)
+    expect(await finishing).toMatchObject({ type: 'result', id: 'idle-1', text: 'done' })
+  })
+
+  it('still refuses a peer that never answers, by name, after the accept deadline', async () => {
+    const err = await OutboundExchange.open(outbound(300, 60_000), peer, { type: 'ask', id: 'silent-1', mode: 'hold-accept' }, AbortSignal.timeout(60_000)).catch(e => e)
+    expect(err).toBeInstanceOf(RefusedError)
+    expect(err.code).toBe('accept-timeout')
+    expect(err.message).toBe('wire-peer did not answer within 300 ms')
+  })
+
+  it('still cuts a peer that goes silent after accepting, by name, after the idle deadline', async () => {
+    const { exchange } = await OutboundExchange.open(outbound(60_000, 300), peer, { type: 'ask', id: 'silent-2', mode: 'hold-result' }, AbortSignal.timeout(60_000))
+    const err = await exchange.finish(['result'], AbortSignal.timeout(60_000)).catch(e => e)
+    expect(err).toBeInstanceOf(IdleTimeoutError)
+    expect(err.message).toBe('no frame from wire-peer for 300 ms; it may be frozen or unreachable')
+  })
+
+  it('leaves no wire timer and no listener behind after many requests', async () => {
+    // Every timer the wire layer creates is tracked from its creation until it is cleared or has run.
+    const wireTimers = new Map<number, string>()
+    const hook = createHook({
+      init (asyncId, type) {
+        if (type !== 'Timeout') return
+        const stack = new Error().stack ?? ''
+        if (stack.includes('/src/services/wire/')) wireTimers.set(asyncId, stack)
+      },
+      destroy (asyncId) { wireTimers.delete(asyncId) }
+    })
+    const operation = new AbortController()
+    hook.enable()
+    try {
+      for (let i = 0; i < 200; i++) {
+        const { exchange } = await OutboundExchange.open(outbound(15_000, 60_000), peer, { type: 'ask', id: `many-${i}`, mode: 'progress', progress: 5 }, operation.signal)
+        const progress: Frame[] = []
+        await exchange.finish(['result'], operation.signal, frame => progress.push(frame))
+        expect(progress).toHaveLength(5)
+      }
+      // Closing streams ends with timers of its own; wait for those to finish (not a sleep: the condition).
+      await waitFor('the wire timers of finished requests to end', () => wireTimers.size === 0, { timeoutMs: 30_000 })
+    } finally {
+      hook.disable()
+    }
+    expect([...wireTimers.values()]).toEqual([])
+    expect(getEventListeners(operation.signal, 'abort')).toHaveLength(0)
   })
 })

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events'
 import { type ProtocolComponents } from '../wire/components.js'
 import { GOODBYE_TIMEOUT_MS } from '../wire/constants.js'
 import { FrameTooLargeError, MalformedFrameError, RefusedError, RemoteError, StreamCutError } from '../wire/errors.js'
@@ -9,6 +8,7 @@ import { KeepAlive } from '../wire/keep-alive.js'
 import { lostPath, openRoutedStream } from '../wire/path.js'
 import { readUntil } from '../wire/read-frames.js'
 import { checkFrame } from '../wire/request.js'
+import { WakefulDeadline, withWakefulDeadline } from '../wire/wakeful-deadline.js'
 import { UpstreamError } from '../models/errors.js'
 import { StreamProtocol, type StreamProtocolInit } from '../protocols/common.js'
 import * as c from './constants.js'
@@ -145,27 +145,28 @@ export class ModelStreamProtocol extends StreamProtocol {
   /** One try on one stream: a kept one unless `fresh`. */
   private async attempt (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal, fresh: boolean): Promise<HostResponse> {
     const remote = peer.toString()
-    const openSignal = AbortSignal.any([signal, AbortSignal.timeout(this.init.openTimeoutMs ?? c.OPEN_TIMEOUT_MS)])
-    setMaxListeners(Infinity, openSignal)
+    // Every wait on the host is wakeful: a process blocked past a deadline still reads what arrived meanwhile.
+    const open = new WakefulDeadline(this.init.openTimeoutMs ?? c.OPEN_TIMEOUT_MS, { signal })
     let lease: StreamLease
     try {
       lease = this.pool != null
-        ? await this.pool.acquire(peer, { signal: openSignal, fresh })
-        : await this.openOnce(peer, openSignal)
+        ? await this.pool.acquire(peer, { signal: open.signal, fresh })
+        : await this.openOnce(peer, open.signal)
     } catch (err: any) {
       if (signal.aborted) throw signal.reason
       throw new RefusedError('unreachable', `cannot open a model stream to ${remote}: ${describe(err)}`)
+    } finally {
+      open.clear()
     }
     const { frames, connection } = lease
     const id = lease.reusable ? lease.nextId++ : undefined
 
     const answerTimeoutMs = this.init.answerTimeoutMs ?? c.ANSWER_TIMEOUT_MS
-    const answerSignal = AbortSignal.any([signal, AbortSignal.timeout(answerTimeoutMs)])
-    setMaxListeners(Infinity, answerSignal)
+    const answered = new WakefulDeadline(answerTimeoutMs, { signal })
     try {
-      await frames.write(id == null ? request : { ...request, id }, { signal: answerSignal })
+      await frames.write(id == null ? request : { ...request, id }, { signal: answered.signal })
       const first = await readUntil(frames, frame => frame.type === 'answer' || frame.type === 'rejected', {
-        signal: answerSignal,
+        signal: answered.signal,
         idleTimeoutMs: this.settings.idleTimeoutMs,
         remote
       })
@@ -186,15 +187,17 @@ export class ModelStreamProtocol extends StreamProtocol {
       if (err instanceof HostRefusedError) throw err
       await abandon(frames, signal.aborted)
       if (signal.aborted) throw signal.reason
-      if (lease.reused && !answerSignal.aborted && (err instanceof StreamCutError || frames.stream.status !== 'open')) {
+      if (lease.reused && !answered.expired && (err instanceof StreamCutError || frames.stream.status !== 'open')) {
         throw new StaleStreamError(err.message, { cause: err })
       }
       // The relay under it died before the host answered: the caller tries another path.
       const lost = await lostPath(connection, peer, false, err, this.describePeer)
       if (lost != null) throw lost
       if (err instanceof FrameTooLargeError) throw new HostRefusedError('too-large', err.message, tooLarge(`the request body is over the proxy's limit of ${c.MAX_REQUEST_BODY_BYTES} bytes`))
-      if (answerSignal.aborted) throw new RefusedError('answer-timeout', `${remote} did not start answering within ${answerTimeoutMs} ms`)
+      if (answered.expired) throw new RefusedError('answer-timeout', `${remote} did not start answering within ${answerTimeoutMs} ms`)
       throw err
+    } finally {
+      answered.clear()
     }
   }
 
@@ -222,11 +225,13 @@ export class ModelStreamProtocol extends StreamProtocol {
    */
   private async * answerBody (lease: StreamLease, id: number | undefined, remote: string, signal: AbortSignal, onUsage: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
     const { frames, connection } = lease
+    // One silence bound for the whole body, restarted by every frame: nothing per chunk.
+    const idle = new WakefulDeadline(this.settings.idleTimeoutMs, { signal })
     let ended = false
     let next: Frame | undefined
     try {
       while (true) {
-        const frame = next ?? await readUntil(frames, frame => BODY_FRAMES.has(frame.type), { signal, idleTimeoutMs: this.settings.idleTimeoutMs, remote })
+        const frame = next ?? await readUntil(frames, frame => BODY_FRAMES.has(frame.type), { idle, remote })
         next = undefined
         if (frame.type === 'chunk') {
           // Chunks that arrived in one message leave in one write to the client.
@@ -262,6 +267,7 @@ export class ModelStreamProtocol extends StreamProtocol {
       const lost = await lostPath(connection, connection.remotePeer, true, err, this.describePeer)
       throw answerCut(`the answer from ${this.describePeer?.name(remote) ?? remote} was cut before its end: ${lost?.message ?? err.message}`)
     } finally {
+      idle.clear()
       // Left early (the client went away), aborted, or cut: stop the host's work.
       if (!ended) await abandon(frames, true)
     }
@@ -372,7 +378,7 @@ export class ModelStreamProtocol extends StreamProtocol {
     const frame: Frame = { type: 'rejected', code, message }
     if (upstream != null) Object.assign(frame, { status: upstream.status, error: upstream.body })
     if (load != null) frame.load = load
-    await final(frame, AbortSignal.timeout(GOODBYE_TIMEOUT_MS))
+    await withWakefulDeadline(GOODBYE_TIMEOUT_MS, async signal => { await final(frame, signal) })
   }
 }
 
@@ -417,7 +423,7 @@ async function abandon (frames: FrameStream, cancel: boolean): Promise<void> {
   }
   if (cancel) {
     try {
-      await frames.write({ type: 'cancel' }, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
+      await withWakefulDeadline(GOODBYE_TIMEOUT_MS, async signal => { await frames.write({ type: 'cancel' }, { signal }) })
     } catch {}
   }
   await frames.release('model request abandoned')

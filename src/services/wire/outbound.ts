@@ -1,9 +1,9 @@
-import { setMaxListeners } from 'node:events'
 import { GOODBYE_TIMEOUT_MS } from './constants.js'
 import { RefusedError } from './errors.js'
 import { FrameStream } from './frame-stream.js'
 import { lostPath, openRoutedStream, type PeerDescriber } from './path.js'
 import { readUntil } from './read-frames.js'
+import { WakefulDeadline, withWakefulDeadline } from './wakeful-deadline.js'
 import type { ProtocolComponents } from './components.js'
 import type { Frame } from './frame.js'
 import type { Connection, PeerId } from '@libp2p/interface'
@@ -40,34 +40,41 @@ export class OutboundExchange {
    * before the answer throws PathLostError (the caller may try another path).
    */
   static async open (init: OutboundInit, peer: PeerId, request: Frame, signal: AbortSignal, acceptTimeoutMs = init.acceptTimeoutMs): Promise<{ exchange: OutboundExchange, answer: Frame }> {
-    const acceptSignal = AbortSignal.any([signal, AbortSignal.timeout(acceptTimeoutMs)])
-    setMaxListeners(Infinity, acceptSignal)
-    const { stream, connection } = await openRoutedStream(init.components, peer, init.protocol, {
-      signal: acceptSignal,
-      runOnLimitedConnection: init.runOnLimitedConnection
-    })
-    const frames = new FrameStream(stream, { maxFrameBytes: init.maxFrameBytes })
-    const exchange = new OutboundExchange(peer, frames, connection, init)
+    // Wakeful: a process blocked past the deadline still reads an answer that arrived meanwhile.
+    const accept = new WakefulDeadline(acceptTimeoutMs, { signal })
+    let exchange: OutboundExchange | undefined
+    let connection: Connection | undefined
     try {
-      await frames.write(request, { signal: acceptSignal })
+      const routed = await openRoutedStream(init.components, peer, init.protocol, {
+        signal: accept.signal,
+        runOnLimitedConnection: init.runOnLimitedConnection
+      })
+      connection = routed.connection
+      const frames = new FrameStream(routed.stream, { maxFrameBytes: init.maxFrameBytes })
+      exchange = new OutboundExchange(peer, frames, connection, init)
+      await frames.write(request, { signal: accept.signal })
       const answer = await readUntil(frames, frame => frame.type !== 'keepalive' && frame.type !== 'error', {
-        signal: acceptSignal,
+        signal: accept.signal,
         idleTimeoutMs: acceptTimeoutMs,
         remote: nameOf(init, peer)
       })
       if (answer.type === 'rejected') {
-        throw new RefusedError(String(answer.code ?? 'refused'), String(answer.message ?? `${peer} refused the request`))
+        throw new RefusedError(String(answer.code ?? 'refused'), String(answer.message ?? `${nameOf(init, peer)} refused the request`))
       }
       return { exchange, answer }
     } catch (err: any) {
+      // Not opened at all: the dial's own error says why.
+      if (exchange == null || connection == null) throw err
       await exchange.abandon(signal.aborted)
       if (signal.aborted) throw err
       const lost = await lostPath(connection, peer, false, err, init.describePeer)
       if (lost != null) throw lost
-      if (acceptSignal.aborted) {
+      if (accept.expired) {
         throw new RefusedError('accept-timeout', `${nameOf(init, peer)} did not answer within ${acceptTimeoutMs} ms`)
       }
       throw err
+    } finally {
+      accept.clear()
     }
   }
 
@@ -78,6 +85,7 @@ export class OutboundExchange {
    */
   async finish (finalTypes: string[], signal: AbortSignal, onFrame?: (frame: Frame) => void): Promise<Frame> {
     try {
+      // One silence bound for the whole answer, restarted by every frame.
       const final = await readUntil(this.frames, frame => finalTypes.includes(frame.type), {
         signal,
         idleTimeoutMs: this.init.idleTimeoutMs,
@@ -105,7 +113,7 @@ export class OutboundExchange {
     }
     if (cancel) {
       try {
-        await this.frames.write({ type: 'cancel' }, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
+        await withWakefulDeadline(GOODBYE_TIMEOUT_MS, async signal => { await this.frames.write({ type: 'cancel' }, { signal }) })
       } catch {}
     }
     await this.frames.release('exchange abandoned')
