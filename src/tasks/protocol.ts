@@ -7,6 +7,7 @@ import { watchCaller } from '../services/wire/inbound.js'
 import { KeepAlive } from '../services/wire/keep-alive.js'
 import { OutboundExchange } from '../services/wire/outbound.js'
 import { checkFrame } from '../services/wire/request.js'
+import { withWakefulDeadline } from '../services/wire/wakeful-deadline.js'
 import { afterPendingIo, StreamProtocol, type StreamProtocolInit } from '../services/protocols/common.js'
 import { TASK_PROTOCOL_NAME, TASK_PROTOCOL_VERSION } from './constants.js'
 import { type TaskExecutor } from './executor.js'
@@ -146,7 +147,7 @@ export class TaskProtocol extends StreamProtocol {
       if (last == null) return
       keepAlive.stop()
       await writer.drained()
-      await frames.write({ type: 'task', task: snapshot(last) }, { signal: AbortSignal.timeout(this.settings.idleTimeoutMs) })
+      await withWakefulDeadline(this.settings.idleTimeoutMs, async signal => { await frames.write({ type: 'task', task: snapshot(last) }, { signal }) })
       await frames.close()
     } finally {
       stopWatching.abort()
@@ -165,7 +166,7 @@ function eventWriter (frames: FrameStream, onEnd: (record: TaskRecord) => void):
   let queue = Promise.resolve()
   let ended = false
   const write = (frame: Frame): void => {
-    queue = queue.then(async () => { await frames.write(frame, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS * 5) }) }).catch(() => {})
+    queue = queue.then(async () => { await withWakefulDeadline(GOODBYE_TIMEOUT_MS * 5, async signal => { await frames.write(frame, { signal }) }) }).catch(() => {})
   }
   const listener = (event: TaskEvent): void => {
     if (ended) return

@@ -6,6 +6,7 @@ import { serveInbound } from '../wire/inbound.js'
 import { type OutboundInit } from '../wire/outbound.js'
 import { type PeerDescriber } from '../wire/path.js'
 import { protocolId } from '../wire/protocol-id.js'
+import { WakefulDeadline } from '../wire/wakeful-deadline.js'
 import { MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS } from './constants.js'
 import { SHUTTING_DOWN } from '../shutdown.js'
 import { auditServed, type WorkAudit } from '../audit/served-work.js'
@@ -189,11 +190,16 @@ export abstract class StreamProtocol implements Startable {
   }
 }
 
-/** `signal` and an optional deadline as one signal; `deadline` tells which fired. */
-export function withDeadline (signal: AbortSignal | undefined, timeoutMs: number | undefined): { signal: AbortSignal, deadline?: AbortSignal } {
-  const deadline = timeoutMs == null ? undefined : AbortSignal.timeout(timeoutMs)
-  const signals = [signal, deadline].filter(s => s != null)
-  return { signal: signals.length === 0 ? new AbortController().signal : AbortSignal.any(signals), deadline }
+/**
+ * `signal` and an optional deadline for a whole call as one signal;
+ * `deadline.expired` tells that it fired, and the caller clears it when the
+ * call ends. Wakeful: the remote's result may be in the socket when a
+ * blocked process resumes past it.
+ */
+export function withDeadline (signal: AbortSignal | undefined, timeoutMs: number | undefined): { signal: AbortSignal, deadline?: WakefulDeadline } {
+  if (timeoutMs == null) return { signal: signal ?? new AbortController().signal }
+  const deadline = new WakefulDeadline(timeoutMs, { signal })
+  return { signal: deadline.signal, deadline }
 }
 
 /**

@@ -9,6 +9,7 @@ import { watchCaller } from '../wire/inbound.js'
 import { KeepAlive } from '../wire/keep-alive.js'
 import { OutboundExchange } from '../wire/outbound.js'
 import { checkFrame } from '../wire/request.js'
+import { withWakefulDeadline } from '../wire/wakeful-deadline.js'
 import { utf8Prefix } from '../tools/output.js'
 import { type AgentRunner } from '../agents/runner.js'
 import { AgentRunError } from '../errors.js'
@@ -133,10 +134,12 @@ export class HandoffProtocol extends StreamProtocol {
       const result = checkFrame(HandoffResultFrame, final, `handoff result from ${this.peerName(exchange.peer)}`)
       return { id, peer: exchange.peer, status: result.status, text: result.text, error: result.error }
     } catch (err) {
-      if (deadline?.aborted === true && options.signal?.aborted !== true) {
+      if (deadline?.expired === true) {
         throw new DeadlineError(`hand-off ${id} to agent "${request.agent}" had no result${peer == null ? '' : ` from ${this.peerName(peer)}`} within ${timeoutMs} ms`)
       }
       throw err
+    } finally {
+      deadline?.clear()
     }
   }
 
@@ -215,7 +218,7 @@ export class HandoffProtocol extends StreamProtocol {
       }
       const outcome = await run.done
       keepAlive.stop()
-      await frames.write({ type: 'result', id: run.id, ...outcome }, { signal: AbortSignal.timeout(this.settings.idleTimeoutMs) })
+      await withWakefulDeadline(this.settings.idleTimeoutMs, async signal => { await frames.write({ type: 'result', id: run.id, ...outcome }, { signal }) })
       await frames.close()
     } finally {
       stopWatching.abort()
@@ -262,7 +265,7 @@ function progressWriter (frames: FrameStream): (message: string) => void {
       while (latest != null) {
         const next = latest
         latest = undefined
-        await frames.write({ type: 'progress', message: next }, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS * 5) }).catch(() => {})
+        await withWakefulDeadline(GOODBYE_TIMEOUT_MS * 5, async signal => { await frames.write({ type: 'progress', message: next }, { signal }) }).catch(() => {})
       }
       writing = false
     })()

@@ -78,10 +78,12 @@ export class SendProtocol extends StreamProtocol {
         return attempt
       }, signal)
     } catch (err) {
-      if (deadline?.aborted === true && options.signal?.aborted !== true) {
+      if (deadline?.expired === true) {
         throw new DeadlineError(`message ${id} to agent "${request.agent}" was not delivered within ${options.timeoutMs} ms`)
       }
       throw err
+    } finally {
+      deadline?.clear()
     }
     const { exchange, answer } = opened
     await exchange.close()

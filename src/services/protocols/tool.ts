@@ -8,6 +8,7 @@ import { watchCaller } from '../wire/inbound.js'
 import { KeepAlive } from '../wire/keep-alive.js'
 import { OutboundExchange } from '../wire/outbound.js'
 import { checkFrame } from '../wire/request.js'
+import { withWakefulDeadline } from '../wire/wakeful-deadline.js'
 import { StreamProtocol, withDeadline, type StreamProtocolInit } from './common.js'
 import * as c from './constants.js'
 import { ToolRequestFrame, ToolResultFrame, type ErrorInfo, type RunStatus } from './messages.js'
@@ -94,10 +95,12 @@ export class ToolProtocol extends StreamProtocol {
       const result = checkFrame(ToolResultFrame, final, `tool result from ${this.peerName(exchange.peer)}`)
       return { id, peer: exchange.peer, status: result.status, output, details: result.details, error: result.error, truncated: result.truncated }
     } catch (err) {
-      if (deadline?.aborted === true && options.signal?.aborted !== true) {
+      if (deadline?.expired === true) {
         throw new DeadlineError(`tool call ${id} (${request.tool}) had no result within ${timeoutMs} ms`)
       }
       throw err
+    } finally {
+      deadline?.clear()
     }
   }
 
@@ -129,7 +132,7 @@ export class ToolProtocol extends StreamProtocol {
       })
       keepAlive.stop()
       if (controller.signal.aborted && frames.stream.writeStatus !== 'writable') return
-      await frames.write({ type: 'result', id: request.id, ...outcome }, { signal: AbortSignal.timeout(this.settings.idleTimeoutMs) })
+      await withWakefulDeadline(this.settings.idleTimeoutMs, async signal => { await frames.write({ type: 'result', id: request.id, ...outcome }, { signal }) })
       await frames.close()
     } finally {
       stopWatching.abort()

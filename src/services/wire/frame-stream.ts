@@ -1,8 +1,8 @@
-import { setTimeout as delay } from 'node:timers/promises'
 import { FAILED_STREAM_LINGER_MS, GOODBYE_TIMEOUT_MS, MAX_FRAME_BYTES, READ_HIGH_WATER_BYTES, READ_LOW_WATER_BYTES } from './constants.js'
 import { encodeFrame, type Frame } from './frame.js'
 import { FrameReader } from './frame-reader.js'
 import { StreamCutError } from './errors.js'
+import { WakefulDeadline, withWakefulDeadline } from './wakeful-deadline.js'
 import type { AbortOptions, Stream, StreamCloseEvent } from '@libp2p/interface'
 
 export interface FrameStreamInit {
@@ -124,7 +124,7 @@ export class FrameStream {
       await this.writes
       this.flush()
       if (this.failure != null) throw this.failure
-      await this.stream.close({ signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
+      await withWakefulDeadline(GOODBYE_TIMEOUT_MS, async signal => { await this.stream.close({ signal }) })
     } catch (err: any) {
       this.stream.abort(err)
     }
@@ -136,7 +136,7 @@ export class FrameStream {
    */
   async fail (code: string, message: string): Promise<void> {
     try {
-      await this.write({ type: 'error', code, message }, { signal: AbortSignal.timeout(GOODBYE_TIMEOUT_MS) })
+      await withWakefulDeadline(GOODBYE_TIMEOUT_MS, async signal => { await this.write({ type: 'error', code, message }, { signal }) })
     } catch {}
     await this.release(`stream failed (${code})`)
   }
@@ -150,9 +150,14 @@ export class FrameStream {
     await this.close()
     if (this.stream.status !== 'open') return
     void this.stream.closeRead().catch(() => {})
-    void delay(FAILED_STREAM_LINGER_MS, undefined, { ref: false }).then(() => {
+    // Wakeful: the remote's close may be what a blocked process has not read yet.
+    const linger = new WakefulDeadline(FAILED_STREAM_LINGER_MS)
+    const closed = (): void => { linger.clear() }
+    this.stream.addEventListener('close', closed, { once: true })
+    linger.signal.addEventListener('abort', () => {
+      this.stream.removeEventListener('close', closed)
       if (this.stream.status === 'open') this.stream.abort(new Error(`${reason}; the remote did not close the stream`))
-    })
+    }, { once: true })
   }
 
   abort (err: Error): void {
