@@ -225,6 +225,29 @@ describe('model streams reused between requests', () => {
     expect(modelStreams(a, d)).toHaveLength(0)
   })
 
+  it('does not let an idle kept stream hold an on-demand connection open: the idle closer closes it, the pool lets the stream go', async () => {
+    const fake = await fakeUpstream()
+    // a and c know only the hub (a listening node, so their relay); a reaches c through it for its first
+    // request. Kept streams would outlive the test (an hour).
+    const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: beat })
+    const peers = [{ nodeId: 'hub', url: hub.wsAddress() }]
+    const a = await nodes.start({ nodeId: 'a', heartbeat: beat, peers, mesh: { idleCloseMs: 500 }, modelRouting: { idleStreamMs: 3_600_000 } })
+    const c = await nodes.start({ nodeId: 'c', heartbeat: beat, peers, models: [{ id: 'chat', provider: 'vllm', baseUrl: fake.url, upstreamModel: fake.models[0] }] })
+    await waitFor('a to learn of c', () => a.node.view.nodes().some(n => n.nodeId === 'c' && n.reach === 'relayed'))
+    expect(await ask(a)).toBe('fox brown quick the')
+    const [kept] = modelStreams(a, c)
+    expect(kept).toBeDefined()
+    expect(a.node.modelProxy.protocol.pool!.isIdle(kept!)).toBe(true)
+
+    await waitFor('the idle connection to c to close', () => a.node.swarm.getConnections(c.node.swarm.peerId).length === 0, { timeoutMs: 30_000 })
+    await waitFor('the pool to let the stream go', () => Object.keys(a.node.modelProxy.protocol.pool!.idleCounts()).length === 0)
+    expect(kept!.status).not.toBe('open')
+    await waitFor('c to let its end go', () => modelStreams(c, a).length === 0)
+    // The next request dials again and opens a fresh stream.
+    expect(await ask(a)).toBe('fox brown quick the')
+    expect(modelStreams(a, c)).toHaveLength(1)
+  })
+
   it('leaves no stream behind after churn: completed, cancelled and refused requests, then the idle timeout', async () => {
     const fake = await fakeUpstream()
     const { a, c } = await pair(fake, { idleStreamMs: 300 })

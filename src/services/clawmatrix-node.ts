@@ -241,7 +241,8 @@ export class ClawmatrixNode {
       : new IdleCloser(swarm, {
         idleMs: idleCloseMs,
         keep: peer => connector.isRelay(peer) || dialer.isConfigured(peer) || isReservedRelay(swarm, peer),
-        lastWork: peer => view.workWith(peer.toString())
+        lastWork: peer => view.workWith(peer.toString()),
+        idleStream: stream => modelProxy.protocol.pool?.isIdle(stream) === true
       })
     const departed = new DepartedPeers(swarm, view, { keep: peer => dialer.isConfigured(peer) || connector.isRelay(peer) })
     const modelProxy = new ModelProxyService({ ...init.modelProxy, admit: policy?.admit, config, swarm, view, http, log, metrics, refuse: shutdown.refusal, describePeer })

@@ -1,12 +1,16 @@
 import type { Swarm } from '../../node/swarm.js'
-import type { Connection, Logger, PeerId, Startable } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 
 /** Streams every connection carries whether or not there is work: they do not keep it open. */
 const HOUSEKEEPING_PROTOCOLS = ['/meshsub/', '/floodsub/', '/ipfs/ping/', '/ipfs/id/']
 
-/** Whether a connection carries a stream other than gossip, identify and ping (a relay's HOP stream is work). */
-export function carriesWork (connection: Connection): boolean {
-  return connection.streams.some(s => !HOUSEKEEPING_PROTOCOLS.some(p => s.protocol?.startsWith(p) === true))
+/**
+ * Whether a connection carries a stream other than gossip, identify and
+ * ping (a relay's HOP stream is work), leaving out streams `idle` says wait
+ * for work without carrying any.
+ */
+export function carriesWork (connection: Connection, idle?: (stream: Stream) => boolean): boolean {
+  return connection.streams.some(s => !HOUSEKEEPING_PROTOCOLS.some(p => s.protocol?.startsWith(p) === true) && idle?.(s) !== true)
 }
 
 export interface IdleCloserInit {
@@ -16,13 +20,20 @@ export interface IdleCloserInit {
   keep: (peer: PeerId) => boolean
   /** When work to or from the peer last ran (epoch ms), and whether some runs now. */
   lastWork: (peer: PeerId) => { at?: number, busy: boolean }
+  /**
+   * Streams kept open for later work that carry none now (model streams
+   * waiting in their pool): they do not keep a connection open, or an idle
+   * kept stream would hold it as long as the pool keeps the stream.
+   */
+  idleStream?: (stream: Stream) => boolean
 }
 
 /**
  * Closes the connections this node opened for work once they have been
  * idle for `idleMs`: no request in flight or finished within that time, and
- * no stream open but gossip, identify and ping (a relay's HOP stream counts
- * as work: it carries someone's circuit). Only outbound connections: the
+ * no stream open but gossip, identify, ping and kept model streams waiting
+ * for a request (a relay's HOP stream counts as work: it carries someone's
+ * circuit). Only outbound connections: the
  * side that opened a connection decides when it is done with it, so two
  * nodes never close one connection from both ends at once.
  */
@@ -48,7 +59,7 @@ export class IdleCloser implements Startable {
   sweep (now: number): void {
     for (const connection of this.swarm.getConnections()) {
       if (connection.direction !== 'outbound' || connection.status !== 'open') continue
-      if (carriesWork(connection)) {
+      if (carriesWork(connection, this.init.idleStream)) {
         this.lastStream.set(connection, now)
         continue
       }

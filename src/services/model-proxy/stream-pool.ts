@@ -1,7 +1,7 @@
 import { DEFAULT_IDLE_STREAM_MS, DEFAULT_IDLE_STREAMS_PER_HOST } from '../../config/schema.js'
 import { FrameStream } from '../wire/frame-stream.js'
 import type { ProtocolComponents } from '../wire/components.js'
-import type { AbortOptions, Connection, Logger, PeerId, Startable } from '@libp2p/interface'
+import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 
 export interface ModelStreamPoolInit {
   /** The protocol id whose streams carry one request after another. */
@@ -61,6 +61,8 @@ interface IdleStream {
  */
 export class ModelStreamPool implements Startable {
   private readonly idle = new Map<string, IdleStream[]>()
+  /** The streams parked in `idle`, for isIdle(): libp2p owns the streams, so weakly. */
+  private readonly parked = new WeakSet<Stream>()
   /** Connections to hosts that answered only the one-request protocol. */
   private readonly legacy = new WeakSet<Connection>()
   private readonly maxIdlePerHost: number
@@ -94,6 +96,15 @@ export class ModelStreamPool implements Startable {
   /** Idle streams held, per host (peer id): for status and tests. */
   idleCounts (): Record<string, number> {
     return Object.fromEntries([...this.idle].map(([peer, list]) => [peer, list.length]))
+  }
+
+  /**
+   * Whether `stream` waits in the pool for a request. Such a stream carries
+   * no work, so it must not keep an on-demand connection open (the idle
+   * closer asks); when the connection closes, the pool drops it.
+   */
+  isIdle (stream: Stream): boolean {
+    return this.parked.has(stream)
   }
 
   /** An idle stream to `peer`, or a new one (dialing when needed). */
@@ -137,6 +148,7 @@ export class ModelStreamPool implements Startable {
     lease.frames.stream.addEventListener('remoteCloseWrite', idle.onClose)
     list.push(idle)
     this.idle.set(key, list)
+    this.parked.add(lease.frames.stream)
   }
 
   private drop (key: string, idle: IdleStream, why: string): void {
@@ -151,6 +163,7 @@ export class ModelStreamPool implements Startable {
   }
 
   private unpark (idle: IdleStream): void {
+    this.parked.delete(idle.lease.frames.stream)
     clearTimeout(idle.timer)
     idle.lease.frames.stream.removeEventListener('close', idle.onClose)
     idle.lease.frames.stream.removeEventListener('remoteCloseWrite', idle.onClose)
