@@ -9,7 +9,9 @@
  * 2. chunks per second of a long answer on the same four paths;
  * 3. 100 concurrent streams with a paced upstream, direct, one hop and relayed;
  *    one hop and relayed also through a second proxy node that keeps its
- *    model streams between requests (modelRouting.reuseStreams);
+ *    model streams between requests (modelRouting.reuseStreams, the default;
+ *    the first proxy node turns it off), and through a third that keeps them
+ *    with the old room of 4 idle streams per host, which a burst outgrows;
  * 4. CPU per streamed request, from /proc, of every process on the path;
  * 5. requests per second of small non-streamed answers, 32 at a time;
  * 6. idle CPU of each process (no requests), from /proc.
@@ -81,6 +83,10 @@ const ONE_HOP = 'proxy, one hop'
 const RELAYED = 'proxy, relayed'
 const ONE_HOP_KEPT = 'proxy, one hop, kept streams'
 const RELAYED_KEPT = 'proxy, relayed, kept streams'
+const ONE_HOP_KEPT_4 = 'proxy, one hop, kept streams, room for 4'
+const RELAYED_KEPT_4 = 'proxy, relayed, kept streams, room for 4'
+/** Paths measured only under concurrency: the pool's old room, beside the new. */
+const BURST_ONLY = new Set([ONE_HOP_KEPT_4, RELAYED_KEPT_4])
 const PORTKEY = `Portkey ${PORTKEY_VERSION}`
 const PORTKEY_NO_WAIT = `Portkey ${PORTKEY_VERSION}, no 25 ms wait`
 const REQUEST_TIMEOUT_MS = 60_000
@@ -145,11 +151,12 @@ export async function modelProxyBench (options: ModelProxyBenchOptions): Promise
     }
     const measurements: Measurement[] = []
     measurements.push(await idleCpu(options, processes))
-    measurements.push(...await shortStreams(options, paths))
-    measurements.push(await longStreams(options, paths))
+    const everywhere = paths.filter(p => !BURST_ONLY.has(p.name))
+    measurements.push(...await shortStreams(options, everywhere))
+    measurements.push(await longStreams(options, everywhere))
     measurements.push(...await concurrentStreams(options, paths.filter(p => p.name !== LOCAL && p.name !== PORTKEY)))
-    measurements.push(await cpuPerRequest(options, paths.filter(p => p.name !== DIRECT)))
-    measurements.push(await throughput(options, paths.filter(p => p.name !== PORTKEY_NO_WAIT)))
+    measurements.push(await cpuPerRequest(options, everywhere.filter(p => p.name !== DIRECT)))
+    measurements.push(await throughput(options, everywhere.filter(p => p.name !== PORTKEY_NO_WAIT)))
     return { name: 'model-proxy', title: 'model proxy vs calling the upstream directly and vs Portkey\'s gateway (streamed chat completions)', measurements }
   } finally {
     await Promise.allSettled(children.reverse().map(async child => { await child.stop() }))
@@ -179,13 +186,17 @@ async function startCluster (secret: string, dir: string, children: ReadyChild[]
   }
   const hostDirect = await node('host-direct', { listen: true, models: [model('bench-direct')] })
   const hostRelayed = await node('host-relayed', { models: [model('bench-relayed')] })
+  // A stream per request (/clawmatrix/model/1.0.0), the baseline for kept streams.
   const proxy = await node('proxy', { models: [model('bench-local')], modelRouting: { reuseStreams: false } })
   const proxyUrl = proxy.match[3]!
   // The same node with model streams kept between requests (modelRouting.reuseStreams), beside it in the same run.
   const kept = await node('proxy-kept', { modelRouting: { reuseStreams: true } })
   const keptUrl = kept.match[3]!
+  // Kept streams with the pool's room before 128 (4 idle per host): what a burst of 100 did then.
+  const kept4 = await node('proxy-kept-4', { modelRouting: { reuseStreams: true, idleStreamsPerHost: 4 } })
+  const kept4Url = kept4.match[3]!
 
-  for (const url of [proxyUrl, keptUrl]) {
+  for (const url of [proxyUrl, keptUrl, kept4Url]) {
     await waitFor('the proxy nodes to reach one host directly and the other through the relay', async () => {
       const status = await (await fetch(`${url}/clawmatrix/status`)).json() as NodeStatus
       const reach = Object.fromEntries(status.cluster.map(n => [n.nodeId, n.reach]))
@@ -199,7 +210,9 @@ async function startCluster (secret: string, dir: string, children: ReadyChild[]
     { name: ONE_HOP, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-direct', pids: [proxy.pid, hostDirect.pid] },
     { name: RELAYED, baseUrl: `${proxyUrl}/v1`, model: 'clawmatrix/bench-relayed', pids: [proxy.pid, relay.pid, hostRelayed.pid] },
     { name: ONE_HOP_KEPT, baseUrl: `${keptUrl}/v1`, model: 'clawmatrix/bench-direct', pids: [kept.pid, hostDirect.pid] },
-    { name: RELAYED_KEPT, baseUrl: `${keptUrl}/v1`, model: 'clawmatrix/bench-relayed', pids: [kept.pid, relay.pid, hostRelayed.pid] }
+    { name: RELAYED_KEPT, baseUrl: `${keptUrl}/v1`, model: 'clawmatrix/bench-relayed', pids: [kept.pid, relay.pid, hostRelayed.pid] },
+    { name: ONE_HOP_KEPT_4, baseUrl: `${kept4Url}/v1`, model: 'clawmatrix/bench-direct', pids: [kept4.pid, hostDirect.pid] },
+    { name: RELAYED_KEPT_4, baseUrl: `${kept4Url}/v1`, model: 'clawmatrix/bench-relayed', pids: [kept4.pid, relay.pid, hostRelayed.pid] }
   ]
 }
 
