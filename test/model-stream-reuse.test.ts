@@ -142,6 +142,33 @@ describe('model streams reused between requests', () => {
     expect(await ask(a)).toBe('fox brown quick the')
   })
 
+  it('keeps a burst\'s streams by default, so the next burst opens none and closes none', async () => {
+    const fake = await fakeUpstream()
+    // The default room (modelRouting.idleStreamsPerHost), not the small one of the other checks.
+    const a = await nodes.start({ nodeId: 'a', listen: true, heartbeat: beat })
+    const c = await host(a, fake)
+    const contents = Array.from({ length: 24 }, (_, i) => `burst${i} word ${i}`)
+    const burst = async (): Promise<Set<string>> => {
+      const allIn = Promise.withResolvers<void>()
+      fake.reply = { beforeChunk: async i => { if (i > 0) await allIn.promise } }
+      const before = fake.requests.length
+      const asked = Promise.all(contents.map(async content => ask(a, content)))
+      await waitFor('the whole burst to reach the upstream', () => fake.requests.length === before + contents.length)
+      const ids = new Set(modelStreams(a, c).map(stream => stream.id))
+      allIn.resolve()
+      expect(await asked).toEqual(contents.map(content => content.split(' ').reverse().join(' ')))
+      return ids
+    }
+    const first = await burst()
+    expect(first.size).toBe(contents.length)
+    // Every stream of the burst waits in the pool, on both ends.
+    expect(Object.values(a.node.modelProxy.protocol.pool!.idleCounts())).toEqual([contents.length])
+    await waitFor('the host to wait on every stream', () => modelStreams(c, a).length === contents.length)
+    const second = await burst()
+    expect(second).toEqual(first)
+    expect(modelStreams(a, c, LEGACY)).toHaveLength(0)
+  })
+
   it('replaces a kept stream that died while idle, without the client noticing', async () => {
     const fake = await fakeUpstream()
     const { a, c } = await pair(fake)
