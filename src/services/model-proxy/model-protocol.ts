@@ -76,6 +76,14 @@ const MERGED_CHUNK_CHARS = 64 * 1024
 const encoder = new TextEncoder()
 
 /**
+ * Why a served request's own signals end. Given as reasons because
+ * `abort()` without one builds a DOMException with a stack trace, twice
+ * per request on the host; nothing shows these to anyone.
+ */
+const ANSWERED = new Error('answered')
+const SERVED = new Error('served')
+
+/**
  * `/clawmatrix/model/1.0.0`: carries one OpenAI-style model request to a node
  * that hosts the model and streams the answer back as the upstream produces
  * it, with back-pressure both ways and an explicit end marker.
@@ -288,7 +296,7 @@ export class ModelStreamProtocol extends StreamProtocol {
      */
     const final = async (frame: Frame, signal: AbortSignal): Promise<void> => {
       keepAlive.stop()
-      watch.abort()
+      watch.abort(ANSWERED)
       await frames.write(request.id == null ? frame : { ...frame, id: request.id }, { signal })
       if (!reuse) await frames.close()
     }
@@ -332,12 +340,12 @@ export class ModelStreamProtocol extends StreamProtocol {
       return false
     } finally {
       keepAlive.stop()
-      watch.abort()
+      watch.abort(ANSWERED)
       if (served.outcome === 'cancelled') {
         this.log('caller %s left %s %s', from, request.model, request.route)
         await frames.release('the caller left')
       }
-      caller.abort(new Error('served'))
+      caller.abort(SERVED)
       served.durationMs = performance.now() - started
       this.init.onServed?.(served)
     }

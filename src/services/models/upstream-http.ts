@@ -6,7 +6,7 @@
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES } from './constants.js'
 import { UpstreamError, UpstreamTimeout } from './errors.js'
 import type { UpstreamInit, UpstreamTarget } from './upstream.js'
-import type { Logger } from '@libp2p/interface'
+import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 export interface UpstreamPostInit {
   url: string
@@ -143,7 +143,7 @@ export interface AdapterPost {
  */
 export async function postAsAdapter (target: UpstreamTarget, init: UpstreamInit, post: AdapterPost): Promise<UpstreamHttpResponse> {
   const response = await postUpstream({
-    log: init.logger.forComponent('clawmatrix:models:http'),
+    log: httpLogger(init.logger),
     url: post.url,
     headers: { ...target.headers, 'content-type': 'application/json', accept: post.stream ? 'text/event-stream' : 'application/json', ...post.headers },
     body: post.body,
@@ -157,6 +157,18 @@ export async function postAsAdapter (target: UpstreamTarget, init: UpstreamInit,
     throw post.refusal(response.status, await response.text(MAX_ERROR_BODY_BYTES), post.redact)
   }
   return response
+}
+
+/** `clawmatrix:models:http` of each node's logger, made once: a logger per request cost a debug instance and an isatty() each. */
+const httpLoggers = new WeakMap<ComponentLogger, Logger>()
+
+function httpLogger (logger: ComponentLogger): Logger {
+  let log = httpLoggers.get(logger)
+  if (log == null) {
+    log = logger.forComponent('clawmatrix:models:http')
+    httpLoggers.set(logger, log)
+  }
+  return log
 }
 
 /** POSTs JSON to the upstream and resolves once the response headers arrived. */
