@@ -152,7 +152,8 @@ export class ModelStreamProtocol extends StreamProtocol {
 
   /** One try on one stream: a kept one unless `fresh`. */
   private async attempt (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal, fresh: boolean): Promise<HostResponse> {
-    const remote = peer.toString()
+    // Errors name the host by its node's name when the view knows it.
+    const remote = this.peerName(peer)
     // Every wait on the host is wakeful: a process blocked past a deadline still reads what arrived meanwhile.
     const open = new WakefulDeadline(this.init.openTimeoutMs ?? c.OPEN_TIMEOUT_MS, { signal })
     let lease: StreamLease
@@ -273,7 +274,7 @@ export class ModelStreamProtocol extends StreamProtocol {
       if (signal.aborted) throw signal.reason
       if (err instanceof UpstreamError) throw err
       const lost = await lostPath(connection, connection.remotePeer, true, err, this.describePeer)
-      throw answerCut(`the answer from ${this.describePeer?.name(remote) ?? remote} was cut before its end: ${lost?.message ?? err.message}`)
+      throw answerCut(`the answer from ${remote} was cut before its end: ${lost?.message ?? err.message}`)
     } finally {
       idle.clear()
       // Left early (the client went away), aborted, or cut: stop the host's work.
