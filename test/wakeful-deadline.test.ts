@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { LocalModels } from '../src/services/model-proxy/local-models.js'
+import { ModelStreamProtocol } from '../src/services/model-proxy/model-protocol.js'
 import { libp2pComponents } from '../src/services/wire/components.js'
 import { IdleTimeoutError, RefusedError } from '../src/services/wire/errors.js'
 import { OutboundExchange, type OutboundInit } from '../src/services/wire/outbound.js'
@@ -15,6 +17,7 @@ import { WakefulDeadline } from '../src/services/wire/wakeful-deadline.js'
 import { startSwarm } from './fixtures/proto-harness.js'
 import { waitFor } from './helpers/wait.js'
 import type { Swarm } from '../src/node/swarm.js'
+import type { ModelRequestFrame } from '../src/services/model-proxy/messages.js'
 import type { Frame } from '../src/services/wire/frame.js'
 import type { PeerId } from '@libp2p/interface'
 
@@ -120,34 +123,56 @@ describe('the deadline of a single timer', () => {
   })
 })
 
-/** Runs a test peer in a child process: its answers travel while this process is blocked. */
 const PEER_PROTOCOL = '/clawmatrix-test/wakeful/1.0.0'
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
 
-describe('wire deadlines while this process is blocked, against a peer in another process', () => {
-  let child: ChildProcess
-  let caller: Swarm
-  let peer: PeerId
+/** A peer in a child process (test/fixtures/<fixture>.ts): its answers travel while this process is blocked. */
+interface ChildPeer {
+  child: ChildProcess
+  peer: PeerId
   /** Request ids the peer received. */
+  got: Set<string>
+}
+
+async function spawnPeer (fixture: string, caller: Swarm): Promise<ChildPeer> {
+  const child = spawn(process.execPath, [
+    '--experimental-transform-types', '--disable-warning=ExperimentalWarning',
+    '--import', join(fixtures, 'proto-ts-resolve.mjs'), join(fixtures, `${fixture}.ts`)
+  ], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout! })
+  const [first] = await once(lines, 'line') as [string]
+  const { peerId, addresses } = JSON.parse(first) as { peerId: string, addresses: string[] }
   const got = new Set<string>()
+  lines.on('line', line => { got.add((JSON.parse(line) as { got: string }).got) })
+  await caller.dial(multiaddr(addresses[0]!))
+  return { child, peer: peerIdFromString(peerId), got }
+}
+
+/**
+ * Has the peer send the held answer of request `id`, then blocks this
+ * process until `until` (performance.now()) plus a second. The block starts
+ * after the timers phase of the loop (from setImmediate), as a host's work
+ * after I/O does: on resume the next turn runs expired timers before polling.
+ */
+async function answerWhileBlocked ({ child, got }: ChildPeer, id: string, until: number): Promise<void> {
+  await waitFor(`the peer to hold request ${id}`, () => got.has(id))
+  child.stdin!.write(`go ${id}\n`)
+  await new Promise(resolve => setImmediate(resolve))
+  blockFor(until + 1_000 - performance.now())
+}
+
+describe('wire deadlines while this process is blocked, against a peer in another process', () => {
+  let caller: Swarm
+  let remote: ChildPeer
   const named = { name: () => 'wire-peer', state: async () => undefined }
 
   beforeAll(async () => {
-    child = spawn(process.execPath, [
-      '--experimental-transform-types', '--disable-warning=ExperimentalWarning',
-      '--import', join(fixtures, 'proto-ts-resolve.mjs'), join(fixtures, 'wire-peer.ts')
-    ], { stdio: ['pipe', 'pipe', 'inherit'] })
-    const lines = createInterface({ input: child.stdout! })
-    const [first] = await once(lines, 'line') as [string]
-    const { peerId, addresses } = JSON.parse(first) as { peerId: string, addresses: string[] }
-    lines.on('line', line => { got.add((JSON.parse(line) as { got: string }).got) })
-    peer = peerIdFromString(peerId)
     caller = await startSwarm('wakeful-caller')
-    await caller.dial(multiaddr(addresses[0]!))
+    remote = await spawnPeer('wire-peer', caller)
   })
 
   afterAll(async () => {
-    child?.kill('SIGKILL')
+    remote?.child.kill('SIGKILL')
     await caller?.stop()
   })
 
@@ -155,45 +180,32 @@ describe('wire deadlines while this process is blocked, against a peer in anothe
     return { components: libp2pComponents(caller), protocol: PEER_PROTOCOL, maxFrameBytes: 64 * 1024, acceptTimeoutMs, idleTimeoutMs, runOnLimitedConnection: true, describePeer: named }
   }
 
-  /**
-   * Sends the held answer of request `id`, then blocks this process until
-   * `until` (performance.now()) plus a second. The block starts after the
-   * timers phase of the loop (from setImmediate), as a host's work after
-   * I/O does: on resume the next turn runs expired timers before polling.
-   */
-  async function answerWhileBlocked (id: string, until: number): Promise<void> {
-    await waitFor(`the peer to hold request ${id}`, () => got.has(id))
-    child.stdin!.write(`go ${id}\n`)
-    await new Promise(resolve => setImmediate(resolve))
-    blockFor(until + 1_000 - performance.now())
-  }
-
   it('reads an `accepted` that arrived while the process was blocked past the accept deadline', async () => {
     const started = performance.now()
-    const opening = OutboundExchange.open(outbound(1_000, 60_000), peer, { type: 'ask', id: 'accept-1', mode: 'hold-accept' }, AbortSignal.timeout(60_000))
-    await answerWhileBlocked('accept-1', started + 1_000)
+    const opening = OutboundExchange.open(outbound(1_000, 60_000), remote.peer, { type: 'ask', id: 'accept-1', mode: 'hold-accept' }, AbortSignal.timeout(60_000))
+    await answerWhileBlocked(remote, 'accept-1', started + 1_000)
     const { exchange, answer } = await opening
     expect(answer).toMatchObject({ type: 'accepted', id: 'accept-1' })
     expect(await exchange.finish(['result'], AbortSignal.timeout(60_000))).toMatchObject({ type: 'result', text: 'done' })
   })
 
   it('reads a result that arrived while the process was blocked past the idle deadline', async () => {
-    const { exchange } = await OutboundExchange.open(outbound(60_000, 1_000), peer, { type: 'ask', id: 'idle-1', mode: 'hold-result' }, AbortSignal.timeout(60_000))
+    const { exchange } = await OutboundExchange.open(outbound(60_000, 1_000), remote.peer, { type: 'ask', id: 'idle-1', mode: 'hold-result' }, AbortSignal.timeout(60_000))
     const started = performance.now()
     const finishing = exchange.finish(['result'], AbortSignal.timeout(60_000))
-    await answerWhileBlocked('idle-1', started + 1_000)
+    await answerWhileBlocked(remote, 'idle-1', started + 1_000)
     expect(await finishing).toMatchObject({ type: 'result', id: 'idle-1', text: 'done' })
   })
 
   it('still refuses a peer that never answers, by name, after the accept deadline', async () => {
-    const err = await OutboundExchange.open(outbound(300, 60_000), peer, { type: 'ask', id: 'silent-1', mode: 'hold-accept' }, AbortSignal.timeout(60_000)).catch(e => e)
+    const err = await OutboundExchange.open(outbound(300, 60_000), remote.peer, { type: 'ask', id: 'silent-1', mode: 'hold-accept' }, AbortSignal.timeout(60_000)).catch(e => e)
     expect(err).toBeInstanceOf(RefusedError)
     expect(err.code).toBe('accept-timeout')
     expect(err.message).toBe('wire-peer did not answer within 300 ms')
   })
 
   it('still cuts a peer that goes silent after accepting, by name, after the idle deadline', async () => {
-    const { exchange } = await OutboundExchange.open(outbound(60_000, 300), peer, { type: 'ask', id: 'silent-2', mode: 'hold-result' }, AbortSignal.timeout(60_000))
+    const { exchange } = await OutboundExchange.open(outbound(60_000, 300), remote.peer, { type: 'ask', id: 'silent-2', mode: 'hold-result' }, AbortSignal.timeout(60_000))
     const err = await exchange.finish(['result'], AbortSignal.timeout(60_000)).catch(e => e)
     expect(err).toBeInstanceOf(IdleTimeoutError)
     expect(err.message).toBe('no frame from wire-peer for 300 ms; it may be frozen or unreachable')
@@ -214,7 +226,7 @@ describe('wire deadlines while this process is blocked, against a peer in anothe
     hook.enable()
     try {
       for (let i = 0; i < 200; i++) {
-        const { exchange } = await OutboundExchange.open(outbound(15_000, 60_000), peer, { type: 'ask', id: `many-${i}`, mode: 'progress', progress: 5 }, operation.signal)
+        const { exchange } = await OutboundExchange.open(outbound(15_000, 60_000), remote.peer, { type: 'ask', id: `many-${i}`, mode: 'progress', progress: 5 }, operation.signal)
         const progress: Frame[] = []
         await exchange.finish(['result'], operation.signal, frame => progress.push(frame))
         expect(progress).toHaveLength(5)
@@ -226,5 +238,99 @@ describe('wire deadlines while this process is blocked, against a peer in anothe
     }
     expect([...wireTimers.values()]).toEqual([])
     expect(getEventListeners(operation.signal, 'abort')).toHaveLength(0)
+  })
+})
+
+describe('model proxy deadlines while this process is blocked, against a host in another process', () => {
+  let caller: Swarm
+  let host: ChildPeer
+  let models: LocalModels
+  const hosting: ModelStreamProtocol[] = []
+
+  beforeAll(async () => {
+    caller = await startSwarm('wakeful-model-caller')
+    models = new LocalModels({ models: [], logger: caller.logger })
+    host = await spawnPeer('model-host', caller)
+  })
+
+  afterAll(async () => {
+    host?.child.kill('SIGKILL')
+    await Promise.all(hosting.map(async p => { await p.stop() }))
+    await caller?.stop()
+  })
+
+  /** The caller's side, naming the host as the cluster view would. */
+  function calling (answerTimeoutMs: number, idleTimeoutMs: number): ModelStreamProtocol {
+    const protocol = new ModelStreamProtocol(libp2pComponents(caller), {
+      models, answerTimeoutMs, idleTimeoutMs, describePeer: { name: () => 'model-host', state: async () => undefined }
+    })
+    hosting.push(protocol)
+    return protocol
+  }
+
+  const ask = (id: string, mode: string): ModelRequestFrame => ({ type: 'model', model: 'm', route: 'chat/completions', body: { stream: true, messages: [{ role: 'user', content: `${id} ${mode}` }] } })
+  const text = async (body: AsyncIterable<Uint8Array>): Promise<string> => {
+    let all = ''
+    for await (const bytes of body) all += new TextDecoder().decode(bytes)
+    return all
+  }
+
+  it('reads a host\'s first answer that arrived while the process was blocked past the answer deadline', async () => {
+    const started = performance.now()
+    const asking = calling(1_000, 60_000).request(host.peer, ask('first-1', 'hold-headers'), AbortSignal.timeout(60_000))
+    await answerWhileBlocked(host, 'first-1', started + 1_000)
+    const answer = await asking
+    expect(answer.status).toBe(200)
+    expect(await text(answer.body)).toMatch(/"content":"one"[\s\S]*"content":" two"[\s\S]*\[DONE\]/)
+  })
+
+  it('reads a chunk that arrived while the process was blocked past the idle deadline', async () => {
+    const answer = await calling(60_000, 1_000).request(host.peer, ask('body-1', 'hold-rest'), AbortSignal.timeout(60_000))
+    const chunks = answer.body[Symbol.asyncIterator]()
+    expect(new TextDecoder().decode((await chunks.next()).value)).toContain('"content":"one"')
+    const started = performance.now()
+    const rest = text({ [Symbol.asyncIterator]: () => chunks })
+    await answerWhileBlocked(host, 'body-1', started + 1_000)
+    expect(await rest).toMatch(/"content":" two"[\s\S]*\[DONE\]/)
+  })
+
+  it('still gives up on a host that never answers, naming it, after the answer deadline', async () => {
+    const err = await calling(300, 60_000).request(host.peer, ask('silent-3', 'hold-headers'), AbortSignal.timeout(60_000)).catch(e => e)
+    expect(err).toBeInstanceOf(RefusedError)
+    expect(err.code).toBe('answer-timeout')
+    expect(err.message).toBe('model-host did not start answering within 300 ms')
+  })
+
+  it('still cuts an answer whose host fell silent, naming it, after the idle deadline', async () => {
+    const answer = await calling(60_000, 300).request(host.peer, ask('silent-4', 'hold-rest'), AbortSignal.timeout(60_000))
+    const err = await text(answer.body).catch(e => e)
+    expect(err.message).toBe('the answer from model-host was cut before its end: no frame from model-host for 300 ms; it may be frozen or unreachable')
+  })
+
+  it('leaves no deadline timer and no listener behind after many requests', async () => {
+    const timers = new Map<number, string>()
+    const hook = createHook({
+      init (asyncId, type) {
+        if (type !== 'Timeout') return
+        const stack = new Error().stack ?? ''
+        // The wire's and the model protocol's own; the kept-stream pool's idle timers are its business.
+        if (/\/src\/services\/(wire|model-proxy)\//.test(stack) && !stack.includes('stream-pool')) timers.set(asyncId, stack)
+      },
+      destroy (asyncId) { timers.delete(asyncId) }
+    })
+    const client = new AbortController()
+    const protocol = calling(60_000, 60_000)
+    hook.enable()
+    try {
+      for (let i = 0; i < 100; i++) {
+        const answer = await protocol.request(host.peer, ask(`many-${i}`, 'whole'), client.signal)
+        expect(await text(answer.body)).toContain('[DONE]')
+      }
+      await waitFor('the deadline timers of finished requests to end', () => timers.size === 0, { timeoutMs: 30_000 })
+    } finally {
+      hook.disable()
+    }
+    expect([...timers.values()]).toEqual([])
+    expect(getEventListeners(client.signal, 'abort')).toHaveLength(0)
   })
 })
