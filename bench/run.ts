@@ -29,6 +29,7 @@ import { WORK_DEFAULTS, WORK_QUICK, workBench } from './work.js'
 import { IDLE_CPU_DEFAULTS, IDLE_CPU_QUICK, idleBench } from './idle.js'
 import { TASKS_DEFAULTS, TASKS_QUICK, tasksBench } from './tasks.js'
 import { MEMBERSHIP_DEFAULTS, MEMBERSHIP_QUICK, MEMBERSHIP_REVOKE, membershipBench } from './membership.js'
+import { DEADLINES_DEFAULTS, DEADLINES_QUICK, deadlinesBench } from './deadlines.js'
 
 const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
 
@@ -45,6 +46,7 @@ interface RunOptions {
 const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
   swarm: async ({ quick }) => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
   'model-proxy': async ({ quick }) => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
+  deadlines: async ({ quick }) => deadlinesBench({ ...(quick ? DEADLINES_QUICK : DEADLINES_DEFAULTS), progress }),
   idle: async ({ quick }) => idleBench({ ...(quick ? IDLE_CPU_QUICK : IDLE_CPU_DEFAULTS), progress }),
   cluster: async ({ quick, nodes }) => clusterBench({ ...(nodes != null ? clusterAt(nodes) : quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
   work: async ({ quick }) => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),
