@@ -275,6 +275,29 @@ describe('model streams reused between requests', () => {
     expect(modelStreams(a, c)).toHaveLength(1)
   })
 
+  it('does not let a kept stream waiting on the host hold the host\'s on-demand connection open', async () => {
+    const fake = await fakeUpstream()
+    // a and c know only the hub. c asks a first, so c opened the connection (through the hub); a's request to c
+    // then rides it, and its kept stream waits on c, the connection's opener, for the next request.
+    const hub = await nodes.start({ nodeId: 'hub', listen: true, heartbeat: beat })
+    const peers = [{ nodeId: 'hub', url: hub.wsAddress() }]
+    const model = (id: string): Record<string, unknown> => ({ id, provider: 'vllm', baseUrl: fake.url, upstreamModel: fake.models[0] })
+    const a = await nodes.start({ nodeId: 'a', heartbeat: beat, peers, models: [model('chat-a')], modelRouting: { idleStreamMs: 3_600_000 } })
+    const c = await nodes.start({ nodeId: 'c', heartbeat: beat, peers, models: [model('chat')], mesh: { idleCloseMs: 500 } })
+    await waitFor('a and c to learn of each other', () => a.node.view.nodes().some(n => n.nodeId === 'c' && n.reach === 'relayed') && c.node.view.nodes().some(n => n.nodeId === 'a' && n.reach === 'relayed'))
+    expect(await streamedText(await client(c).chat.completions.create({ model: 'chat-a', stream: true, messages: USER }))).toBe('fox brown quick the')
+    expect(c.node.swarm.getConnections(a.node.swarm.peerId).map(connection => connection.direction)).toEqual(['outbound'])
+    expect(await ask(a)).toBe('fox brown quick the')
+    const [waiting] = modelStreams(c, a).filter(stream => stream.direction === 'inbound')
+    expect(waiting).toBeDefined()
+    await waitFor('c to wait on a\'s stream', () => c.node.modelProxy.protocol.isWaiting(waiting!))
+
+    await waitFor('c to close the idle connection', () => c.node.swarm.getConnections(a.node.swarm.peerId).length === 0, { timeoutMs: 30_000 })
+    await waitFor('a to let its kept stream go', () => Object.keys(a.node.modelProxy.protocol.pool!.idleCounts()).length === 0)
+    // a's next request reaches c again, on a fresh connection and stream.
+    expect(await ask(a)).toBe('fox brown quick the')
+  })
+
   it('leaves no stream behind after churn: completed, cancelled and refused requests, then the idle timeout', async () => {
     const fake = await fakeUpstream()
     const { a, c } = await pair(fake, { idleStreamMs: 300 })

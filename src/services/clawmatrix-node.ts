@@ -242,7 +242,8 @@ export class ClawmatrixNode {
         idleMs: idleCloseMs,
         keep: peer => connector.isRelay(peer) || dialer.isConfigured(peer) || isReservedRelay(swarm, peer),
         lastWork: peer => view.workWith(peer.toString()),
-        idleStream: stream => modelProxy.protocol.pool?.isIdle(stream) === true
+        // Kept model streams between requests: parked in this node's pool, or waiting for a caller's next request.
+        idleStream: stream => modelProxy.protocol.pool?.isIdle(stream) === true || modelProxy.protocol.isWaiting(stream)
       })
     const departed = new DepartedPeers(swarm, view, { keep: peer => dialer.isConfigured(peer) || connector.isRelay(peer) })
     const modelProxy = new ModelProxyService({ ...init.modelProxy, admit: policy?.admit, config, swarm, view, http, log, metrics, refuse: shutdown.refusal, describePeer })

@@ -61,6 +61,8 @@ export abstract class StreamProtocol implements Startable {
   readonly reuseProtocol?: string
   /** How long a reused stream may wait for its next request. */
   private readonly nextRequestTimeoutMs?: number
+  /** Reused streams waiting for their caller's next request; libp2p owns the streams, so weakly. */
+  private readonly waiting = new WeakSet<Stream>()
   private started = false
 
   constructor (protected readonly components: ProtocolComponents, name: string, version: string, init: StreamProtocolInit, reuse?: { version: string, nextRequestTimeoutMs: number }) {
@@ -117,6 +119,15 @@ export abstract class StreamProtocol implements Startable {
    */
   protected abstract serve (frames: FrameStream, request: Frame, connection: Connection, reuse: boolean, log: Logger): Promise<boolean | void>
 
+  /**
+   * Whether `stream` is a reused stream waiting for its caller's next
+   * request: it carries no work, so it does not keep an on-demand
+   * connection open (the idle closer asks).
+   */
+  isWaiting (stream: Stream): boolean {
+    return this.waiting.has(stream)
+  }
+
   /** A peer as errors name it: its node's name when the view knows it. */
   protected peerName (peer: PeerId): string {
     return this.describePeer?.name(peer.toString()) ?? peer.toString()
@@ -159,6 +170,10 @@ export abstract class StreamProtocol implements Startable {
       maxFrameBytes: this.settings.maxFrameBytes,
       requestTimeoutMs: this.settings.requestTimeoutMs,
       nextRequestTimeoutMs: reuse ? this.nextRequestTimeoutMs : undefined,
+      onWaiting: waiting => {
+        if (waiting) this.waiting.add(stream)
+        else this.waiting.delete(stream)
+      },
       log: this.log
     }, async (frames, request, log) => {
       const audited = this.audit == null ? undefined : auditServed(this.audit, frames, request, connection)

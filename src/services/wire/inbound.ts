@@ -15,6 +15,12 @@ export interface InboundInit {
    * next request before closing the stream. Unset: one request per stream.
    */
   nextRequestTimeoutMs?: number
+  /**
+   * Told when a kept stream starts waiting for its next request (true) and
+   * when the wait ends (false): a stream that waits carries no work, so it
+   * must not keep an on-demand connection open.
+   */
+  onWaiting?(waiting: boolean): void
 }
 
 /**
@@ -41,6 +47,7 @@ export async function serveInbound (
   for (let served = 0; ; served++) {
     const waitMs = served === 0 ? init.requestTimeoutMs : init.nextRequestTimeoutMs!
     let request: Frame
+    if (served > 0) init.onWaiting?.(true)
     try {
       request = await readRequest(frames, waitMs, served > 0)
     } catch (err: any) {
@@ -60,6 +67,8 @@ export async function serveInbound (
       log('bad request from %p: %s', remote, message)
       await frames.fail(code, message)
       return
+    } finally {
+      if (served > 0) init.onWaiting?.(false)
     }
     let again: boolean | void
     try {
