@@ -5,8 +5,9 @@
  * request the host had not started answering moves to the other relay at
  * once and completes; one already streaming its answer fails at once,
  * saying which relay went away and its state; a hand-off the host runs is
- * followed again through the other relay (same id: the same run). Nothing
- * waits for a heartbeat or a timeout.
+ * followed again through the other relay (same id: the same run); a model
+ * stream kept idle through the dead relay is let go and the next request
+ * runs through the other one. Nothing waits for a heartbeat or a timeout.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -144,6 +145,26 @@ describe('a relay killed under a request in flight', { timeout: 120_000 }, () =>
     await waitFor('the first upstream request to be cancelled', () => upstream!.arrivals[0]!.closed)
     const now = t.caller.node.swarm.getConnections(t.host.node.peerId).map(c => c.remoteAddr.toString())
     expect(now.some(a => a.includes(`/p2p/${t.relays[1 - used]!.peerId}/p2p-circuit`))).toBe(true)
+  })
+
+  it('a kept model stream through a relay that died while idle: the next request runs through the other relay', async () => {
+    upstream = await HeldUpstream.start(arrival => { startStream(arrival.res); finishStream(arrival.res) })
+    const t = await twoRelays()
+    expect(await (await chat(t.caller)).text()).toContain('[DONE]')
+    const used = await relayUnder(t.caller, t.host, t.relays)
+    // Kept streams are the default: the answered request's stream waits in the caller's pool.
+    const pool = t.caller.node.modelProxy.protocol.pool!
+    expect(pool.idleCounts()).toEqual({ [t.host.node.peerId.toString()]: 1 })
+
+    t.relays[used]!.process.child.kill('SIGKILL')
+    const text = await (await chat(t.caller)).text()
+    expect(text).toContain('second')
+    expect(text).toContain('[DONE]')
+    expect(upstream.arrivals).toHaveLength(2)
+    const now = t.caller.node.swarm.getConnections(t.host.node.peerId).filter(c => c.status === 'open').map(c => c.remoteAddr.toString())
+    expect(now.every(a => a.includes(`/p2p/${t.relays[1 - used]!.peerId}/p2p-circuit`))).toBe(true)
+    // The stream through the dead relay is gone; the one the request used is kept.
+    expect(pool.idleCounts()).toEqual({ [t.host.node.peerId.toString()]: 1 })
   })
 
   it('while the answer streams: it fails at once, naming the relay and its state', async () => {
