@@ -20,8 +20,8 @@ export const DEFAULT_COOLDOWN_MS = 60_000
  * (modelRouting.reuseStreams). Room for a burst: with room for 4, a burst of
  * 100 requests reopened 96 streams every time and closed them again after,
  * so it paid the 1.0.0 price plus a late close (docs/benchmarks.md). An
- * idle stream costs a few KiB on each end and closes after
- * DEFAULT_IDLE_STREAM_MS, so what a burst leaves shrinks back by itself.
+ * idle stream closes after DEFAULT_IDLE_STREAM_MS, so what a burst leaves
+ * shrinks back by itself.
  */
 export const DEFAULT_IDLE_STREAMS_PER_HOST = 128
 /** The most idle streams per host a caller may keep: the model protocol's per-connection stream limit. */

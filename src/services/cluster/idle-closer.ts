@@ -22,8 +22,9 @@ export interface IdleCloserInit {
   lastWork: (peer: PeerId) => { at?: number, busy: boolean }
   /**
    * Streams kept open for later work that carry none now (model streams
-   * waiting in their pool): they do not keep a connection open, or an idle
-   * kept stream would hold it as long as the pool keeps the stream.
+   * parked in the caller's pool, or waiting on the host for the next
+   * request): they do not keep a connection open, or an idle kept stream
+   * would hold it as long as either end keeps the stream.
    */
   idleStream?: (stream: Stream) => boolean
 }
