@@ -29,7 +29,12 @@ export interface HeartbeatEvents {
 export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Startable {
   private readonly log: Logger
   private readonly liveness = new Map<string, PeerLiveness>()
-  private readonly inFlight = new Set<string>()
+  /**
+   * Beats under way, by peer. Ping allows one outbound stream per connection
+   * at a time: a beat and a check of one peer never overlap (the second
+   * would fail at once with "too many outbound protocol streams").
+   */
+  private readonly inFlight = new Map<string, Promise<void>>()
   private readonly checks = new Map<string, Promise<boolean>>()
   private readonly controller = new AbortController()
   private timer?: ReturnType<typeof setInterval>
@@ -75,7 +80,8 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
     if (pending == null) {
       // As patient as the heartbeat itself, which gives a peer maxMissed beats before giving up.
       const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.init.intervalMs * this.init.maxMissed)])
-      pending = this.swarm.services.ping.ping(peer, { signal }).then(rttMs => {
+      const beat = this.inFlight.get(key) ?? Promise.resolve()
+      pending = beat.then(async () => this.swarm.services.ping.ping(peer, { signal })).then(rttMs => {
         const state = this.liveness.get(key)
         if (state != null) Object.assign(state, { rttMs, lastSeen: Date.now(), missed: 0 })
         return true
@@ -109,9 +115,9 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
 
   private beatOnce (peer: PeerId): void {
     const key = peer.toString()
-    if (this.inFlight.has(key)) return
-    this.inFlight.add(key)
-    void this.beatPeer(peer).finally(() => this.inFlight.delete(key))
+    // A check under way is this beat's ping too (it updates the liveness when answered).
+    if (this.inFlight.has(key) || this.checks.has(key)) return
+    this.inFlight.set(key, this.beatPeer(peer).finally(() => this.inFlight.delete(key)))
   }
 
   private async beatPeer (peer: PeerId): Promise<void> {
