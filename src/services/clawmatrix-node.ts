@@ -9,6 +9,7 @@ import { consoleLog, nodeLogger, type InfoLog } from '../node/logging.js'
 import { PeerDialer } from '../node/peer-dialer.js'
 import { createSwarm, type Swarm, type SwarmOptions } from '../node/swarm.js'
 import { Announcer } from './cluster/announcer.js'
+import { cardSnapshots, type CardSnapshots } from './cluster/card-snapshot.js'
 import { ClusterLog } from './cluster/cluster-log.js'
 import { ClusterView } from './cluster/cluster-view.js'
 import { LocalCard } from './cluster/local-card.js'
@@ -69,6 +70,8 @@ interface NodeParts {
   modelProxy: ModelProxyService
   inspection: NodeInspection
   announcer: Announcer
+  /** Every card a gossip peer holds, in one exchange when the connection opens. */
+  snapshots: CardSnapshots
   dialer: PeerDialer
   http: LocalHttpServer
   status: StatusRoute
@@ -96,6 +99,8 @@ export class ClawmatrixNode {
   /** Every member this node knows, from their cards. */
   readonly view: ClusterView
   readonly announcer: Announcer
+  /** Card snapshots: asked of gossip peers as their connections open, served to any member. */
+  readonly snapshots: CardSnapshots
   readonly connector: MeshConnector
   /** Keeps the configured peers connected. */
   readonly dialer: PeerDialer
@@ -142,6 +147,7 @@ export class ClawmatrixNode {
     this.modelProxy = p.modelProxy
     this.inspection = p.inspection
     this.announcer = p.announcer
+    this.snapshots = p.snapshots
     this.dialer = p.dialer
     this.http = p.http
     this.statusRoute = p.status
@@ -169,6 +175,8 @@ export class ClawmatrixNode {
       ['inspection', p.inspection],
       // Stopped early, while connections are up: peers drop this node at once.
       ['announcer', p.announcer],
+      // Before the dialer: the first gossip connection asks for a snapshot.
+      ['card snapshots', p.snapshots],
       // Drops refused peers from the view and announces a renewed certificate.
       ...optional('membership link', managed?.link),
       ['dialer', p.dialer]
@@ -234,8 +242,18 @@ export class ClawmatrixNode {
     const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName, describePeer })
     const client = new ClusterClient({ config, view, work, dialer, heartbeat })
     const { mode, relays, idleCloseMs } = config.mesh
-    const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, log, metrics }, { intervalMs, mode })
+    const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, privateKey: peerKey, log, metrics }, { intervalMs, mode })
     const connector = new MeshConnector(swarm, view, { mode, relays, listens: config.listen, maxRetryMs: intervalMs })
+    const snapshots = cardSnapshots({
+      swarm,
+      view,
+      ownCard: async () => announcer.signedCard(),
+      // The peers this node's gossip goes through; a connection opened for work asks nothing.
+      isGossipPeer: peer => dialer.isConfigured(peer) || connector.isRelay(peer),
+      nameOf: peerId => view.nodeIdOf(peerId) ?? dialer.list().find(p => p.peerId === peerId)?.nodeId ?? `an unannounced peer (${peerId})`,
+      log,
+      metrics
+    })
     const idleCloser = mode !== 'on-demand'
       ? undefined
       : new IdleCloser(swarm, {
@@ -266,6 +284,7 @@ export class ClawmatrixNode {
       modelProxy,
       inspection: new NodeInspection({ config, swarm, view, http, metrics, log }),
       announcer,
+      snapshots,
       status: new StatusRoute(http, { config, swarm, heartbeat, view, dialer, modelProxy, membershipStatus: membership == null ? UNMANAGED : MANAGED }),
       workRoutes: new WorkRoutes(http, client),
       auditRoute: auditRoute(http, work),

@@ -1,13 +1,14 @@
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { ANNOUNCE_TOPIC, CARD_VERSION, decodeAnnouncement, encodeAnnouncement, type Card, type Link } from './card.js'
 import { isRelayed, type ClusterView } from './cluster-view.js'
+import { signAnnouncement, signedAnnouncementOf, type SignedAnnouncement } from './signed-announcement.js'
 import type { LocalCard } from './local-card.js'
 import type { AnnounceSequence } from './sequence.js'
 import type { MeshMode } from '../../config/schema.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { InfoLog } from '../../node/logging.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { Logger, PeerId, Startable } from '@libp2p/interface'
+import type { Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
 
 export type AnnouncementKind = 'card' | 'leave' | 'gone'
 export type AnnouncementVerdict = 'accepted' | 'rejected' | 'ignored'
@@ -25,6 +26,8 @@ export interface AnnouncerComponents {
   sequence: AnnounceSequence
   /** This node's card, renewed on every publish. */
   card: LocalCard
+  /** The node's peer key: signs its own card for snapshots, as gossipsub signs what it publishes. */
+  privateKey: PrivateKey
   log: InfoLog
   metrics?: AnnouncementMetrics
 }
@@ -34,9 +37,10 @@ export interface AnnouncerInit {
   intervalMs: number
   /**
    * `on-demand`: connections come and go with work, so they do not trigger a
-   * card (links refresh with the next period), and a card goes out when a
-   * newcomer joins, which no direct subscription would reveal. `full`: a
-   * card on every connection change and subscription.
+   * card (links refresh with the next period); a subscription triggers one
+   * only while this node's card has reached no peer yet (a newcomer's first
+   * gossip connection): others learn cards from snapshots (./card-snapshot.ts).
+   * `full`: a card on every connection change and subscription.
    */
   mode?: MeshMode
 }
@@ -44,12 +48,12 @@ export interface AnnouncerInit {
 /** Coalesces bursts of triggers (a peer subscribing, an address change) into one publish. */
 const PUBLISH_DEBOUNCE_MS = 50
 /**
- * On demand, a newcomer learns the others from the cards they publish when
- * they see its own: at most one such card per node per this long, plus up to
- * as much again at random, so a crowd starting at once does not make every
- * node publish for each newcomer, nor all in the same instant.
+ * On demand, a node that does not listen has no address until its first
+ * relay reservation, which follows its first gossip connection in a moment
+ * and publishes the card anyway: its first card waits for it this long at
+ * most, so it floods the cluster once, with an address, rather than twice.
  */
-export const JOIN_REPUBLISH_MS = 1_000
+export const FIRST_ADDRESS_WAIT_MS = 2_000
 /** A card lists at most this many links (the schema's limit). */
 const MAX_LINKS = 1024
 
@@ -63,16 +67,21 @@ export class Announcer implements Startable {
   private readonly debug: Logger
   private timer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
-  private joinPending?: ReturnType<typeof setTimeout>
-  private lastJoinPublish = 0
+  /** When the pending publish is due (epoch ms). */
+  private pendingAt = 0
   private started = false
   private left = false
+  /** Whether the last card published reached a peer: until one does, a subscription publishes it again. */
+  private delivered = false
+  /** The last card published, as published, and its signed form once a snapshot asked for it. */
+  private published?: { data: Uint8Array, seq: number, at: number, signed?: Promise<SignedAnnouncement> }
 
   private readonly swarm: Swarm
   private readonly view: ClusterView
   private readonly heartbeat: Heartbeat
   private readonly sequence: AnnounceSequence
   private readonly self: LocalCard
+  private readonly privateKey: PrivateKey
   private readonly log: InfoLog
   private readonly metrics?: AnnouncementMetrics
 
@@ -82,6 +91,7 @@ export class Announcer implements Startable {
     this.heartbeat = components.heartbeat
     this.sequence = components.sequence
     this.self = components.card
+    this.privateKey = components.privateKey
     this.log = components.log
     this.metrics = components.metrics
     this.debug = this.swarm.logger.forComponent('clawmatrix:announcer')
@@ -97,19 +107,18 @@ export class Announcer implements Startable {
     pubsub.topicValidators.set(ANNOUNCE_TOPIC, this.validate)
     pubsub.subscribe(ANNOUNCE_TOPIC)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    this.swarm.addEventListener('self:peer:update', this.schedule)
-    if (this.onDemand) {
-      this.view.addEventListener('node:joined', this.onJoined)
-    } else {
-      this.swarm.addEventListener('connection:open', this.schedule)
+    this.swarm.addEventListener('self:peer:update', this.onSelfUpdate)
+    if (!this.onDemand) {
+      this.swarm.addEventListener('connection:open', this.scheduleSoon)
       // Links change when a peer goes away too; without this a card lists it until the next period.
-      this.swarm.addEventListener('peer:disconnect', this.schedule)
+      this.swarm.addEventListener('peer:disconnect', this.scheduleSoon)
     }
     this.heartbeat.addEventListener('peer:unresponsive', this.onUnresponsive)
-    this.timer = setInterval(this.schedule, this.init.intervalMs)
+    this.timer = setInterval(this.scheduleSoon, this.init.intervalMs)
     this.timer.unref()
     this.started = true
     this.left = false
+    this.delivered = false
     await this.publish()
   }
 
@@ -118,14 +127,11 @@ export class Announcer implements Startable {
     this.started = false
     clearInterval(this.timer)
     clearTimeout(this.pending)
-    clearTimeout(this.joinPending)
-    this.joinPending = undefined
-    this.view.removeEventListener('node:joined', this.onJoined)
     const { pubsub } = this.swarm.services
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
-    this.swarm.removeEventListener('self:peer:update', this.schedule)
-    this.swarm.removeEventListener('connection:open', this.schedule)
-    this.swarm.removeEventListener('peer:disconnect', this.schedule)
+    this.swarm.removeEventListener('self:peer:update', this.onSelfUpdate)
+    this.swarm.removeEventListener('connection:open', this.scheduleSoon)
+    this.swarm.removeEventListener('peer:disconnect', this.scheduleSoon)
     this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
     if (!this.left) await this.leave()
     pubsub.unsubscribe(ANNOUNCE_TOPIC)
@@ -139,6 +145,7 @@ export class Announcer implements Startable {
    */
   async leave (): Promise<void> {
     this.left = true
+    this.published = undefined
     clearInterval(this.timer)
     clearTimeout(this.pending)
     await this.send({ ...this.self.current, seq: this.sequence.next(), leaving: true })
@@ -149,12 +156,45 @@ export class Announcer implements Startable {
     await this.send(this.self.renew(await this.links(), this.sequence.next()))
   }
 
-  private readonly schedule = (): void => {
-    if (!this.started || this.left || this.pending != null) return
+  /**
+   * The card published last, signed as gossipsub signs it, and when it was
+   * published: this node's entry in the snapshots it serves. Undefined
+   * before the first card and once the leave is announced.
+   */
+  async signedCard (): Promise<{ signed: SignedAnnouncement, at: number } | undefined> {
+    const published = this.published
+    if (published == null) return undefined
+    // Signed once per card, and only if a snapshot asks for it.
+    published.signed ??= signAnnouncement(this.privateKey, published.data, BigInt(published.seq))
+    return { signed: await published.signed, at: published.at }
+  }
+
+  private readonly scheduleSoon = (): void => {
+    this.schedule(PUBLISH_DEBOUNCE_MS)
+  }
+
+  /**
+   * This node's addresses (or protocols) changed. The event can follow the
+   * card that already carries the new address (a publish reads the
+   * transports' addresses, which change first): then it changes nothing.
+   */
+  private readonly onSelfUpdate = (): void => {
+    const addresses = this.swarm.getMultiaddrs().map(String)
+    const announced = this.self.current.addresses
+    if (this.published != null && addresses.length === announced.length && addresses.every((a, i) => a === announced[i])) return
+    this.scheduleSoon()
+  }
+
+  /** Publishes the card within `delayMs`, coalesced with any publish already due by then. */
+  private schedule (delayMs: number): void {
+    if (!this.started || this.left) return
+    if (this.pending != null && this.pendingAt <= Date.now() + delayMs) return
+    clearTimeout(this.pending)
+    this.pendingAt = Date.now() + delayMs
     this.pending = setTimeout(() => {
       this.pending = undefined
       void this.publish()
-    }, PUBLISH_DEBOUNCE_MS)
+    }, delayMs)
   }
 
   private get onDemand (): boolean {
@@ -163,19 +203,10 @@ export class Announcer implements Startable {
 
   private readonly onSubscriptionChange = (event: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     if (!event.detail.subscriptions.some(s => s.topic === ANNOUNCE_TOPIC && s.subscribe)) return
-    // On demand a member opening a connection for work already has this card; a newcomer does not.
-    if (this.onDemand && this.view.card(event.detail.peerId.toString()) != null) return
-    this.schedule()
-  }
-
-  private readonly onJoined = (): void => {
-    if (!this.started || this.joinPending != null) return
-    const wait = Math.max(PUBLISH_DEBOUNCE_MS, this.lastJoinPublish + JOIN_REPUBLISH_MS - Date.now()) + Math.random() * JOIN_REPUBLISH_MS
-    this.joinPending = setTimeout(() => {
-      this.joinPending = undefined
-      this.lastJoinPublish = Date.now()
-      this.schedule()
-    }, wait)
+    // On demand this card floods once, through the first gossip peer; whoever connects later asks
+    // a peer for a snapshot, and a connection opened for work needs no card.
+    if (this.onDemand && this.delivered) return
+    this.schedule(this.onDemand && this.swarm.getMultiaddrs().length === 0 ? FIRST_ADDRESS_WAIT_MS : PUBLISH_DEBOUNCE_MS)
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {
@@ -183,9 +214,13 @@ export class Announcer implements Startable {
   }
 
   private async send (announcement: Card | Parameters<typeof encodeAnnouncement>[0]): Promise<void> {
+    const kind = announcement.kind === 'gone' ? 'gone' : announcement.leaving === true ? 'leave' : 'card'
+    const data = encodeAnnouncement(announcement)
+    if (kind === 'card') this.published = { data, seq: announcement.seq, at: Date.now() }
     try {
-      await this.swarm.services.pubsub.publish(ANNOUNCE_TOPIC, encodeAnnouncement(announcement))
-      this.metrics?.announcementSent(announcement.kind === 'gone' ? 'gone' : announcement.leaving === true ? 'leave' : 'card')
+      const { recipients } = await this.swarm.services.pubsub.publish(ANNOUNCE_TOPIC, data)
+      if (kind === 'card') this.delivered = recipients.length > 0
+      this.metrics?.announcementSent(kind)
     } catch (err: any) {
       this.debug('publishing %s failed: %s', announcement.kind, err.message)
     }
@@ -200,7 +235,10 @@ export class Announcer implements Startable {
     let verdict
     try {
       const announcement = decodeAnnouncement(message.data)
-      verdict = announcement.kind === 'card' ? this.view.applyCard(announcement, signer) : this.view.applyGone(announcement, signer)
+      verdict = announcement.kind === 'card'
+        // Kept as signed, so a snapshot can pass it on for the receiver to check itself.
+        ? this.view.applyCard(announcement, signer, { source: 'gossip', signed: signedAnnouncementOf(message) })
+        : this.view.applyGone(announcement, signer)
     } catch (err: any) {
       verdict = { accept: false as const, reject: true, reason: `${err.message} (signed by ${signer})` }
     }

@@ -4,6 +4,7 @@ import { orderCandidates, resolveModel, resolveTarget, type Candidate, type Reac
 import { NodeIdConflictError, UnknownTargetError } from '../errors.js'
 import { leftMessage } from '../shutdown.js'
 import type { Card, GoneNotice } from './card.js'
+import type { SignedAnnouncement } from './signed-announcement.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
 import type { Swarm } from '../../node/swarm.js'
@@ -99,9 +100,23 @@ export interface Departure {
   reason: string
 }
 
+/** How a card reached this node: from gossipsub, or in a snapshot another member passed on (./card-snapshot.ts). */
+export type CardSource = 'gossip' | 'snapshot'
+
+export interface CardOrigin {
+  source: CardSource
+  /** The card as its publisher signed it, kept to pass on in snapshots. */
+  signed?: SignedAnnouncement
+}
+
 interface Entry {
   card: Card
+  /** When the card arrived here, or at the peer that passed it on in a snapshot: expiry counts from it. */
   receivedAt: number
+  /** When this node stored it (epoch ms). */
+  storedAt: number
+  source: CardSource
+  signed?: SignedAnnouncement
 }
 
 /**
@@ -173,8 +188,11 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     this.lastReached.set(connection.remotePeer.toString(), { at: Date.now(), reach: relayed ? 'relayed' : 'direct', via: relayed ? relayOf(address) : undefined })
   }
 
-  /** Applies a card received from the announcement topic, signed by `signer`. */
-  applyCard (card: Card, signer: string, now = Date.now()): Verdict {
+  /**
+   * Applies a card signed by `signer`, received from the announcement topic
+   * or in a snapshot: the same checks either way.
+   */
+  applyCard (card: Card, signer: string, origin: CardOrigin = { source: 'gossip' }, now = Date.now()): Verdict {
     if (card.peerId !== signer) {
       return { accept: false, reject: true, reason: `card for peer ${card.peerId} (node "${card.nodeId}") was signed by another peer, ${signer}` }
     }
@@ -191,14 +209,20 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       }
       card = { ...card, tags: certified.tags }
     }
+    const previous = this.entries.get(signer)
+    if (origin.source === 'gossip' && previous?.source === 'snapshot' && previous.card.seq === card.seq) {
+      // Known from a snapshot, now arriving by gossip: accepted once more (nothing changes),
+      // so gossipsub forwards it to this node's mesh as it would have without the snapshot.
+      previous.source = 'gossip'
+      return { accept: true }
+    }
     const stale = this.checkSequence(signer, card.seq)
     if (stale != null) return stale
-    const previous = this.entries.get(signer)
     if (card.leaving === true) {
       if (previous != null) this.remove(signer, 'left')
       return { accept: true }
     }
-    this.entries.set(signer, { card, receivedAt: now })
+    this.entries.set(signer, { card, receivedAt: now, storedAt: Date.now(), source: origin.source, signed: origin.signed })
     this.modelRoutes.clear()
     this.left.delete(card.nodeId)
     this.checkConflict(card)
@@ -268,6 +292,24 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     return this.entries.get(peerId)?.card
   }
 
+  /** Whether a card from `peerId` with this sequence number would be news (not stale, not a replay). */
+  isNewer (peerId: string, seq: number): boolean {
+    return seq > (this.lastSeq.get(peerId)?.seq ?? -1)
+  }
+
+  /**
+   * The cards of the view as their publishers signed them, with when each
+   * arrived (epoch ms); only those stored at `since` or later when given.
+   * What a snapshot passes on.
+   */
+  signedCards (since?: number): Array<{ peerId: string, signed: SignedAnnouncement, receivedAt: number }> {
+    const cards: Array<{ peerId: string, signed: SignedAnnouncement, receivedAt: number }> = []
+    for (const [peerId, { signed, receivedAt, storedAt }] of this.entries) {
+      if (signed != null && (since == null || storedAt >= since)) cards.push({ peerId, signed, receivedAt })
+    }
+    return cards
+  }
+
   /** A peer's name: in a managed cluster the certified one, else the one its card claims. */
   nodeIdOf (peerId: string): string | undefined {
     if (peerId === this.swarm.peerId.toString()) return this.self.current.nodeId
@@ -299,10 +341,13 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       if (!holders.has(node.nodeId)) holders.set(node.nodeId, node.peerId)
     }
     const all = [this.describe(self, Date.now()), ...others.sort((a, b) => a.nodeId.localeCompare(b.nodeId))]
+    // By name, so a view of hundreds of nodes finds its claimants in one pass.
+    const byName = new Map<string, string[]>()
+    for (const node of all) byName.set(node.nodeId, [...(byName.get(node.nodeId) ?? []), node.peerId])
     for (const node of all) {
-      const claimants = all.filter(other => other.nodeId === node.nodeId && other.peerId !== node.peerId)
+      const claimants = byName.get(node.nodeId)!.filter(peerId => peerId !== node.peerId)
       if (claimants.length === 0) continue
-      node.conflictsWith = claimants.map(c => c.peerId)
+      node.conflictsWith = claimants
       const holder = holders.get(node.nodeId)
       if (holder !== node.peerId) node.nameHeldBy = holder
     }

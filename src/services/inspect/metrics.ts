@@ -67,6 +67,8 @@ export class ClawmatrixMetrics {
   private readonly streams: Counter<'protocol' | 'direction' | 'path'>
   private readonly announcementsSent: Counter<'kind'>
   private readonly announcementsReceived: Counter<'verdict'>
+  private readonly snapshotCards: Counter<'verdict'>
+  private readonly snapshotsServed: Counter
   private readonly auditedCalls: Counter<'kind' | 'outcome'>
   private readonly info: Gauge<'node_id' | 'peer_id' | 'version'>
   private readonly modelTokensTotal: Counter<'model' | 'host' | 'caller' | 'kind'>
@@ -85,6 +87,8 @@ export class ClawmatrixMetrics {
     this.streams = new Counter({ name: 'clawmatrix_streams_total', help: 'Streams opened by clawmatrix protocols, direct or through a relay', labelNames: ['protocol', 'direction', 'path'], registers })
     this.announcementsSent = new Counter({ name: 'clawmatrix_announcements_sent_total', help: 'Announcements this node published', labelNames: ['kind'], registers })
     this.announcementsReceived = new Counter({ name: 'clawmatrix_announcements_received_total', help: 'Announcements judged by this node: accepted, rejected (forged, malformed) or ignored (stale, replayed)', labelNames: ['verdict'], registers })
+    this.snapshotCards = new Counter({ name: 'clawmatrix_snapshot_cards_received_total', help: 'Cards received in snapshots from gossip peers, judged as gossip is: accepted, rejected (forged, malformed) or ignored (known, stale)', labelNames: ['verdict'], registers })
+    this.snapshotsServed = new Counter({ name: 'clawmatrix_snapshots_served_total', help: 'Card snapshots this node served to other members', registers })
     this.info = new Gauge({ name: 'clawmatrix_node_info', help: 'This node: always 1, with its identity as labels', labelNames: ['node_id', 'peer_id', 'version'], registers })
 
     this.modelTokensTotal = new Counter({ name: 'clawmatrix_model_tokens_total', help: 'Model tokens from the upstreams\' usage, by model, host node, calling node and kind (input, output); each node counts what passed through it', labelNames: ['model', 'host', 'caller', 'kind'], registers })
@@ -207,6 +211,14 @@ export class ClawmatrixMetrics {
 
   announcementReceived (verdict: AnnouncementVerdict): void {
     this.announcementsReceived.inc({ verdict })
+  }
+
+  snapshotCardReceived (verdict: AnnouncementVerdict): void {
+    this.snapshotCards.inc({ verdict })
+  }
+
+  snapshotServed (): void {
+    this.snapshotsServed.inc()
   }
 
   get contentType (): string {
