@@ -9,6 +9,7 @@ import { admissionGater, admitting, type Admission } from './admission.js'
 import { peerUrlToMultiaddr } from '../config/addresses.js'
 import * as c from './constants.js'
 import { gatedEncrypters } from './gate.js'
+import { concurrentOutboundStreams } from './gossip-streams.js'
 import { InboundAdmission } from './inbound-admission.js'
 import { webSocketTransport } from './websocket-transport.js'
 import { yamuxMuxer } from './yamux-muxer.js'
@@ -112,7 +113,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
       identify: identify({ runOnLimitedConnection: true }),
       ping: ping({ runOnLimitedConnection: true }),
       noDiscoveryDials,
-      pubsub: gossipsub({
+      // Streams to new peers opened side by side, not one peer at a time (./gossip-streams.ts).
+      pubsub: concurrentOutboundStreams(gossipsub({
         allowPublishToZeroTopicPeers: true,
         runOnLimitedConnection: true,
         emitSelf: false,
@@ -129,7 +131,7 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
         // never (docs/cluster.md). A mesh without an upper bound reaches them all in one hop. A full mesh
         // keeps the default, or every card would go to every member from every member.
         ...(mode === 'on-demand' ? { Dhi: c.UNBOUNDED_GOSSIP_MESH } : {})
-      }),
+      })),
       ...(config.listen
         ? {
             relay: circuitRelayServer({
