@@ -254,10 +254,26 @@ function summary (run: Run, scenario: Scenario): string {
   const relayRecords = run.records.filter(r => r.listen)
   const dialOut = run.records.filter(r => !r.listen)
   const connections = (r: ConvergenceRecord): number => r.connections.direct + r.connections.relayed
-  return `${outcome}; cluster CPU ${cpu.toFixed(1)} s (relays ${relays.map(s => (s.cpuMs / 1000).toFixed(1)).join(' + ')} s), ` +
+  return `${outcome}; ${joining(run)}; cluster CPU ${cpu.toFixed(1)} s (relays ${relays.map(s => (s.cpuMs / 1000).toFixed(1)).join(' + ')} s), ` +
     `connections per relay ${relayRecords.map(connections).join(' / ')}, per dial-out node ${range(dialOut.map(connections))} (median ${median(dialOut.map(connections))}); ` +
     `relay heap ${relays.map(s => (s.heapAfterGcBytes / MiB).toFixed(0)).join(' / ')} MiB, RSS ${relays.map(s => (s.rssBytes / MiB).toFixed(0)).join(' / ')} MiB; ` +
     `event loop lag p99/max: relay processes ${lag(relays)}, others ${lag(run.stats.filter(s => !s.bootstrap))}; load ${run.load.toFixed(1)}`
+}
+
+/**
+ * Where the time went before the views were complete: how long the dial-out
+ * nodes took to open their first connection, and whose card completed the
+ * most views (the last to arrive), with when that node connected.
+ */
+function joining ({ t0, records }: Run): string {
+  const since = (at: number): string => ((at - t0) / 1000).toFixed(1)
+  const connected = records.filter(r => !r.listen && r.connectedAt != null).map(r => r.connectedAt!).sort((a, b) => a - b)
+  const last = new Map<string, number>()
+  for (const r of records) if (r.lastArrival != null) last.set(r.lastArrival.nodeId, (last.get(r.lastArrival.nodeId) ?? 0) + 1)
+  const [lastNode, views] = [...last].sort((a, b) => b[1] - a[1])[0] ?? []
+  const lastConnected = records.find(r => r.nodeId === lastNode)?.connectedAt
+  return `first connection of a dial-out node p50 ${connected.length === 0 ? '-' : since(median(connected))} s, last ${connected.length === 0 ? '-' : since(connected[connected.length - 1]!)} s` +
+    (lastNode == null ? '' : `; the last card to arrive was ${lastNode}'s in ${views} views (it connected at ${lastConnected == null ? '-' : `${since(lastConnected)} s`})`)
 }
 
 function median (values: number[]): number {

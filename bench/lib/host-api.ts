@@ -80,6 +80,10 @@ export interface ConvergenceRecord {
   reachable: number
   /** The node's open connections at the end of the wait. */
   connections: { direct: number, relayed: number }
+  /** When its first connection opened (epoch ms): how long joining took before any card could move. */
+  connectedAt?: number
+  /** The card that completed its view (the last to arrive), and when. */
+  lastArrival?: { nodeId: string, at: number }
 }
 
 /** The nodes' warnings of one kind (the message without ids and numbers): how many, and the first one. */

@@ -149,13 +149,21 @@ function watch ({ node, convergence }: Hosted, expected: number, mode: 'on-deman
     scheduled = true
     setImmediate(check)
   }
-  node.view.addEventListener('node:joined', schedule)
-  node.swarm.addEventListener('connection:open', schedule)
+  const onJoined = (event: CustomEvent<{ nodeId: string }>): void => {
+    if (convergence.knowsAllAt == null) convergence.lastArrival = { nodeId: event.detail.nodeId, at: Date.now() }
+    schedule()
+  }
+  const onConnection = (): void => {
+    convergence.connectedAt ??= Date.now()
+    schedule()
+  }
+  node.view.addEventListener('node:joined', onJoined)
+  node.swarm.addEventListener('connection:open', onConnection)
   const sweep = setInterval(schedule, CONVERGENCE_SWEEP_MS)
   const stop = (): void => {
     clearInterval(sweep)
-    node.view.removeEventListener('node:joined', schedule)
-    node.swarm.removeEventListener('connection:open', schedule)
+    node.view.removeEventListener('node:joined', onJoined)
+    node.swarm.removeEventListener('connection:open', onConnection)
   }
   return stop
 }
