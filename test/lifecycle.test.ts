@@ -88,7 +88,7 @@ describe('node lifecycle', () => {
     const node = await ClawmatrixNode.create({ config: await config(), stateDir, log: new LogLines() })
     expect(node.parts.map(([name]) => name)).toEqual([
       'swarm', 'status', 'heartbeat', 'view', 'connector', 'idle closer', 'departed peers', 'cluster log', 'work', 'work routes', 'audit route',
-      'model proxy', 'inspection', 'announcer', 'dialer', 'http'
+      'model proxy', 'inspection', 'announcer', 'card snapshots', 'dialer', 'http'
     ])
   })
 

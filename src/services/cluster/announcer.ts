@@ -47,13 +47,6 @@ export interface AnnouncerInit {
 
 /** Coalesces bursts of triggers (a peer subscribing, an address change) into one publish. */
 const PUBLISH_DEBOUNCE_MS = 50
-/**
- * On demand, a node that does not listen has no address until its first
- * relay reservation, which follows its first gossip connection in a moment
- * and publishes the card anyway: its first card waits for it this long at
- * most, so it floods the cluster once, with an address, rather than twice.
- */
-export const FIRST_ADDRESS_WAIT_MS = 2_000
 /** A card lists at most this many links (the schema's limit). */
 const MAX_LINKS = 1024
 
@@ -206,7 +199,10 @@ export class Announcer implements Startable {
     // On demand this card floods once, through the first gossip peer; whoever connects later asks
     // a peer for a snapshot, and a connection opened for work needs no card.
     if (this.onDemand && this.delivered) return
-    this.schedule(this.onDemand && this.swarm.getMultiaddrs().length === 0 ? FIRST_ADDRESS_WAIT_MS : PUBLISH_DEBOUNCE_MS)
+    // At once, even before a dial-out node has its relay address (that card follows when it comes): the
+    // peer must know who this node is before its first request arrives, or the peer's audit, tasks and
+    // errors could only name it by peer id.
+    this.scheduleSoon()
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {

@@ -180,7 +180,7 @@ class CardSnapshotService implements CardSnapshots {
     try {
       const stream = await this.components.swarm.dialProtocol(peer, CARD_SNAPSHOT_PROTOCOL, { signal, runOnLimitedConnection: true })
       frames = new FrameStream(stream, { maxFrameBytes: MAX_CARD_FRAME_BYTES })
-      await frames.write(options.since == null ? { type: 'cards' } : { type: 'cards', since: options.since }, { signal })
+      await frames.write(await this.request(options.since), { signal })
       let bytes = 0
       while (true) {
         const frame = await frames.read({ signal })
@@ -217,6 +217,36 @@ class CardSnapshotService implements CardSnapshots {
     }
     this.log('snapshot from %s: %d cards, %d new, %d known, %d refused', name, result.cards, result.accepted, result.ignored, result.refused)
     return result
+  }
+
+  /**
+   * The ask. A first one carries this node's own card: the peer learns who
+   * is asking in the same exchange, before any request of this node's can
+   * reach it (its own gossip takes a moment longer), so the peer's audit,
+   * tasks and errors name this node from the start.
+   */
+  private async request (since?: number): Promise<Frame> {
+    if (since != null) return { type: 'cards', since }
+    const own = await this.components.ownCard()
+    return own == null ? { type: 'cards' } : { type: 'cards', card: cardFrame(own.signed, Math.max(0, Date.now() - own.at)) }
+  }
+
+  /** The asker's own card, when its ask carries one: judged as any card of a snapshot, and it must be the asker's. */
+  private async applyAskersCard (request: Frame, asker: PeerId): Promise<void> {
+    const frame = request.card
+    if (frame == null || typeof frame !== 'object' || Array.isArray(frame)) return
+    const card = frame as Frame
+    const from = typeof card.from === 'string' ? card.from : ''
+    let verdict: { verdict: AnnouncementVerdict, reason: string }
+    if (from !== Buffer.from(asker.toMultihash().bytes).toString('base64')) {
+      verdict = { verdict: 'rejected', reason: 'the card it carried is not its own' }
+    } else {
+      verdict = await this.apply(card)
+    }
+    this.components.metrics?.snapshotCardReceived(verdict.verdict)
+    if (verdict.verdict === 'rejected') {
+      this.components.log.warn(`refused the card in the card snapshot request from ${this.components.nameOf(asker.toString())}: ${verdict.reason}`)
+    }
   }
 
   /**
@@ -263,6 +293,7 @@ class CardSnapshotService implements CardSnapshots {
     await serveInbound(stream, connection, { maxFrameBytes: MAX_CARD_FRAME_BYTES, requestTimeoutMs: REQUEST_TIMEOUT_MS, log: this.log }, async (frames, request) => {
       if (request.type !== 'cards') throw new MalformedFrameError(`expected a "cards" request, got "${request.type}"`)
       const since = typeof request.since === 'number' && Number.isFinite(request.since) ? request.since : undefined
+      await this.applyAskersCard(request, connection.remotePeer)
       const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.timeoutMs)])
       setMaxListeners(Infinity, signal)
       const at = Date.now()
