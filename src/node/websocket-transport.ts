@@ -25,6 +25,7 @@
 import { subscribe } from 'node:diagnostics_channel'
 import { serviceCapabilities, transportSymbol } from '@libp2p/interface'
 import { webSockets, type WebSocketsComponents, type WebSocketsInit } from '@libp2p/websockets'
+import { concatBytes } from './bytes.js'
 import type { InboundAdmission } from './inbound-admission.js'
 import type { AbstractMultiaddrConnection } from '@libp2p/utils'
 import type { CreateListenerOptions, DialTransportOptions, Listener, MultiaddrConnection, Transport, Upgrader, Connection } from '@libp2p/interface'
@@ -178,7 +179,7 @@ export function joinParts (data: Parts): void {
   let run: Uint8Array[] = []
   let runBytes = 0
   const endRun = (): void => {
-    if (run.length > 0) runs.push(run.length === 1 ? run[0]! : concat(run, runBytes))
+    if (run.length > 0) runs.push(run.length === 1 ? run[0]! : concatBytes(run, runBytes))
     run = []
     runBytes = 0
   }
@@ -192,15 +193,6 @@ export function joinParts (data: Parts): void {
   data.appendAll(runs)
 }
 
-function concat (parts: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const part of parts) {
-    out.set(part, at)
-    at += part.byteLength
-  }
-  return out
-}
 
 function releaseSocketOnClose (maConn: MultiaddrConnection, closeGraceMs: number): void {
   const websocket: AnyWebSocket | undefined = (maConn as any).websocket

@@ -2,6 +2,7 @@ import { FAILED_STREAM_LINGER_MS, GOODBYE_TIMEOUT_MS, MAX_FRAME_BYTES, READ_HIGH
 import { encodeFrame, type Frame } from './frame.js'
 import { FrameReader } from './frame-reader.js'
 import { StreamCutError } from './errors.js'
+import { concatBytes } from '../../node/bytes.js'
 import { WakefulDeadline, withWakefulDeadline } from './wakeful-deadline.js'
 import type { AbortOptions, Stream, StreamCloseEvent } from '@libp2p/interface'
 
@@ -103,7 +104,7 @@ export class FrameStream {
     clearImmediate(this.flushTimer)
     this.flushTimer = undefined
     if (this.batch.length === 0) return
-    const bytes = this.batch.length === 1 ? this.batch[0]! : concat(this.batch, this.batchBytes)
+    const bytes = this.batch.length === 1 ? this.batch[0]! : concatBytes(this.batch, this.batchBytes)
     this.batch = []
     this.batchBytes = 0
     try {
@@ -208,12 +209,3 @@ async function abortable (promise: Promise<void>, signal?: AbortSignal): Promise
   }
 }
 
-function concat (chunks: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const chunk of chunks) {
-    out.set(chunk, at)
-    at += chunk.byteLength
-  }
-  return out
-}
