@@ -8,6 +8,9 @@ import { fileURLToPath } from 'node:url'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { CARD_VERSION, type Card } from '../src/services/cluster/card.js'
+import { cardSnapshots, CardSnapshotTimeoutError, type CardSnapshots } from '../src/services/cluster/card-snapshot.js'
+import { ClusterView } from '../src/services/cluster/cluster-view.js'
 import { LocalModels } from '../src/services/model-proxy/local-models.js'
 import { ModelStreamProtocol } from '../src/services/model-proxy/model-protocol.js'
 import { libp2pComponents } from '../src/services/wire/components.js'
@@ -16,6 +19,7 @@ import { OutboundExchange, type OutboundInit } from '../src/services/wire/outbou
 import { WakefulDeadline } from '../src/services/wire/wakeful-deadline.js'
 import { startSwarm } from './fixtures/proto-harness.js'
 import { waitFor } from './helpers/wait.js'
+import type { Heartbeat } from '../src/node/heartbeat.js'
 import type { Swarm } from '../src/node/swarm.js'
 import type { ModelRequestFrame } from '../src/services/model-proxy/messages.js'
 import type { Frame } from '../src/services/wire/frame.js'
@@ -332,5 +336,89 @@ describe('model proxy deadlines while this process is blocked, against a host in
     }
     expect([...timers.values()]).toEqual([])
     expect(getEventListeners(client.signal, 'abort')).toHaveLength(0)
+  })
+})
+
+describe('card snapshot deadlines while this process is blocked, against a peer in another process', () => {
+  const swarms: Swarm[] = []
+  const started: CardSnapshots[] = []
+  let asker: Swarm
+  let remote: ChildPeer
+  const quiet = { info: () => {}, warn: () => {} }
+  // The view checks cards as a node's does; heartbeats play no part in a snapshot.
+  const noHeartbeat = { get: () => undefined, check: async () => true } as unknown as Heartbeat
+
+  function view (swarm: Swarm): ClusterView {
+    const self: Card = {
+      v: CARD_VERSION, kind: 'card', nodeId: 'asker', peerId: swarm.peerId.toString(), version: 'test', seq: 1, intervalMs: 600_000,
+      addresses: [], agents: [], models: [], tags: [], toolProxy: { enabled: false, allow: [], deny: [] }, links: []
+    }
+    return new ClusterView(swarm, noHeartbeat, { current: self }, 600_000)
+  }
+
+  /** The asker's side, naming the peer as the cluster view would; a fresh view, so the peer's card is new to it. */
+  function snapshots (swarm: Swarm, timeoutMs: number): CardSnapshots {
+    return cardSnapshots({ swarm, view: view(swarm), ownCard: async () => undefined, isGossipPeer: () => false, nameOf: () => 'card-peer', log: quiet }, { timeoutMs })
+  }
+
+  beforeAll(async () => {
+    asker = await startSwarm('card-asker')
+    swarms.push(asker)
+    remote = await spawnPeer('card-peer', asker)
+  })
+
+  afterAll(async () => {
+    remote?.child.kill('SIGKILL')
+    await Promise.all(started.map(async s => { await s.stop() }))
+    await Promise.all(swarms.map(async s => { await s.stop() }))
+  })
+
+  it('takes a snapshot whose answer arrived while the process was blocked past the deadline', async () => {
+    const begun = performance.now()
+    const taking = snapshots(asker, 1_000).fetch(remote.peer, { since: 1 })
+    await answerWhileBlocked(remote, '1', begun + 1_000)
+    expect(await taking).toMatchObject({ cards: 1, accepted: 1, refused: 0 })
+  })
+
+  it('still fails on a peer that never answers, naming it, after the deadline', async () => {
+    const err = await snapshots(asker, 300).fetch(remote.peer, { since: 2 }).catch(e => e)
+    expect(err).toBeInstanceOf(CardSnapshotTimeoutError)
+    expect(err.message).toBe('the card snapshot from card-peer did not end within 300 ms')
+  })
+
+  it('leaves no deadline timer and no listener behind after many exchanges, on either end', async () => {
+    // Both ends in this process: the asker also takes snapshots from a second node here, whose serving end is under test too.
+    const server = await startSwarm('card-server')
+    swarms.push(server)
+    const serving = snapshots(server, 60_000)
+    const asking = snapshots(asker, 60_000)
+    for (const s of [serving, asking]) { await s.start(); started.push(s) }
+    await asker.dial(server.getMultiaddrs()[0]!)
+    const timers = new Map<number, string>()
+    const hook = createHook({
+      init (asyncId, type) {
+        if (type !== 'Timeout') return
+        const stack = new Error().stack ?? ''
+        if (/\/src\/services\/(wire|cluster)\//.test(stack)) timers.set(asyncId, stack)
+      },
+      destroy (asyncId) { timers.delete(asyncId) }
+    })
+    const caller = new AbortController()
+    hook.enable()
+    try {
+      for (let i = 0; i < 100; i++) {
+        expect(await asking.fetch(remote.peer, { signal: caller.signal })).toMatchObject({ cards: 1, refused: 0 })
+        // the server's answer is the server's own card: none, as it has not published; the end frame alone
+        expect(await asking.fetch(server.peerId)).toMatchObject({ cards: 0, refused: 0 })
+      }
+      await waitFor('the deadline timers of finished snapshots to end', () => timers.size === 0, { timeoutMs: 30_000 })
+    } finally {
+      hook.disable()
+    }
+    expect([...timers.values()]).toEqual([])
+    // The services' own stop signals live as long as the node: a listener per exchange left on them would pile up.
+    for (const s of [serving, asking]) {
+      expect(getEventListeners((s as unknown as { controller: AbortController }).controller.signal, 'abort')).toHaveLength(0)
+    }
   })
 })

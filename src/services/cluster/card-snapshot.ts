@@ -8,6 +8,7 @@ import { MalformedFrameError, RemoteError } from '../wire/errors.js'
 import { FrameStream } from '../wire/frame-stream.js'
 import { serveInbound } from '../wire/inbound.js'
 import { protocolId } from '../wire/protocol-id.js'
+import { WakefulDeadline } from '../wire/wakeful-deadline.js'
 import type { AnnouncementVerdict } from './announcer.js'
 import type { MeshPeer } from '@libp2p/gossipsub'
 import type { InfoLog } from '../../node/logging.js'
@@ -65,7 +66,9 @@ export interface CardSnapshotComponents {
 
 export interface CardSnapshotInit {
   /**
-   * Longest one exchange may take, either side.
+   * Longest one exchange may take, either side. A wakeful deadline
+   * (docs/protocol.md, "Deadlines"): time this process spent blocked does
+   * not fail a snapshot whose answer had already arrived.
    *
    * @default 10_000
    */
@@ -170,9 +173,10 @@ class CardSnapshotService implements CardSnapshots {
   }
 
   async fetch (peer: PeerId, options: CardSnapshotOptions = {}): Promise<CardSnapshotResult> {
-    const timeout = AbortSignal.timeout(this.timeoutMs)
-    const signal = AbortSignal.any([this.controller.signal, timeout, ...(options.signal == null ? [] : [options.signal])])
-    setMaxListeners(Infinity, signal)
+    // One deadline for the whole exchange, dial to end frame; the node stopping or the caller's signal ends it too.
+    const stopping = options.signal == null ? this.controller.signal : AbortSignal.any([this.controller.signal, options.signal])
+    const deadline = new WakefulDeadline(this.timeoutMs, { signal: stopping })
+    const { signal } = deadline
     const name = this.components.nameOf(peer.toString())
     const result: CardSnapshotResult = { cards: 0, accepted: 0, ignored: 0, refused: 0, at: 0 }
     const refusals: string[] = []
@@ -207,9 +211,10 @@ class CardSnapshotService implements CardSnapshots {
       await frames.close()
     } catch (err: any) {
       frames?.abort(err)
-      if (timeout.aborted && !this.controller.signal.aborted) throw new CardSnapshotTimeoutError(`the card snapshot from ${name} did not end within ${this.timeoutMs} ms`)
+      if (deadline.expired) throw new CardSnapshotTimeoutError(`the card snapshot from ${name} did not end within ${this.timeoutMs} ms`)
       throw err
     } finally {
+      deadline.clear()
       if (refusals.length > 0) {
         this.components.log.warn(`refused ${refusals.length} of ${result.cards} cards in the card snapshot from ${name}: ${refusals[0]}` +
           (refusals.length > 1 ? ` (and ${refusals.length - 1} more)` : ''))
@@ -294,26 +299,34 @@ class CardSnapshotService implements CardSnapshots {
       if (request.type !== 'cards') throw new MalformedFrameError(`expected a "cards" request, got "${request.type}"`)
       const since = typeof request.since === 'number' && Number.isFinite(request.since) ? request.since : undefined
       await this.applyAskersCard(request, connection.remotePeer)
-      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.timeoutMs)])
-      setMaxListeners(Infinity, signal)
-      const at = Date.now()
-      const asker = connection.remotePeer.toString()
-      const own = await this.components.ownCard()
-      const cards = [
-        ...(own != null && (since == null || own.at >= since) ? [{ signed: own.signed, receivedAt: own.at }] : []),
-        ...this.components.view.signedCards(since).filter(c => c.peerId !== asker)
-      ]
+      // The writes wait for the asker to read (backpressure): one wakeful deadline for all of them.
+      const deadline = new WakefulDeadline(this.timeoutMs, { signal: this.controller.signal })
+      const { signal } = deadline
       let sent = 0
-      let bytes = 0
-      for (const { signed, receivedAt } of cards) {
-        if (sent >= this.maxCards || bytes >= this.maxBytes) break
-        const frame = cardFrame(signed, Math.max(0, at - receivedAt))
-        bytes += frame.data.length
-        await frames.write(frame, { signal })
-        sent++
+      try {
+        const at = Date.now()
+        const asker = connection.remotePeer.toString()
+        const own = await this.components.ownCard()
+        const cards = [
+          ...(own != null && (since == null || own.at >= since) ? [{ signed: own.signed, receivedAt: own.at }] : []),
+          ...this.components.view.signedCards(since).filter(c => c.peerId !== asker)
+        ]
+        let bytes = 0
+        for (const { signed, receivedAt } of cards) {
+          if (sent >= this.maxCards || bytes >= this.maxBytes) break
+          const frame = cardFrame(signed, Math.max(0, at - receivedAt))
+          bytes += frame.data.length
+          await frames.write(frame, { signal })
+          sent++
+        }
+        await frames.write({ type: 'end', at, count: sent }, { signal })
+        await frames.close()
+      } catch (err) {
+        if (deadline.expired) throw new CardSnapshotTimeoutError(`${this.components.nameOf(connection.remotePeer.toString())} did not take the card snapshot within ${this.timeoutMs} ms (${sent} cards sent)`)
+        throw err
+      } finally {
+        deadline.clear()
       }
-      await frames.write({ type: 'end', at, count: sent }, { signal })
-      await frames.close()
       this.components.metrics?.snapshotServed(sent)
     })
   }
