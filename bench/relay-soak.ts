@@ -8,9 +8,13 @@
  * are sampled; after the churn, once the relay has dropped the last member,
  * they must be back where they started.
  *
- * Side by side in the same run: the same churn against a relay whose
- * WebSocket transport is left as published (sockets of aborted connections
- * not released; src/node/websocket-transport.ts).
+ * Side by side in the same run (`compare`): the same churn against a relay
+ * whose WebSocket transport is left as published (sockets of aborted
+ * connections not released; src/node/websocket-transport.ts), or, to tell
+ * where RSS outside the JavaScript heap goes, against relays whose C
+ * allocator keeps at most two arenas (MALLOC_ARENA_MAX=2) and whose young
+ * generation is capped (--max-semi-space-size). Each sample also says where
+ * the relay's resident memory is (./lib/process-memory.ts).
  *
  * Processes: each relay in its own (./lib/soak-relay.ts, --expose-gc); the
  * members in this one. A member reaches its relay through a TCP forwarder
@@ -47,13 +51,37 @@ export interface RelaySoakOptions {
   /** Heartbeat (and announce) interval of relay and members; a silent member is dropped after maxMissed. */
   heartbeatMs: number
   maxMissed: number
-  /** Also run the churn against a relay without the socket fix. */
-  unfixed: boolean
+  /**
+   * What the relay with every fix is run beside: 'sockets', a relay without
+   * the socket fix; 'memory', relays with the allocator and heap knobs of
+   * MEMORY_RELAYS.
+   */
+  compare: 'sockets' | 'memory'
   progress: (line: string) => void
 }
 
-export const SOAK_DEFAULTS: Omit<RelaySoakOptions, 'progress'> = { minutes: 60, sampleMs: 60_000, members: 4, heartbeatMs: 2_000, maxMissed: 3, unfixed: true }
-export const SOAK_QUICK: Omit<RelaySoakOptions, 'progress'> = { minutes: 2, sampleMs: 20_000, members: 3, heartbeatMs: 1_000, maxMissed: 3, unfixed: true }
+export const SOAK_DEFAULTS: Omit<RelaySoakOptions, 'progress'> = { minutes: 60, sampleMs: 60_000, members: 4, heartbeatMs: 2_000, maxMissed: 3, compare: 'sockets' }
+export const SOAK_QUICK: Omit<RelaySoakOptions, 'progress'> = { minutes: 2, sampleMs: 20_000, members: 3, heartbeatMs: 1_000, maxMissed: 3, compare: 'sockets' }
+
+/** One relay process of the soak. */
+interface RelaySetup {
+  name: string
+  /** Whether its WebSocket transport releases the sockets of aborted connections (the fix). */
+  releaseSockets: boolean
+  /** Node flags besides --expose-gc. */
+  execArgv?: string[]
+  /** Environment besides the secret (the C allocator reads MALLOC_* at start). */
+  env?: Record<string, string>
+}
+
+const FIXED: RelaySetup = { name: 'released sockets (this fix)', releaseSockets: true }
+const SOCKET_RELAYS: RelaySetup[] = [FIXED, { name: 'as published (no fix)', releaseSockets: false }]
+/** The defaults beside two knobs an operator has: glibc's arena count and V8's young generation. */
+const MEMORY_RELAYS: RelaySetup[] = [
+  { name: 'defaults', releaseSockets: true },
+  { name: 'MALLOC_ARENA_MAX=2', releaseSockets: true, env: { MALLOC_ARENA_MAX: '2' } },
+  { name: '--max-semi-space-size=2', releaseSockets: true, execArgv: ['--max-semi-space-size=2'] }
+]
 
 type Departure = 'graceful' | 'reset' | 'silent'
 const DEPARTURES: Departure[] = ['graceful', 'reset', 'silent']
@@ -61,8 +89,7 @@ const SETTLE_TIMEOUT_MS = 120_000
 
 export async function relaySoakBench (options: RelaySoakOptions): Promise<BenchResult> {
   const env = { ...process.env, [SECRET_ENV]: randomBytes(32).toString('hex') }
-  const variants = [new SoakVariant('released sockets (this fix)', true, options, env)]
-  if (options.unfixed) variants.push(new SoakVariant('as published (no fix)', false, options, env))
+  const variants = (options.compare === 'memory' ? MEMORY_RELAYS : SOCKET_RELAYS).map(setup => new SoakVariant(setup, options, env))
   try {
     await Promise.all(variants.map(async v => { await v.start() }))
     for (const v of variants) v.record(await v.relay.sample())
@@ -102,10 +129,14 @@ class SoakVariant {
   private readonly forwarders: Forwarder[] = []
   private stopping = false
 
-  constructor (readonly name: string, private readonly releaseSockets: boolean, private readonly options: RelaySoakOptions, private readonly env: NodeJS.ProcessEnv) {}
+  readonly name: string
+
+  constructor (private readonly setup: RelaySetup, private readonly options: RelaySoakOptions, private readonly env: NodeJS.ProcessEnv) {
+    this.name = setup.name
+  }
 
   async start (): Promise<void> {
-    this.relay = await SoakRelay.start(this.env, { heartbeatMs: this.options.heartbeatMs, maxMissed: this.options.maxMissed, releaseSockets: this.releaseSockets })
+    this.relay = await SoakRelay.start({ ...this.env, ...this.setup.env }, this.setup.execArgv ?? [], { heartbeatMs: this.options.heartbeatMs, maxMissed: this.options.maxMissed, releaseSockets: this.setup.releaseSockets })
     for (let i = 0; i < this.options.members; i++) this.forwarders.push(await Forwarder.start(this.relay.port))
   }
 
@@ -252,8 +283,8 @@ class SoakRelay {
     }))
   }
 
-  static async start (env: NodeJS.ProcessEnv, options: { heartbeatMs: number, maxMissed: number, releaseSockets: boolean }): Promise<SoakRelay> {
-    const child = fork(requireBuilt(RELAY_SCRIPT), [JSON.stringify({ ...options, stopTimeoutMs: CALL_TIMEOUT_MS / 2 })], { execPath: process.execPath, execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  static async start (env: NodeJS.ProcessEnv, execArgv: string[], options: { heartbeatMs: number, maxMissed: number, releaseSockets: boolean }): Promise<SoakRelay> {
+    const child = fork(requireBuilt(RELAY_SCRIPT), [JSON.stringify({ ...options, stopTimeoutMs: CALL_TIMEOUT_MS / 2 })], { execPath: process.execPath, execArgv: ['--expose-gc', ...execArgv], env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
     const ready = await new Promise<{ ws: string, peerId: string }>((resolve, reject) => {
       child.once('message', resolve)
       child.once('exit', code => { reject(new Error(`the soak relay exited (${code}) before it was ready`)) })
@@ -295,8 +326,14 @@ class SoakRelay {
 const MiB = 2 ** 20
 
 function line (s: SoakRelaySample): string {
-  return `RSS ${(s.rssBytes / MiB).toFixed(1)} MiB, heap after GC ${(s.heapAfterGcBytes / MiB).toFixed(2)} MiB (data ${(s.dataAfterGcBytes / MiB).toFixed(2)}), ` +
-    `${s.descriptors} descriptors, ${s.connections} connections, peer store ${s.peerStore}, view ${s.viewNodes}`
+  const m = s.memory
+  const mib = (bytes: number): string => (bytes / MiB).toFixed(1)
+  return `RSS ${mib(s.rssBytes)} MiB, heap after GC ${(s.heapAfterGcBytes / MiB).toFixed(2)} MiB (data ${(s.dataAfterGcBytes / MiB).toFixed(2)}), ` +
+    `${s.descriptors} descriptors, ${s.connections} connections, peer store ${s.peerStore}, view ${s.viewNodes}; ` +
+    `heapTotal ${mib(m.heapTotal)} (new space ${mib(m.spaces.new_space ?? 0)}), external ${mib(m.external)}, arrayBuffers ${mib(m.arrayBuffers)}, ` +
+    `RssAnon ${mib(m.rssAnon)}, RssFile ${mib(m.rssFile)}, V8 physical ${mib(m.v8Physical)}, ` +
+    `malloc main arena ${mib(m.mainArena)} + ${m.arenas} arenas ${mib(m.arenasResident)}, other anonymous ${mib(m.otherAnonymous)}, ${m.threads} threads, ` +
+    `CPU ${s.cpuSeconds.toFixed(1)} s`
 }
 
 function result (variants: SoakVariant[], options: RelaySoakOptions): BenchResult {
@@ -319,7 +356,19 @@ function result (variants: SoakVariant[], options: RelaySoakOptions): BenchResul
       series(s => s.connections, 'connections of the relay, sampled', 'count'),
       series(s => s.heapAfterGcBytes / MiB, 'heap after a full GC, sampled', 'MiB'),
       series(s => s.dataAfterGcBytes / MiB, 'heap after a full GC without code and bytecode, sampled', 'MiB'),
-      series(s => s.rssBytes / MiB, 'RSS, sampled', 'MiB')
+      series(s => s.rssBytes / MiB, 'RSS, sampled', 'MiB'),
+      series(s => s.cpuSeconds, 'CPU seconds of the relay process since its start, sampled', 's'),
+      series(s => s.memory.heapTotal / MiB, 'heapTotal (V8 heap committed, after the GCs), sampled', 'MiB'),
+      series(s => (s.memory.spaces.new_space ?? 0) / MiB, 'V8 new space (young generation) physical, sampled', 'MiB'),
+      series(s => s.memory.external / MiB, 'external (memory of JS objects outside the heap: buffers), sampled', 'MiB'),
+      series(s => s.memory.arrayBuffers / MiB, 'arrayBuffers (ArrayBuffers and Buffers, part of external), sampled', 'MiB'),
+      series(s => s.memory.rssAnon / MiB, 'RssAnon (/proc/self/status), sampled', 'MiB'),
+      series(s => s.memory.rssFile / MiB, 'RssFile (/proc/self/status), sampled', 'MiB'),
+      series(s => s.memory.privateDirty / MiB, 'Private_Dirty (/proc/self/smaps_rollup), sampled', 'MiB'),
+      series(s => s.memory.v8Physical / MiB, 'V8 heap physical (all spaces), sampled', 'MiB'),
+      series(s => (s.memory.mainArena + s.memory.arenasResident) / MiB, 'glibc malloc arenas resident (main + thread arenas, /proc/self/smaps), sampled', 'MiB'),
+      series(s => s.memory.arenas, 'glibc thread arenas, sampled', 'count'),
+      series(s => Math.max(0, s.memory.otherAnonymous - s.memory.v8Physical) / MiB, 'other anonymous memory less V8\'s heap (large malloc blocks, stacks, V8 outside its heap), sampled', 'MiB')
     ]
   }
 }

@@ -7,6 +7,7 @@
  *   npm run bench -- --quick       few samples: checks that the bench works, numbers mean little
  *   npm run bench -- relay-soak    an opt-in benchmark (OPT_IN below: too long for every run)
  *   npm run bench -- relay-soak --minutes 10   a shorter churn soak (default 60 minutes)
+ *   npm run bench -- relay-soak --compare memory   the soak's relay beside allocator and heap knobs (default: beside one without the socket fix)
  *   npm run bench -- cluster --nodes 50,200    the cluster view on demand at these sizes only
  *
  * A new benchmark is a file exporting `(options) => Promise<BenchResult>`,
@@ -41,6 +42,8 @@ interface RunOptions {
   minutes?: number
   /** Cluster sizes for the cluster bench, when given. */
   nodes?: number[]
+  /** What the churn soak's relay runs beside, when given. */
+  compare?: 'sockets' | 'memory'
 }
 
 const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
@@ -54,7 +57,7 @@ const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
   membership: async ({ quick }) => membershipBench({ ...(quick ? MEMBERSHIP_QUICK : MEMBERSHIP_DEFAULTS), progress }),
   'membership-revoke': async ({ quick }) => membershipBench({ ...(quick ? { ...MEMBERSHIP_QUICK, connections: 0, validations: 0 } : MEMBERSHIP_REVOKE), progress }),
   'cluster-scale': async ({ quick }) => clusterBench({ ...(quick ? CLUSTER_QUICK : CLUSTER_SCALE), progress }),
-  'relay-soak': async ({ quick, minutes }) => relaySoakBench({ ...(quick ? SOAK_QUICK : SOAK_DEFAULTS), ...(minutes == null ? {} : { minutes }), progress }),
+  'relay-soak': async ({ quick, minutes, compare }) => relaySoakBench({ ...(quick ? SOAK_QUICK : SOAK_DEFAULTS), ...(minutes == null ? {} : { minutes }), ...(compare == null ? {} : { compare }), progress }),
   'relay-idle': async ({ quick }) => relayIdleBench({ ...(quick ? IDLE_QUICK : IDLE_DEFAULTS), progress })
 }
 
@@ -68,7 +71,7 @@ async function main (): Promise<void> {
   let args
   try {
     args = parseArgs({
-      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false }, minutes: { type: 'string' }, nodes: { type: 'string' } },
+      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false }, minutes: { type: 'string' }, nodes: { type: 'string' }, compare: { type: 'string' } },
       allowPositionals: true
     })
   } catch (err: any) {
@@ -81,6 +84,8 @@ async function main (): Promise<void> {
   if (minutes != null && !(minutes > 0)) throw new UsageError(`--minutes: got "${values.minutes}"; expected a positive number`)
   const nodes = values.nodes?.split(',').map(Number)
   if (nodes != null && !nodes.every(n => Number.isInteger(n) && n >= 3)) throw new UsageError(`--nodes: got "${values.nodes}"; expected sizes of 3 or more, comma-separated`)
+  const compare = values.compare
+  if (compare != null && compare !== 'sockets' && compare !== 'memory') throw new UsageError(`--compare: got "${compare}"; expected sockets or memory`)
   const names = positionals.length > 0 ? positionals : Object.keys(BENCHES).filter(name => !OPT_IN.has(name))
 
   const machine = await machineInfo()
@@ -90,7 +95,7 @@ async function main (): Promise<void> {
   const started = Date.now()
   const results: BenchResult[] = []
   for (const name of names) {
-    const result = await BENCHES[name]!({ quick: values.quick, minutes, nodes })
+    const result = await BENCHES[name]!({ quick: values.quick, minutes, nodes, compare })
     results.push(result)
     process.stdout.write(formatResult(result) + '\n\n')
   }

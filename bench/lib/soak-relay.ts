@@ -2,7 +2,8 @@
  * The relay under soak (../relay-soak.ts): one `clawmatrix relay`-like node in
  * its own process, started with --expose-gc so a sample can report the heap
  * after a full collection. Driven over the IPC channel: 'sample' answers the
- * process's figures, 'stop' stops the node.
+ * process's figures, 'stop' stops the node. Node flags (--max-semi-space-size)
+ * and the allocator's environment (MALLOC_ARENA_MAX) come from the bench.
  *
  * argv[2] is a JSON object: { heartbeatMs, maxMissed, releaseSockets, stopTimeoutMs }. A node
  * that does not stop within stopTimeoutMs is reported with what still keeps
@@ -14,6 +15,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { importDist } from './dist.js'
+import { processMemory, type ProcessMemory } from './process-memory.js'
 
 const { ClawmatrixNode } = await importDist<typeof import('../../src/services/clawmatrix-node.js')>('services/clawmatrix-node.js')
 const { parseConfig } = await importDist<typeof import('../../src/config/load.js')>('config/load.js')
@@ -30,6 +32,10 @@ export interface SoakRelaySample {
   peerStore: number
   /** Nodes in the relay's cluster view, itself included. */
   viewNodes: number
+  /** Where the resident memory is, after the GCs: Node's, the kernel's, V8's and the allocator's figures. */
+  memory: ProcessMemory
+  /** CPU seconds (user + system) the relay process used since it started: what a memory knob costs. */
+  cpuSeconds: number
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as { heartbeatMs: number, maxMissed: number, releaseSockets: boolean, stopTimeoutMs: number }
@@ -51,6 +57,11 @@ const node = await ClawmatrixNode.create({ config, stateDir, log: quiet, swarm: 
 await node.start()
 const ws = node.swarm.getMultiaddrs().map(String).find(a => a.includes('/ws/') && !a.includes('p2p-circuit'))
 
+function cpuSeconds (): number {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1e6
+}
+
 async function sample (): Promise<SoakRelaySample> {
   // Twice: the first collection can leave garbage that finalizers only just released.
   gc!()
@@ -64,7 +75,9 @@ async function sample (): Promise<SoakRelaySample> {
     descriptors: readdirSync('/proc/self/fd').length,
     connections: node.swarm.getConnections().length,
     peerStore: (await node.swarm.peerStore.all()).length,
-    viewNodes: node.view.nodes().length
+    viewNodes: node.view.nodes().length,
+    memory: processMemory(),
+    cpuSeconds: cpuSeconds()
   }
 }
 
