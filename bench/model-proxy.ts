@@ -77,11 +77,11 @@ export const MODEL_PROXY_QUICK: Omit<ModelProxyBenchOptions, 'progress'> = {
   cpuRounds: 1, cpuRequests: 20, throughputRounds: 1, throughputClients: 32, throughputRequests: 5, idleRounds: 1, idleSeconds: 2
 }
 
-const DIRECT = 'direct to the upstream'
-const LOCAL = 'proxy, model on this node'
-const ONE_HOP = 'proxy, one hop'
+export const DIRECT = 'direct to the upstream'
+export const LOCAL = 'proxy, model on this node'
+export const ONE_HOP = 'proxy, one hop'
 const RELAYED = 'proxy, relayed'
-const ONE_HOP_KEPT = 'proxy, one hop, kept streams'
+export const ONE_HOP_KEPT = 'proxy, one hop, kept streams'
 const RELAYED_KEPT = 'proxy, relayed, kept streams'
 const ONE_HOP_KEPT_4 = 'proxy, one hop, kept streams, room for 4'
 const RELAYED_KEPT_4 = 'proxy, relayed, kept streams, room for 4'
@@ -92,7 +92,7 @@ const PORTKEY_NO_WAIT = `Portkey ${PORTKEY_VERSION}, no 25 ms wait`
 const REQUEST_TIMEOUT_MS = 60_000
 
 /** Where the client sends a request for each variant: a base URL and the model name there. */
-interface Path {
+export interface Path {
   name: string
   baseUrl: string
   model: string
@@ -165,7 +165,7 @@ export async function modelProxyBench (options: ModelProxyBenchOptions): Promise
 }
 
 /** The processes, and the four ways to the same upstream. */
-async function startCluster (secret: string, dir: string, children: ReadyChild[]): Promise<Path[]> {
+export async function startCluster (secret: string, dir: string, children: ReadyChild[]): Promise<Path[]> {
   const env = { ...process.env, [SECRET_ENV]: secret }
   const upstream = await spawnNodeUntilReady(['--input-type=module', '-e', UPSTREAM_SCRIPT], { ready: /upstream at (\S+)/ })
   children.push(upstream)

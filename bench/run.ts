@@ -23,6 +23,7 @@ import { REPO_ROOT } from './lib/paths.js'
 import { formatResult, resultJson, type BenchResult } from './lib/report.js'
 import { SWARM_DEFAULTS, SWARM_QUICK, swarmBench } from './swarm.js'
 import { MODEL_PROXY_DEFAULTS, MODEL_PROXY_QUICK, modelProxyBench } from './model-proxy.js'
+import { MODEL_PROXY_TRACE_DEFAULTS, MODEL_PROXY_TRACE_QUICK, modelProxyTraceBench } from './model-proxy-trace.js'
 import { CLUSTER_DEFAULTS, CLUSTER_QUICK, CLUSTER_SCALE, clusterAt, clusterBench } from './cluster.js'
 import { relaySoakBench, SOAK_DEFAULTS, SOAK_QUICK } from './relay-soak.js'
 import { relayIdleBench, IDLE_DEFAULTS, IDLE_QUICK } from './relay-idle.js'
@@ -49,6 +50,7 @@ interface RunOptions {
 const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
   swarm: async ({ quick }) => swarmBench({ ...(quick ? SWARM_QUICK : SWARM_DEFAULTS), progress }),
   'model-proxy': async ({ quick }) => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
+  'model-proxy-trace': async ({ quick }) => modelProxyTraceBench({ ...(quick ? MODEL_PROXY_TRACE_QUICK : MODEL_PROXY_TRACE_DEFAULTS), progress }),
   deadlines: async ({ quick }) => deadlinesBench({ ...(quick ? DEADLINES_QUICK : DEADLINES_DEFAULTS), progress }),
   idle: async ({ quick }) => idleBench({ ...(quick ? IDLE_CPU_QUICK : IDLE_CPU_DEFAULTS), progress }),
   cluster: async ({ quick, nodes }) => clusterBench({ ...(nodes != null ? clusterAt(nodes) : quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
@@ -62,7 +64,7 @@ const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
 }
 
 /** Run only when named: they take too long for every run. */
-const OPT_IN = new Set(['membership-revoke', 'cluster-scale', 'relay-soak', 'relay-idle'])
+const OPT_IN = new Set(['model-proxy-trace', 'membership-revoke', 'cluster-scale', 'relay-soak', 'relay-idle'])
 
 /** A mistake in the command line: printed without a stack trace. */
 class UsageError extends Error {}

@@ -109,6 +109,27 @@ describe('frames over real libp2p streams', () => {
     expect(messages).toHaveLength(4)
   })
 
+  it('sends a batch once the writes of this turn ran, before the callbacks waiting for the end of the loop', async () => {
+    const { out, in: inStream } = await rawPair()
+    const caller = new FrameStream(out)
+    const receiver = new FrameStream(inStream)
+    await receiver.read({ signal: signal() })
+    const order: string[] = []
+    const send = inStream.send.bind(inStream)
+    inStream.send = data => {
+      order.push('sent')
+      return send(data)
+    }
+    // Queued before the write: a batch that waited for setImmediate went out after it (a request's first frame behind the loop's other I/O).
+    setImmediate(() => { order.push('end of the loop') })
+    await receiver.write({ type: 'first' })
+    await receiver.write({ type: 'second' })
+    await new Promise(resolve => setImmediate(resolve))
+    expect(order).toEqual(['sent', 'end of the loop'])
+    expect(await caller.read({ signal: signal() })).toEqual({ type: 'first' })
+    expect(caller.readBuffered()).toEqual({ type: 'second' })
+  })
+
   it('reports a send that failed after its write resolved at the next write and at close', async () => {
     const { out, in: inStream } = await rawPair()
     const receiver = new FrameStream(inStream)

@@ -11,6 +11,7 @@ import { readJsonBody } from '../http/body.js'
 import { drained, sendJson, type LocalHttpServer } from '../http/local-server.js'
 import { MAX_REQUEST_BODY_BYTES } from './constants.js'
 import { asUpstreamError, badRequest } from './errors.js'
+import { mark } from '../wire/trace.js'
 import type { ModelProxy, ProxiedResponse } from './model-proxy.js'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
 import type { ServerResponse } from 'node:http'
@@ -54,6 +55,7 @@ export function registerModelRoutes (http: Pick<LocalHttpServer, 'route'>, proxy
       let body: Record<string, unknown>
       try {
         body = await readJsonBody(req, maxBodyBytes)
+        mark('caller: body parsed')
       } catch (err) {
         sendError(res, asUpstreamError(err))
         return
@@ -164,7 +166,12 @@ async function relay (answer: ProxiedResponse, res: ServerResponse, signal: Abor
   }
   try {
     for await (const chunk of answer.body) {
-      if (!res.headersSent) head()
+      if (!res.headersSent) {
+        head()
+        if (!res.write(chunk) && !await drained(res)) return
+        mark('caller: first byte written')
+        continue
+      }
       if (!res.write(chunk) && !await drained(res)) return
     }
     if (!res.headersSent) head()

@@ -11,6 +11,7 @@ import { MAX_CONCURRENT_REQUESTS } from './constants.js'
 import { DEFAULT_QUEUE_WAIT_MS } from '../../config/schema.js'
 import type { ModelConfig } from '../../config/schema.js'
 import { askForUsage, readUsage } from './usage.js'
+import { mark } from '../wire/trace.js'
 import type { ModelRequest, ModelResponse, ModelUpstream, TokenUsage, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
 import type { RejectCode } from './messages.js'
 import type { ComponentLogger, Logger, Startable } from '@libp2p/interface'
@@ -188,6 +189,7 @@ export class LocalModels implements Startable {
     this.log('%s %s (%s)', model, request.route, request.body.stream === true ? 'stream' : 'whole')
     try {
       const asked = askForUsage(request.route, request.body)
+      mark('upstream request')
       const response = await upstream.request({ ...request, body: asked.body, signal })
       let usage: TokenUsage | undefined
       const streaming = response.contentType.startsWith('text/event-stream')

@@ -9,6 +9,7 @@ import { lostPath, openRoutedStream } from '../wire/path.js'
 import { readUntil } from '../wire/read-frames.js'
 import { checkFrame } from '../wire/request.js'
 import { WakefulDeadline, withWakefulDeadline } from '../wire/wakeful-deadline.js'
+import { mark } from '../wire/trace.js'
 import { UpstreamError } from '../models/errors.js'
 import { StreamProtocol, type StreamProtocolInit } from '../protocols/common.js'
 import * as c from './constants.js'
@@ -167,6 +168,7 @@ export class ModelStreamProtocol extends StreamProtocol {
     } finally {
       open.clear()
     }
+    mark('caller: stream ready')
     const { frames, connection } = lease
     const id = lease.reusable ? lease.nextId++ : undefined
 
@@ -174,11 +176,13 @@ export class ModelStreamProtocol extends StreamProtocol {
     const answered = new WakefulDeadline(answerTimeoutMs, { signal })
     try {
       await frames.write(id == null ? request : { ...request, id }, { signal: answered.signal })
+      mark('caller: request queued')
       const first = await readUntil(frames, frame => frame.type === 'answer' || frame.type === 'rejected', {
         signal: answered.signal,
         idleTimeoutMs: this.settings.idleTimeoutMs,
         remote
       })
+      mark('caller: answer read')
       checkId(first, id, remote)
       if (first.type === 'rejected') {
         const rejected = checkFrame(RejectedFrame, first, `model refusal from ${remote}`)
@@ -238,6 +242,7 @@ export class ModelStreamProtocol extends StreamProtocol {
     const idle = new WakefulDeadline(this.settings.idleTimeoutMs, { signal })
     let ended = false
     let next: Frame | undefined
+    let first = true
     try {
       while (true) {
         const frame = next ?? await readUntil(frames, frame => BODY_FRAMES.has(frame.type), { idle, remote })
@@ -248,6 +253,10 @@ export class ModelStreamProtocol extends StreamProtocol {
           while (data.length < MERGED_CHUNK_CHARS && (next = frames.readBuffered())?.type === 'chunk') {
             data += chunkData(next!, remote)
             next = undefined
+          }
+          if (first) {
+            first = false
+            mark('caller: first chunk read')
           }
           yield encoder.encode(data)
           continue
@@ -283,6 +292,7 @@ export class ModelStreamProtocol extends StreamProtocol {
   }
 
   protected async serve (frames: FrameStream, frame: Frame, connection: Connection, reuse: boolean): Promise<boolean> {
+    mark('host: request read')
     const request = checkFrame(ModelRequestFrame, frame, 'model request')
     const from = connection.remotePeer.toString()
     const started = performance.now()
@@ -331,8 +341,10 @@ export class ModelStreamProtocol extends StreamProtocol {
         await this.reject(final, from, 'upstream-error', upstream.message, upstream, this.models.load(request.model))
         return reuse
       }
+      mark('host: upstream answered')
       const answer: Frame = { type: 'answer', status: response.status, contentType: response.contentType, load: this.models.load(request.model) }
       await frames.write(request.id == null ? answer : { ...answer, id: request.id }, { signal: caller.signal })
+      mark('host: answer queued')
       served.outcome = await this.sendBody(frames, response, caller.signal, served, final)
       return reuse
     } catch (err) {
@@ -360,12 +372,18 @@ export class ModelStreamProtocol extends StreamProtocol {
       if (data === '') return
       await frames.write({ type: 'chunk', data }, { signal })
     }
+    let first = true
     try {
       for await (const bytes of response.body) {
+        if (first) {
+          first = false
+          mark('host: first upstream chunk')
+        }
         for (let at = 0; at < bytes.byteLength; at += chunkBytes) {
           // Decoding in stream mode keeps a character split across two pieces whole.
           await send(decoder.decode(bytes.subarray(at, at + chunkBytes), { stream: true }))
         }
+        if (served.bytes === 0) mark('host: first chunk queued')
         served.bytes += bytes.byteLength
       }
       await send(decoder.decode())

@@ -20,6 +20,7 @@ import type { LocalModels } from './local-models.js'
 import type { HostResponse, ModelStreamProtocol, ServedRequest } from './model-protocol.js'
 import type { LoadField, ModelRequestFrame } from './messages.js'
 import { isBusy } from './local-models.js'
+import { mark } from '../wire/trace.js'
 import type { UsageLedger } from './usage.js'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 
@@ -304,6 +305,7 @@ export class ModelProxy {
   private async attempt (candidate: Candidate, peer: PeerId, model: string, request: ProxyRequest, signal: AbortSignal, wait: boolean): Promise<HostResponse> {
     const release = this.init.view.track(candidate.peerId)
     try {
+      mark('caller: route resolved')
       if (candidate.reach !== 'self') {
         const frame: ModelRequestFrame = { type: 'model', model, route: request.route, body: request.body }
         if (wait) frame.wait = true

@@ -4,6 +4,7 @@ import { FrameReader } from './frame-reader.js'
 import { StreamCutError } from './errors.js'
 import { concatBytes } from '../../node/bytes.js'
 import { WakefulDeadline, withWakefulDeadline } from './wakeful-deadline.js'
+import { mark } from './trace.js'
 import type { AbortOptions, Stream, StreamCloseEvent } from '@libp2p/interface'
 
 export interface FrameStreamInit {
@@ -19,8 +20,10 @@ export interface ReadOptions {
  * Frames written in one turn of the event loop are sent as one message: one
  * muxer frame, one Noise message, one WebSocket frame and one syscall for,
  * say, every SSE event an upstream read delivered. The batch goes out from
- * `setImmediate` (after the I/O that produced it), or at once when it holds
- * FLUSH_BYTES.
+ * `process.nextTick`, once the promise jobs queued with the writes ran (a
+ * burst of writes, however chained, ends up in one batch), or at once when
+ * it holds FLUSH_BYTES. Not `setImmediate`: that waited for the rest of the
+ * loop's I/O callbacks, and a request's first frame sat behind them.
  */
 export const FLUSH_BYTES = 64 * 1024
 
@@ -41,7 +44,7 @@ export class FrameStream {
   /** Encoded frames waiting for the end of this turn of the event loop. */
   private batch: Uint8Array[] = []
   private batchBytes = 0
-  private flushTimer?: ReturnType<typeof setImmediate>
+  private flushScheduled = false
   /** Set while the stream reported back-pressure: later frames wait for its drain. */
   private draining?: Promise<void>
   /** A send that failed after its write had resolved: the next write or close throws it. */
@@ -92,8 +95,12 @@ export class FrameStream {
       if (this.failure != null) throw this.failure
       this.batch.push(bytes)
       this.batchBytes += bytes.byteLength
-      if (this.batchBytes >= FLUSH_BYTES) this.flush()
-      else this.flushTimer ??= setImmediate(this.flush)
+      if (this.batchBytes >= FLUSH_BYTES) {
+        this.flush()
+      } else if (!this.flushScheduled) {
+        this.flushScheduled = true
+        process.nextTick(this.flush)
+      }
     })
     this.writes = write.catch(() => {})
     return write
@@ -101,12 +108,13 @@ export class FrameStream {
 
   /** Sends the batch as one message; back-pressure holds the next write until the stream drains. */
   private readonly flush = (): void => {
-    clearImmediate(this.flushTimer)
-    this.flushTimer = undefined
+    // A scheduled flush finding its batch sent already (FLUSH_BYTES, close) does nothing.
+    this.flushScheduled = false
     if (this.batch.length === 0) return
     const bytes = this.batch.length === 1 ? this.batch[0]! : concatBytes(this.batch, this.batchBytes)
     this.batch = []
     this.batchBytes = 0
+    mark('frames sent')
     try {
       if (!this.stream.send(bytes)) {
         this.draining = drained(this.stream).then(
@@ -162,8 +170,6 @@ export class FrameStream {
   }
 
   abort (err: Error): void {
-    clearImmediate(this.flushTimer)
-    this.flushTimer = undefined
     this.batch = []
     this.stream.abort(err)
   }
