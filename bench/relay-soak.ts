@@ -76,7 +76,10 @@ interface RelaySetup {
 
 const FIXED: RelaySetup = { name: 'released sockets (this fix)', releaseSockets: true }
 const SOCKET_RELAYS: RelaySetup[] = [FIXED, { name: 'as published (no fix)', releaseSockets: false }]
-/** The defaults beside two knobs an operator has: glibc's arena count and V8's young generation. */
+/**
+ * The defaults beside two knobs an operator has: glibc's arena count, and V8's
+ * young generation (each semi-space at most N MiB; the new space is two).
+ */
 const MEMORY_RELAYS: RelaySetup[] = [
   { name: 'defaults', releaseSockets: true },
   { name: 'MALLOC_ARENA_MAX=2', releaseSockets: true, env: { MALLOC_ARENA_MAX: '2' } },
