@@ -94,6 +94,10 @@ export function clusterAt (sizes: number[]): Omit<ClusterBenchOptions, 'progress
   return {
     ...CLUSTER_DEFAULTS,
     scenarios: sizes.map(nodes => ({ nodes, runs: 1, mode: 'on-demand', intervalMs: DEFAULT_INTERVAL, timeoutMs: Math.max(90_000, nodes * 1_200), traffic: true })),
+    // One announce interval to settle: every node's first periodic card (due one interval after it
+    // started, from a view still small) falls before the window, which is what a long-running cluster sends.
+    settleMs: DEFAULT_INTERVAL,
+    trafficWindowMs: 4 * DEFAULT_INTERVAL,
     transfer: undefined
   }
 }
