@@ -127,7 +127,7 @@ interface Run {
 interface ScenarioResult {
   scenario: Scenario
   runs: Run[]
-  traffic?: { records: TrafficRecord[], converged: boolean }
+  traffic?: { records: TrafficRecord[], converged: boolean, stats: Array<ProcessStats & { bootstrap: boolean }>, load: [number, number] }
 }
 
 export async function clusterBench (options: ClusterBenchOptions): Promise<BenchResult> {
@@ -152,7 +152,7 @@ export async function clusterBench (options: ClusterBenchOptions): Promise<Bench
         options.progress(summary(run, scenario))
         if (i === scenario.runs - 1 && scenario.traffic === true) {
           options.progress(`traffic: ${scenario.nodes} nodes, ${options.settleMs / 1000} s to settle, then a ${options.trafficWindowMs / 1000} s window`)
-          result.traffic = { records: await measureTraffic(hosts, options), converged: complete(run) }
+          result.traffic = { ...await measureTraffic(hosts, options), converged: complete(run) }
         }
         await stopNodes(hosts)
       }
@@ -364,11 +364,16 @@ function sizeMeasurements (results: ScenarioResult[], options: ClusterBenchOptio
 }
 
 /** Lets the cluster settle, then counts every node's traffic over a fixed window. */
-async function measureTraffic (hosts: NodeHost[], options: ClusterBenchOptions): Promise<TrafficRecord[]> {
+async function measureTraffic (hosts: NodeHost[], options: ClusterBenchOptions): Promise<Omit<NonNullable<ScenarioResult['traffic']>, 'converged'>> {
   await sleep(options.settleMs)
+  const loadBefore = loadavg()[0]!
+  await Promise.all(hosts.map(async h => h.call('processStats', { reset: true })))
   await Promise.all(hosts.map(async h => h.call('resetTraffic', {})))
   await sleep(options.trafficWindowMs)
-  return (await Promise.all(hosts.map(async h => h.call('readTraffic', {})))).flat()
+  const records = (await Promise.all(hosts.map(async h => h.call('readTraffic', {})))).flat()
+  // CPU over the window (read before the full GC that the memory figures take).
+  const stats = await Promise.all(hosts.map(async (h, i) => ({ ...await h.call('processStats', { reset: false }), bootstrap: i < 2 })))
+  return { records, stats, load: [loadBefore, loadavg()[0]!] }
 }
 
 const GOSSIPSUB = /^\/(meshsub|floodsub)\//
@@ -419,6 +424,27 @@ function trafficMeasurements (results: ScenarioResult[], n: number, windowMs: nu
       unit: 'KiB/min',
       variants: byRole('gossipsub', t => kib(perMinute(t, gossip(t).sent + gossip(t).received))).filter(v => v.samples.length > 0),
       note: `${window}; the one topic is the announcement topic; gossipsub bytes received per byte of announcement delivered: ${amplification} (fan-out, duplicates, control)`
+    },
+    {
+      what: `${n} nodes: CPU in the steady state (the traffic window), ms per second (1000 = one core busy)`,
+      unit: 'ms/s',
+      variants: results.flatMap(r => {
+        const seconds = windowMs / 1000
+        const members = r.traffic!.stats.filter(s => !s.bootstrap && s.nodes > 0)
+        return [
+          { name: label(r, 'relay process'), samples: r.traffic!.stats.filter(s => s.bootstrap).map(s => s.cpuMs / seconds) },
+          { name: label(r, 'per dial-out node (host CPU over its nodes)'), samples: members.map(s => s.cpuMs / seconds / s.nodes) }
+        ]
+      }),
+      note: `${window}; load average at the start and end of the window: ${results.map(r => `${modeName(r.scenario.mode)} ${r.traffic!.load.map(l => l.toFixed(1)).join(' -> ')}`).join(', ')}`
+    },
+    {
+      what: `${n} nodes: memory at the end of the steady state`,
+      unit: 'MiB',
+      variants: results.flatMap(r => [
+        { name: label(r, 'relay process RSS'), samples: r.traffic!.stats.filter(s => s.bootstrap).map(s => s.rssBytes / MiB) },
+        { name: label(r, 'relay process heap after GC'), samples: r.traffic!.stats.filter(s => s.bootstrap).map(s => s.heapAfterGcBytes / MiB) }
+      ])
     },
     {
       what: `${n} nodes: all traffic per node per minute, bytes on direct connections sent + received`,
