@@ -35,6 +35,7 @@ export const MAX_SECRETS = 4
 export const MESH_MODES = ['on-demand', 'full'] as const
 export const DEFAULT_IDLE_CLOSE_MS = 60_000
 export const DEFAULT_MAX_RELAYS = 2
+export const DEFAULT_CARDS_PER_INTERVAL = 16
 
 /**
  * The one pattern for node ids (and agent ids), wherever they are read: this
@@ -145,7 +146,8 @@ export const MeshSchema = Type.Object({
     description: 'on-demand: stay connected to configured peers and relays only, learn the other members by gossip and connect to one when there is work for it; full: connect to every member (the old behaviour, for small clusters)'
   })),
   idleCloseMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_IDLE_CLOSE_MS, description: 'An on-demand connection with no work for this long is closed' })),
-  relays: Type.Optional(Type.Integer({ minimum: 0, maximum: 8, default: DEFAULT_MAX_RELAYS, description: 'Relays a node that does not listen holds reservations on (as many as it knows, up to this)' }))
+  relays: Type.Optional(Type.Integer({ minimum: 0, maximum: 8, default: DEFAULT_MAX_RELAYS, description: 'Relays a node that does not listen holds reservations on (as many as it knows, up to this)' })),
+  cardsPerInterval: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_CARDS_PER_INTERVAL, description: 'Unchanged cards the whole cluster re-announces per heartbeat.intervalMs, at most: up to this many members each re-announces every interval; beyond, each waits members / cardsPerInterval intervals, so what a relay forwards grows with the members, not their square. A changed card goes out at once; peers expire a card after three of its own periods' }))
 }, { additionalProperties: false })
 
 export const TlsSchema = Type.Object({

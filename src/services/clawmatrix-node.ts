@@ -241,8 +241,8 @@ export class ClawmatrixNode {
     const describePeer = pathDescriber(new NodeStates({ view, dialer, heartbeat }), { swarm, view, heartbeat })
     const work = new WorkProtocols(swarm, config, init.stateDir, { ...init.work, admit: policy?.admit, audit }, { shutdown, nodeIdOf: callerName, describePeer })
     const client = new ClusterClient({ config, view, work, dialer, heartbeat })
-    const { mode, relays, idleCloseMs } = config.mesh
-    const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, privateKey: peerKey, log, metrics }, { intervalMs, mode })
+    const { mode, relays, idleCloseMs, cardsPerInterval } = config.mesh
+    const announcer = new Announcer({ swarm, view, heartbeat, sequence: await AnnounceSequence.load(init.stateDir), card, privateKey: peerKey, log, metrics }, { intervalMs, cardsPerInterval, mode })
     const connector = new MeshConnector(swarm, view, { mode, relays, listens: config.listen, maxRetryMs: intervalMs })
     const snapshots = cardSnapshots({
       swarm,

@@ -1,10 +1,10 @@
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { ANNOUNCE_TOPIC, CARD_VERSION, decodeAnnouncement, encodeAnnouncement, type Card, type Link } from './card.js'
-import { isRelayed, type ClusterView } from './cluster-view.js'
+import { isRelayed, relayOf, type ClusterView } from './cluster-view.js'
 import { signAnnouncement, signedAnnouncementOf, type SignedAnnouncement } from './signed-announcement.js'
 import type { LocalCard } from './local-card.js'
 import type { AnnounceSequence } from './sequence.js'
-import type { MeshMode } from '../../config/schema.js'
+import { DEFAULT_CARDS_PER_INTERVAL, type MeshMode } from '../../config/schema.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { InfoLog } from '../../node/logging.js'
 import type { Swarm } from '../../node/swarm.js'
@@ -33,8 +33,22 @@ export interface AnnouncerComponents {
 }
 
 export interface AnnouncerInit {
-  /** How often the card is published again: gossip may drop a message, state must converge anyway. */
+  /**
+   * How often the card is published again while the cluster has at most
+   * `cardsPerInterval` members: gossip may drop a message, state must
+   * converge anyway, and peers expire a card after three silent periods.
+   */
   intervalMs: number
+  /**
+   * Unchanged cards the whole cluster re-announces per `intervalMs`, at
+   * most: with more members than this each node waits `members /
+   * cardsPerInterval` intervals (up to MAX_PERIOD_MS), so a relay, which
+   * forwards every card to every member, forwards a bounded number per
+   * second and its card traffic grows with N instead of N^2.
+   *
+   * @default 16
+   */
+  cardsPerInterval?: number
   /**
    * `on-demand`: connections come and go with work, so they do not trigger a
    * card (links refresh with the next period); a subscription triggers one
@@ -49,21 +63,35 @@ export interface AnnouncerInit {
 const PUBLISH_DEBOUNCE_MS = 50
 /** A card lists at most this many links (the schema's limit). */
 const MAX_LINKS = 1024
+/**
+ * The longest period a card announces, however large the cluster: a card
+ * whose node vanished without a gone notice (./cluster-view.ts) is dropped
+ * after three such periods at the latest. Past 320 members at the defaults
+ * the cluster's rate grows again.
+ */
+export const MAX_PERIOD_MS = 5 * 60_000
+/** A periodic card goes out between 90 % and all of its period: nodes that started together do not publish together. */
+const PERIOD_JITTER = 0.1
 
 /**
  * Publishes this node's card on the announcement topic (at start, on any
- * change, when a peer subscribes, and every interval), a leave on a graceful
- * stop, and a gone notice for peers the heartbeat gave up on; and judges
- * every announcement that arrives, through the cluster view.
+ * change, when a peer subscribes, and once per period: the heartbeat
+ * interval, longer in a large cluster), a leave on a graceful stop, and a
+ * gone notice for peers the heartbeat gave up on or that vanished behind
+ * this relay; and judges every announcement that arrives, through the
+ * cluster view.
  */
 export class Announcer implements Startable {
   private readonly debug: Logger
-  private timer?: ReturnType<typeof setInterval>
+  /** The next periodic card, armed by every card published. */
+  private timer?: ReturnType<typeof setTimeout>
   private pending?: ReturnType<typeof setTimeout>
   /** When the pending publish is due (epoch ms). */
   private pendingAt = 0
   private started = false
   private left = false
+  /** When this node last answered a gone notice about itself with its card (epoch ms). */
+  private refutedAt = 0
   /** Whether the last card published reached a peer: until one does, a subscription publishes it again. */
   private delivered = false
   /** The last card published, as published, and its signed form once a snapshot asked for it. */
@@ -107,9 +135,9 @@ export class Announcer implements Startable {
       this.swarm.addEventListener('peer:disconnect', this.scheduleSoon)
     }
     this.heartbeat.addEventListener('peer:unresponsive', this.onUnresponsive)
-    this.timer = setInterval(this.scheduleSoon, this.init.intervalMs)
-    this.timer.unref()
+    this.swarm.addEventListener('peer:disconnect', this.onDisconnect)
     this.started = true
+    this.refutedAt = 0
     this.left = false
     this.delivered = false
     await this.publish()
@@ -118,7 +146,7 @@ export class Announcer implements Startable {
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
-    clearInterval(this.timer)
+    clearTimeout(this.timer)
     clearTimeout(this.pending)
     const { pubsub } = this.swarm.services
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -126,6 +154,7 @@ export class Announcer implements Startable {
     this.swarm.removeEventListener('connection:open', this.scheduleSoon)
     this.swarm.removeEventListener('peer:disconnect', this.scheduleSoon)
     this.heartbeat.removeEventListener('peer:unresponsive', this.onUnresponsive)
+    this.swarm.removeEventListener('peer:disconnect', this.onDisconnect)
     if (!this.left) await this.leave()
     pubsub.unsubscribe(ANNOUNCE_TOPIC)
     pubsub.topicValidators.delete(ANNOUNCE_TOPIC)
@@ -139,14 +168,33 @@ export class Announcer implements Startable {
   async leave (): Promise<void> {
     this.left = true
     this.published = undefined
-    clearInterval(this.timer)
+    clearTimeout(this.timer)
     clearTimeout(this.pending)
     await this.send({ ...this.self.current, seq: this.sequence.next(), leaving: true })
   }
 
-  /** Publishes the card now (and refreshes links and addresses). */
+  /** Publishes the card now (and refreshes links, addresses and the period), and the next one within that period. */
   async publish (): Promise<void> {
-    await this.send(this.self.renew(await this.links(), this.sequence.next()))
+    const card = this.self.renew(await this.links(), this.sequence.next(), this.periodMs())
+    if (this.started && !this.left) {
+      clearTimeout(this.timer)
+      this.timer = setTimeout(this.scheduleSoon, Math.round(card.intervalMs * (1 - PERIOD_JITTER * Math.random())))
+      this.timer.unref()
+    }
+    await this.send(card)
+  }
+
+  /**
+   * The period the next card announces: the heartbeat interval, times
+   * members / cardsPerInterval past that many members (this node and the
+   * ones its view lists: about the same on every node once they converge).
+   * A card announces the period before its successor, so a period that
+   * grows or shrinks never outruns what peers expect.
+   */
+  periodMs (): number {
+    const { intervalMs, cardsPerInterval = DEFAULT_CARDS_PER_INTERVAL } = this.init
+    const members = this.view.size + 1
+    return Math.max(intervalMs, Math.min(MAX_PERIOD_MS, Math.round(intervalMs * members / cardsPerInterval)))
   }
 
   /**
@@ -206,7 +254,43 @@ export class Announcer implements Startable {
   }
 
   private readonly onUnresponsive = (event: CustomEvent<PeerId>): void => {
-    void this.send({ v: CARD_VERSION, kind: 'gone', peerId: this.swarm.peerId.toString(), seq: this.sequence.next(), gonePeerId: event.detail.toString() })
+    this.sendGone(event.detail.toString())
+  }
+
+  /**
+   * A member this node relays for (its card lists a circuit through this
+   * node) lost its last connection here without a leave: killed, or its
+   * network gone. This node is where its liveness shows, so it checks the
+   * member at once (through another relay, if it holds one) and, if it
+   * cannot reach it, drops it and tells the others, who check it too.
+   * Without this a silent member would stay in the views for three of its
+   * periods, minutes in a large cluster.
+   */
+  private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
+    const peerId = event.detail.toString()
+    const self = this.swarm.peerId.toString()
+    if (this.view.card(peerId)?.addresses.some(a => relayOf(a) === self) !== true) return
+    void this.view.dropIfUnreachable(peerId, 'its connection to this relay closed, and this node cannot reach it otherwise').then(dropped => {
+      if (dropped) this.sendGone(peerId)
+    })
+  }
+
+  private sendGone (gonePeerId: string): void {
+    if (!this.started || this.left) return
+    void this.send({ v: CARD_VERSION, kind: 'gone', peerId: this.swarm.peerId.toString(), seq: this.sequence.next(), gonePeerId })
+  }
+
+  /**
+   * A member reported this node gone (it lost a connection to it, say):
+   * those who cannot reach it drop it. Its card goes out again at once, so
+   * they take it back, as a SWIM member refutes a suspicion; at most once
+   * per heartbeat interval, so notices cannot make it flood cards.
+   */
+  private refute (): void {
+    const now = Date.now()
+    if (now - this.refutedAt < this.init.intervalMs) return
+    this.refutedAt = now
+    this.scheduleSoon()
   }
 
   private async send (announcement: Card | Parameters<typeof encodeAnnouncement>[0]): Promise<void> {
@@ -235,6 +319,7 @@ export class Announcer implements Startable {
         // Kept as signed, so a snapshot can pass it on for the receiver to check itself.
         ? this.view.applyCard(announcement, signer, { source: 'gossip', signed: signedAnnouncementOf(message) })
         : this.view.applyGone(announcement, signer)
+      if (announcement.kind === 'gone' && verdict.accept && announcement.gonePeerId === this.swarm.peerId.toString()) this.refute()
     } catch (err: any) {
       verdict = { accept: false as const, reject: true, reason: `${err.message} (signed by ${signer})` }
     }

@@ -251,13 +251,25 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     const stale = this.checkSequence(signer, notice.seq)
     if (stale != null) return stale
     const gone = notice.gonePeerId
-    if (gone !== this.swarm.peerId.toString() && this.entries.has(gone)) {
+    if (this.entries.has(gone)) {
       const reporter = this.nodeIdOf(signer) ?? signer
-      void this.heartbeat.check(peerIdFromString(gone)).then(reached => {
-        if (!reached && this.started) this.remove(gone, `reported gone by ${reporter}, and this node cannot reach it either`)
-      })
+      void this.dropIfUnreachable(gone, `reported gone by ${reporter}, and this node cannot reach it either`)
     }
     return { accept: true }
+  }
+
+  /**
+   * Checks whether this node still reaches `peerId` (one ping over any path,
+   * see Heartbeat.check) and drops it from the view if not, unless a newer
+   * card of it arrived meanwhile. Resolves whether it was dropped.
+   */
+  async dropIfUnreachable (peerId: string, reason: string): Promise<boolean> {
+    const entry = this.entries.get(peerId)
+    if (entry == null || peerId === this.swarm.peerId.toString()) return false
+    const reached = await this.heartbeat.check(peerIdFromString(peerId))
+    if (reached || !this.started || this.entries.get(peerId) !== entry) return false
+    this.remove(peerId, reason)
+    return true
   }
 
   /** Drops cards whose sender was silent for EXPIRY_PERIODS of its announce interval. */
@@ -286,6 +298,11 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   /** When and why the node last called `nodeId` left this view, if it did and is not back. */
   departure (nodeId: string): Departure | undefined {
     return [...this.entries.values()].some(e => e.card.nodeId === nodeId) ? undefined : this.departed.get(nodeId)
+  }
+
+  /** How many other nodes the view lists. */
+  get size (): number {
+    return this.entries.size
   }
 
   card (peerId: string): Card | undefined {

@@ -5,7 +5,7 @@ import type { Swarm } from '../../node/swarm.js'
 
 export interface LocalCardInit {
   config: Pick<Config, 'nodeId' | 'agents' | 'models' | 'tags' | 'toolProxy'>
-  /** How often the card is published again; peers expire it after three silent periods. */
+  /** The period the first card announces (the heartbeat interval); later cards carry their own (see `renew`). */
   intervalMs: number
   /** Managed clusters: this node's current certificate, carried in every card. */
   certificate?: () => unknown
@@ -20,7 +20,7 @@ export class LocalCard {
   private card: Card
 
   constructor (private readonly swarm: Pick<Swarm, 'peerId' | 'getMultiaddrs'>, private readonly init: LocalCardInit) {
-    this.card = { ...this.describe([]), seq: 0 }
+    this.card = { ...this.describe([], init.intervalMs), seq: 0 }
   }
 
   /** The card this node announced last (sequence 0 before the first). */
@@ -28,13 +28,17 @@ export class LocalCard {
     return this.card
   }
 
-  /** A new card with the addresses as they are now, the given links and sequence number. */
-  renew (links: Link[], seq: number): Card {
-    this.card = { ...this.describe(links), seq }
+  /**
+   * A new card with the addresses as they are now, the given links and
+   * sequence number, announcing that the next one follows within
+   * `intervalMs` (peers expire it after three such periods).
+   */
+  renew (links: Link[], seq: number, intervalMs = this.init.intervalMs): Card {
+    this.card = { ...this.describe(links, intervalMs), seq }
     return this.card
   }
 
-  private describe (links: Link[]): Omit<Card, 'seq'> {
+  private describe (links: Link[], intervalMs: number): Omit<Card, 'seq'> {
     const { nodeId, agents, models, tags, toolProxy } = this.init.config
     return {
       v: CARD_VERSION,
@@ -42,7 +46,7 @@ export class LocalCard {
       nodeId,
       peerId: this.swarm.peerId.toString(),
       version: VERSION,
-      intervalMs: this.init.intervalMs,
+      intervalMs,
       addresses: this.swarm.getMultiaddrs().map(String),
       agents: agents.map(({ id, description, tags }) => ({ id, description, tags })),
       // Only what callers need: upstream URLs and key names stay on this node.
