@@ -185,7 +185,9 @@ export async function startCluster (secret: string, dir: string, children: Ready
     return child
   }
   const hostDirect = await node('host-direct', { listen: true, models: [model('bench-direct')] })
-  const hostRelayed = await node('host-relayed', { models: [model('bench-relayed')] })
+  // One reservation, on the configured relay: with two, host-relayed also held one on host-direct (a listening
+  // node relays too) and could list that circuit first, and the relayed rows then crossed host-direct instead.
+  const hostRelayed = await node('host-relayed', { models: [model('bench-relayed')], mesh: { relays: 1 } })
   // A stream per request (/clawmatrix/model/1.0.0), the baseline for kept streams.
   const proxy = await node('proxy', { models: [model('bench-local')], modelRouting: { reuseStreams: false } })
   const proxyUrl = proxy.match[3]!
@@ -204,6 +206,8 @@ export async function startCluster (secret: string, dir: string, children: Ready
     }, { timeoutMs: 30_000, intervalMs: 100 })
   }
 
+  await pinnedToRelay([proxyUrl, keptUrl, kept4Url], relay.match[1]!)
+
   return [
     { name: DIRECT, baseUrl: upstreamUrl, model: 'bench', pids: [] },
     { name: LOCAL, baseUrl: `${proxyUrl}/v1`, model: 'bench-local', pids: [proxy.pid] },
@@ -214,6 +218,23 @@ export async function startCluster (secret: string, dir: string, children: Ready
     { name: ONE_HOP_KEPT_4, baseUrl: `${kept4Url}/v1`, model: 'clawmatrix/bench-direct', pids: [kept4.pid, hostDirect.pid] },
     { name: RELAYED_KEPT_4, baseUrl: `${kept4Url}/v1`, model: 'clawmatrix/bench-relayed', pids: [kept4.pid, relay.pid, hostRelayed.pid] }
   ]
+}
+
+/**
+ * Fails unless each proxy node reaches host-relayed through the bench's
+ * relay: one request opens the connection, whose address names the relay.
+ * The relayed rows' CPU counts that relay's process.
+ */
+async function pinnedToRelay (proxyUrls: string[], relayPeerId: string): Promise<void> {
+  for (const url of proxyUrls) {
+    await stream({ name: 'relayed, first request', baseUrl: `${url}/v1`, model: 'clawmatrix/bench-relayed', pids: [] }, 1)
+    const status = await (await fetch(`${url}/clawmatrix/status`)).json() as NodeStatus
+    const host = status.cluster.find(n => n.nodeId === 'host-relayed')
+    const connection = status.peers.find(p => p.peerId === host?.peerId)
+    if (connection?.relayed !== true || !connection.address.includes(`/p2p/${relayPeerId}/p2p-circuit`)) {
+      throw new Error(`${url}: host-relayed is reached at ${connection?.address ?? 'no connection'}, not through the relay ${relayPeerId}`)
+    }
+  }
 }
 
 /** One streamed chat completion, read as it arrives; fails unless it ended with [DONE]. */
