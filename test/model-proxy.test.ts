@@ -4,7 +4,7 @@ import OpenAI from 'openai'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FakeAnthropicServer, FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
 import { HostRefusedError, LocalModels, ModelStreamProtocol } from '../src/services/model-proxy/index.js'
-import { libp2pComponents } from '../src/services/wire/components.js'
+import { libp2pComponents, type ProtocolComponents } from '../src/services/wire/components.js'
 import { UpstreamError } from '../src/services/models/index.js'
 import { testNodes, type TestNode } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait.js'
@@ -313,6 +313,57 @@ describe('model proxy over the mesh', () => {
       step.release(1)
       await Promise.all(hosting.map(async p => { await p.stop() }))
       await models.stop()
+    }
+  })
+
+  it('sends the answer with its first chunk at once, ahead of the chunks that were at hand behind it', async () => {
+    const t = await directHosts({}, { c: [] })
+    const host = t.c!.node.swarm
+    // What the host sends on its model streams, message by message.
+    const messages: string[] = []
+    const components = libp2pComponents(host)
+    const recording: ProtocolComponents = {
+      ...components,
+      registrar: {
+        ...components.registrar,
+        handle: async (protocol, handler, options) => {
+          await components.registrar.handle(protocol, async (stream, connection) => {
+            const send = stream.send.bind(stream)
+            stream.send = data => {
+              messages.push(new TextDecoder().decode(data.subarray()))
+              return send(data)
+            }
+            await handler(stream, connection)
+          }, options)
+        }
+      }
+    }
+    // An upstream whose whole answer is at hand at once, as a fast one's often is in one read.
+    const events = ['first', 'second', 'third'].map(word => `data: ${word}\n\n`)
+    const models = {
+      refusal: () => undefined,
+      load: () => ({ running: 0 }),
+      request: async () => ({
+        status: 200,
+        contentType: 'text/event-stream',
+        body: (async function * () { for (const event of events) yield new TextEncoder().encode(event) })()
+      })
+    } as unknown as LocalModels
+    const hosting = new ModelStreamProtocol(recording, { models, protocolPrefix: 'first-byte' })
+    await hosting.start()
+    try {
+      const request = { type: 'model' as const, model: 'm', route: 'chat/completions' as const, body: { stream: true, messages: USER } }
+      const answer = await new ModelStreamProtocol(libp2pComponents(t.a!.node.swarm), { models, protocolPrefix: 'first-byte' })
+        .request(host.peerId, request, AbortSignal.timeout(20_000))
+      let text = ''
+      for await (const chunk of answer.body) text += new TextDecoder().decode(chunk)
+      expect(text).toBe(events.join(''))
+      // Batched to the end of the turn, the first chunk went out only with the rest of the answer.
+      const first = messages.find(message => message.includes('"type":"answer"'))
+      expect(first).toContain('data: first')
+      expect(first).not.toContain('data: second')
+    } finally {
+      await hosting.stop()
     }
   })
 

@@ -176,7 +176,8 @@ export class ModelStreamProtocol extends StreamProtocol {
     const answered = new WakefulDeadline(answerTimeoutMs, { signal })
     try {
       await frames.write(id == null ? request : { ...request, id }, { signal: answered.signal })
-      mark('caller: request queued')
+      frames.flush()
+      mark('caller: request sent')
       const first = await readUntil(frames, frame => frame.type === 'answer' || frame.type === 'rejected', {
         signal: answered.signal,
         idleTimeoutMs: this.settings.idleTimeoutMs,
@@ -383,7 +384,11 @@ export class ModelStreamProtocol extends StreamProtocol {
           // Decoding in stream mode keeps a character split across two pieces whole.
           await send(decoder.decode(bytes.subarray(at, at + chunkBytes), { stream: true }))
         }
-        if (served.bytes === 0) mark('host: first chunk queued')
+        if (served.bytes === 0) {
+          // The caller's first byte: out now with the answer frame, not after the chunks already buffered behind it.
+          frames.flush()
+          mark('host: first chunk sent')
+        }
         served.bytes += bytes.byteLength
       }
       await send(decoder.decode())

@@ -106,8 +106,13 @@ export class FrameStream {
     return write
   }
 
-  /** Sends the batch as one message; back-pressure holds the next write until the stream drains. */
-  private readonly flush = (): void => {
+  /**
+   * Sends the batch as one message now, without waiting for the end of the
+   * turn: for a frame someone waits on (a request, an answer's first chunk)
+   * while later work of the same turn would hold it back. Back-pressure
+   * holds the next write until the stream drains.
+   */
+  readonly flush = (): void => {
     // A scheduled flush finding its batch sent already (FLUSH_BYTES, close) does nothing.
     this.flushScheduled = false
     if (this.batch.length === 0) return
