@@ -197,7 +197,7 @@ describe('model routing under load and failure', () => {
 
     await waitFor('the cooldown to end', async () => (await getJson(a, '/clawmatrix/status')).modelRouting.cooldowns.every((row: any) => row.coolingUntil == null), { timeoutMs: 30_000, intervalMs: 200 })
     const retried = await post(a, { model: 'm', messages: USER })
-    expect(retried.headers['x-clawmatrix-node']).toBe('c')
+    expect(retried.headers['x-clawmatrix-node'], JSON.stringify(retried.json ?? retried)).toBe('c')
     expect(broken.requests).toHaveLength(4)
   })
 

@@ -433,6 +433,39 @@ describe('OpenAI dialect adapter', () => {
     expect(await fake.requests[0]!.ended).toBe('client-closed')
   })
 
+  it('sends a request again when the upstream dropped the kept connection it went out on', async () => {
+    // Answers the first request of each connection and drops the connection at the next, as an
+    // upstream whose keep-alive timeout closed an idle connection just as a request reused it.
+    const requests = new WeakMap<Socket, number>()
+    let dropped = 0
+    const server = createServer((req, res) => {
+      const count = (requests.get(req.socket) ?? 0) + 1
+      requests.set(req.socket, count)
+      req.resume()
+      req.on('end', () => {
+        if (count > 1) {
+          dropped++
+          req.socket.destroy()
+          return
+        }
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5] }] }))
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const dropping = createUpstream({ baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1`, dialect: 'openai', upstreamModel: 'm' }, { logger })
+      for (let i = 0; i < 2; i++) {
+        const response = await dropping.request({ route: 'embeddings', body: { input: 'a' } })
+        expect(JSON.parse(await text(response.body)).data[0].embedding).toEqual([0.5])
+      }
+      expect(dropped).toBe(1)
+    } finally {
+      server.closeAllConnections()
+      await new Promise(resolve => server.close(resolve))
+    }
+  })
+
   it('gives up on a stalled stream or a silent upstream with 504, and on an unreachable one with 502', async () => {
     const gate = gateAt(1)
     fake.reply = { chunks: ['a', 'b'], beforeChunk: gate.beforeChunk }

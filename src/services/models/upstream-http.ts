@@ -217,13 +217,20 @@ export async function postUpstream (init: UpstreamPostInit): Promise<UpstreamHtt
   return new UpstreamHttpResponse(response, controller, init)
 }
 
-/** The request, head and body in one write; resolves with the response once its head arrived. */
+/**
+ * The request, head and body in one write; resolves with the response once
+ * its head arrived. A kept connection the upstream closed while it was idle
+ * (its keep-alive timeout, racing the agent's) fails before any answer: the
+ * request is sent again on another, as Node's documentation advises; the
+ * upstream never saw it.
+ */
 async function post (init: UpstreamPostInit, signal: AbortSignal): Promise<IncomingMessage> {
   const url = new URL(init.url)
   const client = agents[url.protocol as keyof typeof agents]
   if (client == null) throw new TypeError(`unsupported protocol ${url.protocol}`)
   const body = Buffer.from(JSON.stringify(init.body))
-  return await new Promise<IncomingMessage>((resolve, reject) => {
+  while (true) {
+    const { promise, resolve, reject } = Promise.withResolvers<IncomingMessage>()
     const request = client.request(url, {
       method: 'POST',
       headers: { ...init.headers, 'content-length': body.byteLength },
@@ -232,8 +239,17 @@ async function post (init: UpstreamPostInit, signal: AbortSignal): Promise<Incom
     }, resolve)
     request.on('error', reject)
     request.end(body)
-  })
+    try {
+      return await promise
+    } catch (err: any) {
+      if (!request.reusedSocket || signal.aborted || !STALE_SOCKET_CODES.has(err?.code)) throw err
+      init.log('a kept connection to %s was closed by the upstream (%s): sending again', safeUrl(init.url), err.code)
+    }
+  }
 }
+
+/** How a request on a kept connection the server had closed fails. */
+const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE'])
 
 async function withTimeout<T> (controller: AbortController, ms: number, what: 'stalled' | 'no-response', fn: () => Promise<T>): Promise<T> {
   const timer = setTimeout(() => {
