@@ -37,6 +37,17 @@ const DEFAULT_CALL_TIMEOUT_MS = 120_000
 const liveGroups = new Map<number, string>()
 let exitHooked = false
 
+/**
+ * `CLAWMATRIX_BENCH_CPU_PROF=<dir>`: every host runs under `--cpu-prof` and
+ * writes `<dir>/<host name>.cpuprofile` when it exits (off by default: the
+ * sampler costs a few percent of CPU). scripts/cpuprofile-summary.mjs reads them.
+ */
+function cpuProfileArgs (name: string): string[] {
+  const dir = process.env.CLAWMATRIX_BENCH_CPU_PROF
+  if (dir == null || dir === '') return []
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`]
+}
+
 function killGroup (pgid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pgid, signal)
@@ -117,7 +128,7 @@ export class NodeHost {
     // --expose-gc: memory is read after a full GC. detached: a process group of its own, ended as one.
     hookExit()
     const dir = mkdtempSync(join(tmpdir(), `clawmatrix-bench-${name}-`))
-    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, execArgv: ['--expose-gc'], env: { ...env, CLAWMATRIX_BENCH_HOST_DIR: dir }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], detached: true })
+    const child = fork(requireBuilt(HOST_SCRIPT), [], { execPath: process.execPath, execArgv: ['--expose-gc', ...cpuProfileArgs(name)], env: { ...env, CLAWMATRIX_BENCH_HOST_DIR: dir }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], detached: true })
     if (child.pid == null) rmSync(dir, { recursive: true, force: true })
     else liveGroups.set(child.pid, dir)
     const host = new NodeHost(name, child)
@@ -163,7 +174,8 @@ export class NodeHost {
     if (this.exited) return
     await this.call('stopNodes', {}, 20_000).catch(() => {})
     if (this.child.connected) this.child.disconnect()
-    const timer = setTimeout(() => { endGroup(this.pid) }, 5_000)
+    // A host under --cpu-prof writes its profile on the way out: give it time.
+    const timer = setTimeout(() => { endGroup(this.pid) }, cpuProfileArgs(this.name).length > 0 ? 60_000 : 5_000)
     await this.exit
     clearTimeout(timer)
   }
