@@ -9,6 +9,7 @@ import { admissionGater, admitting, type Admission } from './admission.js'
 import { peerUrlToMultiaddr } from '../config/addresses.js'
 import * as c from './constants.js'
 import { gatedEncrypters } from './gate.js'
+import { fastGossipMessageId } from './gossip-message-id.js'
 import { concurrentOutboundStreams } from './gossip-streams.js'
 import { InboundAdmission } from './inbound-admission.js'
 import { webSocketTransport } from './websocket-transport.js'
@@ -118,6 +119,8 @@ export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, 
         allowPublishToZeroTopicPeers: true,
         runOnLimitedConnection: true,
         emitSelf: false,
+        // Copies of a message already verified are dropped before their signature is checked again (./gossip-message-id.ts).
+        fastMsgIdFn: fastGossipMessageId,
         // Every peer passed the gate, and many share an IP (an office NAT, or a relay: a relayed
         // connection's remote address is the relay's). gossipsub's IP-colocation penalty would score
         // members below its graylist past ~14 peers per IP and stop delivering cards.
