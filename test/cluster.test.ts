@@ -204,6 +204,27 @@ describe('announcement checks', () => {
     await waitFor('the observer to log it', () => observer.log.has(/rejected announcement relayed by \w+: announcement is not JSON/))
   })
 
+  it('a card that renames its node to a name already held stays second to the holder, and a card back frees the name', async () => {
+    const { honest, member, observer } = await pair()
+    const view = observer.node.view
+    const own = member.node.announcer.card
+    // Sequence numbers ahead of the member's own announcer, so its next card does not undo these.
+    const seq = Date.now() * 2
+    await publishAs(member, { ...own, nodeId: 'honest', seq })
+    await waitFor('the observer to list two claimants of "honest"', () => view.nodes().filter(n => n.nodeId === 'honest').length === 2)
+    const renamed = view.nodes().find(n => n.peerId === member.node.peerId.toString())!
+    expect(renamed.nameHeldBy).toBe(honest.node.peerId.toString())
+    expect(renamed.conflictsWith).toEqual([honest.node.peerId.toString()])
+    expect(view.resolve('honest').map(c => c.peerId)).toEqual([honest.node.peerId.toString()])
+    expect([view.contested('honest'), view.contested('member')]).toEqual([true, false])
+
+    await publishAs(member, { ...own, seq: seq + 1 })
+    await waitFor('the observer to list the member by its own name again', () => view.nodes().some(n => n.nodeId === 'member'))
+    expect(view.nodes().every(n => n.conflictsWith == null && n.nameHeldBy == null)).toBe(true)
+    expect([view.contested('honest'), view.contested('member')]).toEqual([false, false])
+    expect(view.resolve('member').map(c => c.peerId)).toEqual([member.node.peerId.toString()])
+  })
+
   it('reports two live peers claiming one nodeId on both sides; the name stays with the peer seen first', async () => {
     const { honest, observer } = await pair()
     const impostor = await nodes.start({ nodeId: 'honest', peers: [{ nodeId: 'x', url: honest.wsAddress() }] })

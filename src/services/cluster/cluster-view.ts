@@ -8,7 +8,7 @@ import type { SignedAnnouncement } from './signed-announcement.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { Membership } from '../../membership/index.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { Connection, Logger, Startable } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, Startable } from '@libp2p/interface'
 
 /** Cards expire after this many of their sender's announce periods without a new one. */
 export const EXPIRY_PERIODS = 3
@@ -111,6 +111,8 @@ export interface CardOrigin {
 
 interface Entry {
   card: Card
+  /** The card's peer, parsed once: a view of hundreds is described, and its connections looked up, per event. */
+  peer: PeerId
   /** When the card arrived here, or at the peer that passed it on in a snapshot: expiry counts from it. */
   receivedAt: number
   /** When this node stored it (epoch ms). */
@@ -127,6 +129,8 @@ interface Entry {
 export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements Startable {
   private readonly log: Logger
   private readonly entries = new Map<string, Entry>()
+  /** Peer ids by the nodeId their card claims, in the entries' order (the first claimant holds a name). */
+  private readonly claimants = new Map<string, string[]>()
   /**
    * Kept after a node leaves or expires, so its old cards stay replays
    * (bounded: SEQ_MEMORY_MS, MAX_SEQ_REMEMBERED). Ordered by when each was
@@ -222,7 +226,9 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
       if (previous != null) this.remove(signer, 'left')
       return { accept: true }
     }
-    this.entries.set(signer, { card, receivedAt: now, storedAt: Date.now(), source: origin.source, signed: origin.signed })
+    this.entries.set(signer, { card, peer: previous?.peer ?? peerIdFromString(signer), receivedAt: now, storedAt: Date.now(), source: origin.source, signed: origin.signed })
+    if (previous == null) this.claim(card.nodeId, signer)
+    else if (previous.card.nodeId !== card.nodeId) this.rename(signer, previous.card.nodeId, card.nodeId)
     this.modelRoutes.clear()
     this.left.delete(card.nodeId)
     this.checkConflict(card)
@@ -297,7 +303,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
 
   /** When and why the node last called `nodeId` left this view, if it did and is not back. */
   departure (nodeId: string): Departure | undefined {
-    return [...this.entries.values()].some(e => e.card.nodeId === nodeId) ? undefined : this.departed.get(nodeId)
+    return this.claimants.has(nodeId) ? undefined : this.departed.get(nodeId)
   }
 
   /** How many other nodes the view lists. */
@@ -350,25 +356,60 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
 
   /** This node and every node it knows, this node first, then by nodeId. */
   nodes (): ClusterNode[] {
-    const self = this.self.current
-    // Entries keep the order they were first seen in: the first claimant of a name holds it.
-    const others = [...this.entries.values()].map(({ card, receivedAt }) => this.describe(card, receivedAt))
-    const holders = new Map<string, string>()
-    for (const node of [this.describe(self, Date.now()), ...others]) {
-      if (!holders.has(node.nodeId)) holders.set(node.nodeId, node.peerId)
-    }
-    const all = [this.describe(self, Date.now()), ...others.sort((a, b) => a.nodeId.localeCompare(b.nodeId))]
-    // By name, so a view of hundreds of nodes finds its claimants in one pass.
-    const byName = new Map<string, string[]>()
-    for (const node of all) byName.set(node.nodeId, [...(byName.get(node.nodeId) ?? []), node.peerId])
+    const self = this.describe(this.self.current, this.swarm.peerId, Date.now())
+    const others = [...this.entries.values()].map(({ card, peer, receivedAt }) => this.describe(card, peer, receivedAt))
+    const all = [self, ...others.sort((a, b) => byName.compare(a.nodeId, b.nodeId))]
     for (const node of all) {
-      const claimants = byName.get(node.nodeId)!.filter(peerId => peerId !== node.peerId)
-      if (claimants.length === 0) continue
-      node.conflictsWith = claimants
-      const holder = holders.get(node.nodeId)
-      if (holder !== node.peerId) node.nameHeldBy = holder
+      const claimants = this.claimantsOf(node.nodeId)
+      if (claimants.length < 2) continue
+      node.conflictsWith = claimants.filter(peerId => peerId !== node.peerId)
+      // This node first, then the entries in the order first seen: the first claimant of a name holds it.
+      if (claimants[0] !== node.peerId) node.nameHeldBy = claimants[0]
     }
     return all
+  }
+
+  /**
+   * The cards this node believes (not its own), in the order first seen:
+   * for whoever needs the cards alone, without describing every node (nodes()).
+   */
+  cards (): Card[] {
+    return [...this.entries.values()].map(e => e.card)
+  }
+
+  /** Whether more than one peer (this node included) claims `nodeId`: see ClusterNode.conflictsWith. */
+  contested (nodeId: string): boolean {
+    return this.claimantsOf(nodeId).length > 1
+  }
+
+  /** The peers that claim a name: this node first if it does, then the others in the order first seen. */
+  private claimantsOf (nodeId: string): string[] {
+    const others = this.claimants.get(nodeId) ?? []
+    const self = this.self.current
+    return self.nodeId === nodeId ? [self.peerId, ...others] : others
+  }
+
+  private claim (nodeId: string, peerId: string): void {
+    const claimants = this.claimants.get(nodeId)
+    if (claimants == null) this.claimants.set(nodeId, [peerId])
+    else claimants.push(peerId)
+  }
+
+  private unclaim (nodeId: string, peerId: string): void {
+    const claimants = this.claimants.get(nodeId)?.filter(p => p !== peerId) ?? []
+    if (claimants.length === 0) this.claimants.delete(nodeId)
+    else this.claimants.set(nodeId, claimants)
+  }
+
+  /** A peer's card now claims another name: it takes its place among that name's claimants by when its entry was first seen. */
+  private rename (peerId: string, from: string, to: string): void {
+    this.unclaim(from, peerId)
+    this.claimants.set(to, [...this.entries].filter(([, e]) => e.card.nodeId === to).map(([p]) => p))
+  }
+
+  /** The entry's parsed peer id when there is one (no base58 decoding), else parsed. */
+  private peerOf (peerId: string): PeerId {
+    return this.entries.get(peerId)?.peer ?? peerIdFromString(peerId)
   }
 
   /**
@@ -452,7 +493,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   /** How this node reaches a peer over the connections open right now, if any. */
   connectionTo (peerId: string): { reach: Reach, via?: { peerId: string, nodeId?: string } } {
     if (peerId === this.swarm.peerId.toString()) return { reach: 'self' }
-    const connections = this.swarm.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
+    const connections = this.swarm.getConnections(this.peerOf(peerId)).filter(c => c.status === 'open')
     if (connections.some(c => !isRelayed(c.remoteAddr.toString()))) return { reach: 'direct' }
     const relayed = connections[0]
     if (relayed == null) return { reach: 'unreachable' }
@@ -471,7 +512,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     const addresses = this.entries.get(peerId)?.card.addresses ?? []
     if (addresses.some(a => !isRelayed(a))) return { reach: 'direct', connected: false }
     const relays = addresses.map(relayOf).filter((r): r is string => r != null && r !== this.swarm.peerId.toString())
-    const relay = relays.find(r => this.swarm.getConnections(peerIdFromString(r)).length > 0) ?? relays[0]
+    const relay = relays.find(r => this.swarm.getConnections(this.peerOf(r)).length > 0) ?? relays[0]
     if (relay == null) return { reach: 'unreachable', connected: false }
     return { reach: 'relayed', via: this.relayNamed(relay), connected: false }
   }
@@ -480,10 +521,10 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     return peerId == null ? undefined : { peerId, nodeId: this.nodeIdOf(peerId) }
   }
 
-  private describe (card: Card, receivedAt: number): ClusterNode {
+  private describe (card: Card, peer: PeerId, receivedAt: number): ClusterNode {
     const { reach, via, connected } = this.reachOf(card.peerId)
     const last = this.lastReached.get(card.peerId)
-    const liveness = reach === 'self' ? undefined : this.heartbeat.get(peerIdFromString(card.peerId))
+    const liveness = reach === 'self' ? undefined : this.heartbeat.get(peer)
     return {
       nodeId: card.nodeId,
       peerId: card.peerId,
@@ -521,9 +562,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
   }
 
   private checkConflict (card: Card): void {
-    const claimants = [this.self.current, ...[...this.entries.values()].map(e => e.card)]
-      .filter(other => other.nodeId === card.nodeId)
-      .map(other => other.peerId)
+    const claimants = this.claimantsOf(card.nodeId)
     if (claimants.length < 2) return
     const key = `${card.nodeId} ${[...claimants].sort().join(' ')}`
     if (this.reportedConflicts.has(key)) return
@@ -544,6 +583,7 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     const entry = this.entries.get(peerId)
     if (entry == null) return
     this.entries.delete(peerId)
+    this.unclaim(entry.card.nodeId, peerId)
     this.modelRoutes.clear()
     if (reason === 'left') this.rememberLeft(entry.card.nodeId, peerId)
     this.departed.delete(entry.card.nodeId)
@@ -559,6 +599,9 @@ export class ClusterView extends TypedEventEmitter<ClusterViewEvents> implements
     this.safeDispatchEvent('node:left', { detail: { card: entry.card, reason } })
   }
 }
+
+/** The order of nodes(): String.prototype.localeCompare's, without building a collator per comparison. */
+const byName = new Intl.Collator()
 
 /** One model offered in the cluster, and the nodes that host it. */
 export interface ClusterModel {

@@ -129,7 +129,8 @@ export class MeshConnector implements Startable {
       if (this.directConnections(peer).length === 0 && !this.dialing.has(peer)) this.relays.delete(peer)
       else this.checkReservation(peer)
     }
-    const listening = this.view.nodes().filter(n => !n.self && n.conflictsWith == null).map(n => this.view.card(n.peerId)).filter((c): c is Card => c != null && listensAt(c))
+    // The cards alone: describing every node (view.nodes()) on each card from a listening member cost O(N) per card.
+    const listening = this.view.cards().filter(c => listensAt(c) && !this.view.contested(c.nodeId))
     const connected = (card: Card): boolean => this.directConnections(card.peerId).length > 0
     const ordered = [...listening].sort((a, b) => Number(connected(b)) - Number(connected(a)) || rank(self, a.peerId).localeCompare(rank(self, b.peerId)))
     for (const card of ordered) {
