@@ -133,12 +133,13 @@ function watch ({ node, convergence }: Hosted, expected: number, mode: 'on-deman
   let scheduled = false
   const check = (): void => {
     scheduled = false
-    const nodes = node.view.nodes()
     const now = Date.now()
-    convergence.known = nodes.length
-    convergence.reachable = nodes.filter(n => mode === 'full' ? n.self || n.connected : n.reach !== 'unreachable').length
+    convergence.known = node.view.size + 1 // the others, and this node
     if (convergence.knowsAllAt == null && convergence.known >= expected) convergence.knowsAllAt = now
-    if (convergence.reachesAllAt == null && convergence.known >= expected && convergence.reachable >= expected) {
+    // Describing every node is O(N): only once the view lists them all (waitConverged counts the rest at the end).
+    if (convergence.known < expected) return
+    convergence.reachable = reachable(node, mode)
+    if (convergence.reachesAllAt == null && convergence.reachable >= expected) {
       convergence.reachesAllAt = now
       stop()
     }
@@ -166,6 +167,11 @@ function watch ({ node, convergence }: Hosted, expected: number, mode: 'on-deman
     node.swarm.removeEventListener('connection:open', onConnection)
   }
   return stop
+}
+
+/** How many nodes the view reaches: in `full` mode over an open connection, on demand by any way. */
+function reachable (node: ClawmatrixNode, mode: 'on-demand' | 'full'): number {
+  return node.view.nodes().filter(n => mode === 'full' ? n.self || n.connected : n.reach !== 'unreachable').length
 }
 
 /**
@@ -279,7 +285,10 @@ const methods: { [M in HostMethod]: (params: HostMethods[M]['params']) => Promis
     while (watched().some(h => h.convergence.reachesAllAt == null) && Date.now() < deadline) {
       await new Promise(resolve => setTimeout(resolve, 50))
     }
-    for (const h of watched()) h.convergence.connections = connectionCount(h.node)
+    for (const h of watched()) {
+      h.convergence.connections = connectionCount(h.node)
+      if (h.convergence.reachesAllAt == null) h.convergence.reachable = reachable(h.node, h.spec.mode ?? 'on-demand')
+    }
     return { records: watched().map(h => ({ ...h.convergence })), warnings: [...warnings.values()].map(w => ({ ...w })) }
   },
 
