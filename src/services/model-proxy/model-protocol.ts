@@ -344,7 +344,8 @@ export class ModelStreamProtocol extends StreamProtocol {
       }
       mark('host: upstream answered')
       const answer: Frame = { type: 'answer', status: response.status, contentType: response.contentType, load: this.models.load(request.model) }
-      await frames.write(request.id == null ? answer : { ...answer, id: request.id }, { signal: caller.signal })
+      // With the first chunk when the upstream's read that brings it is already pending (sendBody flushes then).
+      await frames.write(request.id == null ? answer : { ...answer, id: request.id }, { signal: caller.signal, afterPendingIo: true })
       mark('host: answer queued')
       served.outcome = await this.sendBody(frames, response, caller.signal, served, final)
       return reuse

@@ -11,6 +11,17 @@ export interface FrameStreamInit {
   maxFrameBytes?: number
 }
 
+export interface WriteOptions extends AbortOptions {
+  /**
+   * The batch may wait for the I/O the loop has pending (`setImmediate`)
+   * instead of leaving at the end of this turn's promise jobs: for a frame
+   * that travels best with what that I/O brings, like an answer's head with
+   * its first chunk (whose writer then calls flush()). Frames written later
+   * in the turn join the same batch.
+   */
+  afterPendingIo?: boolean
+}
+
 export interface ReadOptions {
   /** Every read is bounded: pass a deadline or the operation's signal. */
   signal: AbortSignal
@@ -86,7 +97,7 @@ export class FrameStream {
    * once unless the stream is still draining an earlier one; a send that
    * fails later is thrown by the next write or close.
    */
-  async write (frame: Frame, options: AbortOptions = {}): Promise<void> {
+  async write (frame: Frame, options: WriteOptions = {}): Promise<void> {
     const bytes = encodeFrame(frame, this.maxFrameBytes)
     this.lastWriteAt = Date.now()
     const write = this.writes.then(async () => {
@@ -99,7 +110,8 @@ export class FrameStream {
         this.flush()
       } else if (!this.flushScheduled) {
         this.flushScheduled = true
-        process.nextTick(this.flush)
+        if (options.afterPendingIo === true) setImmediate(this.flush)
+        else process.nextTick(this.flush)
       }
     })
     this.writes = write.catch(() => {})
