@@ -25,7 +25,9 @@ export function describeDialError (err: unknown): string {
   if (/UnexpectedPeer|peer id/i.test(text)) return 'a different node answered at that address'
   const inner = error?.errors?.[0] ?? error?.cause
   if (inner != null && inner !== err) return describeDialError(inner)
-  return escapeControl((error?.message ?? String(err)).split('\n')[0]!.slice(0, 200))
+  // Node's WebSocket reports a refused or unreachable host as a TypeError without a message.
+  const message = (error?.message ?? String(err)).split('\n')[0]!.slice(0, 200)
+  return message === '' ? 'the connection failed' : escapeControl(message)
 }
 
 /**

@@ -1,3 +1,4 @@
+import { describeDialError } from '../../node/dial-errors.js'
 import { type ProtocolComponents } from '../wire/components.js'
 import { GOODBYE_TIMEOUT_MS } from '../wire/constants.js'
 import { FrameTooLargeError, MalformedFrameError, RefusedError, RemoteError, StreamCutError } from '../wire/errors.js'
@@ -463,14 +464,14 @@ async function abandon (frames: FrameStream, cancel: boolean): Promise<void> {
 }
 
 /**
- * An error in words. libp2p's dial errors may carry their reasons inside
- * (`errors`, `cause`), and a failed WebSocket arrives as an ErrorEvent
- * around a TypeError with no message.
+ * A failed open in words an operator can act on (../../node/dial-errors.ts),
+ * never a libp2p class name or status code. A dial that tried several
+ * addresses carries each one's reason in `errors`: every distinct reason is
+ * kept, joined, and a failed WebSocket's bare ErrorEvent is named as such.
  */
 function describe (err: any): string {
   if (err?.error != null && err.error !== err) return describe(err.error)
-  const nested: unknown[] = Array.isArray(err?.errors) ? err.errors : err?.cause != null ? [err.cause] : []
-  const own = typeof err?.message === 'string' && err.message !== '' ? err.message : undefined
-  const message = own ?? `the connection failed (${err instanceof Error ? err.name : String(err?.type ?? err)})`
-  return nested.length === 0 ? message : `${message}: ${nested.map(describe).join('; ')}`
+  const nested: unknown[] = Array.isArray(err?.errors) ? err.errors : []
+  if (nested.length > 0) return [...new Set(nested.map(describe))].join('; ')
+  return describeDialError(err)
 }
