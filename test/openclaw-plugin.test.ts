@@ -54,7 +54,7 @@ const CONFIG_SHAPE = {
   heartbeat: { intervalMs: 'integer', maxMissed: 'integer' },
   reconnect: { minDelayMs: 'integer', maxDelayMs: 'integer' },
   limits: { upgradesPerIpPerMinute: 'integer', pendingHandshakesPerIp: 'integer', relayedBytesPerMemberPerMinute: 'integer' },
-  mesh: { mode: 'on-demand|full', idleCloseMs: 'integer', relays: 'integer' }
+  mesh: { mode: 'on-demand|full', idleCloseMs: 'integer', relays: 'integer', cardsPerInterval: 'integer' }
 }
 
 /** A JSON Schema as field names and types: objects by their fields, arrays as `<item type>[]`, enums as `a|b`. */
