@@ -2,8 +2,10 @@
  * The cluster view at scale, and the relayed data path:
  *
  * 1. convergence: N nodes (two listening bootstrap nodes, the rest dial-out
- *    only, each configured with one bootstrap peer) start at once; the time
- *    until every node's view lists all N, and until it reaches all N;
+ *    only, each configured with one bootstrap peer) start at once (a burst),
+ *    or join at a fixed rate (`joinRate`, as a real cluster grows); the time
+ *    until every node's view lists all N, and until it reaches all N, from
+ *    the start and from the last node's start;
  * 2. announcement traffic per node per minute in a steady state;
  * 3. throughput of one stream over a relayed path (dial-out node -> relay
  *    -> dial-out node) beside direct paths, in the same run.
@@ -39,7 +41,13 @@ export interface Scenario {
    * value brings the penalty back, to see what it did.
    */
   ipColocationWeight?: number
-  /** A run that has not converged by then is reported as such. */
+  /**
+   * Dial-out nodes started per second, one at a time, round-robin over the
+   * hosts; undefined = all at once (a burst, each host starting its share
+   * together).
+   */
+  joinRate?: number
+  /** A run that has not converged this long after its last node was told to start is reported as such. */
   timeoutMs: number
   /** Measure the traffic of the last run's cluster once it converged (or timed out). */
   traffic?: boolean
@@ -88,12 +96,16 @@ export const CLUSTER_SCALE: Omit<ClusterBenchOptions, 'progress'> = {
 /**
  * `npm run bench -- cluster --nodes 50,200`: on demand only, at the given
  * sizes, one run each with traffic, no throughput part; for a size too slow
- * to run beside everything else.
+ * to run beside everything else. With `joinRates` (`--join-rate 2,5`), each
+ * size also joins at those rates, after the burst; `burst: false`
+ * (`--no-burst`) leaves the burst out (one 200-node run per hold).
  */
-export function clusterAt (sizes: number[]): Omit<ClusterBenchOptions, 'progress'> {
+export function clusterAt (sizes: number[], joinRates: number[] = [], burst = true): Omit<ClusterBenchOptions, 'progress'> {
+  const at = (nodes: number, joinRate?: number): Scenario =>
+    ({ nodes, runs: 1, mode: 'on-demand', intervalMs: DEFAULT_INTERVAL, joinRate, timeoutMs: Math.max(90_000, nodes * 1_200), traffic: true })
   return {
     ...CLUSTER_DEFAULTS,
-    scenarios: sizes.map(nodes => ({ nodes, runs: 1, mode: 'on-demand', intervalMs: DEFAULT_INTERVAL, timeoutMs: Math.max(90_000, nodes * 1_200), traffic: true })),
+    scenarios: sizes.flatMap(nodes => [...burst ? [at(nodes)] : [], ...joinRates.map(rate => at(nodes, rate))]),
     // One announce interval to settle: every node's first periodic card (due one interval after it
     // started, from a view still small) falls before the window, which is what a long-running cluster sends.
     settleMs: DEFAULT_INTERVAL,
@@ -174,7 +186,7 @@ export async function clusterBench (options: ClusterBenchOptions): Promise<Bench
 }
 
 function describe (s: Scenario): string {
-  return `${s.nodes} nodes, ${modeName(s.mode)}, ${s.intervalMs / 1000} s interval` +
+  return `${s.nodes} nodes, ${scenarioName(s)}, ${s.intervalMs / 1000} s interval` +
     (s.ipColocationWeight == null ? '' : `, gossipsub IP colocation weight ${s.ipColocationWeight}`)
 }
 
@@ -182,15 +194,21 @@ function modeName (mode: MeshMode): string {
   return mode === 'full' ? 'full mesh' : 'on demand'
 }
 
+/** The mode, and how the nodes joined: what tells a size's scenarios apart in the tables. */
+function scenarioName (s: Scenario): string {
+  return `${modeName(s.mode)}, ${s.joinRate == null ? 'all at once' : `joining ${s.joinRate}/s`}`
+}
+
 /**
  * Starts an N-node cluster and waits until every view lists and reaches all
- * N, or the scenario's timeout. Two listening bootstrap nodes start first,
- * each in a process of its own, and find each other; then, at t0, every
- * other node starts at once: dial-out only, configured with one of the two
- * bootstrap nodes (alternately), spread round-robin over the other hosts.
+ * N, or the scenario's timeout after the last start. Two listening bootstrap
+ * nodes start first, each in a process of its own, and find each other; then,
+ * from t0, the other nodes start: dial-out only, configured with one of the
+ * two bootstrap nodes (alternately), spread round-robin over the other hosts;
+ * all at once, or one every 1/joinRate s.
  */
 async function converge (hosts: NodeHost[], scenario: Scenario): Promise<Run> {
-  const { nodes: n, intervalMs, ipColocationWeight, timeoutMs, mode } = scenario
+  const { nodes: n, intervalMs, ipColocationWeight, timeoutMs, mode, joinRate } = scenario
   const spec = (nodeId: string, listen: boolean, peers: NodeSpec['peers']): NodeSpec => ({ nodeId, listen, peers, intervalMs, expect: n, ipColocationWeight, mode })
   const [boot0, boot1, ...others] = hosts as [NodeHost, NodeHost, ...NodeHost[]]
   const [b0] = await boot0.call('start', { nodes: [spec('boot-0', true, [])] })
@@ -200,16 +218,27 @@ async function converge (hosts: NodeHost[], scenario: Scenario): Promise<Run> {
   await waitFor('the two bootstrap nodes to know each other', async () =>
     (await boot1.call('viewSize', { nodeId: 'boot-1' })).reachable === 2, { timeoutMs: 10_000, intervalMs: 20 })
 
-  const byHost = new Map<NodeHost, NodeSpec[]>()
+  const members: Array<{ host: NodeHost, spec: NodeSpec }> = []
   for (let i = 2; i < n; i++) {
-    const host = others[(i - 2) % others.length]!
-    byHost.set(host, [...(byHost.get(host) ?? []), spec(`node-${String(i).padStart(3, '0')}`, false, [bootstraps[i % 2]!])])
+    members.push({ host: others[(i - 2) % others.length]!, spec: spec(`node-${String(i).padStart(3, '0')}`, false, [bootstraps[i % 2]!]) })
   }
   const before = await Promise.all(hosts.map(async h => h.call('processStats', { reset: true })))
   const t0 = Date.now()
-  // Each host starts its nodes at once; the hosts start in parallel.
-  await Promise.all([...byHost].map(async ([host, nodes]) => host.call('start', { nodes }, 300_000)))
-  const results = await Promise.all(hosts.map(async host => host.call('waitConverged', { timeoutMs: timeoutMs - (Date.now() - t0) }, timeoutMs + 60_000)))
+  if (joinRate == null) {
+    // Each host starts its nodes at once; the hosts start in parallel.
+    const byHost = new Map<NodeHost, NodeSpec[]>()
+    for (const { host, spec } of members) byHost.set(host, [...(byHost.get(host) ?? []), spec])
+    await Promise.all([...byHost].map(async ([host, nodes]) => host.call('start', { nodes }, 300_000)))
+  } else {
+    // One node every 1/joinRate s, on its schedule from t0 (not after the previous one's start: a slow start does not slow the rate).
+    await Promise.all(members.map(async ({ host, spec }, i) => {
+      await sleep(Math.max(0, t0 + i * 1000 / joinRate - Date.now()))
+      await host.call('start', { nodes: [spec] }, 300_000)
+    }))
+  }
+  // A burst's limit counts from t0, as it always did; a rolling join's from its last start.
+  const from = joinRate == null ? t0 : Date.now()
+  const results = await Promise.all(hosts.map(async host => host.call('waitConverged', { timeoutMs: timeoutMs - (Date.now() - from) }, timeoutMs + 60_000)))
   const stats = await Promise.all(hosts.map(async (h, i) => ({ host: h.name, bootstrap: i < 2, heapBeforeBytes: before[i]!.heapAfterGcBytes, ...await h.call('processStats', { reset: false }) })))
   return { t0, records: results.flatMap(r => r.records), warnings: results.flatMap(r => r.warnings), stats, load: loadavg()[0]! }
 }
@@ -219,16 +248,21 @@ function complete (run: Run): boolean {
 }
 
 /** Seconds from t0: to the last view listing all, to the last reaching all, the median node, the last node started. */
-function times ({ t0, records }: Run): { knows?: number, reaches?: number, medianNode?: number, lastStarted: number } {
+function times ({ t0, records }: Run): { knows?: number, reaches?: number, medianNode?: number, lastStarted: number, afterLastStart?: { knows: number, reaches: number } } {
   const since = (at: number): number => (at - t0) / 1000
   const reaches = records.map(r => r.reachesAllAt).filter(at => at != null).map(since).sort((a, b) => a - b)
   const knows = records.map(r => r.knowsAllAt)
-  return {
+  const result = {
     knows: knows.every(at => at != null) ? since(Math.max(...knows)) : undefined,
     reaches: reaches.length === records.length ? reaches[reaches.length - 1] : undefined,
     medianNode: reaches.length > records.length / 2 ? reaches[Math.ceil(records.length / 2) - 1] : undefined,
     lastStarted: since(Math.max(...records.filter(r => !r.listen).map(r => r.startedAt)))
   }
+  // The issue's goal is counted from here: the last node's start() resolved.
+  const afterLastStart = result.knows != null && result.reaches != null
+    ? { knows: Math.max(0, result.knows - result.lastStarted), reaches: Math.max(0, result.reaches - result.lastStarted) }
+    : undefined
+  return { ...result, afterLastStart }
 }
 
 const MiB = 2 ** 20
@@ -251,7 +285,8 @@ function summary (run: Run, scenario: Scenario): string {
   const lag = (stats: Run['stats']): string => `${Math.max(...stats.map(s => s.delayP99Ms)).toFixed(0)}/${Math.max(...stats.map(s => s.delayMaxMs)).toFixed(0)} ms`
   const reached = scenario.mode === 'full' ? 'is connected to all' : 'has a way to all'
   const outcome = t.reaches != null
-    ? `every view lists all ${n} at ${t.knows!.toFixed(1)} s and ${reached} at ${t.reaches.toFixed(1)} s`
+    ? `every view lists all ${n} at ${t.knows!.toFixed(1)} s and ${reached} at ${t.reaches.toFixed(1)} s, ` +
+      `${t.afterLastStart!.knows.toFixed(1)} and ${t.afterLastStart!.reaches.toFixed(1)} s after the last node started (at ${t.lastStarted.toFixed(1)} s)`
     : `NOT converged within ${scenario.timeoutMs / 1000} s: ${run.records.filter(r => r.knowsAllAt != null).length} of ${n} views listed all ${n} at some point, ` +
       `${run.records.filter(r => r.reachesAllAt != null).length} reached all; at the end the views listed ` +
       `${range(run.records.map(r => r.known))} and reached ${range(run.records.map(r => r.reachable))} nodes`
@@ -294,7 +329,7 @@ function range (values: number[]): string {
 /** Every figure of one cluster size, the modes side by side as variants of each table. */
 function sizeMeasurements (results: ScenarioResult[], options: ClusterBenchOptions): Measurement[] {
   const n = results[0]!.scenario.nodes
-  const label = (r: ScenarioResult, what: string): string => `${modeName(r.scenario.mode)}: ${what}`
+  const label = (r: ScenarioResult, what: string): string => `${scenarioName(r.scenario)}: ${what}`
   const last = (r: ScenarioResult): Run => r.runs[r.runs.length - 1]!
   const since = (run: Run, at: number): number => (at - run.t0) / 1000
   const connections = (c: ConvergenceRecord['connections']): number => c.direct + c.relayed
@@ -305,14 +340,16 @@ function sizeMeasurements (results: ScenarioResult[], options: ClusterBenchOptio
   }
   const measurements: Measurement[] = [
     {
-      what: `${n} nodes (2 listening bootstrap/relay nodes + ${n - 2} dial-out only): seconds after the dial-out nodes were told to start, one sample per node`,
+      what: `${n} nodes (2 listening bootstrap/relay nodes + ${n - 2} dial-out only): seconds after the dial-out nodes began to start (and after the last one started), one sample per node`,
       unit: 's',
       variants: results.flatMap(r => {
         const runs = r.runs
         return [
           { name: label(r, 'node lists all N'), samples: runs.flatMap(run => run.records.flatMap(c => c.knowsAllAt == null ? [] : [since(run, c.knowsAllAt)])) },
           { name: label(r, r.scenario.mode === 'full' ? 'node connected to all' : 'node has a way to all'), samples: runs.flatMap(run => run.records.flatMap(c => c.reachesAllAt == null ? [] : [since(run, c.reachesAllAt)])) },
-          { name: label(r, 'last dial-out node started'), samples: runs.map(run => times(run).lastStarted) }
+          { name: label(r, 'last dial-out node started'), samples: runs.map(run => times(run).lastStarted) },
+          { name: label(r, 'AFTER THE LAST START: last view lists all N'), samples: runs.flatMap(run => { const a = times(run).afterLastStart; return a == null ? [] : [a.knows] }) },
+          { name: label(r, r.scenario.mode === 'full' ? 'AFTER THE LAST START: last view connected to all' : 'AFTER THE LAST START: last view has a way to all'), samples: runs.flatMap(run => { const a = times(run).afterLastStart; return a == null ? [] : [a.reaches] }) }
         ]
       }).filter(v => v.samples.length > 0),
       note: `max = the last view; n below ${n} x runs = views that never got there within the limit; ${Math.min(n, options.hosts)} processes; ` +
@@ -386,7 +423,7 @@ function trafficMeasurements (results: ScenarioResult[], n: number, windowMs: nu
     .filter(([protocol]) => GOSSIPSUB.test(protocol))
     .reduce((sum, [, c]) => ({ sent: sum.sent + c.sent, received: sum.received + c.received }), { sent: 0, received: 0 })
   const label = (r: ScenarioResult, what: string): string =>
-    `${modeName(r.scenario.mode)}${r.traffic!.converged ? '' : ' (NOT CONVERGED)'}: ${what}`
+    `${scenarioName(r.scenario)}${r.traffic!.converged ? '' : ' (NOT CONVERGED)'}: ${what}`
   const byRole = (what: string, value: (t: TrafficRecord) => number): Variant[] => results.flatMap(r => [
     { name: label(r, `${what}, dial-out node`), samples: r.traffic!.records.filter(t => !t.listen).map(value) },
     { name: label(r, `${what}, relay`), samples: r.traffic!.records.filter(t => t.listen).map(value) }
@@ -395,11 +432,11 @@ function trafficMeasurements (results: ScenarioResult[], n: number, windowMs: nu
   const amplification = results.map(r => {
     const received = r.traffic!.records.reduce((s, t) => s + gossip(t).received, 0)
     const delivered = r.traffic!.records.reduce((s, t) => s + t.deliveredBytes, 0)
-    return `${modeName(r.scenario.mode)} ${delivered > 0 ? (received / delivered).toFixed(1) : 'n/a'}`
+    return `${scenarioName(r.scenario)} ${delivered > 0 ? (received / delivered).toFixed(1) : 'n/a'}`
   }).join(', ')
   const churn = results.map(r => {
     const records = r.traffic!.records
-    return `${modeName(r.scenario.mode)}: opened p50 ${median(records.map(t => perMinute(t, t.churn.opened))).toFixed(1)} ` +
+    return `${scenarioName(r.scenario)}: opened p50 ${median(records.map(t => perMinute(t, t.churn.opened))).toFixed(1)} ` +
       `(relayed ${median(records.map(t => perMinute(t, t.churn.relayedOpened))).toFixed(1)}), closed ${median(records.map(t => perMinute(t, t.churn.closed))).toFixed(1)}`
   }).join('; ')
   return [
@@ -436,7 +473,7 @@ function trafficMeasurements (results: ScenarioResult[], n: number, windowMs: nu
           { name: label(r, 'per dial-out node (host CPU over its nodes)'), samples: members.map(s => s.cpuMs / seconds / s.nodes) }
         ]
       }),
-      note: `${window}; load average at the start and end of the window: ${results.map(r => `${modeName(r.scenario.mode)} ${r.traffic!.load.map(l => l.toFixed(1)).join(' -> ')}`).join(', ')}`
+      note: `${window}; load average at the start and end of the window: ${results.map(r => `${scenarioName(r.scenario)} ${r.traffic!.load.map(l => l.toFixed(1)).join(' -> ')}`).join(', ')}`
     },
     {
       what: `${n} nodes: memory at the end of the steady state`,

@@ -9,6 +9,7 @@
  *   npm run bench -- relay-soak --minutes 10   a shorter churn soak (default 60 minutes)
  *   npm run bench -- relay-soak --compare memory   the soak's relay beside allocator and heap knobs (default: beside one without the socket fix)
  *   npm run bench -- cluster --nodes 50,200    the cluster view on demand at these sizes only
+ *   npm run bench -- cluster --nodes 200 --join-rate 2 [--no-burst]   also (or only) nodes joining 2 a second
  *
  * A new benchmark is a file exporting `(options) => Promise<BenchResult>`,
  * added to BENCHES below.
@@ -43,6 +44,9 @@ interface RunOptions {
   minutes?: number
   /** Cluster sizes for the cluster bench, when given. */
   nodes?: number[]
+  /** Nodes started per second in the cluster bench's rolling joins, beside (or with noBurst instead of) the burst. */
+  joinRates?: number[]
+  noBurst: boolean
   /** What the churn soak's relay runs beside, when given. */
   compare?: 'sockets' | 'memory'
 }
@@ -53,7 +57,7 @@ const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
   'model-proxy-trace': async ({ quick }) => modelProxyTraceBench({ ...(quick ? MODEL_PROXY_TRACE_QUICK : MODEL_PROXY_TRACE_DEFAULTS), progress }),
   deadlines: async ({ quick }) => deadlinesBench({ ...(quick ? DEADLINES_QUICK : DEADLINES_DEFAULTS), progress }),
   idle: async ({ quick }) => idleBench({ ...(quick ? IDLE_CPU_QUICK : IDLE_CPU_DEFAULTS), progress }),
-  cluster: async ({ quick, nodes }) => clusterBench({ ...(nodes != null ? clusterAt(nodes) : quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
+  cluster: async ({ quick, nodes, joinRates, noBurst }) => clusterBench({ ...(nodes != null ? clusterAt(nodes, joinRates, !noBurst) : quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
   work: async ({ quick }) => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),
   tasks: async ({ quick }) => tasksBench({ ...(quick ? TASKS_QUICK : TASKS_DEFAULTS), progress }),
   membership: async ({ quick }) => membershipBench({ ...(quick ? MEMBERSHIP_QUICK : MEMBERSHIP_DEFAULTS), progress }),
@@ -73,7 +77,7 @@ async function main (): Promise<void> {
   let args
   try {
     args = parseArgs({
-      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false }, minutes: { type: 'string' }, nodes: { type: 'string' }, compare: { type: 'string' } },
+      options: { quick: { type: 'boolean', default: false }, 'no-json': { type: 'boolean', default: false }, minutes: { type: 'string' }, nodes: { type: 'string' }, compare: { type: 'string' }, 'join-rate': { type: 'string' }, 'no-burst': { type: 'boolean', default: false } },
       allowPositionals: true
     })
   } catch (err: any) {
@@ -86,6 +90,10 @@ async function main (): Promise<void> {
   if (minutes != null && !(minutes > 0)) throw new UsageError(`--minutes: got "${values.minutes}"; expected a positive number`)
   const nodes = values.nodes?.split(',').map(Number)
   if (nodes != null && !nodes.every(n => Number.isInteger(n) && n >= 3)) throw new UsageError(`--nodes: got "${values.nodes}"; expected sizes of 3 or more, comma-separated`)
+  const joinRates = values['join-rate']?.split(',').map(Number)
+  if (joinRates != null && !joinRates.every(r => r > 0)) throw new UsageError(`--join-rate: got "${values['join-rate']}"; expected nodes per second, positive, comma-separated`)
+  if ((joinRates != null || values['no-burst']) && nodes == null) throw new UsageError('--join-rate and --no-burst go with --nodes (the sizes to join)')
+  if (values['no-burst'] && joinRates == null) throw new UsageError('--no-burst leaves nothing to run without --join-rate')
   const compare = values.compare
   if (compare != null && compare !== 'sockets' && compare !== 'memory') throw new UsageError(`--compare: got "${compare}"; expected sockets or memory`)
   const names = positionals.length > 0 ? positionals : Object.keys(BENCHES).filter(name => !OPT_IN.has(name))
@@ -97,7 +105,7 @@ async function main (): Promise<void> {
   const started = Date.now()
   const results: BenchResult[] = []
   for (const name of names) {
-    const result = await BENCHES[name]!({ quick: values.quick, minutes, nodes, compare })
+    const result = await BENCHES[name]!({ quick: values.quick, minutes, nodes, joinRates, noBurst: values['no-burst'], compare })
     results.push(result)
     process.stdout.write(formatResult(result) + '\n\n')
   }
