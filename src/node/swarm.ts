@@ -8,6 +8,7 @@ import { VERSION } from '../version.js'
 import { admissionGater, admitting, type Admission } from './admission.js'
 import { peerUrlToMultiaddr } from '../config/addresses.js'
 import * as c from './constants.js'
+import { installEd25519KeyCache } from './ed25519-key-cache.js'
 import { gatedEncrypters } from './gate.js'
 import { fastGossipMessageId } from './gossip-message-id.js'
 import { concurrentOutboundStreams } from './gossip-streams.js'
@@ -73,6 +74,8 @@ export function userAgent (nodeId: string): string {
  * circuit relay for the other members.
  */
 export async function createSwarm (config: SwarmConfig, privateKey: PrivateKey, swarmOptions: SwarmOptions = {}): Promise<Swarm> {
+  // One Ed25519 key object per publisher instead of one per verified signature (./ed25519-key-cache.ts).
+  installEd25519KeyCache()
   const https = config.tls == null
     ? undefined
     : { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) }
