@@ -189,6 +189,21 @@ describe('model proxy over the mesh', () => {
     expect(onA).toContain(`clawmatrix_failovers_total{${model}} 1`)
   })
 
+  it('keeps its connection to an upstream between requests and closes it when the node stops', async () => {
+    const fake = await started(new FakeOpenAIServer())
+    // The upstream would keep an idle connection for a minute: only the node can close it within the wait.
+    fake.keepAliveTimeout = 60_000
+    // ... and so would the node, but for its stop.
+    const a = await nodes.start({ nodeId: 'a', heartbeat: beat, models: [openaiModel('m', fake)] }, undefined, { modelProxy: { upstream: { idleSocketMs: 60_000 } } })
+    for (let i = 0; i < 2; i++) {
+      const stream = await client(a).chat.completions.create({ model: 'm', messages: USER, stream: true })
+      expect((await streamedText(stream)).finish).toBe('stop')
+    }
+    await waitFor('the node to keep a connection to the upstream', () => fake.openConnections === 1)
+    await a.node.stop()
+    await waitFor('the stopped node\'s connections to the upstream to be closed', () => fake.openConnections === 0, { timeoutMs: 10_000 })
+  })
+
   it('fails over when the first host\'s node is gone, and answers 503 when no host is left', async () => {
     const fakeB = await started(new FakeOpenAIServer())
     const fakeC = await started(new FakeOpenAIServer())

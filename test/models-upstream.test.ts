@@ -3,7 +3,7 @@ import { createServer as createNetServer, type Socket } from 'node:net'
 import OpenAI from 'openai'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
-  createUpstream, parseSse, resolveUpstreamTarget, SseParser, toAnthropicRequest, UpstreamError,
+  createUpstream, parseSse, resolveUpstreamTarget, SseParser, toAnthropicRequest, UpstreamConnections, UpstreamError,
   type ModelResponse, type ModelUpstream, type SseEvent
 } from '../src/services/models/index.js'
 import { FakeAnthropicServer, fakeEmbedding, FakeOpenAIServer } from './fixtures/fake-upstream/index.js'
@@ -433,6 +433,23 @@ describe('OpenAI dialect adapter', () => {
     expect(await fake.requests[0]!.ended).toBe('client-closed')
   })
 
+  it('closes a kept connection once idle for idleSocketMs, never under a slow answer', async () => {
+    const connections = new UpstreamConnections({ idleSocketMs: 150 })
+    const kept = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { logger, connections })
+    const ask = async (): Promise<string> => await text((await kept.request({ route: 'chat/completions', body: { model: 'x', stream: true, messages: [{ role: 'user', content: 'a' }] } })).body)
+    // The upstream would keep it far longer: only the node's own timeout can close it within the wait.
+    fake.keepAliveTimeout = 60_000
+    try {
+      // Silences of 3x the idle timeout between chunks: the timer must not count while a request runs.
+      fake.reply = { chunks: ['slow', ' answer'], delayMs: 450 }
+      expect(contentOf(chunksOf(await ask()).chunks)).toBe('slow answer')
+      expect(await fake.requests[0]!.ended).toBe('completed')
+      await waitFor('the idle kept connection to be closed', () => fake.openConnections === 0 && connections.open === 0, { timeoutMs: 10_000 })
+    } finally {
+      connections.destroy()
+    }
+  })
+
   it('sends a request again when the upstream dropped the kept connection it went out on', async () => {
     // Answers the first request of each connection and drops the connection at the next, as an
     // upstream whose keep-alive timeout closed an idle connection just as a request reused it.
@@ -453,14 +470,16 @@ describe('OpenAI dialect adapter', () => {
       })
     })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const connections = new UpstreamConnections()
     try {
-      const dropping = createUpstream({ baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1`, dialect: 'openai', upstreamModel: 'm' }, { logger })
+      const dropping = createUpstream({ baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1`, dialect: 'openai', upstreamModel: 'm' }, { logger, connections })
       for (let i = 0; i < 2; i++) {
         const response = await dropping.request({ route: 'embeddings', body: { input: 'a' } })
         expect(JSON.parse(await text(response.body)).data[0].embedding).toEqual([0.5])
       }
       expect(dropped).toBe(1)
     } finally {
+      connections.destroy()
       server.closeAllConnections()
       await new Promise(resolve => server.close(resolve))
     }

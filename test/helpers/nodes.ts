@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../../src/config/load.js'
-import { ClawmatrixNode } from '../../src/services/clawmatrix-node.js'
+import { ClawmatrixNode, type ClawmatrixNodeInit } from '../../src/services/clawmatrix-node.js'
 import { attachA2A } from '../../src/a2a/index.js'
 import { attachTasks, type TaskService } from '../../src/tasks/service.js'
 import type { InfoLog } from '../../src/node/logging.js'
@@ -31,16 +31,16 @@ export interface TestNode {
  * A real node on loopback with ephemeral ports and its own temp state dir.
  * `cleanup` stops every node made through it and removes their state.
  */
-export function testNodes (): { start: (input: Record<string, unknown>, stateDir?: string) => Promise<TestNode>, cleanup: () => Promise<void> } {
+export function testNodes (): { start: (input: Record<string, unknown>, stateDir?: string, init?: Pick<ClawmatrixNodeInit, 'modelProxy'>) => Promise<TestNode>, cleanup: () => Promise<void> } {
   const started: TestNode[] = []
   const dirs: string[] = []
   return {
-    async start (input, stateDir) {
+    async start (input, stateDir, init) {
       const dir = stateDir ?? await mkdtemp(join(tmpdir(), 'clawmatrix-test-'))
       if (stateDir == null) dirs.push(dir)
       const config = parseConfig({ secret: SECRET, listenHost: '127.0.0.1', listenPort: 0, proxyPort: 0, ...input })
       const log = new LogLines()
-      const node = await ClawmatrixNode.create({ config, stateDir: dir, log })
+      const node = await ClawmatrixNode.create({ ...init, config, stateDir: dir, log })
       const tasks = attachTasks(node, dir)
       attachA2A(node, tasks)
       await node.start()

@@ -7,6 +7,7 @@
  */
 import { createUpstream, resolveUpstreamTarget } from '../models/resolve.js'
 import { UpstreamError } from '../models/errors.js'
+import { UpstreamConnections } from '../models/upstream-http.js'
 import { MAX_CONCURRENT_REQUESTS } from './constants.js'
 import { DEFAULT_QUEUE_WAIT_MS } from '../../config/schema.js'
 import type { ModelConfig } from '../../config/schema.js'
@@ -26,8 +27,8 @@ export type ResolveModelTarget = (model: ModelConfig) => UpstreamTarget | Promis
 export interface LocalModelsInit {
   models: ModelConfig[]
   resolveTarget?: ResolveModelTarget
-  /** Timeouts of the upstream adapters. */
-  upstream?: UpstreamInit
+  /** Timeouts of the upstream adapters, and how long a kept connection to an upstream may idle. */
+  upstream?: UpstreamOptions
   /** Upstream requests at once, for this node's clients and other nodes together. */
   maxConcurrentRequests?: number
   /** Where a model that cannot be served is reported at start (the node's info log). */
@@ -35,6 +36,9 @@ export interface LocalModelsInit {
   /** The node's logger (../node/logging.ts `nodeLogger`), so every line says which node it is. */
   logger: ComponentLogger
 }
+
+/** What an embedder may set of the upstream adapters: the node supplies its logger and its connections. */
+export type UpstreamOptions = Omit<UpstreamInit, 'logger' | 'connections'>
 
 /** How busy a model is on this node: requests running, and its `maxConcurrent` when it has one. */
 export interface ModelLoad {
@@ -79,6 +83,8 @@ export class LocalModels implements Startable {
   private readonly queues = new Map<string, Waiter[]>()
   private started = false
   private inFlight = 0
+  /** This node's kept connections to its upstreams, from start to stop. */
+  private connections?: UpstreamConnections
 
   constructor (private readonly init: LocalModelsInit) {
     this.limits = new Map(init.models.flatMap(model => model.maxConcurrent == null ? [] : [[model.id, model.maxConcurrent]]))
@@ -89,10 +95,11 @@ export class LocalModels implements Startable {
   }
 
   async start (): Promise<void> {
+    this.connections = new UpstreamConnections({ idleSocketMs: this.init.upstream?.idleSocketMs })
     const resolve = this.init.resolveTarget ?? (async (model: ModelConfig) => resolveUpstreamTarget(model))
     for (const model of this.init.models) {
       try {
-        this.upstreams.set(model.id, createUpstream(await resolve(model), { logger: this.init.logger, ...this.init.upstream }))
+        this.upstreams.set(model.id, createUpstream(await resolve(model), { logger: this.init.logger, ...this.init.upstream, connections: this.connections }))
       } catch (err: any) {
         // The node still starts: its other models and every other service work, and
         // callers are told why this one is refused (and fail over to another host).
@@ -111,6 +118,9 @@ export class LocalModels implements Startable {
     this.queues.clear()
     this.upstreams.clear()
     this.unavailable.clear()
+    // The requests just aborted release their sockets; the kept ones close here, not at their idle timeout.
+    this.connections?.destroy()
+    this.connections = undefined
     this.started = false
   }
 

@@ -18,7 +18,7 @@ import type { Config } from '../../config/schema.js'
 import type { ClusterView } from '../cluster/cluster-view.js'
 import type { LocalHttpServer } from '../http/local-server.js'
 import type { Swarm } from '../../node/swarm.js'
-import type { UpstreamInit } from '../models/upstream.js'
+import type { UpstreamOptions } from './local-models.js'
 import type { PeerDescriber } from '../wire/path.js'
 import type { Startable } from '@libp2p/interface'
 
@@ -28,8 +28,8 @@ export interface ModelProxyOptions {
   resolveTarget?: ResolveModelTarget
   /** Told about every request, for metrics. */
   observer?: ModelProxyObserver
-  /** Timeouts of the upstream adapters. */
-  upstream?: UpstreamInit
+  /** Timeouts of the upstream adapters, and how long a kept connection to an upstream may idle. */
+  upstream?: UpstreamOptions
   /** Per-caller policy (managed clusters' models[].allowFrom): a refusal before a request is served. */
   admit?: StreamProtocolInit['admit']
 }

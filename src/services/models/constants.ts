@@ -4,6 +4,18 @@
 export const DEFAULT_RESPONSE_TIMEOUT_MS = 300_000
 /** Longest silence between two body chunks before the upstream is taken as stalled. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 120_000
+/**
+ * A kept connection to an upstream that carried nothing for this long is
+ * closed by the node (undici's default too): an idle node holds no sockets,
+ * and closing first avoids racing the upstream's own keep-alive timeout
+ * (Node's server default is 5 s). An upstream that hints a shorter
+ * `Keep-Alive: timeout` is obeyed.
+ */
+export const DEFAULT_IDLE_SOCKET_MS = 4_000
+/** After a stream's end marker, the rest of its HTTP body is read for this long at most, to keep the connection. */
+export const DRAIN_MS = 1_000
+/** ... and up to this many bytes; a body that goes on is closed instead. */
+export const DRAIN_MAX_BYTES = 64 * 1024
 /** An upstream error body is read up to this size; the rest is dropped. */
 export const MAX_ERROR_BODY_BYTES = 64 * 1024
 /** A non-streamed answer (a completion, a batch of embeddings) is read whole, up to this size. */

@@ -6,3 +6,4 @@ export { toAnthropicRequest, fromAnthropicMessage, fromAnthropicError } from './
 export { UpstreamError, type OpenAIErrorBody } from './errors.js'
 export { SseParser, parseSse, formatSseEvent, formatSseData, SSE_DONE, type SseEvent } from './sse.js'
 export { MODEL_ROUTES, type ModelRoute, type ModelRequest, type ModelResponse, type ModelUpstream, type UpstreamTarget, type UpstreamInit } from './upstream.js'
+export { UpstreamConnections, type UpstreamConnectionsInit } from './upstream-http.js'

@@ -10,7 +10,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
-import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES } from './constants.js'
+import { DEFAULT_IDLE_SOCKET_MS, DEFAULT_IDLE_TIMEOUT_MS, DRAIN_MAX_BYTES, DRAIN_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES } from './constants.js'
 import { UpstreamError, UpstreamTimeout } from './errors.js'
 import type { UpstreamInit, UpstreamTarget } from './upstream.js'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
@@ -26,6 +26,8 @@ export interface UpstreamPostInit {
   redact: (text: string) => string
   /** The node's `clawmatrix:models:http` logger. */
   log: Logger
+  /** The node's kept connections; without them the request's connection closes after its answer. */
+  connections?: UpstreamConnections
 }
 
 /**
@@ -34,6 +36,8 @@ export interface UpstreamPostInit {
  */
 export class UpstreamHttpResponse {
   readonly status: number
+  /** The answer is complete (its end marker came): leaving the body drains the rest instead of closing. */
+  private answered = false
 
   constructor (
     private readonly response: IncomingMessage,
@@ -87,7 +91,46 @@ export class UpstreamHttpResponse {
       throw classify(err, this.controller, this.init, 'mid-response')
     } finally {
       clearTimeout(stalled)
-      if (!finished) this.cancel()
+      if (!finished) {
+        if (this.answered) void this.drain(reader)
+        else this.cancel()
+      }
+    }
+  }
+
+  /**
+   * The answer is complete (an SSE stream's `[DONE]` or `message_stop`): the
+   * body may be left now without closing the connection. Without this, every
+   * streamed answer closed its kept connection (the HTTP end comes after the
+   * end marker) and the next request waited for a new one.
+   */
+  answerComplete (): void {
+    this.answered = true
+  }
+
+  /**
+   * Reads what is left of a body whose answer is complete, usually only the
+   * chunked encoding's last chunk, in the background, so the connection goes
+   * back to the node's pool. A body that goes on past DRAIN_MAX_BYTES or does
+   * not end within DRAIN_MS is cancelled (its connection closed) instead.
+   */
+  private async drain (reader: AsyncIterator<Buffer>): Promise<void> {
+    const timer = setTimeout(() => { this.cancel() }, DRAIN_MS)
+    let length = 0
+    try {
+      while (true) {
+        const { done, value } = await reader.next()
+        if (done === true) return
+        length += value.byteLength
+        if (length > DRAIN_MAX_BYTES) {
+          this.cancel()
+          return
+        }
+      }
+    } catch {
+      // cancelled, cut or the node stopped: the connection is gone, nothing to give back
+    } finally {
+      clearTimeout(timer)
     }
   }
 
@@ -171,7 +214,8 @@ export async function postAsAdapter (target: UpstreamTarget, init: UpstreamInit,
     signal: post.signal,
     responseTimeoutMs: init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,
     idleTimeoutMs: init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-    redact: post.redact
+    redact: post.redact,
+    connections: init.connections
   })
   if (response.isRedirect) throw response.redirectRefusal()
   if (response.status < 200 || response.status > 299) {
@@ -192,14 +236,63 @@ function httpLogger (logger: ComponentLogger): Logger {
   return log
 }
 
+export interface UpstreamConnectionsInit {
+  /** How long a kept connection may sit idle before it is closed (default DEFAULT_IDLE_SOCKET_MS). */
+  idleSocketMs?: number
+}
+
 /**
- * Connections to upstreams are kept between requests, as fetch() kept them
- * (node:http sockets have Nagle's algorithm off by default). Redirects are
- * never followed: node:http does not.
+ * One node's connections to its upstreams, kept between requests as fetch()
+ * kept them (node:http sockets have Nagle's algorithm off by default). Each
+ * node owns one: made at its start, destroyed at its stop, so a stopped node
+ * leaves no socket open to an upstream (a module-level agent outlived every
+ * node of a process). A connection idle for `idleSocketMs` is closed; the
+ * timer counts only while the connection is idle (Node's agent destroys a
+ * timed-out socket only from its free list), so a slow answer is never cut
+ * by it. Redirects are never followed: node:http does not.
  */
-const agents = {
-  'http:': { request: httpRequest, agent: new HttpAgent({ keepAlive: true }) },
-  'https:': { request: httpsRequest, agent: new HttpsAgent({ keepAlive: true }) }
+export class UpstreamConnections {
+  private readonly clients: Record<'http:' | 'https:', { request: typeof httpRequest, agent: HttpAgent }>
+
+  constructor (init: UpstreamConnectionsInit = {}) {
+    const options = { keepAlive: true, timeout: init.idleSocketMs ?? DEFAULT_IDLE_SOCKET_MS }
+    this.clients = {
+      'http:': { request: httpRequest, agent: new HttpAgent(options) },
+      'https:': { request: httpsRequest, agent: new HttpsAgent(options) }
+    }
+  }
+
+  /** The request function and agent for a URL's protocol, or undefined when neither http nor https. */
+  clientFor (protocol: string): { request: typeof httpRequest, agent: HttpAgent } | undefined {
+    return this.clients[protocol as keyof typeof this.clients]
+  }
+
+  /** Connections open now, carrying a request or idle. */
+  get open (): number {
+    return this.count(agent => [...Object.values(agent.sockets), ...Object.values(agent.freeSockets)])
+  }
+
+  /** Connections kept open, waiting for the next request. */
+  get idle (): number {
+    return this.count(agent => Object.values(agent.freeSockets))
+  }
+
+  private count (lists: (agent: HttpAgent) => Array<unknown[] | undefined>): number {
+    let count = 0
+    for (const { agent } of Object.values(this.clients)) for (const list of lists(agent)) count += list?.length ?? 0
+    return count
+  }
+
+  /** Closes every connection, idle or not; requests still running on one fail. */
+  destroy (): void {
+    for (const { agent } of Object.values(this.clients)) agent.destroy()
+  }
+}
+
+/** Without a node's connections: a connection per request, closed after its answer. */
+const unkept = {
+  'http:': { request: httpRequest, agent: false as const },
+  'https:': { request: httpsRequest, agent: false as const }
 }
 
 /** POSTs JSON to the upstream and resolves once the response headers arrived. */
@@ -226,7 +319,7 @@ export async function postUpstream (init: UpstreamPostInit): Promise<UpstreamHtt
  */
 async function post (init: UpstreamPostInit, signal: AbortSignal): Promise<IncomingMessage> {
   const url = new URL(init.url)
-  const client = agents[url.protocol as keyof typeof agents]
+  const client = init.connections?.clientFor(url.protocol) ?? unkept[url.protocol as keyof typeof unkept]
   if (client == null) throw new TypeError(`unsupported protocol ${url.protocol}`)
   const body = Buffer.from(JSON.stringify(init.body))
   while (true) {

@@ -5,6 +5,7 @@
  */
 import type { ModelDialect } from '../../config/schema.js'
 import type { ComponentLogger } from '@libp2p/interface'
+import type { UpstreamConnections } from './upstream-http.js'
 
 /** The OpenAI-compatible routes a model can be asked for, relative to /v1. */
 export const MODEL_ROUTES = ['chat/completions', 'completions', 'embeddings', 'responses'] as const
@@ -30,6 +31,14 @@ export interface UpstreamInit {
   responseTimeoutMs?: number
   /** Longest silence between body chunks (default DEFAULT_IDLE_TIMEOUT_MS). */
   idleTimeoutMs?: number
+  /** How long a kept connection to the upstream may sit idle before it is closed (default DEFAULT_IDLE_SOCKET_MS). */
+  idleSocketMs?: number
+  /**
+   * The kept connections the requests go out on, owned by whoever made them
+   * (LocalModels: one per node, destroyed at its stop). Without them every
+   * request opens its own connection and closes it after the answer.
+   */
+  connections?: UpstreamConnections
   /** Anthropic only: max_tokens when the client sets none (default DEFAULT_ANTHROPIC_MAX_TOKENS). */
   defaultMaxTokens?: number
   /** The node's logger (../../node/logging.ts `nodeLogger`), so every line says which node it is. */
