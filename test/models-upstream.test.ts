@@ -433,6 +433,23 @@ describe('OpenAI dialect adapter', () => {
     expect(await fake.requests[0]!.ended).toBe('client-closed')
   })
 
+  it('sends streamed requests one after another on one kept connection', async () => {
+    // A stream's HTTP end comes after its [DONE]: the connection is kept only if that end is still read.
+    const connections = new UpstreamConnections({ idleSocketMs: 60_000 })
+    const kept = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { logger, connections })
+    try {
+      for (let i = 0; i < 3; i++) {
+        const response = await kept.request({ route: 'chat/completions', body: { model: 'x', stream: true, messages: [{ role: 'user', content: 'a' }] } })
+        expect(chunksOf(await text(response.body)).done).toBe(true)
+        await waitFor('the connection to be back in the pool', () => connections.idle === 1)
+      }
+      expect(fake.connectionsAccepted).toBe(1)
+      expect(fake.requests.length).toBe(3)
+    } finally {
+      connections.destroy()
+    }
+  })
+
   it('closes a kept connection once idle for idleSocketMs, never under a slow answer', async () => {
     const connections = new UpstreamConnections({ idleSocketMs: 150 })
     const kept = createUpstream({ baseUrl: fake.url, dialect: 'openai', apiKey: KEY, upstreamModel: 'llama3:8b' }, { logger, connections })

@@ -46,7 +46,11 @@ export async function * relayEventStream (response: UpstreamHttpResponse, relay:
     const text = run(parse(() => parser.push(bytes)))
     if (text !== '') yield utf8(text)
     if (failure != null) throw failure
-    if (relay.complete) break
+    if (relay.complete) {
+      // What follows the end marker is only the HTTP end: leaving reads it, so the connection stays open for the next request.
+      response.answerComplete()
+      break
+    }
   }
   if (!relay.complete) {
     const text = run(parse(() => parser.end()))

@@ -92,7 +92,7 @@ export class UpstreamHttpResponse {
     } finally {
       clearTimeout(stalled)
       if (!finished) {
-        if (this.answered) void this.drain(reader)
+        if (this.answered) await this.drain(reader)
         else this.cancel()
       }
     }
@@ -110,9 +110,11 @@ export class UpstreamHttpResponse {
 
   /**
    * Reads what is left of a body whose answer is complete, usually only the
-   * chunked encoding's last chunk, in the background, so the connection goes
-   * back to the node's pool. A body that goes on past DRAIN_MAX_BYTES or does
-   * not end within DRAIN_MS is cancelled (its connection closed) instead.
+   * chunked encoding's last chunk (at hand already), so the connection goes
+   * back to the node's pool. Awaited, not left running: the request must be
+   * over before its signal's end (the served request's) would destroy it. A
+   * body that goes on past DRAIN_MAX_BYTES or does not end within DRAIN_MS is
+   * cancelled (its connection closed) instead.
    */
   private async drain (reader: AsyncIterator<Buffer>): Promise<void> {
     const timer = setTimeout(() => { this.cancel() }, DRAIN_MS)
