@@ -5,6 +5,7 @@
 import { subscribe } from 'node:diagnostics_channel'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import net from 'node:net'
 
 const dir = process.env.CLAWMATRIX_TRACE_DIR
 if (dir != null && dir !== '') {
@@ -17,6 +18,15 @@ if (dir != null && dir !== '') {
   subscribe('undici:client:sendHeaders', () => { marks.push([at(), 'fetch: head written']) })
   subscribe('undici:request:bodySent', () => { marks.push([at(), 'fetch: body written']) })
   subscribe('undici:request:headers', () => { marks.push([at(), 'fetch: response head']) })
+  // When bytes really leave: a TCP socket's write, by the port it goes to, or queued while the socket still
+  // connects (a connection opened for this request, not a kept one: what showed that streamed upstream
+  // requests were opening a connection each).
+  const writeGeneric = net.Socket.prototype._writeGeneric
+  net.Socket.prototype._writeGeneric = function (writev, data, encoding, cb) {
+    if (this.connecting) marks.push([at(), 'socket write queued while connecting'])
+    else if (this.remotePort != null) marks.push([at(), `socket write to :${this.remotePort}`])
+    return writeGeneric.call(this, writev, data, encoding, cb)
+  }
   const save = () => { writeFileSync(join(dir, `${process.pid}.json`), JSON.stringify(marks)) }
   process.on('exit', save)
   // The upstream and Portkey's gateway leave on SIGTERM without an 'exit' event: save, then leave as they would.
