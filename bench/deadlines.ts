@@ -18,7 +18,7 @@ import { setMaxListeners } from 'node:events'
 import { importDist } from './lib/dist.js'
 import type { BenchResult, Variant } from './lib/report.js'
 
-const { WakefulDeadline } = await importDist<typeof import('../src/services/wire/wakeful-deadline.js')>('services/wire/wakeful-deadline.js')
+const { WakefulDeadline } = await importDist<typeof import('../src/node/wakeful-deadline.js')>('node/wakeful-deadline.js')
 
 export interface DeadlinesBenchOptions {
   /** Requests per round, body frames per request, rounds per variant. */

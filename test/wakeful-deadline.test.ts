@@ -16,7 +16,7 @@ import { ModelStreamProtocol } from '../src/services/model-proxy/model-protocol.
 import { libp2pComponents } from '../src/services/wire/components.js'
 import { IdleTimeoutError, RefusedError } from '../src/services/wire/errors.js'
 import { OutboundExchange, type OutboundInit } from '../src/services/wire/outbound.js'
-import { WakefulDeadline } from '../src/services/wire/wakeful-deadline.js'
+import { WakefulDeadline } from '../src/node/wakeful-deadline.js'
 import { startSwarm } from './fixtures/proto-harness.js'
 import { waitFor } from './helpers/wait.js'
 import type { Heartbeat } from '../src/node/heartbeat.js'

@@ -3,7 +3,7 @@ import { encodeFrame, type Frame } from './frame.js'
 import { FrameReader } from './frame-reader.js'
 import { StreamCutError } from './errors.js'
 import { concatBytes } from '../../node/bytes.js'
-import { WakefulDeadline, withWakefulDeadline } from './wakeful-deadline.js'
+import { WakefulDeadline, withWakefulDeadline } from '../../node/wakeful-deadline.js'
 import { mark } from './trace.js'
 import type { AbortOptions, Stream, StreamCloseEvent } from '@libp2p/interface'
 

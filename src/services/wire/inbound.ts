@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { ClawmatrixProtocolError, StreamCutError } from './errors.js'
 import { FrameStream } from './frame-stream.js'
-import { WakefulDeadline } from './wakeful-deadline.js'
+import { WakefulDeadline } from '../../node/wakeful-deadline.js'
 import type { Frame } from './frame.js'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 

@@ -1,5 +1,5 @@
 import { IdleTimeoutError, RemoteError } from './errors.js'
-import { WakefulDeadline } from './wakeful-deadline.js'
+import { WakefulDeadline } from '../../node/wakeful-deadline.js'
 import type { Frame } from './frame.js'
 import type { FrameStream } from './frame-stream.js'
 
