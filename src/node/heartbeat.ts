@@ -1,5 +1,6 @@
 import { TypedEventEmitter } from 'main-event'
 import type { Logger, PeerId, Startable } from '@libp2p/interface'
+import { WakefulDeadline } from './wakeful-deadline.js'
 import type { Swarm } from './swarm.js'
 
 export interface HeartbeatInit {
@@ -25,6 +26,13 @@ export interface HeartbeatEvents {
  * Pings every connected peer each `intervalMs`. A peer that misses
  * `maxMissed` beats in a row has its connections aborted (a frozen peer
  * would never answer a graceful close) and is reported unresponsive.
+ *
+ * A beat's ping may take the whole budget (`intervalMs * maxMissed`,
+ * measured wakefully): a peer whose answers come later than one interval,
+ * on a loaded machine or a busy connection, is alive. While it is
+ * outstanding, the beats that find it unanswered count as missed; a peer
+ * is given up when it stayed silent for the whole budget, or when
+ * `maxMissed` pings in a row failed outright.
  */
 export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Startable {
   private readonly log: Logger
@@ -116,7 +124,13 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
   private beatOnce (peer: PeerId): void {
     const key = peer.toString()
     // A check under way is this beat's ping too (it updates the liveness when answered).
-    if (this.inFlight.has(key) || this.checks.has(key)) return
+    if (this.checks.has(key)) return
+    if (this.inFlight.has(key)) {
+      // The last beat is still unanswered: one more missed, shown in status; its deadline decides.
+      const state = this.liveness.get(key)
+      if (state != null) state.missed++
+      return
+    }
     this.inFlight.set(key, this.beatPeer(peer).finally(() => this.inFlight.delete(key)))
   }
 
@@ -124,14 +138,18 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
     const key = peer.toString()
     const state = this.liveness.get(key) ?? { missed: 0 }
     this.liveness.set(key, state)
+    // Not one interval: 20 model streams through a relay at load 18 made pings take over a second, and
+    // three 1 s timeouts in a row closed the connection under the streams. Wakeful: a process that was
+    // not running does not count the time against the peer (the answer may be waiting in the socket).
+    const deadline = new WakefulDeadline(this.init.intervalMs * this.init.maxMissed, { signal: this.controller.signal })
     try {
-      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.init.intervalMs)])
-      state.rttMs = await this.swarm.services.ping.ping(peer, { signal })
+      state.rttMs = await this.swarm.services.ping.ping(peer, { signal: deadline.signal })
       state.lastSeen = Date.now()
       state.missed = 0
     } catch (err: any) {
       if (this.controller.signal.aborted) return
-      state.missed++
+      // Silent for the whole budget; otherwise the ping failed outright (a reset stream): one beat missed.
+      state.missed = deadline.expired ? Math.max(state.missed + 1, this.init.maxMissed) : state.missed + 1
       this.log('peer %p missed beat %d of %d: %s', peer, state.missed, this.init.maxMissed, err.message)
       if (state.missed >= this.init.maxMissed) {
         this.liveness.delete(key)
@@ -140,6 +158,8 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
         }
         this.safeDispatchEvent('peer:unresponsive', { detail: peer })
       }
+    } finally {
+      deadline.clear()
     }
   }
 }
