@@ -33,6 +33,7 @@ import { IDLE_CPU_DEFAULTS, IDLE_CPU_QUICK, idleBench } from './idle.js'
 import { TASKS_DEFAULTS, TASKS_QUICK, tasksBench } from './tasks.js'
 import { MEMBERSHIP_DEFAULTS, MEMBERSHIP_QUICK, MEMBERSHIP_REVOKE, membershipBench } from './membership.js'
 import { DEADLINES_DEFAULTS, DEADLINES_QUICK, deadlinesBench } from './deadlines.js'
+import { HOP_FLOOR_DEFAULTS, HOP_FLOOR_QUICK, hopFloorBench } from './hop-floor.js'
 
 const { VERSION } = await importDist<typeof import('../src/version.js')>('version.js')
 
@@ -56,6 +57,7 @@ const BENCHES: Record<string, (options: RunOptions) => Promise<BenchResult>> = {
   'model-proxy': async ({ quick }) => modelProxyBench({ ...(quick ? MODEL_PROXY_QUICK : MODEL_PROXY_DEFAULTS), progress }),
   'model-proxy-trace': async ({ quick }) => modelProxyTraceBench({ ...(quick ? MODEL_PROXY_TRACE_QUICK : MODEL_PROXY_TRACE_DEFAULTS), progress }),
   deadlines: async ({ quick }) => deadlinesBench({ ...(quick ? DEADLINES_QUICK : DEADLINES_DEFAULTS), progress }),
+  'hop-floor': async ({ quick }) => hopFloorBench({ ...(quick ? HOP_FLOOR_QUICK : HOP_FLOOR_DEFAULTS), progress }),
   idle: async ({ quick }) => idleBench({ ...(quick ? IDLE_CPU_QUICK : IDLE_CPU_DEFAULTS), progress }),
   cluster: async ({ quick, nodes, joinRates, noBurst }) => clusterBench({ ...(nodes != null ? clusterAt(nodes, joinRates, !noBurst) : quick ? CLUSTER_QUICK : CLUSTER_DEFAULTS), progress }),
   work: async ({ quick }) => workBench({ ...(quick ? WORK_QUICK : WORK_DEFAULTS), progress }),

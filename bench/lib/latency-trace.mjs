@@ -27,6 +27,13 @@ if (dir != null && dir !== '') {
     else if (this.remotePort != null) marks.push([at(), `socket write to :${this.remotePort}`])
     return writeGeneric.call(this, writev, data, encoding, cb)
   }
+  // When bytes arrive: a TCP socket's read, by the port they come from. The gap from a write in one process to
+  // the read in the other is the kernel and the reader's wake-up; from the read on it is the reader's own work.
+  const push = net.Socket.prototype.push
+  net.Socket.prototype.push = function (chunk, encoding) {
+    if (chunk != null && this.remotePort != null) marks.push([at(), `socket read from :${this.remotePort}`])
+    return push.call(this, chunk, encoding)
+  }
   const save = () => { writeFileSync(join(dir, `${process.pid}.json`), JSON.stringify(marks)) }
   process.on('exit', save)
   // The upstream and Portkey's gateway leave on SIGTERM without an 'exit' event: save, then leave as they would.

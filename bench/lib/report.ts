@@ -10,7 +10,7 @@ export interface Variant {
 
 export interface Measurement {
   what: string
-  unit: 'ms' | 'MiB' | 's' | 'MB/s' | 'KiB/min' | 'msg/min' | 'bytes' | 'chunks/s' | 'count' | 'req/s' | 'ms/s'
+  unit: 'ms' | 'us' | 'MiB' | 's' | 'MB/s' | 'KiB/min' | 'msg/min' | 'bytes' | 'chunks/s' | 'count' | 'req/s' | 'ms/s'
   variants: Variant[]
   /** Printed under the table, e.g. how the figure was taken. */
   note?: string
