@@ -204,6 +204,23 @@ describe('model proxy over the mesh', () => {
     await waitFor('the stopped node\'s connections to the upstream to be closed', () => fake.openConnections === 0, { timeoutMs: 10_000 })
   })
 
+  it('closes an idle connection to an upstream after its node\'s modelProxy.upstream.idleSocketMs', async () => {
+    // Two nodes, each with its own upstream that would keep an idle connection for a minute.
+    const keeping = await started(new FakeOpenAIServer())
+    const closing = await started(new FakeOpenAIServer())
+    keeping.keepAliveTimeout = closing.keepAliveTimeout = 60_000
+    const a = await nodes.start({ nodeId: 'a', heartbeat: beat, models: [openaiModel('m', keeping)] }, undefined, { modelProxy: { upstream: { idleSocketMs: 60_000 } } })
+    const b = await nodes.start({ nodeId: 'b', heartbeat: beat, models: [openaiModel('m', closing)] }, undefined, { modelProxy: { upstream: { idleSocketMs: 150 } } })
+    // a's connection goes idle first: were both nodes on one idle time, it would be closed first too.
+    for (const [node, fake] of [[a, keeping], [b, closing]] as const) {
+      const stream = await client(node).chat.completions.create({ model: 'm', messages: USER, stream: true })
+      expect((await streamedText(stream)).finish).toBe('stop')
+      await waitFor(`${node.node.config.nodeId} to keep its connection to the upstream`, () => fake.openConnections === 1)
+    }
+    await waitFor('b to close its idle connection to the upstream', () => closing.openConnections === 0, { timeoutMs: 10_000 })
+    expect(keeping.openConnections).toBe(1)
+  })
+
   it('fails over when the first host\'s node is gone, and answers 503 when no host is left', async () => {
     const fakeB = await started(new FakeOpenAIServer())
     const fakeC = await started(new FakeOpenAIServer())

@@ -7,7 +7,7 @@
  */
 import { createUpstream, resolveUpstreamTarget } from '../models/resolve.js'
 import { UpstreamError } from '../models/errors.js'
-import { UpstreamConnections } from '../models/upstream-http.js'
+import { UpstreamConnections, type UpstreamConnectionsInit } from '../models/upstream-http.js'
 import { MAX_CONCURRENT_REQUESTS } from './constants.js'
 import { DEFAULT_QUEUE_WAIT_MS } from '../../config/schema.js'
 import type { ModelConfig } from '../../config/schema.js'
@@ -37,8 +37,12 @@ export interface LocalModelsInit {
   logger: ComponentLogger
 }
 
-/** What an embedder may set of the upstream adapters: the node supplies its logger and its connections. */
-export type UpstreamOptions = Omit<UpstreamInit, 'logger' | 'connections'>
+/**
+ * What an embedder may set of the node's upstream side (`modelProxy.upstream`):
+ * the adapters' timeouts, and how long the node's kept connections may idle.
+ * The node supplies the adapters' logger and connections.
+ */
+export type UpstreamOptions = Omit<UpstreamInit, 'logger' | 'connections'> & UpstreamConnectionsInit
 
 /** How busy a model is on this node: requests running, and its `maxConcurrent` when it has one. */
 export interface ModelLoad {
@@ -95,11 +99,12 @@ export class LocalModels implements Startable {
   }
 
   async start (): Promise<void> {
-    this.connections = new UpstreamConnections({ idleSocketMs: this.init.upstream?.idleSocketMs })
+    const { idleSocketMs, ...adapters } = this.init.upstream ?? {}
+    this.connections = new UpstreamConnections({ idleSocketMs })
     const resolve = this.init.resolveTarget ?? (async (model: ModelConfig) => resolveUpstreamTarget(model))
     for (const model of this.init.models) {
       try {
-        this.upstreams.set(model.id, createUpstream(await resolve(model), { logger: this.init.logger, ...this.init.upstream, connections: this.connections }))
+        this.upstreams.set(model.id, createUpstream(await resolve(model), { logger: this.init.logger, ...adapters, connections: this.connections }))
       } catch (err: any) {
         // The node still starts: its other models and every other service work, and
         // callers are told why this one is refused (and fail over to another host).

@@ -239,7 +239,12 @@ function httpLogger (logger: ComponentLogger): Logger {
 }
 
 export interface UpstreamConnectionsInit {
-  /** How long a kept connection may sit idle before it is closed (default DEFAULT_IDLE_SOCKET_MS). */
+  /**
+   * How long a kept connection may sit idle before it is closed
+   * (DEFAULT_IDLE_SOCKET_MS, which says why it is short).
+   *
+   * @default 4000
+   */
   idleSocketMs?: number
 }
 

@@ -27,19 +27,30 @@ export interface UpstreamTarget {
 }
 
 export interface UpstreamInit {
-  /** Time to the upstream's response headers (default DEFAULT_RESPONSE_TIMEOUT_MS). */
+  /**
+   * Time to the upstream's response headers (DEFAULT_RESPONSE_TIMEOUT_MS).
+   *
+   * @default 300000
+   */
   responseTimeoutMs?: number
-  /** Longest silence between body chunks (default DEFAULT_IDLE_TIMEOUT_MS). */
+  /**
+   * Longest silence between body chunks (DEFAULT_IDLE_TIMEOUT_MS).
+   *
+   * @default 120000
+   */
   idleTimeoutMs?: number
-  /** How long a kept connection to the upstream may sit idle before it is closed (default DEFAULT_IDLE_SOCKET_MS). */
-  idleSocketMs?: number
   /**
    * The kept connections the requests go out on, owned by whoever made them
-   * (LocalModels: one per node, destroyed at its stop). Without them every
-   * request opens its own connection and closes it after the answer.
+   * (LocalModels: one per node, destroyed at its stop), who also sets how
+   * long one may idle (UpstreamConnectionsInit). Without them every request
+   * opens its own connection and closes it after the answer.
    */
   connections?: UpstreamConnections
-  /** Anthropic only: max_tokens when the client sets none (default DEFAULT_ANTHROPIC_MAX_TOKENS). */
+  /**
+   * Anthropic only: max_tokens when the client sets none (DEFAULT_ANTHROPIC_MAX_TOKENS).
+   *
+   * @default 4096
+   */
   defaultMaxTokens?: number
   /** The node's logger (../../node/logging.ts `nodeLogger`), so every line says which node it is. */
   logger: ComponentLogger
