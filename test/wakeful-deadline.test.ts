@@ -19,7 +19,7 @@ import { OutboundExchange, type OutboundInit } from '../src/services/wire/outbou
 import { WakefulDeadline } from '../src/node/wakeful-deadline.js'
 import { startSwarm } from './fixtures/proto-harness.js'
 import { waitFor } from './helpers/wait.js'
-import type { Heartbeat } from '../src/node/heartbeat.js'
+import { Heartbeat } from '../src/node/heartbeat.js'
 import type { Swarm } from '../src/node/swarm.js'
 import type { ModelRequestFrame } from '../src/services/model-proxy/messages.js'
 import type { Frame } from '../src/services/wire/frame.js'
@@ -242,6 +242,40 @@ describe('wire deadlines while this process is blocked, against a peer in anothe
     }
     expect([...wireTimers.values()]).toEqual([])
     expect(getEventListeners(operation.signal, 'abort')).toHaveLength(0)
+  })
+})
+
+describe('the heartbeat\'s check while this process is blocked, against a peer in another process', () => {
+  let caller: Swarm
+  let remote: ChildPeer
+  let heartbeat: Heartbeat
+
+  beforeAll(async () => {
+    caller = await startSwarm('check-caller')
+    remote = await spawnPeer('wire-peer', caller)
+    // Not started: no periodic beat pings the peer, only the checks below (1 s budget each).
+    heartbeat = new Heartbeat(caller, { intervalMs: 250, maxMissed: 4 })
+  })
+
+  afterAll(async () => {
+    heartbeat?.stop()
+    remote?.child.kill('SIGKILL')
+    await caller?.stop()
+  })
+
+  it('takes a ping answer that arrived while the process was blocked past the check\'s deadline: the peer is alive', async () => {
+    const started = performance.now()
+    const checking = heartbeat.check(remote.peer)
+    await answerWhileBlocked(remote, 'ping-1', started + 1_000)
+    expect(await checking).toBe(true)
+    expect(heartbeat.checking).toBe(0)
+  })
+
+  it('still reports a peer that never answers as not reached, after the deadline', async () => {
+    const checking = heartbeat.check(remote.peer)
+    // It reached the peer, which holds its answer: silence, not a failed dial, is what the check gives up on.
+    await waitFor('the peer to hold ping-2', () => remote.got.has('ping-2'))
+    expect(await checking).toBe(false)
   })
 })
 

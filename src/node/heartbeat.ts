@@ -79,27 +79,37 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
   /**
    * Checks now whether this node still reaches `peer`: one ping over any
    * connection it has (relayed included), else over a fresh dial to the
-   * addresses it knows. True when the peer answered. Concurrent checks of one
+   * addresses it knows. True when the peer answered within the heartbeat's
+   * budget (`intervalMs * maxMissed`, measured wakefully). Concurrent checks of one
    * peer share one ping, so a flood of hints costs one round trip.
    */
   async check (peer: PeerId): Promise<boolean> {
     const key = peer.toString()
     let pending = this.checks.get(key)
     if (pending == null) {
-      // As patient as the heartbeat itself, which gives a peer maxMissed beats before giving up.
-      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.init.intervalMs * this.init.maxMissed)])
+      // As patient as the heartbeat itself, and as wakeful as a beat: a check asked just before the host's
+      // synchronous work (an OpenClaw gateway's state writes) must not call a peer dead whose answer came meanwhile.
+      const deadline = new WakefulDeadline(this.budgetMs, { signal: this.controller.signal })
       const beat = this.inFlight.get(key) ?? Promise.resolve()
-      pending = beat.then(async () => this.swarm.services.ping.ping(peer, { signal })).then(rttMs => {
+      pending = beat.then(async () => this.swarm.services.ping.ping(peer, { signal: deadline.signal })).then(rttMs => {
         const state = this.liveness.get(key)
         if (state != null) Object.assign(state, { rttMs, lastSeen: Date.now(), missed: 0 })
         return true
       }, (err: any) => {
         this.log('check of %p failed: %s', peer, err.message)
         return false
-      }).finally(() => this.checks.delete(key))
+      }).finally(() => {
+        deadline.clear()
+        this.checks.delete(key)
+      })
       this.checks.set(key, pending)
     }
     return pending
+  }
+
+  /** How long a beat or a check waits for a peer's answer: the maxMissed beats it is given. */
+  private get budgetMs (): number {
+    return this.init.intervalMs * this.init.maxMissed
   }
 
   /** A new peer is beaten at once, so routing knows its round-trip time from the start. */
@@ -141,7 +151,7 @@ export class Heartbeat extends TypedEventEmitter<HeartbeatEvents> implements Sta
     // Not one interval: 20 model streams through a relay at load 18 made pings take over a second, and
     // three 1 s timeouts in a row closed the connection under the streams. Wakeful: a process that was
     // not running does not count the time against the peer (the answer may be waiting in the socket).
-    const deadline = new WakefulDeadline(this.init.intervalMs * this.init.maxMissed, { signal: this.controller.signal })
+    const deadline = new WakefulDeadline(this.budgetMs, { signal: this.controller.signal })
     try {
       state.rttMs = await this.swarm.services.ping.ping(peer, { signal: deadline.signal })
       state.lastSeen = Date.now()
