@@ -91,6 +91,22 @@ async function post (node: TestNode, path: string, body: string | Buffer, header
   return { status: response.status, json: text === '' ? undefined : JSON.parse(text), headers: Object.fromEntries(response.headers) }
 }
 
+/** A POST whose body goes out in chunked encoding, without a content-length, 64 KiB a write. */
+async function postChunked (node: TestNode, path: string, body: Buffer): Promise<{ status: number, json: any }> {
+  return await new Promise((resolve, reject) => {
+    const request = httpRequest(`${node.node.http.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' } }, response => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { text += chunk })
+      response.on('end', () => { resolve({ status: response.statusCode ?? 0, json: text === '' ? undefined : JSON.parse(text) }) })
+      response.on('error', reject)
+    })
+    request.on('error', reject)
+    for (let at = 0; at < body.byteLength; at += 64 * 1024) request.write(body.subarray(at, at + 64 * 1024))
+    request.end()
+  })
+}
+
 describe('model proxy over the mesh', () => {
   it('streams a chat answer from a host behind a relay, chunk by chunk, with the request passed through', async () => {
     const step = stepper()
@@ -492,6 +508,9 @@ describe('model proxy HTTP endpoint', () => {
     expect(await post(a, '/v1/chat/completions', '{"messages": []}')).toMatchObject({ status: 400, json: { error: { param: 'model' } } })
     const huge = Buffer.alloc(9 * 1024 * 1024, 'a')
     expect(await post(a, '/v1/embeddings', huge)).toMatchObject({ status: 413, json: { error: { code: 'request_too_large', message: expect.stringMatching(/limit of 8388608 bytes/) } } })
+    // Without a declared length the limit is found while reading: still a 413 the client gets, not a cut connection.
+    expect(await postChunked(a, '/v1/embeddings', huge)).toMatchObject({ status: 413, json: { error: { code: 'request_too_large', message: expect.stringMatching(/exceeds the limit of 8388608 bytes/) } } })
+    expect(await post(a, '/v1/chat/completions', '{"messages": []}')).toMatchObject({ status: 400 })
   })
 
   it('asks for the bearer token when one is configured', async () => {

@@ -8,16 +8,34 @@ export async function readJsonBody (req: IncomingMessage, maxBytes: number): Pro
     req.resume()
     throw new HttpRequestError(413, `the request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`)
   }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).byteLength
-    if (size > maxBytes) {
+  // Events rather than `for await`: the async iterator cost a measurable share of a proxied request's way in.
+  const chunks = await new Promise<Buffer[]>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer): void => {
+      size += chunk.byteLength
+      if (size <= maxBytes) {
+        chunks.push(chunk)
+        return
+      }
+      stop()
       req.resume()
-      throw new HttpRequestError(413, `the request body exceeds the limit of ${maxBytes} bytes`)
+      reject(new HttpRequestError(413, `the request body exceeds the limit of ${maxBytes} bytes`))
     }
-    chunks.push(chunk as Buffer)
-  }
+    const onEnd = (): void => { stop(); resolve(chunks) }
+    const onClose = (): void => { stop(); reject(new HttpRequestError(400, 'the client closed the connection before the end of its request body')) }
+    const onError = (err: Error): void => { stop(); reject(new HttpRequestError(400, `the request body could not be read: ${err.message}`)) }
+    const stop = (): void => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('close', onClose)
+      req.off('error', onError)
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('close', onClose)
+    req.on('error', onError)
+  })
   let body: unknown
   try {
     body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
