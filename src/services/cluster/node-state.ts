@@ -1,5 +1,6 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { pathText } from './routing.js'
+import { withWakefulDeadline } from '../../node/wakeful-deadline.js'
 import type { ClusterView } from './cluster-view.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { PeerDialer } from '../../node/peer-dialer.js'
@@ -83,9 +84,11 @@ export function pathDescriber (states: NodeStates, sources: { swarm: Swarm, view
       const nodeId = view.nodeIdOf(peerId)
       if (nodeId == null) return undefined
       const peer = peerIdFromString(peerId)
-      const signal = AbortSignal.timeout(RELAY_CHECK_MS)
-      const answered = await Promise.race([heartbeat.check(peer), aborted(signal).then(() => false)])
-      if (!answered) await disconnected(swarm, peer, signal)
+      // Wakeful, as every wait for a peer: a blocked host must not read its own stall as the relay's silence.
+      await withWakefulDeadline(RELAY_CHECK_MS, async signal => {
+        const answered = await Promise.race([heartbeat.check(peer), aborted(signal).then(() => false)])
+        if (!answered) await disconnected(swarm, peer, signal)
+      })
       return states.describe(nodeId)
     }
   }
