@@ -3,6 +3,7 @@ import { isName } from '../../config/schema.js'
 import { PROTOCOL_PREFIX } from '../wire/constants.js'
 import { protocolId } from '../wire/protocol-id.js'
 import * as c from './constants.js'
+import { WakefulDeadline } from '../../node/wakeful-deadline.js'
 import type { ClusterNode } from '../cluster/cluster-view.js'
 import type { ProtocolComponents } from '../wire/components.js'
 import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
@@ -79,7 +80,9 @@ export class ViewProtocol implements Startable {
   }
 
   private readonly handleView = async (stream: Stream, connection: Connection): Promise<void> => {
-    const signal = AbortSignal.timeout(this.timeoutMs)
+    // Wakeful, as every wait for a peer: a member busy with its host's synchronous work still answers.
+    const deadline = new WakefulDeadline(this.timeoutMs)
+    const signal = deadline.signal
     try {
       const lp = lpStream(stream, { maxDataLength: c.MAX_VIEW_REQUEST_BYTES })
       parseObject(await lp.read({ signal }), 'view request')
@@ -92,12 +95,15 @@ export class ViewProtocol implements Startable {
       // A bad or slow request costs this stream only.
       this.log('view request from %p failed: %s', connection.remotePeer, err.message)
       stream.abort(err)
+    } finally {
+      deadline.clear()
     }
   }
 
   /** Asks a connected peer for its cluster view. */
   async fetch (peer: PeerId, options: AbortOptions = {}): Promise<ClusterViewSnapshot> {
-    const signal = options.signal == null ? AbortSignal.timeout(this.timeoutMs) : AbortSignal.any([options.signal, AbortSignal.timeout(this.timeoutMs)])
+    const deadline = new WakefulDeadline(this.timeoutMs, { signal: options.signal })
+    const signal = deadline.signal
     let stream: Stream | undefined
     try {
       stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal, runOnLimitedConnection: this.runOnLimitedConnection })
@@ -109,6 +115,8 @@ export class ViewProtocol implements Startable {
     } catch (err: any) {
       stream?.abort(err)
       throw new ViewFetchError(describeFetchFailure(err, this), { cause: err })
+    } finally {
+      deadline.clear()
     }
   }
 
