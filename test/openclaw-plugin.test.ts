@@ -50,7 +50,7 @@ const CONFIG_SHAPE = {
   proxyPort: 'integer',
   proxyToken: 'string',
   toolProxy: { enabled: 'boolean', allow: 'string[]', deny: 'string[]', maxOutputBytes: 'integer', workdir: 'string', allowFrom: 'string[]' },
-  modelRouting: { cooldownFailures: 'integer', cooldownMs: 'integer', reuseStreams: 'boolean', idleStreamMs: 'integer', idleStreamsPerHost: 'integer' },
+  modelRouting: { cooldownFailures: 'integer', cooldownMs: 'integer', reuseStreams: 'boolean', idleStreamMs: 'integer', idleStreamsPerHost: 'integer', probeAfterMs: 'integer', probeTimeoutMs: 'integer' },
   heartbeat: { intervalMs: 'integer', maxMissed: 'integer' },
   reconnect: { minDelayMs: 'integer', maxDelayMs: 'integer' },
   limits: { upgradesPerIpPerMinute: 'integer', pendingHandshakesPerIp: 'integer', relayedBytesPerMemberPerMinute: 'integer' },

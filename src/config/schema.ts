@@ -27,6 +27,14 @@ export const DEFAULT_IDLE_STREAMS_PER_HOST = 128
 /** The most idle streams per host a caller may keep: the model protocol's per-connection stream limit. */
 export const MAX_IDLE_STREAMS_PER_HOST = 256
 export const DEFAULT_IDLE_STREAM_MS = 10_000
+/**
+ * A model request that heard nothing from its host this long has the
+ * connection under it pinged; a ping unanswered for DEFAULT_PROBE_TIMEOUT_MS
+ * moves the request to the next host. Past most answers' first frame (a
+ * normal request sends nothing extra), and far below the heartbeat's 45 s.
+ */
+export const DEFAULT_PROBE_AFTER_MS = 2_000
+export const DEFAULT_PROBE_TIMEOUT_MS = 3_000
 /** How long a request waits in a model's queue for a slot before it is refused as busy (429 to the client). */
 export const DEFAULT_QUEUE_WAIT_MS = 30_000
 export const MIN_SECRET_LENGTH = 16
@@ -109,7 +117,9 @@ export const ModelRoutingSchema = Type.Object({
   cooldownMs: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_COOLDOWN_MS, description: 'How long a failing model host is skipped' })),
   reuseStreams: Type.Optional(Type.Boolean({ default: true, description: 'Keep model streams to hosts open between requests (/clawmatrix/model/1.1.0) instead of one stream per request; hosts that speak only 1.0.0 get a stream per request' })),
   idleStreamsPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_IDLE_STREAMS_PER_HOST, default: DEFAULT_IDLE_STREAMS_PER_HOST, description: 'With reuseStreams: idle model streams kept open per host' })),
-  idleStreamMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_IDLE_STREAM_MS, description: 'With reuseStreams: an idle model stream is closed after this long' }))
+  idleStreamMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_IDLE_STREAM_MS, description: 'With reuseStreams: an idle model stream is closed after this long' })),
+  probeAfterMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_PROBE_AFTER_MS, description: 'A request that heard nothing from its model host this long has the connection to the host pinged (once)' })),
+  probeTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, default: DEFAULT_PROBE_TIMEOUT_MS, description: 'A host whose connection answers that ping within this long is slow and waited for; otherwise it is silent (frozen, or its network drops packets) and the request moves to the next host' }))
 }, { additionalProperties: false })
 
 export const ToolProxySchema = Type.Object({

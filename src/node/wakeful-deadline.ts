@@ -105,6 +105,13 @@ export class WakefulDeadline {
     this.parent?.removeEventListener('abort', this.onParentAbort)
   }
 
+  /** Ends the deadline early, failing what waits on it: its signal aborts with `reason` (it did not expire). */
+  abort (reason: Error): void {
+    if (this.ended) return
+    this.clear()
+    this.controller.abort(reason)
+  }
+
   private arm (ms: number): void {
     this.firesAt = performance.now() + ms
     this.timer = setTimeout(this.fire, ms)

@@ -1,12 +1,13 @@
 import { describeDialError } from '../../node/dial-errors.js'
 import { type ProtocolComponents } from '../wire/components.js'
 import { GOODBYE_TIMEOUT_MS } from '../wire/constants.js'
-import { FrameTooLargeError, MalformedFrameError, RefusedError, RemoteError, StreamCutError } from '../wire/errors.js'
+import { FrameTooLargeError, MalformedFrameError, RefusedError, RemoteError, SilentConnectionError, StreamCutError } from '../wire/errors.js'
+import { ConnectionProbe } from '../wire/connection-probe.js'
 import { type Frame } from '../wire/frame.js'
 import { FrameStream } from '../wire/frame-stream.js'
 import { watchCaller } from '../wire/inbound.js'
 import { KeepAlive } from '../wire/keep-alive.js'
-import { lostPath, openRoutedStream } from '../wire/path.js'
+import { lostPath } from '../wire/path.js'
 import { readUntil } from '../wire/read-frames.js'
 import { checkFrame } from '../wire/request.js'
 import { WakefulDeadline, withWakefulDeadline } from '../../node/wakeful-deadline.js'
@@ -14,6 +15,7 @@ import { mark } from '../wire/trace.js'
 import { UpstreamError } from '../models/errors.js'
 import { StreamProtocol, type StreamProtocolInit } from '../protocols/common.js'
 import * as c from './constants.js'
+import { DEFAULT_PROBE_AFTER_MS } from '../../config/schema.js'
 import { answerCut, asUpstreamError, HostRefusedError, tooLarge } from './errors.js'
 import { AnswerFrame, EndFrame, errorBodyOf, FailedFrame, ModelRequestFrame, RejectedFrame, type LoadField, type RejectCode } from './messages.js'
 import { isBusy, type LocalModels } from './local-models.js'
@@ -44,6 +46,27 @@ export interface ModelProtocolInit extends StreamProtocolInit {
   maxIdleStreamsPerHost?: number
   /** Caller: an idle stream is closed after this long. @default 10_000 */
   idleStreamMs?: number
+  /**
+   * Caller: a request that heard nothing from its host this long after it
+   * was sent has the connection under its stream pinged (the muxer's ping;
+   * one at a time per connection, shared by the requests waiting on it), so
+   * a connection that died silently is found in seconds, not when the
+   * heartbeat gives the host up. A request answered sooner sends nothing
+   * extra.
+   *
+   * @default 2_000
+   */
+  probeAfterMs?: number
+  /**
+   * Caller: a connection that answers that ping within this long is alive
+   * and the request keeps waiting for its (slow) host; one that does not is
+   * silent: the request fails with SilentConnectionError before its first
+   * byte (the proxy moves on to the next host), and no request is sent on
+   * that connection until a ping is answered or it closes.
+   *
+   * @default 3_000
+   */
+  probeTimeoutMs?: number
 }
 
 /** A request this node served for another node. */
@@ -102,6 +125,9 @@ export class ModelStreamProtocol extends StreamProtocol {
   private readonly models: LocalModels
   /** Caller: streams kept open between requests, when `reuseStreams` is on. */
   readonly pool?: ModelStreamPool
+  /** Caller: pings the connection under a request that heard nothing for `probeAfterMs`. */
+  private readonly probe: ConnectionProbe
+  private readonly probeAfterMs: number
 
   constructor (components: ProtocolComponents, private readonly init: ModelProtocolInit) {
     super(components, c.MODEL_PROTOCOL_NAME, c.MODEL_PROTOCOL_VERSION, {
@@ -111,6 +137,8 @@ export class ModelStreamProtocol extends StreamProtocol {
       ...init
     }, { version: c.MODEL_PROTOCOL_REUSE_VERSION, nextRequestTimeoutMs: c.NEXT_REQUEST_TIMEOUT_MS })
     this.models = init.models
+    this.probe = new ConnectionProbe({ timeoutMs: init.probeTimeoutMs, describePeer: init.describePeer })
+    this.probeAfterMs = init.probeAfterMs ?? DEFAULT_PROBE_AFTER_MS
     if (init.reuseStreams !== false) {
       this.pool = new ModelStreamPool(components, {
         reuseProtocol: this.reuseProtocol!,
@@ -118,7 +146,8 @@ export class ModelStreamProtocol extends StreamProtocol {
         maxFrameBytes: this.settings.maxFrameBytes,
         runOnLimitedConnection: this.settings.runOnLimitedConnection,
         maxIdlePerHost: init.maxIdleStreamsPerHost,
-        idleTimeoutMs: init.idleStreamMs
+        idleTimeoutMs: init.idleStreamMs,
+        probe: this.probe
       }, this.log)
     }
   }
@@ -138,7 +167,8 @@ export class ModelStreamProtocol extends StreamProtocol {
    * started answering. Throws HostRefusedError when the host refused
    * before the first byte (with the upstream's error when it was the
    * upstream), RefusedError when it could not be reached or said nothing in
-   * time, and the signal's reason when aborted. Aborting later, or leaving
+   * time, SilentConnectionError when its connection stopped answering pings,
+   * and the signal's reason when aborted. Aborting later, or leaving
    * the body early, cancels the request on the host.
    */
   async request (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal): Promise<HostResponse> {
@@ -165,6 +195,7 @@ export class ModelStreamProtocol extends StreamProtocol {
         : await this.openOnce(peer, open.signal)
     } catch (err: any) {
       if (signal.aborted) throw signal.reason
+      if (err instanceof SilentConnectionError) throw err
       throw new RefusedError('unreachable', `cannot open a model stream to ${remote}: ${describe(err)}`)
     } finally {
       open.clear()
@@ -175,6 +206,7 @@ export class ModelStreamProtocol extends StreamProtocol {
 
     const answerTimeoutMs = this.init.answerTimeoutMs ?? c.ANSWER_TIMEOUT_MS
     const answered = new WakefulDeadline(answerTimeoutMs, { signal })
+    const watch = new SilenceWatch(this.probe, connection, answered, this.probeAfterMs)
     try {
       await frames.write(id == null ? request : { ...request, id }, { signal: answered.signal })
       frames.flush()
@@ -184,6 +216,7 @@ export class ModelStreamProtocol extends StreamProtocol {
         idleTimeoutMs: this.settings.idleTimeoutMs,
         remote
       })
+      watch.stop()
       mark('caller: answer read')
       checkId(first, id, remote)
       if (first.type === 'rejected') {
@@ -200,6 +233,11 @@ export class ModelStreamProtocol extends StreamProtocol {
       return { status: answer.status, contentType: answer.contentType, load: answer.load, body, usage: () => usage }
     } catch (err: any) {
       if (err instanceof HostRefusedError) throw err
+      if (watch.silence != null && !signal.aborted) {
+        // Nothing reaches the host: no cancel, no close exchange. The stream ends here, never back in the pool.
+        frames.abort(watch.silence)
+        throw watch.silence
+      }
       await abandon(frames, signal.aborted)
       if (signal.aborted) throw signal.reason
       if (lease.reused && !answered.expired && (err instanceof StreamCutError || frames.stream.status !== 'open')) {
@@ -212,20 +250,25 @@ export class ModelStreamProtocol extends StreamProtocol {
       if (answered.expired) throw new RefusedError('answer-timeout', `${remote} did not start answering within ${answerTimeoutMs} ms`)
       throw err
     } finally {
+      watch.stop()
       answered.clear()
     }
   }
 
   /** A stream for this request alone (`/clawmatrix/model/1.0.0`), as before streams were kept. */
   private async openOnce (peer: PeerId, signal: AbortSignal): Promise<StreamLease> {
-    const routed = await openRoutedStream(this.components, peer, this.protocol, {
+    const connection = await this.components.connectionManager.openConnection(peer, { signal })
+    // A connection found silent carries nothing: opening a stream on it would wait out the open timeout.
+    const silence = this.probe.silence(connection)
+    if (silence != null) throw silence
+    const stream = await connection.newStream(this.protocol, {
       signal,
       runOnLimitedConnection: this.settings.runOnLimitedConnection,
       // The protocol id goes out with the request instead of a round trip before it.
       negotiateFully: false
     })
-    const frames = new FrameStream(routed.stream, { maxFrameBytes: this.settings.maxFrameBytes })
-    return { frames, connection: routed.connection, reusable: false, reused: false, nextId: 1 }
+    const frames = new FrameStream(stream, { maxFrameBytes: this.settings.maxFrameBytes })
+    return { frames, connection, reusable: false, reused: false, nextId: 1 }
   }
 
   /** A request ended with its final frame: the stream goes back to the pool, or is closed. */
@@ -427,6 +470,43 @@ type FinalWrite = (frame: Frame, signal: AbortSignal) => Promise<void>
 function checkId (frame: Frame, id: number | undefined, remote: string): void {
   if (id != null && frame.id !== id) {
     throw new MalformedFrameError(`"${frame.type}" frame from ${remote} is for request ${String(frame.id)}, not ${id}`, 'bad-frame')
+  }
+}
+
+/**
+ * Watches a request until its host's first frame: after `afterMs` of
+ * silence it probes the connection under the stream once, and when that
+ * connection is silent fails the request's deadline with the
+ * SilentConnectionError (kept in `silence`). A request answered sooner costs
+ * one timer.
+ */
+class SilenceWatch {
+  silence?: SilentConnectionError
+  private timer?: ReturnType<typeof setTimeout>
+  /** Ends a probe under way when the answer came first. */
+  private answered?: AbortController
+
+  constructor (private readonly probe: ConnectionProbe, private readonly connection: Connection, private readonly deadline: WakefulDeadline, afterMs: number) {
+    this.timer = setTimeout(this.fire, afterMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.answered?.abort()
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined
+    this.answered = new AbortController()
+    const signal = AbortSignal.any([this.deadline.signal, this.answered.signal])
+    void this.probe.probe(this.connection, signal).then(alive => {
+      if (alive !== false || signal.aborted) return
+      this.silence = this.probe.silence(this.connection)
+      // No silence: the connection closed meanwhile, and the read fails on its own.
+      if (this.silence != null) this.deadline.abort(this.silence)
+    })
   }
 }
 

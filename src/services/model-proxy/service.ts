@@ -76,6 +76,8 @@ export class ModelProxyService implements Startable {
       reuseStreams: config.modelRouting?.reuseStreams,
       maxIdleStreamsPerHost: config.modelRouting?.idleStreamsPerHost,
       idleStreamMs: config.modelRouting?.idleStreamMs,
+      probeAfterMs: config.modelRouting?.probeAfterMs,
+      probeTimeoutMs: config.modelRouting?.probeTimeoutMs,
       onServed: served => {
         if (served.usage != null) this.usage.record('served', { model: served.model, host: config.nodeId, caller: init.view.nodeIdOf(served.from) ?? served.from }, served.usage)
         observer?.served?.(served)

@@ -1,5 +1,6 @@
 import { DEFAULT_IDLE_STREAM_MS, DEFAULT_IDLE_STREAMS_PER_HOST } from '../../config/schema.js'
 import { FrameStream } from '../wire/frame-stream.js'
+import type { ConnectionProbe } from '../wire/connection-probe.js'
 import type { ProtocolComponents } from '../wire/components.js'
 import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 
@@ -25,6 +26,8 @@ export interface ModelStreamPoolInit {
    * @default 10_000
    */
   idleTimeoutMs?: number
+  /** Connections found silent: their idle streams are dropped and no new stream is opened on them. */
+  probe?: ConnectionProbe
 }
 
 /** A stream lent to one request at a time. */
@@ -107,7 +110,11 @@ export class ModelStreamPool implements Startable {
     return this.parked.has(stream)
   }
 
-  /** An idle stream to `peer`, or a new one (dialing when needed). */
+  /**
+   * An idle stream to `peer`, or a new one (dialing when needed). Throws
+   * SilentConnectionError when the connection to `peer` is silent (its
+   * ping went unanswered): a stream on it would carry nothing.
+   */
   async acquire (peer: PeerId, options: AbortOptions & { fresh?: boolean }): Promise<StreamLease> {
     const key = peer.toString()
     const list = this.idle.get(key)
@@ -115,10 +122,12 @@ export class ModelStreamPool implements Startable {
       const idle = list.pop()!
       if (list.length === 0) this.idle.delete(key)
       this.unpark(idle)
-      if (usable(idle.lease)) return { ...idle.lease, reused: true }
+      if (usable(idle.lease) && this.init.probe?.silence(idle.lease.connection) == null) return { ...idle.lease, reused: true }
       idle.lease.frames.abort(new Error('an idle model stream went stale'))
     }
     const connection = await this.components.connectionManager.openConnection(peer, options)
+    const silence = this.init.probe?.silence(connection)
+    if (silence != null) throw silence
     const protocols = this.legacy.has(connection) ? [this.init.legacyProtocol] : [this.init.reuseProtocol, this.init.legacyProtocol]
     const stream = await connection.newStream(protocols, { ...options, runOnLimitedConnection: this.init.runOnLimitedConnection })
     const reusable = stream.protocol === this.init.reuseProtocol

@@ -56,6 +56,24 @@ export class PathLostError extends ClawmatrixProtocolError {
   }
 }
 
+/**
+ * The connection to a peer answered no ping in time while a request waited
+ * on it: the peer froze, or the network between stopped carrying packets
+ * without closing anything. Nothing on that connection is trusted until a
+ * ping is answered again.
+ */
+export class SilentConnectionError extends ClawmatrixProtocolError {
+  /**
+   * @param peer - the remote, by name
+   * @param silentMs - how long its ping has been unanswered
+   * @param path - how the connection runs (`direct`, `through relay r1`)
+   */
+  constructor (peer: string, readonly silentMs: number, path: string) {
+    super('silent', `${peer} is silent: its connection (${path}) has answered no ping for ${(silentMs / 1000).toFixed(1)} s; it froze, or the network to it drops packets`)
+    this.name = 'SilentConnectionError'
+  }
+}
+
 /** No frame, not even a keep-alive, arrived within the idle timeout. */
 export class IdleTimeoutError extends ClawmatrixProtocolError {
   constructor (message: string) {
