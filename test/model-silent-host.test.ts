@@ -27,7 +27,7 @@ async function fakeUpstream (): Promise<FakeOpenAIServer> {
   return fake
 }
 
-/** A forwarder to `a`'s listening port, and the address a host dials `a` at through it. */
+/** A forwarder to `a`'s listening port, and the address a node dials `a` at through it. */
 async function pathTo (a: TestNode, delayMs?: number): Promise<{ forwarder: TcpForwarder, url: string }> {
   const port = Number(a.wsAddress().match(/\/tcp\/(\d+)\//)![1])
   const forwarder = new TcpForwarder(port, { delayMs })
@@ -35,8 +35,8 @@ async function pathTo (a: TestNode, delayMs?: number): Promise<{ forwarder: TcpF
   return { forwarder, url: `/ip4/127.0.0.1/tcp/${await forwarder.listen()}/ws/p2p/${a.node.swarm.peerId.toString()}` }
 }
 
-async function host (nodeId: string, url: string, fake: FakeOpenAIServer): Promise<TestNode> {
-  return await nodes.start({ nodeId, peers: [{ nodeId: 'a', url }], models: [{ id: 'chat', provider: 'vllm', baseUrl: fake.url, upstreamModel: fake.models[0] }] })
+async function host (nodeId: string, url: string, fake: FakeOpenAIServer, peer = 'a'): Promise<TestNode> {
+  return await nodes.start({ nodeId, peers: [{ nodeId: peer, url }], models: [{ id: 'chat', provider: 'vllm', baseUrl: fake.url, upstreamModel: fake.models[0] }] })
 }
 
 /**
@@ -117,6 +117,28 @@ describe('a model host whose connection died silently', () => {
       expect(message).not.toContain(only.node.swarm.peerId.toString())
     }
     expect(fake.requests).toHaveLength(1)
+  })
+
+  it('finds a host behind a relay silent too, and names the relay', { timeout: 30_000 }, async () => {
+    // a, host-a and host-b meet only through the hub (their relay); host-a's link to the hub can go silent.
+    const hub = await nodes.start({ nodeId: 'hub', listen: true })
+    const a = await nodes.start({ nodeId: 'a', peers: [{ nodeId: 'hub', url: hub.wsAddress() }] })
+    const [fakeA, fakeB] = [await fakeUpstream(), await fakeUpstream()]
+    const [toA, toB] = [await pathTo(hub), await pathTo(hub, 100)]
+    await host('host-a', toA.url, fakeA, 'hub')
+    await host('host-b', toB.url, fakeB, 'hub')
+    await waitFor('a to order host-a before host-b, both through the hub', () =>
+      a.node.view.resolveModel('chat').map(c => `${c.nodeId}:${c.reach}`).join(',') === 'host-a:relayed,host-b:relayed')
+    expect(await ask(a)).toMatchObject({ status: 200, node: 'host-a' })
+
+    toA.forwarder.blackhole()
+    expect(await ask(a)).toMatchObject({ status: 200, node: 'host-b' })
+    expect(fakeA.requests).toHaveLength(1)
+    // With host-b gone too, the error says which host is silent and through which relay.
+    fakeB.reply = { fail: { status: 500, message: 'host-b is down for this test' } }
+    const failed = await ask(a)
+    expect(failed.status).toBe(500)
+    expect(JSON.parse(failed.text).error.message).toMatch(/host-a is silent: its connection \(through relay hub\) has answered no ping/)
   })
 
   it('keeps waiting for a slow host whose connection answers the probe', { timeout: 30_000 }, async () => {
