@@ -2,7 +2,9 @@
  * A TCP forwarder between two nodes, to make the path between them fail the
  * way real networks do: `blackhole()` stops carrying bytes either way while
  * every socket stays open (no FIN, no RST), as when the peer's machine froze
- * or a link drops packets; `delayMs` makes the path long.
+ * or a link drops packets; `hold()` keeps every byte until `release()`, as
+ * when the peer's process stalls and then goes on (an OpenClaw gateway's
+ * synchronous work); `delayMs` makes the path long.
  */
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net'
 
@@ -15,6 +17,8 @@ export class TcpForwarder {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
   private blackholed = false
+  /** While held: the writes to make on release, in order. */
+  private held?: Array<() => void>
 
   constructor (target: number, init: TcpForwarderInit = {}) {
     this.server = createServer(client => {
@@ -24,10 +28,14 @@ export class TcpForwarder {
         socket.on('close', () => { this.sockets.delete(socket) })
         socket.on('error', () => {})
       }
-      const pass = (to: Socket) => (chunk: Buffer): void => {
+      const write = (to: Socket, chunk: Buffer): void => {
         if (this.blackholed) return
-        if (init.delayMs == null) to.write(chunk)
-        else setTimeout(() => { if (!this.blackholed) to.write(chunk) }, init.delayMs)
+        if (this.held != null) this.held.push(() => to.write(chunk))
+        else to.write(chunk)
+      }
+      const pass = (to: Socket) => (chunk: Buffer): void => {
+        if (init.delayMs == null) write(to, chunk)
+        else setTimeout(() => { write(to, chunk) }, init.delayMs)
       }
       client.on('data', pass(upstream))
       upstream.on('data', pass(client))
@@ -44,6 +52,18 @@ export class TcpForwarder {
   /** From now on nothing passes either way, and nothing is closed: both ends see silence. */
   blackhole (): void {
     this.blackholed = true
+  }
+
+  /** From now on bytes are kept, not passed, either way, until release(). */
+  hold (): void {
+    this.held ??= []
+  }
+
+  /** Passes on what was held, in order, and carries bytes again. */
+  release (): void {
+    const held = this.held ?? []
+    this.held = undefined
+    for (const write of held) write()
   }
 
   async close (): Promise<void> {

@@ -69,6 +69,20 @@ export interface ModelProtocolInit extends StreamProtocolInit {
   probeTimeoutMs?: number
 }
 
+/** How one request is asked of a host. */
+export interface ModelRequestOptions {
+  /**
+   * No other host is left to try: the request is sent and waited for even
+   * on a connection found silent, and is not given up when its probe goes
+   * unanswered. A host that only stalled (an OpenClaw gateway busy with its
+   * own synchronous work) still answers; one that is gone fails as it did
+   * before probes, when the heartbeat gives it up or the answer times out.
+   *
+   * @default false
+   */
+  lastResort?: boolean
+}
+
 /** A request this node served for another node. */
 export interface ServedRequest {
   model: string
@@ -171,19 +185,19 @@ export class ModelStreamProtocol extends StreamProtocol {
    * and the signal's reason when aborted. Aborting later, or leaving
    * the body early, cancels the request on the host.
    */
-  async request (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal): Promise<HostResponse> {
+  async request (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal, options: ModelRequestOptions = {}): Promise<HostResponse> {
     try {
-      return await this.attempt(peer, request, signal, false)
+      return await this.attempt(peer, request, signal, false, options)
     } catch (err) {
       if (!(err instanceof StaleStreamError)) throw err
       // A kept stream died while idle (the host restarted, the connection dropped): once more on a new one.
       this.log('a kept model stream to %p was gone: %s', peer, err.message)
-      return await this.attempt(peer, request, signal, true)
+      return await this.attempt(peer, request, signal, true, options)
     }
   }
 
   /** One try on one stream: a kept one unless `fresh`. */
-  private async attempt (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal, fresh: boolean): Promise<HostResponse> {
+  private async attempt (peer: PeerId, request: ModelRequestFrame, signal: AbortSignal, fresh: boolean, options: ModelRequestOptions): Promise<HostResponse> {
     // Errors name the host by its node's name when the view knows it.
     const remote = this.peerName(peer)
     // Every wait on the host is wakeful: a process blocked past a deadline still reads what arrived meanwhile.
@@ -191,8 +205,8 @@ export class ModelStreamProtocol extends StreamProtocol {
     let lease: StreamLease
     try {
       lease = this.pool != null
-        ? await this.pool.acquire(peer, { signal: open.signal, fresh })
-        : await this.openOnce(peer, open.signal)
+        ? await this.pool.acquire(peer, { signal: open.signal, fresh, evenIfSilent: options.lastResort })
+        : await this.openOnce(peer, open.signal, options.lastResort === true)
     } catch (err: any) {
       if (signal.aborted) throw signal.reason
       if (err instanceof SilentConnectionError) throw err
@@ -206,7 +220,8 @@ export class ModelStreamProtocol extends StreamProtocol {
 
     const answerTimeoutMs = this.init.answerTimeoutMs ?? c.ANSWER_TIMEOUT_MS
     const answered = new WakefulDeadline(answerTimeoutMs, { signal })
-    const watch = new SilenceWatch(this.probe, connection, answered, this.probeAfterMs)
+    // The last host has nowhere to move the request to: a stalled host is waited for, as before probes.
+    const watch = options.lastResort === true ? undefined : new SilenceWatch(this.probe, connection, answered, this.probeAfterMs)
     try {
       await frames.write(id == null ? request : { ...request, id }, { signal: answered.signal })
       frames.flush()
@@ -216,7 +231,7 @@ export class ModelStreamProtocol extends StreamProtocol {
         idleTimeoutMs: this.settings.idleTimeoutMs,
         remote
       })
-      watch.stop()
+      watch?.stop()
       mark('caller: answer read')
       checkId(first, id, remote)
       if (first.type === 'rejected') {
@@ -233,7 +248,7 @@ export class ModelStreamProtocol extends StreamProtocol {
       return { status: answer.status, contentType: answer.contentType, load: answer.load, body, usage: () => usage }
     } catch (err: any) {
       if (err instanceof HostRefusedError) throw err
-      if (watch.silence != null && !signal.aborted) {
+      if (watch?.silence != null && !signal.aborted) {
         // Nothing reaches the host: no cancel, no close exchange. The stream ends here, never back in the pool.
         frames.abort(watch.silence)
         throw watch.silence
@@ -250,16 +265,16 @@ export class ModelStreamProtocol extends StreamProtocol {
       if (answered.expired) throw new RefusedError('answer-timeout', `${remote} did not start answering within ${answerTimeoutMs} ms`)
       throw err
     } finally {
-      watch.stop()
+      watch?.stop()
       answered.clear()
     }
   }
 
   /** A stream for this request alone (`/clawmatrix/model/1.0.0`), as before streams were kept. */
-  private async openOnce (peer: PeerId, signal: AbortSignal): Promise<StreamLease> {
+  private async openOnce (peer: PeerId, signal: AbortSignal, evenIfSilent: boolean): Promise<StreamLease> {
     const connection = await this.components.connectionManager.openConnection(peer, { signal })
     // A connection found silent carries nothing: opening a stream on it would wait out the open timeout.
-    const silence = this.probe.silence(connection)
+    const silence = evenIfSilent ? undefined : this.probe.silence(connection)
     if (silence != null) throw silence
     const stream = await connection.newStream(this.protocol, {
       signal,

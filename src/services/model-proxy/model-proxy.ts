@@ -5,7 +5,7 @@
  * served without the mesh.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { NoCandidateAcceptedError, PathLostError } from '../wire/errors.js'
+import { NoCandidateAcceptedError, PathLostError, SilentConnectionError } from '../wire/errors.js'
 import { firstAccepting } from '../wire/failover.js'
 import { UpstreamError } from '../models/errors.js'
 import { MODEL_PREFIX, type Candidate } from '../cluster/routing.js'
@@ -250,13 +250,16 @@ export class ModelProxy {
         const candidate = tried = byPeer.get(peer)!
         failovers++
         try {
-          return { response: await this.attempt(candidate, peer, model, request, signal, wait), candidate }
+          // Only a host with another behind it is left early for a silent connection (ModelRequestOptions.lastResort).
+          const lastResort = candidate === hosts.at(-1)
+          return { response: await this.attempt(candidate, peer, model, request, signal, wait, lastResort), candidate }
         } catch (err) {
           // An answer every host would give ends the search: it is the answer.
           if (err instanceof HostRefusedError && err.final) return { final: err.upstream! }
           if (err instanceof HostRefusedError) this.health.reportLoad(candidate.peerId, model, err.load)
-          // Busy is not broken: a full host does not cool down; nor does one whose relay died under the request.
-          const healthy = (err instanceof HostRefusedError && err.code === 'busy') || err instanceof PathLostError
+          // Busy is not broken: a full host does not cool down; nor does one whose relay died under the request,
+          // nor one whose connection went silent (it may be only stalled; dead connections are the heartbeat's).
+          const healthy = (err instanceof HostRefusedError && err.code === 'busy') || err instanceof PathLostError || err instanceof SilentConnectionError
           if (!signal.aborted && !healthy && this.health.failed(candidate.peerId, model)) {
             this.log('%s failed %s too often in a row: skipped while it cools down', candidate.nodeId, model)
           }
@@ -302,14 +305,14 @@ export class ModelProxy {
   }
 
   /** One host: this node's own upstream, or a host over the mesh. */
-  private async attempt (candidate: Candidate, peer: PeerId, model: string, request: ProxyRequest, signal: AbortSignal, wait: boolean): Promise<HostResponse> {
+  private async attempt (candidate: Candidate, peer: PeerId, model: string, request: ProxyRequest, signal: AbortSignal, wait: boolean, lastResort: boolean): Promise<HostResponse> {
     const release = this.init.view.track(candidate.peerId)
     try {
       mark('caller: route resolved')
       if (candidate.reach !== 'self') {
         const frame: ModelRequestFrame = { type: 'model', model, route: request.route, body: request.body }
         if (wait) frame.wait = true
-        return await this.init.protocol.request(peer, frame, signal)
+        return await this.init.protocol.request(peer, frame, signal, { lastResort })
       }
       const local = this.init.local
       const refusal = local.refusal(model, { wait })

@@ -113,9 +113,11 @@ export class ModelStreamPool implements Startable {
   /**
    * An idle stream to `peer`, or a new one (dialing when needed). Throws
    * SilentConnectionError when the connection to `peer` is silent (its
-   * ping went unanswered): a stream on it would carry nothing.
+   * ping went unanswered): a stream on it would carry nothing, unless
+   * `evenIfSilent` (the request has no other host to go to: the peer may be
+   * only stalled, and waiting for it is all that is left).
    */
-  async acquire (peer: PeerId, options: AbortOptions & { fresh?: boolean }): Promise<StreamLease> {
+  async acquire (peer: PeerId, options: AbortOptions & { fresh?: boolean, evenIfSilent?: boolean }): Promise<StreamLease> {
     const key = peer.toString()
     const list = this.idle.get(key)
     while (options.fresh !== true && list != null && list.length > 0) {
@@ -126,7 +128,7 @@ export class ModelStreamPool implements Startable {
       idle.lease.frames.abort(new Error('an idle model stream went stale'))
     }
     const connection = await this.components.connectionManager.openConnection(peer, options)
-    const silence = this.init.probe?.silence(connection)
+    const silence = options.evenIfSilent === true ? undefined : this.init.probe?.silence(connection)
     if (silence != null) throw silence
     const protocols = this.legacy.has(connection) ? [this.init.legacyProtocol] : [this.init.reuseProtocol, this.init.legacyProtocol]
     const stream = await connection.newStream(protocols, { ...options, runOnLimitedConnection: this.init.runOnLimitedConnection })
