@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto'
-import { noise } from '@libp2p/noise'
+import { noiseEncrypter } from './noise-encrypter.js'
 import type { ConnectionEncrypter } from '@libp2p/interface'
 
 /**
@@ -52,8 +52,8 @@ type EncrypterFactory = (components: any) => ConnectionEncrypter
 export function gatedEncrypters (secrets: readonly string[], wrap: (encrypter: EncrypterFactory) => EncrypterFactory = e => e): EncrypterFactory[] {
   if (secrets.length === 0) throw new Error('a node needs at least one cluster secret')
   return [
-    ...secrets.map(secret => wrap(renamed(noise({ prologueBytes: gatePrologue(secret) }), GATED_NOISE_PREFIX + secretFingerprint(secret)))),
-    wrap(noise({ prologueBytes: gatePrologue(secrets[0]!) }))
+    ...secrets.map(secret => wrap(renamed(noiseEncrypter({ prologueBytes: gatePrologue(secret) }), GATED_NOISE_PREFIX + secretFingerprint(secret)))),
+    wrap(noiseEncrypter({ prologueBytes: gatePrologue(secrets[0]!) }))
   ]
 }
 
