@@ -9,20 +9,20 @@ import { ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS, MAX_JSON_RESPONSE_BYTE
 import { redactor, UpstreamError } from './errors.js'
 import { relayEventStream, type EventRelay } from './event-relay.js'
 import { formatSseData, SSE_DONE, utf8, type SseEvent } from './sse.js'
-import { postAsAdapter, type UpstreamHttpResponse } from './upstream-http.js'
+import { postAsAdapter, UpstreamEndpoint, type UpstreamHttpResponse } from './upstream-http.js'
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic-types.js'
 import type { ModelRequest, ModelResponse, ModelUpstream, UpstreamInit, UpstreamTarget } from './upstream.js'
 
 export class AnthropicUpstream implements ModelUpstream {
   readonly dialect = 'anthropic'
   private readonly redact: (text: string) => string
-  private readonly messagesUrl: string
+  private readonly messages: UpstreamEndpoint
 
   constructor (private readonly target: UpstreamTarget, private readonly init: UpstreamInit) {
     this.redact = redactor(target.apiKey)
     // accept both https://api.anthropic.com and https://api.anthropic.com/v1
     const base = target.baseUrl.replace(/\/+$/, '')
-    this.messagesUrl = base.endsWith('/v1') ? `${base}/messages` : `${base}/v1/messages`
+    this.messages = new UpstreamEndpoint(base.endsWith('/v1') ? `${base}/messages` : `${base}/v1/messages`)
   }
 
   async request (request: ModelRequest): Promise<ModelResponse> {
@@ -34,7 +34,7 @@ export class AnthropicUpstream implements ModelUpstream {
       defaultMaxTokens: this.init.defaultMaxTokens ?? DEFAULT_ANTHROPIC_MAX_TOKENS
     })
     const response = await postAsAdapter(this.target, this.init, {
-      url: this.messagesUrl,
+      endpoint: this.messages,
       headers: {
         'anthropic-version': ANTHROPIC_VERSION,
         ...(this.target.apiKey != null && this.target.apiKey !== '' ? { 'x-api-key': this.target.apiKey } : {})

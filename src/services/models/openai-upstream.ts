@@ -7,25 +7,28 @@ import { MAX_JSON_RESPONSE_BYTES } from './constants.js'
 import { openAIErrorFromUpstream, redactor, UpstreamError } from './errors.js'
 import { relayEventStream, type EventRelay } from './event-relay.js'
 import { formatSseEvent, SSE_DONE, type SseEvent } from './sse.js'
-import { postAsAdapter, type UpstreamHttpResponse } from './upstream-http.js'
-import { MODEL_ROUTES, type ModelRequest, type ModelResponse, type ModelUpstream, type UpstreamInit, type UpstreamTarget } from './upstream.js'
+import { postAsAdapter, UpstreamEndpoint, type UpstreamHttpResponse } from './upstream-http.js'
+import { MODEL_ROUTES, type ModelRequest, type ModelResponse, type ModelRoute, type ModelUpstream, type UpstreamInit, type UpstreamTarget } from './upstream.js'
 
 export class OpenAIUpstream implements ModelUpstream {
   readonly dialect = 'openai'
   private readonly redact: (text: string) => string
-  private readonly baseUrl: string
+  /** Each route's URL, taken apart once. */
+  private readonly endpoints: Map<ModelRoute, UpstreamEndpoint>
 
   constructor (private readonly target: UpstreamTarget, private readonly init: UpstreamInit) {
     this.redact = redactor(target.apiKey)
-    this.baseUrl = target.baseUrl.replace(/\/+$/, '')
+    const baseUrl = target.baseUrl.replace(/\/+$/, '')
+    this.endpoints = new Map(MODEL_ROUTES.map(route => [route, new UpstreamEndpoint(`${baseUrl}/${route}`)]))
   }
 
   async request (request: ModelRequest): Promise<ModelResponse> {
-    if (!(MODEL_ROUTES as readonly string[]).includes(request.route)) {
+    const endpoint = this.endpoints.get(request.route)
+    if (endpoint == null) {
       throw UpstreamError.of(404, 'invalid_request_error', `unknown route /v1/${request.route}; expected one of ${MODEL_ROUTES.map(r => `/v1/${r}`).join(', ')}`)
     }
     const response = await postAsAdapter(this.target, this.init, {
-      url: `${this.baseUrl}/${request.route}`,
+      endpoint,
       headers: this.target.apiKey != null && this.target.apiKey !== '' ? { authorization: `Bearer ${this.target.apiKey}` } : {},
       body: { ...request.body, model: this.target.upstreamModel },
       stream: request.body.stream === true,

@@ -8,7 +8,7 @@
  * body stream written in a later turn), and CPU with it; its redirects,
  * decoding and CORS are all unused here.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { DEFAULT_IDLE_SOCKET_MS, DEFAULT_IDLE_TIMEOUT_MS, DRAIN_MAX_BYTES, DRAIN_MS, DEFAULT_RESPONSE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES } from './constants.js'
 import { UpstreamError, UpstreamTimeout } from './errors.js'
@@ -16,7 +16,7 @@ import type { UpstreamInit, UpstreamTarget } from './upstream.js'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 export interface UpstreamPostInit {
-  url: string
+  endpoint: UpstreamEndpoint
   headers: Record<string, string>
   body: unknown
   signal?: AbortSignal
@@ -31,6 +31,48 @@ export interface UpstreamPostInit {
 }
 
 /**
+ * An upstream URL taken apart once, by the adapter that posts to it, into
+ * the options node:http wants: a URL object given to http.request is taken
+ * apart again on every request. A URL that cannot be used fails each
+ * request, as it did when each request parsed it (an embedder's target
+ * is not validated beforehand).
+ */
+export class UpstreamEndpoint {
+  /** Origin and path, without credentials or query (which may hold secrets): what logs and errors show. */
+  readonly safe: string
+  /** What http.request takes (`protocol`, `hostname`, `port`, `path`, `auth`), or why there is none. */
+  readonly options: UpstreamRequestOptions | Error
+
+  /** @param href the whole URL, credentials included: never shown */
+  constructor (readonly href: string) {
+    this.safe = safeUrl(href)
+    try {
+      const url = new URL(href)
+      const protocol = url.protocol
+      if (protocol !== 'http:' && protocol !== 'https:') throw new TypeError(`unsupported protocol ${protocol}`)
+      this.options = {
+        protocol,
+        // node:http wants an IPv6 host without its brackets
+        hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+        port: url.port === '' ? undefined : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        auth: url.username !== '' || url.password !== '' ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : undefined
+      }
+    } catch (err: any) {
+      this.options = err
+    }
+  }
+}
+
+interface UpstreamRequestOptions {
+  protocol: 'http:' | 'https:'
+  hostname: string
+  port?: number
+  path: string
+  auth?: string
+}
+
+/**
  * An upstream response whose body is pulled on demand. The body must be
  * consumed or `cancel()`led: either releases the connection.
  */
@@ -42,7 +84,9 @@ export class UpstreamHttpResponse {
   constructor (
     private readonly response: IncomingMessage,
     private readonly controller: AbortController,
-    private readonly init: UpstreamPostInit
+    private readonly init: UpstreamPostInit,
+    /** Ends the exchange's watch on the caller's signal, once the body was read or left. */
+    private readonly done: () => void
   ) {
     this.status = response.statusCode ?? 0
   }
@@ -67,7 +111,7 @@ export class UpstreamHttpResponse {
    * caller's abort throws. Leaving the loop early cancels the request.
    */
   async * chunks (silenceMs = this.init.idleTimeoutMs): AsyncGenerator<Uint8Array> {
-    const reader = this.response[Symbol.asyncIterator]() as AsyncIterator<Buffer>
+    const reader = new BodyReader(this.response)
     let finished = false
     // One timer for the whole body, re-armed for every read; it counts only while a read waits
     // (a caller that holds a chunk is back-pressure, not a stalled upstream).
@@ -79,13 +123,13 @@ export class UpstreamHttpResponse {
       while (true) {
         reading = true
         stalled.refresh()
-        const { done, value } = await reader.next()
+        const chunk = await reader.next()
         reading = false
-        if (done === true) {
+        if (chunk == null) {
           finished = true
           return
         }
-        yield value
+        yield chunk
       }
     } catch (err) {
       throw classify(err, this.controller, this.init, 'mid-response')
@@ -95,6 +139,8 @@ export class UpstreamHttpResponse {
         if (this.answered) await this.drain(reader)
         else this.cancel()
       }
+      reader.stop()
+      this.done()
     }
   }
 
@@ -116,14 +162,14 @@ export class UpstreamHttpResponse {
    * body that goes on past DRAIN_MAX_BYTES or does not end within DRAIN_MS is
    * cancelled (its connection closed) instead.
    */
-  private async drain (reader: AsyncIterator<Buffer>): Promise<void> {
+  private async drain (reader: BodyReader): Promise<void> {
     const timer = setTimeout(() => { this.cancel() }, DRAIN_MS)
     let length = 0
     try {
       while (true) {
-        const { done, value } = await reader.next()
-        if (done === true) return
-        length += value.byteLength
+        const chunk = await reader.next()
+        if (chunk == null) return
+        length += chunk.byteLength
         if (length > DRAIN_MAX_BYTES) {
           this.cancel()
           return
@@ -179,18 +225,84 @@ export class UpstreamHttpResponse {
   redirectRefusal (): UpstreamError {
     this.cancel()
     const location = this.header('location')
-    return UpstreamError.of(502, 'upstream_error', this.init.redact(`the upstream redirected (${this.status}${location == null ? '' : ` to ${safeUrl(location, this.init.url)}`}); set baseUrl to the final URL`))
+    return UpstreamError.of(502, 'upstream_error', this.init.redact(`the upstream redirected (${this.status}${location == null ? '' : ` to ${safeUrl(location, this.init.endpoint.href)}`}); set baseUrl to the final URL`))
   }
 
   cancel (): void {
     this.controller.abort(new Error('the response was not read to its end'))
     this.response.destroy()
+    this.done()
+  }
+}
+
+function prematureClose (): Error {
+  return new Error('the connection closed before the end of the body')
+}
+
+/**
+ * Pulls a response body with `read()` and the stream's events, as its async
+ * iterator does underneath, without the iterator's generator and the
+ * end-of-stream watch it sets up per body: those were a measurable share of
+ * a proxied answer's way out. `next()` gives the next chunk, null at the
+ * body's proper end, and throws when the response failed or closed before it.
+ */
+class BodyReader {
+  private ended = false
+  private failure?: Error
+  private wake?: () => void
+
+  constructor (private readonly response: IncomingMessage) {
+    // Failed before anyone read it (the request was aborted while its head was handed over): no event will say so.
+    if (response.destroyed && !response.readableEnded) this.failure = response.errored ?? prematureClose()
+    response.on('readable', this.onEvent)
+    response.on('end', this.onEnd)
+    response.on('error', this.onError)
+    response.on('close', this.onClose)
+  }
+
+  async next (): Promise<Buffer | null> {
+    while (true) {
+      const chunk: Buffer | null = this.response.destroyed ? null : this.response.read()
+      if (chunk != null) return chunk
+      if (this.failure != null) throw this.failure
+      if (this.ended) return null
+      await new Promise<void>(resolve => { this.wake = resolve })
+    }
+  }
+
+  /** Stops listening; the response is done with. */
+  stop (): void {
+    this.response.off('readable', this.onEvent)
+    this.response.off('end', this.onEnd)
+    this.response.off('error', this.onError)
+    this.response.off('close', this.onClose)
+  }
+
+  private readonly onEvent = (): void => {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
+  }
+
+  private readonly onEnd = (): void => {
+    this.ended = true
+    this.onEvent()
+  }
+
+  private readonly onError = (err: Error): void => {
+    this.failure ??= err
+    this.onEvent()
+  }
+
+  private readonly onClose = (): void => {
+    if (!this.ended) this.failure ??= prematureClose()
+    this.onEvent()
   }
 }
 
 /** One request of a dialect's adapter (./openai-upstream.ts, ./anthropic-upstream.ts). */
 export interface AdapterPost {
-  url: string
+  endpoint: UpstreamEndpoint
   /** The dialect's own headers, its key's among them. */
   headers: Record<string, string>
   body: unknown
@@ -210,7 +322,7 @@ export interface AdapterPost {
 export async function postAsAdapter (target: UpstreamTarget, init: UpstreamInit, post: AdapterPost): Promise<UpstreamHttpResponse> {
   const response = await postUpstream({
     log: httpLogger(init.logger),
-    url: post.url,
+    endpoint: post.endpoint,
     headers: { ...target.headers, 'content-type': 'application/json', accept: post.stream ? 'text/event-stream' : 'application/json', ...post.headers },
     body: post.body,
     signal: post.signal,
@@ -302,19 +414,28 @@ const unkept = {
   'https:': { request: httpsRequest, agent: false as const }
 }
 
-/** POSTs JSON to the upstream and resolves once the response headers arrived. */
+/**
+ * POSTs JSON to the upstream and resolves once the response headers arrived.
+ * One AbortController per exchange: our timeouts and cancel() abort it, and
+ * so does the caller's signal, through one listener, kept until the body was
+ * read or left; aborting it destroys the request in flight, which fails the
+ * response read.
+ */
 export async function postUpstream (init: UpstreamPostInit): Promise<UpstreamHttpResponse> {
-  const controller = new AbortController()
-  const signal = init.signal == null ? controller.signal : AbortSignal.any([init.signal, controller.signal])
   init.signal?.throwIfAborted()
+  const controller = new AbortController()
+  const callerAborted = (): void => { controller.abort(init.signal?.reason) }
+  init.signal?.addEventListener('abort', callerAborted)
+  const done = (): void => { init.signal?.removeEventListener('abort', callerAborted) }
   let response: IncomingMessage
   try {
-    response = await withTimeout(controller, init.responseTimeoutMs, 'no-response', async () => await post(init, signal))
+    response = await withTimeout(controller, init.responseTimeoutMs, 'no-response', async () => await post(init, controller.signal))
   } catch (err) {
+    done()
     throw classify(err, controller, init, 'before answering')
   }
-  init.log('POST %s -> %d %s', safeUrl(init.url), response.statusCode, response.headers['content-type'])
-  return new UpstreamHttpResponse(response, controller, init)
+  if (init.log.enabled) init.log('POST %s -> %d %s', init.endpoint.safe, response.statusCode, response.headers['content-type'])
+  return new UpstreamHttpResponse(response, controller, init, done)
 }
 
 /**
@@ -325,17 +446,21 @@ export async function postUpstream (init: UpstreamPostInit): Promise<UpstreamHtt
  * upstream never saw it.
  */
 async function post (init: UpstreamPostInit, signal: AbortSignal): Promise<IncomingMessage> {
-  const url = new URL(init.url)
-  const client = init.connections?.clientFor(url.protocol) ?? unkept[url.protocol as keyof typeof unkept]
-  if (client == null) throw new TypeError(`unsupported protocol ${url.protocol}`)
+  const options = init.endpoint.options
+  if (options instanceof Error) throw options
+  const client = init.connections?.clientFor(options.protocol) ?? unkept[options.protocol]
   const body = Buffer.from(JSON.stringify(init.body))
+  let request: ClientRequest | undefined
+  // Not http.request's `signal` option: that watches each request's end with a listener set of its own.
+  const abort = (): void => { request?.destroy(signal.reason) }
+  signal.addEventListener('abort', abort)
   while (true) {
     const { promise, resolve, reject } = Promise.withResolvers<IncomingMessage>()
-    const request = client.request(url, {
+    request = client.request({
+      ...options,
       method: 'POST',
       headers: { ...init.headers, 'content-length': body.byteLength },
-      agent: client.agent,
-      signal
+      agent: client.agent
     }, resolve)
     request.on('error', reject)
     request.end(body)
@@ -343,7 +468,7 @@ async function post (init: UpstreamPostInit, signal: AbortSignal): Promise<Incom
       return await promise
     } catch (err: any) {
       if (!request.reusedSocket || signal.aborted || !STALE_SOCKET_CODES.has(err?.code)) throw err
-      init.log('a kept connection to %s was closed by the upstream (%s): sending again', safeUrl(init.url), err.code)
+      init.log('a kept connection to %s was closed by the upstream (%s): sending again', init.endpoint.safe, err.code)
     }
   }
 }
@@ -377,7 +502,7 @@ function classify (err: unknown, controller: AbortController, init: UpstreamPost
   }
   const cause = describeCause(err)
   if (when === 'before answering') {
-    return UpstreamError.of(502, 'upstream_unreachable', init.redact(`cannot reach the upstream at ${safeUrl(init.url)}: ${cause}`))
+    return UpstreamError.of(502, 'upstream_unreachable', init.redact(`cannot reach the upstream at ${init.endpoint.safe}: ${cause}`))
   }
   return UpstreamError.of(502, 'upstream_stream_cut', init.redact(`the upstream connection broke ${when}: ${cause}`))
 }
