@@ -11,9 +11,9 @@ import { UpstreamConnections, type UpstreamConnectionsInit } from '../models/ups
 import { MAX_CONCURRENT_REQUESTS } from './constants.js'
 import { DEFAULT_QUEUE_WAIT_MS } from '../../config/schema.js'
 import type { ModelConfig } from '../../config/schema.js'
-import { askForUsage, readUsage } from './usage.js'
+import { askForUsage, UsageReader } from './usage.js'
 import { mark } from '../wire/trace.js'
-import type { ModelRequest, ModelResponse, ModelUpstream, TokenUsage, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
+import type { ModelRequest, ModelResponse, ModelUpstream, UpstreamInit, UpstreamTarget } from '../models/upstream.js'
 import type { RejectCode } from './messages.js'
 import type { ComponentLogger, Logger, Startable } from '@libp2p/interface'
 
@@ -189,27 +189,29 @@ export class LocalModels implements Startable {
     const max = this.limits.get(model)
     if (max != null && (this.runningByModel.get(model) ?? 0) >= max) await this.queued(model, request.signal)
     else this.take(model)
+    // Our own controller, which stop() aborts, and the caller's abort forwarded to it: no AbortSignal.any per request.
     const controller = new AbortController()
-    const signal = request.signal == null ? controller.signal : AbortSignal.any([request.signal, controller.signal])
+    const callerAborted = (): void => { controller.abort(request.signal?.reason) }
+    request.signal?.addEventListener('abort', callerAborted)
+    if (request.signal?.aborted === true) callerAborted()
     this.controllers.add(controller)
     let released = false
     const release = (): void => {
       if (released) return
       released = true
       this.controllers.delete(controller)
-      signal.removeEventListener('abort', release)
+      request.signal?.removeEventListener('abort', callerAborted)
+      controller.signal.removeEventListener('abort', release)
       this.give(model)
     }
-    signal.addEventListener('abort', release)
+    controller.signal.addEventListener('abort', release)
     this.log('%s %s (%s)', model, request.route, request.body.stream === true ? 'stream' : 'whole')
     try {
       const asked = askForUsage(request.route, request.body)
       mark('upstream request')
-      const response = await upstream.request({ ...request, body: asked.body, signal })
-      let usage: TokenUsage | undefined
-      const streaming = response.contentType.startsWith('text/event-stream')
-      const body = readUsage(response.body, streaming, asked.strip, found => { usage = found })
-      return { ...response, body: releasing(body, release), usage: () => usage }
+      const response = await upstream.request({ route: request.route, body: asked.body, signal: controller.signal })
+      const usage = new UsageReader(response.contentType.startsWith('text/event-stream'), asked.strip)
+      return { ...response, body: served(response.body, usage, release), usage: () => usage.usage }
     } catch (err) {
       release()
       throw err
@@ -277,9 +279,16 @@ export function isBusy (err: unknown): boolean {
   return err instanceof UpstreamError && err.body.error.code === 'busy'
 }
 
-async function * releasing (body: AsyncIterable<Uint8Array>, release: () => void): AsyncGenerator<Uint8Array> {
+/**
+ * The upstream's body on its way to the caller: usage read as it passes,
+ * the request's slot freed when the body was read to its end, left or failed.
+ */
+async function * served (body: AsyncIterable<Uint8Array>, usage: UsageReader, release: () => void): AsyncGenerator<Uint8Array> {
   try {
-    yield * body
+    for await (const bytes of body) {
+      const passed = usage.pass(bytes)
+      if (passed != null) yield passed
+    }
   } finally {
     release()
   }

@@ -72,22 +72,25 @@ function holdsUsage (buffer: Buffer): boolean {
 }
 
 /**
- * Passes an OpenAI-format body through, reading its usage on the way.
- * `strip` drops the usage-only chunk (no choices) of a stream. Streamed
- * pieces hold whole SSE events (ModelResponse.body's contract).
+ * Reads usage from an OpenAI-format body as it passes, piece by piece, with
+ * nothing in between: the caller's own loop hands each piece in (one async
+ * generator less on every chunk's way out). `strip` drops the usage-only
+ * chunk (no choices) of a stream. Streamed pieces hold whole SSE events
+ * (ModelResponse.body's contract).
  */
-export async function * readUsage (body: AsyncIterable<Uint8Array>, streaming: boolean, strip: boolean, found: (usage: TokenUsage) => void): AsyncGenerator<Uint8Array> {
-  for await (const bytes of body) {
+export class UsageReader {
+  /** The upstream's usage, once a piece carried it. */
+  usage?: TokenUsage
+
+  constructor (private readonly streaming: boolean, private readonly strip: boolean) {}
+
+  /** What of `bytes` goes on to the caller: all of it, all but the usage-only chunk, or nothing (undefined). */
+  pass (bytes: Uint8Array): Uint8Array | undefined {
     const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    if (!holdsUsage(buffer)) {
-      yield bytes
-      continue
-    }
-    if (!streaming) {
-      const usage = usageOf(parse(buffer.toString('utf8')))
-      if (usage != null) found(usage)
-      yield bytes
-      continue
+    if (!holdsUsage(buffer)) return bytes
+    if (!this.streaming) {
+      this.found(usageOf(parse(buffer.toString('utf8'))))
+      return bytes
     }
     let dropped = false
     const kept: string[] = []
@@ -98,15 +101,19 @@ export async function * readUsage (body: AsyncIterable<Uint8Array>, streaming: b
       }
       const value = parse(dataOf(event))
       const usage = usageOf(value)
-      if (usage != null) found(usage)
-      if (strip && usage != null && Array.isArray(value?.choices) && value.choices.length === 0) {
+      this.found(usage)
+      if (this.strip && usage != null && Array.isArray(value?.choices) && value.choices.length === 0) {
         dropped = true
         continue
       }
       kept.push(event)
     }
-    if (!dropped) yield bytes
-    else if (kept.length > 0) yield Buffer.from(kept.join(''))
+    if (!dropped) return bytes
+    return kept.length > 0 ? Buffer.from(kept.join('')) : undefined
+  }
+
+  private found (usage: TokenUsage | undefined): void {
+    if (usage != null) this.usage = usage
   }
 }
 
