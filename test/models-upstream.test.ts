@@ -535,6 +535,29 @@ describe('OpenAI dialect adapter', () => {
     expect(gone.type).toBe('upstream_unreachable')
     expect(gone.message).toContain(url)
   })
+
+  it('sends a base URL\'s user and password as basic auth, and fails each request to an unusable URL with 502, without its credentials', async () => {
+    const open = new FakeOpenAIServer({ models: ['m'] })
+    await open.start()
+    try {
+      const withCredentials = open.url.replace('http://', 'http://user:pa%20ss@')
+      const { error } = await drain(await createUpstream({ baseUrl: withCredentials, dialect: 'openai', upstreamModel: 'm' }, { logger }).request({ route: 'embeddings', body: { input: 'a' } }))
+      expect(error).toBeUndefined()
+      expect(open.requests[0]!.path).toBe('/v1/embeddings')
+      expect(open.requests[0]!.headers.authorization).toBe(`Basic ${Buffer.from('user:pa ss').toString('base64')}`)
+    } finally {
+      await open.stop()
+    }
+
+    // An embedder's target is not checked beforehand (resolveUpstreamTarget checks only the node's own config):
+    // the adapter is made, each request fails.
+    const ftp = createUpstream({ baseUrl: 'ftp://user:secret@127.0.0.1/v1', dialect: 'openai', upstreamModel: 'm' }, { logger })
+    for (let i = 0; i < 2; i++) {
+      const refused = await rejection(ftp.request({ route: 'embeddings', body: { input: 'a' } }))
+      expect(refused.status).toBe(502)
+      expect(refused.message).toBe('cannot reach the upstream at ftp://127.0.0.1/v1/embeddings: unsupported protocol ftp:')
+    }
+  })
 })
 
 describe('Anthropic translation', () => {

@@ -57,6 +57,9 @@ export function askForUsage (route: ModelRoute, body: Record<string, unknown>): 
 
 const USAGE = Buffer.from('"usage":')
 
+/** holdsUsage for one event's text (a piece can hold many events, and only one of them the usage). */
+const USAGE_OBJECT = /"usage": *\{/
+
 /**
  * Whether the bytes hold a usage object: `"usage":` followed by `{`.
  * Streams asked for usage carry `"usage":null` in every chunk (OpenAI's
@@ -95,7 +98,7 @@ export class UsageReader {
     let dropped = false
     const kept: string[] = []
     for (const event of buffer.toString('utf8').split(/(?<=\n\n)/)) {
-      if (!holdsUsage(Buffer.from(event))) {
+      if (!USAGE_OBJECT.test(event)) {
         kept.push(event)
         continue
       }
