@@ -15,6 +15,7 @@ import { gatedEncrypters } from '../src/node/gate.js'
 import { noiseEncrypter } from '../src/node/noise-encrypter.js'
 import { webSocketTransport } from '../src/node/websocket-transport.js'
 import { yamuxMuxer } from '../src/node/yamux-muxer.js'
+import { echoOver } from './helpers/stream-echo.js'
 import type { ConnectionEncrypter, Stream } from '@libp2p/interface'
 
 const ECHO = '/clawmatrix-test/echo/1.0.0'
@@ -35,22 +36,7 @@ async function node (encrypters: Encrypters, listen: boolean): Promise<Libp2p> {
 
 /** Writes `message` and waits for the same bytes to come back. */
 async function echo (stream: Stream, message: Uint8Array): Promise<void> {
-  const chunks: Uint8Array[] = []
-  let received = 0
-  await new Promise<void>((resolve, reject) => {
-    const onMessage = (event: any): void => {
-      chunks.push(event.data.subarray())
-      received += event.data.byteLength
-      if (received >= message.byteLength) {
-        stream.removeEventListener('message', onMessage)
-        resolve()
-      }
-    }
-    stream.addEventListener('message', onMessage)
-    stream.addEventListener('close', () => { reject(new Error('the echo stream closed')) }, { once: true })
-    stream.send(message)
-  })
-  expect(Buffer.concat(chunks).equals(message)).toBe(true)
+  expect(Buffer.from(await echoOver(stream, message)).equals(message)).toBe(true)
 }
 
 /** Runs `work` while counting the RangeErrors constructed, with or without `new`. */

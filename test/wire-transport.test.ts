@@ -21,6 +21,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { webSocketTransport } from '../src/node/websocket-transport.js'
 import { yamuxMuxer } from '../src/node/yamux-muxer.js'
 import { FrameRecorder, HEADER_ONLY_MESSAGE_BYTES, type Direction } from './helpers/websocket-frames.js'
+import { echoOver } from './helpers/stream-echo.js'
 import type { Stream } from '@libp2p/interface'
 
 const ECHO = '/clawmatrix-test/echo/1.0.0'
@@ -42,20 +43,7 @@ async function node (fixes: Fixes, listen: boolean): Promise<Libp2p> {
 
 /** Writes `message` and waits for it to come back whole. */
 async function echo (stream: Stream, message: Uint8Array): Promise<void> {
-  let received = 0
-  const back = new Promise<void>((resolve, reject) => {
-    const onMessage = (event: any): void => {
-      received += event.data.byteLength
-      if (received >= message.byteLength) {
-        stream.removeEventListener('message', onMessage)
-        resolve()
-      }
-    }
-    stream.addEventListener('message', onMessage)
-    stream.addEventListener('close', () => { reject(new Error('the echo stream closed')) }, { once: true })
-  })
-  stream.send(message)
-  await back
+  await echoOver(stream, message)
 }
 
 /** The frames seen each way. */
