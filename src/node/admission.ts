@@ -1,6 +1,7 @@
 import { lpStream } from '@libp2p/utils'
 import type { ConnectionEncrypter, ConnectionGater, PeerId, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface'
 import { AdmissionDeniedError, AdmissionRefusedError } from './errors.js'
+import type { EncrypterFactory } from './noise-encrypter.js'
 
 /**
  * The managed half of the gate (./gate.ts is the secret half). Once Noise
@@ -28,7 +29,6 @@ const REFUSAL_LINGER_MS = 1_000
 /** A refusal reason from the peer is shown to the user; it is cut and cleaned first. */
 const MAX_REASON_CHARS = 300
 
-type EncrypterFactory = (components: any) => ConnectionEncrypter
 
 /** Wraps an encrypter (Noise) so that every connection it secures is admitted before it is used. */
 export function admitting (encrypter: EncrypterFactory, admission: Admission): EncrypterFactory {

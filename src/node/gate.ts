@@ -1,6 +1,5 @@
 import { createHmac } from 'node:crypto'
-import { noiseEncrypter } from './noise-encrypter.js'
-import type { ConnectionEncrypter } from '@libp2p/interface'
+import { noiseEncrypter, type EncrypterFactory } from './noise-encrypter.js'
 
 /**
  * The membership gate. Every connection is secured with Noise XX, and the
@@ -37,7 +36,6 @@ export interface SecretUsed {
   fingerprint: string
 }
 
-type EncrypterFactory = (components: any) => ConnectionEncrypter
 
 /**
  * The encrypters of a node that accepts any of `secrets` (newest first): one

@@ -29,7 +29,8 @@ export interface NoiseEncrypterInit extends NoiseInit {
   checkedLengths?: boolean
 }
 
-type EncrypterFactory = (components: any) => ConnectionEncrypter
+/** How libp2p takes a connection encrypter: a factory given the node's components. */
+export type EncrypterFactory = (components: any) => ConnectionEncrypter
 
 export function noiseEncrypter (init: NoiseEncrypterInit = {}): EncrypterFactory {
   const { checkedLengths, ...noiseInit } = init

@@ -1,6 +1,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { pathText } from './routing.js'
 import { withWakefulDeadline } from '../../node/wakeful-deadline.js'
+import { whenAborted } from '../../node/when-aborted.js'
 import type { ClusterView } from './cluster-view.js'
 import type { Heartbeat } from '../../node/heartbeat.js'
 import type { PeerDialer } from '../../node/peer-dialer.js'
@@ -86,17 +87,12 @@ export function pathDescriber (states: NodeStates, sources: { swarm: Swarm, view
       const peer = peerIdFromString(peerId)
       // Wakeful, as every wait for a peer: a blocked host must not read its own stall as the relay's silence.
       await withWakefulDeadline(RELAY_CHECK_MS, async signal => {
-        const answered = await Promise.race([heartbeat.check(peer), aborted(signal).then(() => false)])
+        const answered = await Promise.race([heartbeat.check(peer), whenAborted(signal).then(() => false)])
         if (!answered) await disconnected(swarm, peer, signal)
       })
       return states.describe(nodeId)
     }
   }
-}
-
-async function aborted (signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return
-  await new Promise(resolve => { signal.addEventListener('abort', resolve, { once: true }) })
 }
 
 /** Resolves once `peer` has no open connection, or `signal` aborts. */

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_PROBE_TIMEOUT_MS } from '../../config/schema.js'
 import { WakefulDeadline } from '../../node/wakeful-deadline.js'
+import { whenAborted } from '../../node/when-aborted.js'
 import { SilentConnectionError } from './errors.js'
 import { relayOf, type PeerDescriber } from './path.js'
 import type { Connection } from '@libp2p/interface'
@@ -71,7 +72,7 @@ export class ConnectionProbe {
     if (probe.silent) return false
     const deadline = new WakefulDeadline(Math.max(0, this.timeoutMs - (performance.now() - probe.sentAt)), { signal })
     try {
-      const answered = await Promise.race([probe.pong, aborted(deadline.signal)])
+      const answered = await Promise.race([probe.pong, whenAborted(deadline.signal)])
       if (answered === true) return true
       if (answered === false) return false
       if (!deadline.expired) return undefined
@@ -103,10 +104,4 @@ export class ConnectionProbe {
 function pingingMuxer (connection: Connection): PingingMuxer | undefined {
   const muxer = (connection as unknown as { muxer?: Partial<PingingMuxer> }).muxer
   return typeof muxer?.ping === 'function' ? muxer as PingingMuxer : undefined
-}
-
-/** Resolves with undefined once `signal` aborts; the listener goes with the signal. */
-async function aborted (signal: AbortSignal): Promise<undefined> {
-  if (signal.aborted) return undefined
-  return await new Promise(resolve => { signal.addEventListener('abort', () => { resolve(undefined) }, { once: true }) })
 }
